@@ -1,0 +1,972 @@
+//! `archives.toml` in two steps: strict serde structs ([`RawConfig`], unknown keys refused) are
+//! read first, then [`RawConfig::validate`] turns them into a [`Config`] the rest of the program
+//! trusts, or into every problem found, each naming the field, the value and why.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::clock::EpochMillis;
+use crate::persist::index::{validate_index_name, IndexNaming, IndexPeriod};
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {} problem(s):\n{}", problems.len(), problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+/// One validation failure: which field, which value, and why it is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub field: String,
+    pub value: String,
+    pub why: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} = {}: {}", self.field, self.value, self.why)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Step 1: the file as written.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub node: RawNode,
+    #[serde(default)]
+    pub index: RawIndex,
+    #[serde(default, rename = "archive")]
+    pub archives: Vec<RawArchive>,
+    #[serde(default)]
+    pub http: RawHttp,
+    #[serde(default)]
+    pub ingest: RawIngest,
+    #[serde(default)]
+    pub consolidate: RawConsolidate,
+    #[serde(default)]
+    pub persist: RawPersist,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNode {
+    pub url: Option<String>,
+    pub username: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub api_key_env: Option<String>,
+    pub api_key_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIndex {
+    pub prefix: Option<String>,
+    pub name: Option<String>,
+    pub template: Option<String>,
+    pub template_priority: Option<u32>,
+    pub replicas: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawArchive {
+    pub name: String,
+    #[serde(with = "humantime_serde")]
+    pub step: Duration,
+    pub retention: String,
+    pub index_period: IndexPeriod,
+    #[serde(default, with = "humantime_serde")]
+    pub lateness: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    pub listen: Option<String>,
+    pub max_body_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIngest {
+    #[serde(default, with = "humantime_serde")]
+    pub max_future_skew: Option<Duration>,
+    pub max_name_length: Option<usize>,
+    pub max_tags: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsolidate {
+    pub max_series: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    pub tick: Option<Duration>,
+    pub queue_batches: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPersist {
+    pub batch_docs: Option<usize>,
+    pub batch_bytes: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    pub flush_interval: Option<Duration>,
+    pub queue_docs: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    pub retry_initial: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub retry_max: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub shutdown_timeout: Option<Duration>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Step 2: what the program trusts.
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub node: NodeConfig,
+    pub index: IndexConfig,
+    pub archives: Vec<Archive>,
+    pub http: HttpConfig,
+    pub ingest: IngestConfig,
+    pub consolidate: ConsolidateConfig,
+    pub persist: PersistConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// `None`: no node configured (`scripts/run` then provisions a local one).
+    pub url: Option<String>,
+    pub auth: NodeAuth,
+    pub ca_file: Option<PathBuf>,
+    pub timeout: Duration,
+}
+
+/// Where credentials come from; secrets are read when connecting, never stored in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeAuth {
+    None,
+    Basic {
+        username: String,
+        password: SecretSource,
+    },
+    ApiKey(SecretSource),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    Env(String),
+    File(PathBuf),
+}
+
+impl SecretSource {
+    /// Reads the secret (trailing newline removed).
+    pub fn read(&self) -> Result<String, String> {
+        match self {
+            SecretSource::Env(var) => {
+                std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))
+            }
+            SecretSource::File(path) => std::fs::read_to_string(path)
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+                .map_err(|e| format!("cannot read {}: {e}", path.display())),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct IndexConfig {
+    pub prefix: String,
+    pub naming: IndexNaming,
+    pub template: String,
+    pub template_priority: u32,
+    pub replicas: u32,
+}
+
+/// One resolution: its bucket length, how long it is kept, how its indices are cut.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Archive {
+    pub name: String,
+    pub step: Duration,
+    pub retention: CalendarSpan,
+    pub index_period: IndexPeriod,
+    pub lateness: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    pub max_future_skew: Duration,
+    pub max_name_length: usize,
+    pub max_tags: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsolidateConfig {
+    pub max_series: usize,
+    pub tick: Duration,
+    pub queue_batches: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct PersistConfig {
+    pub batch_docs: usize,
+    pub batch_bytes: usize,
+    pub flush_interval: Duration,
+    pub queue_docs: usize,
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_future_skew: Duration::from_secs(60),
+            max_name_length: 255,
+            max_tags: 32,
+        }
+    }
+}
+
+/// A calendar-aware length of time ("3 days", "2 months"), added in UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CalendarSpan {
+    pub count: u32,
+    pub unit: CalendarUnit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CalendarUnit {
+    Hour,
+    Day,
+    Week,
+    Month,
+    Year,
+}
+
+impl FromStr for CalendarSpan {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (number, unit) = (&s[..split], s[split..].trim());
+        let count: u32 = number.parse().map_err(|_| {
+            "expected a whole number followed by a unit, e.g. \"3 days\"".to_string()
+        })?;
+        let unit = match unit {
+            "h" | "hour" | "hours" => CalendarUnit::Hour,
+            "d" | "day" | "days" => CalendarUnit::Day,
+            "w" | "week" | "weeks" => CalendarUnit::Week,
+            "M" | "month" | "months" => CalendarUnit::Month,
+            "y" | "year" | "years" => CalendarUnit::Year,
+            other => {
+                return Err(format!(
+                    "unknown unit '{other}' (hours, days, weeks, months or years)"
+                ))
+            }
+        };
+        if count == 0 {
+            return Err("must be longer than zero".into());
+        }
+        Ok(Self { count, unit })
+    }
+}
+
+impl fmt::Display for CalendarSpan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unit = match self.unit {
+            CalendarUnit::Hour => "hour",
+            CalendarUnit::Day => "day",
+            CalendarUnit::Week => "week",
+            CalendarUnit::Month => "month",
+            CalendarUnit::Year => "year",
+        };
+        write!(
+            f,
+            "{} {unit}{}",
+            self.count,
+            if self.count == 1 { "" } else { "s" }
+        )
+    }
+}
+
+impl CalendarSpan {
+    /// `t` plus this span, month and year arithmetic on the UTC calendar (clamped to month end).
+    pub fn add_to(self, t: EpochMillis) -> EpochMillis {
+        use chrono::{Months, TimeZone, Utc};
+        let n = i64::from(self.count);
+        match self.unit {
+            CalendarUnit::Hour => t + n * 3_600_000,
+            CalendarUnit::Day => t + n * 86_400_000,
+            CalendarUnit::Week => t + n * 7 * 86_400_000,
+            CalendarUnit::Month | CalendarUnit::Year => {
+                let months = if self.unit == CalendarUnit::Year {
+                    self.count * 12
+                } else {
+                    self.count
+                };
+                Utc.timestamp_millis_opt(t)
+                    .single()
+                    .and_then(|d| d.checked_add_months(Months::new(months)))
+                    .map(|d| d.timestamp_millis())
+                    .unwrap_or(i64::MAX)
+            }
+        }
+    }
+
+    /// The shortest this span can be, in milliseconds.
+    pub fn min_len_ms(self) -> i64 {
+        let day = 86_400_000i64;
+        let n = i64::from(self.count);
+        match self.unit {
+            CalendarUnit::Hour => n * 3_600_000,
+            CalendarUnit::Day => n * day,
+            CalendarUnit::Week => n * 7 * day,
+            CalendarUnit::Month => n * 28 * day,
+            CalendarUnit::Year => n * 365 * day,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Parses and validates `text`; `path` only names the source in errors.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        raw.validate().map_err(|problems| ConfigError::Invalid {
+            path: path.into(),
+            problems,
+        })
+    }
+
+    pub fn archive(&self, name: &str) -> Option<&Archive> {
+        self.archives.iter().find(|a| a.name == name)
+    }
+}
+
+/// Collects problems so that one run of `strata check` reports all of them.
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, field: impl Into<String>, value: impl fmt::Display, why: impl Into<String>) {
+        self.0.push(Problem {
+            field: field.into(),
+            value: value.to_string(),
+            why: why.into(),
+        });
+    }
+}
+
+fn quoted(s: &str) -> String {
+    format!("{s:?}")
+}
+
+fn human(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+const DEFAULT_NAME: &str = "{prefix}{archive}-{period}";
+
+impl RawConfig {
+    /// Checks everything and builds the trusted [`Config`], or returns every problem found.
+    pub fn validate(self) -> Result<Config, Vec<Problem>> {
+        let mut problems = Problems::default();
+        let node = validate_node(self.node, &mut problems);
+        let index = validate_index(self.index, &mut problems);
+        let archives = validate_archives(self.archives, index.as_ref(), &mut problems);
+        let http = validate_http(self.http, &mut problems);
+        let ingest = validate_ingest(self.ingest, &mut problems);
+        let consolidate = validate_consolidate(self.consolidate, &mut problems);
+        let persist = validate_persist(self.persist, &mut problems);
+        match (problems.0.is_empty(), index, http) {
+            (true, Some(index), Some(http)) => Ok(Config {
+                node,
+                index,
+                archives,
+                http,
+                ingest,
+                consolidate,
+                persist,
+            }),
+            _ => Err(problems.0),
+        }
+    }
+}
+
+fn validate_node(raw: RawNode, problems: &mut Problems) -> NodeConfig {
+    if let Some(url) = &raw.url {
+        let ok = (url.starts_with("http://") || url.starts_with("https://"))
+            && url.len() > "https://".len();
+        if !ok {
+            problems.add(
+                "node.url",
+                quoted(url),
+                "must be an http:// or https:// URL",
+            );
+        }
+    }
+    let password = match (&raw.password_env, &raw.password_file) {
+        (Some(_), Some(_)) => {
+            problems.add(
+                "node.password_file",
+                "…",
+                "give either password_env or password_file, not both",
+            );
+            None
+        }
+        (Some(var), None) => Some(SecretSource::Env(var.clone())),
+        (None, Some(path)) => Some(SecretSource::File(path.clone())),
+        (None, None) => None,
+    };
+    let api_key = match (&raw.api_key_env, &raw.api_key_file) {
+        (Some(_), Some(_)) => {
+            problems.add(
+                "node.api_key_file",
+                "…",
+                "give either api_key_env or api_key_file, not both",
+            );
+            None
+        }
+        (Some(var), None) => Some(SecretSource::Env(var.clone())),
+        (None, Some(path)) => Some(SecretSource::File(path.clone())),
+        (None, None) => None,
+    };
+    let auth = match (raw.username, password, api_key) {
+        (Some(username), Some(password), None) => NodeAuth::Basic { username, password },
+        (None, None, Some(key)) => NodeAuth::ApiKey(key),
+        (None, None, None) => NodeAuth::None,
+        (Some(u), None, _) => {
+            problems.add(
+                "node.username",
+                quoted(&u),
+                "needs password_env or password_file",
+            );
+            NodeAuth::None
+        }
+        (None, Some(_), _) => {
+            problems.add("node.password_env", "…", "a password needs node.username");
+            NodeAuth::None
+        }
+        (Some(_), Some(_), Some(_)) => {
+            problems.add(
+                "node.api_key_env",
+                "…",
+                "use basic auth or an API key, not both",
+            );
+            NodeAuth::None
+        }
+    };
+    let timeout = raw.timeout.unwrap_or(Duration::from_secs(30));
+    if timeout.is_zero() {
+        problems.add("node.timeout", "0s", "must be longer than zero");
+    }
+    NodeConfig {
+        url: raw.url.map(|u| u.trim_end_matches('/').to_string()),
+        auth,
+        ca_file: raw.ca_file,
+        timeout,
+    }
+}
+
+fn validate_index(raw: RawIndex, problems: &mut Problems) -> Option<IndexConfig> {
+    let prefix = raw.prefix.unwrap_or_else(|| "strata-".into());
+    let template = raw.template.unwrap_or_else(|| "strata".into());
+    let name = raw.name.unwrap_or_else(|| DEFAULT_NAME.into());
+    if template.is_empty()
+        || template.starts_with(['_', '-', '+'])
+        || template
+            .chars()
+            .any(|c| c.is_uppercase() || c == ' ' || c == '/')
+    {
+        problems.add(
+            "index.template",
+            quoted(&template),
+            "must be a lower-case name without spaces or '/', not starting with '_', '-' or '+'",
+        );
+    }
+    let naming = match IndexNaming::parse(&name, &prefix) {
+        Ok(naming) => Some(naming),
+        Err(e) => {
+            problems.add("index.name", quoted(&name), e.to_string());
+            None
+        }
+    };
+    naming.map(|naming| IndexConfig {
+        prefix,
+        naming,
+        template,
+        template_priority: raw.template_priority.unwrap_or(500),
+        replicas: raw.replicas.unwrap_or(1),
+    })
+}
+
+fn validate_archives(
+    raw: Vec<RawArchive>,
+    index: Option<&IndexConfig>,
+    problems: &mut Problems,
+) -> Vec<Archive> {
+    if raw.is_empty() {
+        problems.add("archive", "[]", "at least one [[archive]] is needed");
+    }
+    let mut archives = Vec::with_capacity(raw.len());
+    let mut names = HashSet::new();
+    for (i, a) in raw.into_iter().enumerate() {
+        let field = |f: &str| format!("archive[{i}].{f}");
+        if a.name.is_empty()
+            || !a
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        {
+            problems.add(
+                field("name"),
+                quoted(&a.name),
+                "must be non-empty lower-case letters, digits, '-' or '_'",
+            );
+        } else if !names.insert(a.name.clone()) {
+            problems.add(
+                field("name"),
+                quoted(&a.name),
+                "another archive has this name",
+            );
+        }
+        let step_ms = a.step.as_millis() as i64;
+        let retention = match a.retention.parse::<CalendarSpan>() {
+            Ok(r) => Some(r),
+            Err(why) => {
+                problems.add(field("retention"), quoted(&a.retention), why);
+                None
+            }
+        };
+        if a.step.is_zero() {
+            problems.add(field("step"), human(a.step), "must be longer than zero");
+        } else if a.step.subsec_nanos() != 0 {
+            problems.add(
+                field("step"),
+                human(a.step),
+                "must be a whole number of seconds",
+            );
+        } else if step_ms > a.index_period.min_len_ms() {
+            problems.add(
+                field("step"),
+                human(a.step),
+                format!("is longer than the index period '{}'", a.index_period),
+            );
+        } else if a.index_period.boundary_unit_ms() % step_ms != 0 {
+            problems.add(
+                field("step"),
+                human(a.step),
+                format!(
+                    "does not divide the index period '{}' ({}): buckets would straddle two indices",
+                    a.index_period,
+                    human(Duration::from_millis(a.index_period.boundary_unit_ms() as u64))
+                ),
+            );
+        }
+        if let Some(r) = retention {
+            if !a.step.is_zero() && r.min_len_ms() < step_ms {
+                problems.add(
+                    field("retention"),
+                    quoted(&a.retention),
+                    format!("is shorter than the step ({})", human(a.step)),
+                );
+            } else if r.min_len_ms() < a.index_period.min_len_ms() {
+                problems.add(
+                    field("retention"),
+                    quoted(&a.retention),
+                    format!("is shorter than one index period '{}': the index being written would already be expired", a.index_period),
+                );
+            }
+        }
+        let lateness = a.lateness.unwrap_or(Duration::from_secs(10));
+        if lateness.subsec_millis() != 0 && lateness.subsec_nanos() % 1_000_000 != 0 {
+            problems.add(
+                field("lateness"),
+                human(lateness),
+                "must be whole milliseconds",
+            );
+        }
+        if let Some(r) = retention {
+            archives.push(Archive {
+                name: a.name,
+                step: a.step,
+                retention: r,
+                index_period: a.index_period,
+                lateness,
+            });
+        }
+    }
+    if let Some(index) = index {
+        check_index_names(&archives, index, problems);
+    }
+    archives
+}
+
+/// Every archive's names must be valid indices, and no two archives may share an index.
+fn check_index_names(archives: &[Archive], index: &IndexConfig, problems: &mut Problems) {
+    // Period starts spread over several years, hours and months: enough to tell templates apart.
+    let samples: Vec<EpochMillis> = (0..60)
+        .map(|i| 1_262_304_000_000 + i * 1_123_200_000 + (i % 24) * 3_600_000)
+        .collect();
+    let rendered: Vec<HashSet<String>> = archives
+        .iter()
+        .map(|a| {
+            samples
+                .iter()
+                .map(|&t| {
+                    index
+                        .naming
+                        .render(&a.name, a.index_period, a.index_period.start_of(t))
+                })
+                .collect()
+        })
+        .collect();
+    for (i, a) in archives.iter().enumerate() {
+        if let Some(example) = rendered[i].iter().next() {
+            if let Err(e) = validate_index_name(example) {
+                problems.add(
+                    format!("archive[{i}] index name"),
+                    quoted(example),
+                    e.to_string(),
+                );
+            }
+        }
+        for (j, b) in archives.iter().enumerate().skip(i + 1) {
+            if let Some(shared) = rendered[i].intersection(&rendered[j]).next() {
+                problems.add(
+                    "index.name",
+                    quoted(&index.naming.wildcard()),
+                    format!(
+                        "archives '{}' and '{}' would both write to index {shared:?}",
+                        a.name, b.name
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn validate_http(raw: RawHttp, problems: &mut Problems) -> Option<HttpConfig> {
+    let listen = raw.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
+    let max_body_bytes = raw.max_body_bytes.unwrap_or(16 * 1024 * 1024);
+    if max_body_bytes == 0 {
+        problems.add("http.max_body_bytes", 0, "must be larger than zero");
+    }
+    match listen.parse::<SocketAddr>() {
+        Ok(listen) => Some(HttpConfig {
+            listen,
+            max_body_bytes,
+        }),
+        Err(_) => {
+            problems.add(
+                "http.listen",
+                quoted(&listen),
+                "must be an IP address and port, e.g. \"127.0.0.1:8080\"",
+            );
+            None
+        }
+    }
+}
+
+fn validate_ingest(raw: RawIngest, problems: &mut Problems) -> IngestConfig {
+    let d = IngestConfig::default();
+    let cfg = IngestConfig {
+        max_future_skew: raw.max_future_skew.unwrap_or(d.max_future_skew),
+        max_name_length: raw.max_name_length.unwrap_or(d.max_name_length),
+        max_tags: raw.max_tags.unwrap_or(d.max_tags),
+    };
+    if cfg.max_name_length == 0 {
+        problems.add("ingest.max_name_length", 0, "must be larger than zero");
+    }
+    cfg
+}
+
+fn validate_consolidate(raw: RawConsolidate, problems: &mut Problems) -> ConsolidateConfig {
+    let cfg = ConsolidateConfig {
+        max_series: raw.max_series.unwrap_or(1_000_000),
+        tick: raw.tick.unwrap_or(Duration::from_secs(1)),
+        queue_batches: raw.queue_batches.unwrap_or(64),
+    };
+    if cfg.max_series == 0 {
+        problems.add("consolidate.max_series", 0, "must be larger than zero");
+    }
+    if cfg.tick.is_zero() {
+        problems.add("consolidate.tick", "0s", "must be longer than zero");
+    }
+    if cfg.queue_batches == 0 {
+        problems.add("consolidate.queue_batches", 0, "must be larger than zero");
+    }
+    cfg
+}
+
+fn validate_persist(raw: RawPersist, problems: &mut Problems) -> PersistConfig {
+    let cfg = PersistConfig {
+        batch_docs: raw.batch_docs.unwrap_or(5_000),
+        batch_bytes: raw.batch_bytes.unwrap_or(8 * 1024 * 1024),
+        flush_interval: raw.flush_interval.unwrap_or(Duration::from_secs(1)),
+        queue_docs: raw.queue_docs.unwrap_or(100_000),
+        retry_initial: raw.retry_initial.unwrap_or(Duration::from_millis(200)),
+        retry_max: raw.retry_max.unwrap_or(Duration::from_secs(30)),
+        shutdown_timeout: raw.shutdown_timeout.unwrap_or(Duration::from_secs(30)),
+    };
+    for (field, value) in [
+        ("persist.batch_docs", cfg.batch_docs),
+        ("persist.batch_bytes", cfg.batch_bytes),
+        ("persist.queue_docs", cfg.queue_docs),
+    ] {
+        if value == 0 {
+            problems.add(field, 0, "must be larger than zero");
+        }
+    }
+    if cfg.flush_interval.is_zero() {
+        problems.add("persist.flush_interval", "0s", "must be longer than zero");
+    }
+    if cfg.retry_initial.is_zero() || cfg.retry_max < cfg.retry_initial {
+        problems.add(
+            "persist.retry_max",
+            human(cfg.retry_max),
+            format!(
+                "must be at least retry_initial ({}), which must be > 0",
+                human(cfg.retry_initial)
+            ),
+        );
+    }
+    cfg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        [node]
+        url = "http://127.0.0.1:9200"
+        [index]
+        prefix = "strata-"
+        [[archive]]
+        name = "20s"
+        step = "20s"
+        retention = "2 days"
+        index_period = "day"
+        [[archive]]
+        name = "10m"
+        step = "10m"
+        retention = "2 months"
+        index_period = "month"
+        lateness = "1m"
+        [[archive]]
+        name = "1h"
+        step = "1h"
+        retention = "10 years"
+        index_period = "year"
+    "#;
+
+    fn problems(text: &str) -> Vec<Problem> {
+        match Config::from_toml(text, Path::new("t.toml")) {
+            Err(ConfigError::Invalid { problems, .. }) => problems,
+            other => panic!("expected validation problems, got {other:?}"),
+        }
+    }
+
+    fn with_archive(archive: &str) -> String {
+        format!("[[archive]]\n{archive}\n")
+    }
+
+    #[test]
+    fn good_config_validates_with_defaults() {
+        let cfg = Config::from_toml(GOOD, Path::new("t.toml")).unwrap();
+        assert_eq!(cfg.archives.len(), 3);
+        assert_eq!(cfg.archives[0].lateness, Duration::from_secs(10));
+        assert_eq!(cfg.archives[1].lateness, Duration::from_secs(60));
+        assert_eq!(
+            cfg.archives[2].retention,
+            CalendarSpan {
+                count: 10,
+                unit: CalendarUnit::Year
+            }
+        );
+        assert_eq!(cfg.http.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(cfg.node.url.as_deref(), Some("http://127.0.0.1:9200"));
+        assert_eq!(cfg.index.naming.wildcard(), "strata-*-*");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_toml("[node]\nurll = \"x\"\n", Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `urll`"), "{err}");
+    }
+
+    #[test]
+    fn zero_step_is_refused() {
+        let p = problems(&with_archive(
+            "name=\"a\"\nstep=\"0s\"\nretention=\"1 day\"\nindex_period=\"day\"",
+        ));
+        assert_eq!(p[0].field, "archive[0].step");
+        assert!(p[0].why.contains("longer than zero"));
+    }
+
+    #[test]
+    fn step_must_divide_the_period() {
+        let p = problems(&with_archive(
+            "name=\"a\"\nstep=\"7s\"\nretention=\"1 day\"\nindex_period=\"day\"",
+        ));
+        assert!(
+            p[0].why.contains("does not divide the index period 'day'"),
+            "{p:?}"
+        );
+        let p = problems(&with_archive(
+            "name=\"a\"\nstep=\"2h\"\nretention=\"1 day\"\nindex_period=\"hour\"",
+        ));
+        assert!(
+            p[0].why.contains("longer than the index period 'hour'"),
+            "{p:?}"
+        );
+        let p = problems(&with_archive(
+            "name=\"a\"\nstep=\"7days\"\nretention=\"1 year\"\nindex_period=\"month\"",
+        ));
+        assert!(p[0].why.contains("does not divide"), "{p:?}");
+    }
+
+    #[test]
+    fn retention_shorter_than_step_or_period_is_refused() {
+        let p = problems(&with_archive(
+            "name=\"a\"\nstep=\"1h\"\nretention=\"1 hours\"\nindex_period=\"day\"",
+        ));
+        assert!(p[0].why.contains("shorter than one index period"), "{p:?}");
+        let p = problems(&with_archive(
+            "name=\"a\"\nstep=\"1day\"\nretention=\"2 h\"\nindex_period=\"day\"",
+        ));
+        assert!(p[0].why.contains("shorter than the step"), "{p:?}");
+        let p = problems(&with_archive(
+            "name=\"a\"\nstep=\"1h\"\nretention=\"2 fortnights\"\nindex_period=\"day\"",
+        ));
+        assert!(p[0].why.contains("unknown unit 'fortnights'"), "{p:?}");
+    }
+
+    #[test]
+    fn duplicate_names_and_colliding_indices_are_refused() {
+        let a = "name=\"a\"\nstep=\"20s\"\nretention=\"2 days\"\nindex_period=\"day\"";
+        let p = problems(&format!("{}{}", with_archive(a), with_archive(a)));
+        assert!(
+            p.iter().any(|p| p.why == "another archive has this name"),
+            "{p:?}"
+        );
+        let b = "name=\"b\"\nstep=\"1m\"\nretention=\"2 days\"\nindex_period=\"day\"";
+        let text = format!(
+            "[index]\nname=\"{{prefix}}{{period}}\"\n{}{}",
+            with_archive(a),
+            with_archive(b)
+        );
+        let p = problems(&text);
+        assert!(
+            p.iter().any(|p| p
+                .why
+                .contains("archives 'a' and 'b' would both write to index")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn samplerr_naming_with_three_periods_is_fine() {
+        let text = r#"
+            [index]
+            prefix = ".samplerr-"
+            name = "{prefix}{period}"
+            [[archive]]
+            name = "20s"
+            step = "20s"
+            retention = "3 days"
+            index_period = "day"
+            [[archive]]
+            name = "10m"
+            step = "10m"
+            retention = "2 months"
+            index_period = "month"
+            [[archive]]
+            name = "1h"
+            step = "1h"
+            retention = "10 years"
+            index_period = "year"
+        "#;
+        Config::from_toml(text, Path::new("t.toml")).unwrap();
+    }
+
+    #[test]
+    fn invalid_index_names_are_refused() {
+        let p = problems(&format!(
+            "[index]\nprefix=\"Strata-\"\n{}",
+            with_archive("name=\"a\"\nstep=\"20s\"\nretention=\"2 days\"\nindex_period=\"day\"")
+        ));
+        assert!(p.iter().any(|p| p.why.contains("upper-case")), "{p:?}");
+    }
+
+    #[test]
+    fn node_auth_needs_both_parts() {
+        let p = problems(&format!(
+            "[node]\nusername=\"u\"\n{}",
+            with_archive("name=\"a\"\nstep=\"20s\"\nretention=\"2 days\"\nindex_period=\"day\"")
+        ));
+        assert_eq!(p[0].field, "node.username");
+    }
+
+    #[test]
+    fn calendar_spans_parse_and_add() {
+        let s: CalendarSpan = "2 months".parse().unwrap();
+        let jan31 = chrono::DateTime::parse_from_rfc3339("2020-01-31T00:00:00Z")
+            .unwrap()
+            .timestamp_millis();
+        let mar31 = chrono::DateTime::parse_from_rfc3339("2020-03-31T00:00:00Z")
+            .unwrap()
+            .timestamp_millis();
+        assert_eq!(s.add_to(jan31), mar31);
+        assert_eq!("3d".parse::<CalendarSpan>().unwrap().to_string(), "3 days");
+        assert!("0 days".parse::<CalendarSpan>().is_err());
+        assert!("days".parse::<CalendarSpan>().is_err());
+    }
+}

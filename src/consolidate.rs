@@ -1,0 +1,612 @@
+//! The consolidation core: events in, one [`Summary`] per (series, archive, bucket) out.
+//!
+//! Pure and synchronous: no I/O, no clock reads. Callers pass event times to [`Consolidator::record`]
+//! and "now" to [`Consolidator::flush_due`]. Buckets are aligned to the Unix epoch in UTC
+//! (`start = floor(t / step) * step`), so every series, archive and restart agrees on them. A
+//! bucket is closed once `now` passes its end plus the archive's lateness; events that arrive for
+//! a closed bucket are reported as late instead of reopening it. A series with no open bucket
+//! left is forgotten, so memory follows the active series only.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+
+use crate::clock::EpochMillis;
+use crate::event::{Event, MetricKind};
+
+/// Archives are tracked in a bit mask per event.
+pub const MAX_ARCHIVES: usize = 64;
+
+/// What the consolidator needs to know about one archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArchiveSpec {
+    pub step_ms: i64,
+    pub lateness_ms: i64,
+}
+
+/// The statistics of one bucket.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Summary {
+    pub start: EpochMillis,
+    pub count: u64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+    pub first: f64,
+    pub last: f64,
+    pub first_at: EpochMillis,
+    pub last_at: EpochMillis,
+    pub kind: MetricKind,
+}
+
+impl Summary {
+    fn new(start: EpochMillis, kind: MetricKind, value: f64, at: EpochMillis) -> Self {
+        Self {
+            start,
+            count: 1,
+            sum: value,
+            min: value,
+            max: value,
+            first: value,
+            last: value,
+            first_at: at,
+            last_at: at,
+            kind,
+        }
+    }
+
+    #[inline]
+    fn add(&mut self, value: f64, at: EpochMillis) {
+        self.count += 1;
+        self.sum += value;
+        self.min = self.min.min(value);
+        self.max = self.max.max(value);
+        // First and last go by event time; on a tie the earlier arrival stays first and the later
+        // arrival becomes last.
+        if at < self.first_at {
+            self.first = value;
+            self.first_at = at;
+        }
+        if at >= self.last_at {
+            self.last = value;
+            self.last_at = at;
+        }
+    }
+
+    pub fn avg(&self) -> f64 {
+        self.sum / self.count as f64
+    }
+}
+
+/// A bucket that will not change any more.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Closed {
+    /// The packed series key (see [`crate::event::SeriesKey`]).
+    pub series: Arc<str>,
+    /// Index into the archives the consolidator was built with.
+    pub archive: usize,
+    pub summary: Summary,
+}
+
+/// Which archives found an event's bucket already closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LateMask(pub u64);
+
+impl LateMask {
+    pub fn is_late_in(self, archive: usize) -> bool {
+        self.0 & (1 << archive) != 0
+    }
+
+    pub fn any(self) -> bool {
+        self.0 != 0
+    }
+}
+
+/// Why the consolidator refused events.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConsolidateError {
+    #[error("active series limit {limit} reached: new series '{series}' refused")]
+    SeriesLimit { limit: usize, series: String },
+}
+
+type SeriesId = u32;
+
+struct SeriesEntry {
+    key: Arc<str>,
+    /// Open buckets over all archives; the series is forgotten when this reaches zero.
+    open: u32,
+}
+
+struct ArchiveState {
+    spec: ArchiveSpec,
+    /// Open buckets per series id; rarely more than two (the current one and one within lateness).
+    slots: Vec<Vec<Summary>>,
+    /// Series with an open bucket, by bucket start: what to close, in order.
+    due: BTreeMap<EpochMillis, Vec<SeriesId>>,
+    /// Buckets ending at or before this instant are closed.
+    watermark: EpochMillis,
+}
+
+/// Totals for one batch of events.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BatchReport {
+    /// Events recorded in at least one archive.
+    pub accepted: u64,
+    /// Events whose bucket was already closed in at least one archive.
+    pub late: u64,
+    /// Late events per archive, in configuration order.
+    pub late_by_archive: Vec<u64>,
+}
+
+impl BatchReport {
+    pub fn new(archives: usize) -> Self {
+        Self {
+            accepted: 0,
+            late: 0,
+            late_by_archive: vec![0; archives],
+        }
+    }
+
+    /// Counts one event that was late in the archives of `late`.
+    pub fn count(&mut self, late: LateMask) {
+        if (late.0.count_ones() as usize) < self.late_by_archive.len() {
+            self.accepted += 1;
+        }
+        if late.any() {
+            self.late += 1;
+            for (i, n) in self.late_by_archive.iter_mut().enumerate() {
+                *n += u64::from(late.is_late_in(i));
+            }
+        }
+    }
+}
+
+/// Consolidates events into per-bucket summaries for every archive.
+pub struct Consolidator {
+    archives: Vec<ArchiveState>,
+    index: HashMap<Arc<str>, SeriesId>,
+    series: Vec<Option<SeriesEntry>>,
+    free: Vec<SeriesId>,
+    max_series: usize,
+}
+
+impl Consolidator {
+    /// `archives` in configuration order (at most [`MAX_ARCHIVES`]); `max_series` bounds memory.
+    pub fn new(archives: &[ArchiveSpec], max_series: usize) -> Self {
+        assert!(
+            archives.len() <= MAX_ARCHIVES,
+            "at most {MAX_ARCHIVES} archives"
+        );
+        assert!(archives.iter().all(|a| a.step_ms > 0 && a.lateness_ms >= 0));
+        Self {
+            archives: archives
+                .iter()
+                .map(|&spec| ArchiveState {
+                    spec,
+                    slots: Vec::new(),
+                    due: BTreeMap::new(),
+                    watermark: EpochMillis::MIN,
+                })
+                .collect(),
+            index: HashMap::new(),
+            series: Vec::new(),
+            free: Vec::new(),
+            max_series,
+        }
+    }
+
+    /// Series that have at least one open bucket.
+    pub fn active_series(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Open buckets over all series and archives.
+    pub fn open_buckets(&self) -> usize {
+        self.archives
+            .iter()
+            .map(|a| a.due.values().map(Vec::len).sum::<usize>())
+            .sum()
+    }
+
+    /// Records a whole batch, or none of it when it would exceed the series limit.
+    pub fn record_batch(&mut self, events: &[Event]) -> Result<BatchReport, ConsolidateError> {
+        self.check_room_for(events)?;
+        let mut report = BatchReport::new(self.archives.len());
+        for e in events {
+            report.count(self.record_event(e)?);
+        }
+        Ok(report)
+    }
+
+    /// Records one event; see [`Consolidator::record`].
+    #[inline]
+    pub fn record_event(&mut self, e: &Event) -> Result<LateMask, ConsolidateError> {
+        self.record(e.series.as_str(), &e.series, e.kind, e.value, e.timestamp)
+    }
+
+    /// Fails when the new series among `events` would not fit under the limit.
+    fn check_room_for(&self, events: &[Event]) -> Result<(), ConsolidateError> {
+        let room = self.max_series.saturating_sub(self.index.len());
+        if events.len() <= room {
+            return Ok(());
+        }
+        let mut new = hashbrown::HashSet::new();
+        for e in events {
+            let key = e.series.as_str();
+            if !self.index.contains_key(key) && new.insert(key) && new.len() > room {
+                return Err(ConsolidateError::SeriesLimit {
+                    limit: self.max_series,
+                    series: format!("{:?}", e.series),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Records one value at time `at` for the series `key` in every archive whose bucket is still
+    /// open; returns the archives where it was late. `owned` is only cloned when the series is new.
+    #[inline]
+    pub fn record(
+        &mut self,
+        key: &str,
+        owned: &crate::event::SeriesKey,
+        kind: MetricKind,
+        value: f64,
+        at: EpochMillis,
+    ) -> Result<LateMask, ConsolidateError> {
+        let mut late = 0u64;
+        for (i, a) in self.archives.iter().enumerate() {
+            if bucket_start(at, a.spec.step_ms).saturating_add(a.spec.step_ms) <= a.watermark {
+                late |= 1 << i;
+            }
+        }
+        if late.count_ones() as usize == self.archives.len() {
+            return Ok(LateMask(late));
+        }
+        let id = match self.index.get(key) {
+            Some(&id) => id,
+            None => self.intern(owned)?,
+        };
+        for (i, a) in self.archives.iter_mut().enumerate() {
+            if late & (1 << i) != 0 {
+                continue;
+            }
+            let start = bucket_start(at, a.spec.step_ms);
+            let slot = &mut a.slots[id as usize];
+            match slot.iter_mut().rev().find(|s| s.start == start) {
+                Some(summary) => summary.add(value, at),
+                None => {
+                    slot.push(Summary::new(start, kind, value, at));
+                    a.due.entry(start).or_default().push(id);
+                    if let Some(entry) = self.series[id as usize].as_mut() {
+                        entry.open += 1;
+                    }
+                }
+            }
+        }
+        Ok(LateMask(late))
+    }
+
+    fn intern(&mut self, key: &crate::event::SeriesKey) -> Result<SeriesId, ConsolidateError> {
+        if self.index.len() >= self.max_series {
+            return Err(ConsolidateError::SeriesLimit {
+                limit: self.max_series,
+                series: format!("{key:?}"),
+            });
+        }
+        let shared = key.shared();
+        let entry = SeriesEntry {
+            key: shared.clone(),
+            open: 0,
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.series[id as usize] = Some(entry);
+                id
+            }
+            None => {
+                self.series.push(Some(entry));
+                for a in &mut self.archives {
+                    a.slots.push(Vec::new());
+                }
+                (self.series.len() - 1) as SeriesId
+            }
+        };
+        self.index.insert(shared, id);
+        Ok(id)
+    }
+
+    /// Closes every bucket whose end plus lateness is at or before `now`, appending them to `out`
+    /// in bucket order per archive. Time never goes back: an earlier `now` closes nothing.
+    pub fn flush_due(&mut self, now: EpochMillis, out: &mut Vec<Closed>) {
+        for i in 0..self.archives.len() {
+            let a = &mut self.archives[i];
+            a.watermark = a.watermark.max(now.saturating_sub(a.spec.lateness_ms));
+            self.close_archive_until(i, out);
+        }
+    }
+
+    /// Closes every open bucket (shutdown, end of a replay). Later events for these buckets are late.
+    pub fn flush_all(&mut self, out: &mut Vec<Closed>) {
+        for i in 0..self.archives.len() {
+            self.archives[i].watermark = EpochMillis::MAX;
+            self.close_archive_until(i, out);
+        }
+    }
+
+    fn close_archive_until(&mut self, archive: usize, out: &mut Vec<Closed>) {
+        let Self {
+            archives,
+            series,
+            index,
+            free,
+            ..
+        } = self;
+        let a = &mut archives[archive];
+        while let Some(entry) = a.due.first_entry() {
+            let start = *entry.key();
+            if start.saturating_add(a.spec.step_ms) > a.watermark {
+                break;
+            }
+            for id in entry.remove() {
+                let slot = &mut a.slots[id as usize];
+                let Some(pos) = slot.iter().position(|s| s.start == start) else {
+                    continue;
+                };
+                let summary = slot.swap_remove(pos);
+                let Some(entry) = series[id as usize].as_mut() else {
+                    continue;
+                };
+                out.push(Closed {
+                    series: entry.key.clone(),
+                    archive,
+                    summary,
+                });
+                entry.open -= 1;
+                if entry.open == 0 {
+                    // No open bucket in any archive: forget the series and reuse its id.
+                    if let Some(gone) = series[id as usize].take() {
+                        index.remove(&gone.key);
+                        free.push(id);
+                    }
+                }
+            }
+        }
+    }
+}
+/// Start of the epoch-aligned bucket of length `step_ms` that contains `t`.
+#[inline]
+pub fn bucket_start(t: EpochMillis, step_ms: i64) -> EpochMillis {
+    t.div_euclid(step_ms) * step_ms
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::SeriesKey;
+
+    const S20: ArchiveSpec = ArchiveSpec {
+        step_ms: 20_000,
+        lateness_ms: 10_000,
+    };
+
+    fn ev(name: &str, value: f64, at_s: i64) -> Event {
+        Event {
+            series: SeriesKey::new(name, None, &mut []),
+            kind: MetricKind::Gauge,
+            value,
+            timestamp: at_s * 1000,
+        }
+    }
+
+    fn flush(c: &mut Consolidator, now_s: i64) -> Vec<Closed> {
+        let mut out = Vec::new();
+        c.flush_due(now_s * 1000, &mut out);
+        out
+    }
+
+    #[test]
+    fn issue_example_gives_three_exact_buckets() {
+        let mut c = Consolidator::new(&[S20], 10);
+        let events: Vec<Event> = [(0, 1.0), (10, 3.0), (20, 5.0), (30, 7.0), (40, 2.0)]
+            .iter()
+            .map(|&(t, v)| ev("m", v, t))
+            .collect();
+        let report = c.record_batch(&events).unwrap();
+        assert_eq!(report.accepted, 5);
+        let mut out = Vec::new();
+        c.flush_all(&mut out);
+        let got: Vec<_> = out
+            .iter()
+            .map(|c| {
+                let s = c.summary;
+                (
+                    s.start / 1000,
+                    s.count,
+                    s.sum,
+                    s.min,
+                    s.max,
+                    s.avg(),
+                    s.first,
+                    s.last,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, 2, 4.0, 1.0, 3.0, 2.0, 1.0, 3.0),
+                (20, 2, 12.0, 5.0, 7.0, 6.0, 5.0, 7.0),
+                (40, 1, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0)
+            ]
+        );
+        assert_eq!(
+            c.active_series(),
+            0,
+            "a series with no open bucket is forgotten"
+        );
+    }
+
+    #[test]
+    fn bucket_closes_after_end_plus_lateness_without_another_event() {
+        let mut c = Consolidator::new(&[S20], 10);
+        c.record_batch(&[ev("m", 1.0, 5)]).unwrap();
+        assert!(
+            flush(&mut c, 29).is_empty(),
+            "end 20 s + lateness 10 s not yet passed"
+        );
+        let out = flush(&mut c, 30);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].summary.start, 0);
+        assert!(flush(&mut c, 1000).is_empty());
+    }
+
+    #[test]
+    fn events_within_lateness_still_count() {
+        let mut c = Consolidator::new(&[S20], 10);
+        c.record_batch(&[ev("m", 1.0, 25)]).unwrap();
+        flush(&mut c, 25);
+        let report = c.record_batch(&[ev("m", 2.0, 15)]).unwrap();
+        assert_eq!((report.accepted, report.late), (1, 0));
+        let out = flush(&mut c, 30);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].summary.sum, 2.0);
+    }
+
+    #[test]
+    fn late_events_are_reported_per_archive() {
+        let coarse = ArchiveSpec {
+            step_ms: 600_000,
+            lateness_ms: 10_000,
+        };
+        let mut c = Consolidator::new(&[S20, coarse], 10);
+        c.record_batch(&[ev("m", 1.0, 5)]).unwrap();
+        assert_eq!(flush(&mut c, 30).len(), 1);
+        let report = c
+            .record_batch(&[ev("m", 9.0, 6), ev("m", 1.0, 31)])
+            .unwrap();
+        assert_eq!(
+            report,
+            BatchReport {
+                accepted: 2,
+                late: 1,
+                late_by_archive: vec![1, 0]
+            }
+        );
+        let mut out = Vec::new();
+        c.flush_all(&mut out);
+        let coarse_bucket = out.iter().find(|c| c.archive == 1).unwrap();
+        assert_eq!(
+            coarse_bucket.summary.count, 3,
+            "the coarse archive still took the late event"
+        );
+    }
+
+    #[test]
+    fn event_late_everywhere_does_not_create_a_series() {
+        let mut c = Consolidator::new(&[S20], 10);
+        flush(&mut c, 1000);
+        let report = c.record_batch(&[ev("old", 1.0, 5)]).unwrap();
+        assert_eq!((report.accepted, report.late), (0, 1));
+        assert_eq!(c.active_series(), 0);
+    }
+
+    #[test]
+    fn first_and_last_follow_event_time_not_arrival() {
+        let mut c = Consolidator::new(&[S20], 10);
+        c.record_batch(&[
+            ev("m", 2.0, 10),
+            ev("m", 1.0, 3),
+            ev("m", 9.0, 19),
+            ev("m", 5.0, 12),
+        ])
+        .unwrap();
+        let mut out = Vec::new();
+        c.flush_all(&mut out);
+        assert_eq!((out[0].summary.first, out[0].summary.last), (1.0, 9.0));
+    }
+
+    #[test]
+    fn negative_times_align_to_the_epoch() {
+        assert_eq!(bucket_start(-1, 20_000), -20_000);
+        assert_eq!(bucket_start(19_999, 20_000), 0);
+    }
+
+    #[test]
+    fn series_limit_refuses_the_whole_batch() {
+        let mut c = Consolidator::new(&[S20], 2);
+        c.record_batch(&[ev("a", 1.0, 1)]).unwrap();
+        let err = c
+            .record_batch(&[ev("a", 1.0, 2), ev("b", 1.0, 2), ev("c", 1.0, 2)])
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("active series limit 2 reached: new series 'c' refused"),
+            "{err}"
+        );
+        let mut out = Vec::new();
+        c.flush_all(&mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            out[0].summary.count, 1,
+            "nothing of the refused batch was recorded"
+        );
+    }
+
+    #[test]
+    fn freed_series_ids_are_reused() {
+        let mut c = Consolidator::new(&[S20], 1);
+        for round in 0..5 {
+            let name = format!("s{round}");
+            c.record_batch(&[ev(&name, 1.0, round * 100)]).unwrap();
+            let out = flush(&mut c, round * 100 + 30);
+            assert_eq!(out.len(), 1);
+            assert_eq!(crate::event::name(&out[0].series), name);
+        }
+        assert_eq!(c.series.len(), 1);
+    }
+
+    #[test]
+    fn many_series_and_archives_sum_up() {
+        let specs = [
+            S20,
+            ArchiveSpec {
+                step_ms: 600_000,
+                lateness_ms: 0,
+            },
+            ArchiveSpec {
+                step_ms: 3_600_000,
+                lateness_ms: 0,
+            },
+        ];
+        let mut c = Consolidator::new(&specs, 1000);
+        let mut events = Vec::new();
+        for t in 0..7200 {
+            events.push(ev(&format!("s{}", t % 50), (t % 7) as f64, t));
+        }
+        c.record_batch(&events).unwrap();
+        let mut out = Vec::new();
+        c.flush_all(&mut out);
+        for archive in 0..3 {
+            let count: u64 = out
+                .iter()
+                .filter(|c| c.archive == archive)
+                .map(|c| c.summary.count)
+                .sum();
+            let sum: f64 = out
+                .iter()
+                .filter(|c| c.archive == archive)
+                .map(|c| c.summary.sum)
+                .sum();
+            assert_eq!(count, 7200);
+            assert_eq!(sum, (0..7200).map(|t| (t % 7) as f64).sum::<f64>());
+        }
+        assert_eq!(
+            out.iter().filter(|c| c.archive == 2).count(),
+            100,
+            "50 series x 2 hours"
+        );
+        assert_eq!(c.open_buckets(), 0);
+    }
+}

@@ -1,0 +1,169 @@
+//! The HTTP API: `POST /v1/metrics` to ingest, `GET /health` for probes. Handlers validate a
+//! whole body before handing it over, so a bad request ingests nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde_json::{json, Map, Value};
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::consolidate::BatchReport;
+use crate::ingest::json::{parse_body, InvalidEvent, Limits, Location};
+use crate::persist::backend::SearchBackend;
+use crate::pipeline::{IngestHandle, SubmitError};
+use crate::stats::Stats;
+
+/// What the handlers share.
+pub struct AppState<B, C> {
+    ingest: IngestHandle,
+    backend: Arc<B>,
+    clock: Arc<C>,
+    config: Arc<Config>,
+    stats: Arc<Stats>,
+}
+
+impl<B, C> Clone for AppState<B, C> {
+    fn clone(&self) -> Self {
+        Self {
+            ingest: self.ingest.clone(),
+            backend: self.backend.clone(),
+            clock: self.clock.clone(),
+            config: self.config.clone(),
+            stats: self.stats.clone(),
+        }
+    }
+}
+
+impl<B, C> AppState<B, C> {
+    pub fn new(
+        ingest: IngestHandle,
+        backend: Arc<B>,
+        clock: Arc<C>,
+        config: Config,
+        stats: Arc<Stats>,
+    ) -> Self {
+        Self {
+            ingest,
+            backend,
+            clock,
+            config: Arc::new(config),
+            stats,
+        }
+    }
+}
+
+/// The API's routes.
+pub fn router<B: SearchBackend, C: Clock>(state: AppState<B, C>, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/v1/metrics", post(post_metrics::<B, C>))
+        .route("/health", get(health::<B, C>))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, body: Value) -> Response {
+    (status, Json(body)).into_response()
+}
+
+fn invalid_event(e: &InvalidEvent) -> Response {
+    let mut body = Map::new();
+    body.insert("error".into(), json!(e.to_string()));
+    match e.at {
+        Location::Item(i) => body.insert("item".into(), json!(i)),
+        Location::Line(l) => body.insert("line".into(), json!(l)),
+        Location::Body => None,
+    };
+    if let Some(f) = e.field {
+        body.insert("field".into(), json!(f));
+    }
+    error(StatusCode::BAD_REQUEST, Value::Object(body))
+}
+
+fn report_json(report: &BatchReport, config: &Config) -> Value {
+    let by_archive: Map<String, Value> = config
+        .archives
+        .iter()
+        .zip(&report.late_by_archive)
+        .map(|(a, n)| (a.name.clone(), json!(n)))
+        .collect();
+    json!({"accepted": report.accepted, "late": report.late, "late_by_archive": by_archive})
+}
+
+async fn post_metrics<B: SearchBackend, C: Clock>(
+    State(s): State<AppState<B, C>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            let status = rejection.status();
+            let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                format!(
+                    "body larger than http.max_body_bytes ({} bytes)",
+                    s.config.http.max_body_bytes
+                )
+            } else {
+                rejection.body_text()
+            };
+            return error(status, json!({"error": message}));
+        }
+    };
+    let limits = Limits::new(&s.config.ingest, s.clock.now());
+    let events = match parse_body(&body, &limits) {
+        Ok(events) => events,
+        Err(e) => return invalid_event(&e),
+    };
+    match s.ingest.submit(events).await {
+        Ok(report) => (StatusCode::OK, Json(report_json(&report, &s.config))).into_response(),
+        Err(SubmitError::Busy) => {
+            Stats::add(&s.stats.requests_refused_busy, 1);
+            let body =
+                json!({"error": "ingest queue is full: the node is not keeping up; retry later"});
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "1")],
+                Json(body),
+            )
+                .into_response()
+        }
+        Err(SubmitError::Closed) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": "shutting down"}),
+        ),
+        Err(SubmitError::Refused(e)) => error(
+            StatusCode::TOO_MANY_REQUESTS,
+            json!({"error": e.to_string()}),
+        ),
+    }
+}
+
+async fn health<B: SearchBackend, C: Clock>(State(s): State<AppState<B, C>>) -> Response {
+    let stats = s.stats.snapshot();
+    let fail = |reason: String| {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "error", "reason": reason, "pipeline": stats}),
+        )
+    };
+    if s.ingest.is_closed() {
+        return fail("the pipeline has stopped".into());
+    }
+    match tokio::time::timeout(Duration::from_secs(2), s.backend.health()).await {
+        Ok(Ok(status)) if status != "red" => (
+            StatusCode::OK,
+            Json(json!({"status": "ok", "node": {"status": status}, "pipeline": stats})),
+        )
+            .into_response(),
+        Ok(Ok(_)) => fail("the node's cluster health is red".into()),
+        Ok(Err(e)) => fail(e.to_string()),
+        Err(_) => fail("the node did not answer within 2s".into()),
+    }
+}

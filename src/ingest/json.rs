@@ -1,0 +1,380 @@
+//! The JSON event format shared by `POST /v1/metrics` and `strata replay`: one object, an array of
+//! objects (cricket's form) or NDJSON. A body is validated whole before anything is ingested: the
+//! first bad item fails the request with an error that names the item and the field.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::clock::EpochMillis;
+use crate::config::IngestConfig;
+use crate::event::{Event, MetricKind, SeriesKey};
+
+/// Where in a body a problem is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Location {
+    /// The body as a whole.
+    Body,
+    /// The n-th element (0-based) of a JSON array.
+    Item(usize),
+    /// The n-th line (1-based) of NDJSON.
+    Line(usize),
+}
+
+/// Why an event (and with it the whole request) was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct InvalidEvent {
+    pub at: Location,
+    pub field: Option<&'static str>,
+    pub message: String,
+}
+
+impl fmt::Display for InvalidEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.at {
+            Location::Body => {}
+            Location::Item(i) => write!(f, "item {i}: ")?,
+            Location::Line(l) => write!(f, "line {l}: ")?,
+        }
+        if let Some(field) = self.field {
+            write!(f, "field '{field}': ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// What validation needs to know besides the event.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Used for events without a timestamp and for the future-skew check.
+    pub now: EpochMillis,
+    pub max_future_skew_ms: i64,
+    pub max_name_length: usize,
+    pub max_tags: usize,
+}
+
+impl Limits {
+    pub fn new(cfg: &IngestConfig, now: EpochMillis) -> Self {
+        Self {
+            now,
+            max_future_skew_ms: cfg.max_future_skew.as_millis() as i64,
+            max_name_length: cfg.max_name_length,
+            max_tags: cfg.max_tags,
+        }
+    }
+}
+
+/// Every field kept raw, so that each can be checked and named on its own.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvent<'a> {
+    #[serde(borrow, default)]
+    name: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    value: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    timestamp: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    host: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    tags: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "type")]
+    kind: Option<&'a RawValue>,
+}
+
+/// Parses and validates a whole body, or returns the first problem.
+pub fn parse_body(body: &[u8], limits: &Limits) -> Result<Vec<Event>, InvalidEvent> {
+    let body_err = |message: String| InvalidEvent {
+        at: Location::Body,
+        field: None,
+        message,
+    };
+    let mut stream = serde_json::Deserializer::from_slice(body).into_iter::<&RawValue>();
+    let mut values = Vec::new();
+    let mut offset = 0;
+    while let Some(next) = stream.next() {
+        let line = line_of(body, offset);
+        let value = next.map_err(|e| InvalidEvent {
+            at: Location::Line(line_of(body, offset) + e.line().saturating_sub(1)),
+            field: None,
+            message: format!("malformed JSON: {e}"),
+        })?;
+        values.push((line, value));
+        offset = stream.byte_offset();
+    }
+    match values.as_slice() {
+        [] => Err(body_err(
+            "empty body: expected a JSON object, an array of objects or NDJSON".into(),
+        )),
+        [(_, only)] if only.get().starts_with('[') => {
+            let items: Vec<&RawValue> = serde_json::from_str(only.get())
+                .map_err(|e| body_err(format!("malformed JSON array: {e}")))?;
+            let mut events = Vec::with_capacity(items.len());
+            for (i, item) in items.into_iter().enumerate() {
+                events.push(parse_event(item.get(), Location::Item(i), limits)?);
+            }
+            Ok(events)
+        }
+        [(_, only)] => Ok(vec![parse_event(only.get(), Location::Body, limits)?]),
+        many => many
+            .iter()
+            .map(|(line, v)| parse_event(v.get(), Location::Line(*line), limits))
+            .collect(),
+    }
+}
+
+/// 1-based line of the first non-blank byte at or after `offset`.
+fn line_of(body: &[u8], offset: usize) -> usize {
+    let start = offset
+        + body[offset..]
+            .iter()
+            .take_while(|b| b.is_ascii_whitespace())
+            .count();
+    1 + body[..start].iter().filter(|&&b| b == b'\n').count()
+}
+
+/// Parses and validates one event object.
+pub fn parse_event(json: &str, at: Location, limits: &Limits) -> Result<Event, InvalidEvent> {
+    let err = |field: Option<&'static str>, message: String| InvalidEvent { at, field, message };
+    if !json.starts_with('{') {
+        return Err(err(None, "expected a JSON object".into()));
+    }
+    let raw: RawEvent = serde_json::from_str(json).map_err(|e| err(None, e.to_string()))?;
+    let name: Cow<str> = match raw.name {
+        Some(v) => string_field(v).map_err(|m| err(Some("name"), m))?,
+        None => return Err(err(Some("name"), "is required".into())),
+    };
+    check_text(&name, limits.max_name_length).map_err(|m| err(Some("name"), m))?;
+    let value = match raw.value {
+        Some(v) => finite_number(v).map_err(|m| err(Some("value"), m))?,
+        None => return Err(err(Some("value"), "is required".into())),
+    };
+    let timestamp = match raw.timestamp {
+        Some(v) if v.get() != "null" => timestamp(v).map_err(|m| err(Some("timestamp"), m))?,
+        _ => limits.now,
+    };
+    if timestamp > limits.now.saturating_add(limits.max_future_skew_ms) {
+        return Err(err(
+            Some("timestamp"),
+            format!(
+                "{} is more than {} ahead of the server clock",
+                crate::persist::index::rfc3339(timestamp),
+                humantime::format_duration(std::time::Duration::from_millis(
+                    limits.max_future_skew_ms as u64
+                ))
+            ),
+        ));
+    }
+    let host = match raw.host {
+        Some(v) if v.get() != "null" => Some(string_field(v).map_err(|m| err(Some("host"), m))?),
+        _ => None,
+    };
+    if let Some(h) = &host {
+        check_text(h, limits.max_name_length).map_err(|m| err(Some("host"), m))?;
+    }
+    let kind = match raw.kind {
+        Some(v) if v.get() != "null" => {
+            let s = string_field(v).map_err(|m| err(Some("type"), m))?;
+            MetricKind::parse(&s).ok_or_else(|| {
+                err(
+                    Some("type"),
+                    format!("{s:?} is not a type (gauge or counter)"),
+                )
+            })?
+        }
+        _ => MetricKind::Gauge,
+    };
+    let tags: Vec<(Cow<str>, Cow<str>)> = match raw.tags {
+        Some(v) if v.get() != "null" => serde_json::from_str(v.get())
+            .map(|m: std::collections::BTreeMap<Cow<str>, Cow<str>>| m.into_iter().collect())
+            .map_err(|_| err(Some("tags"), "must be an object of string values".into()))?,
+        _ => Vec::new(),
+    };
+    if tags.len() > limits.max_tags {
+        return Err(err(
+            Some("tags"),
+            format!(
+                "has {} tags, more than the limit of {}",
+                tags.len(),
+                limits.max_tags
+            ),
+        ));
+    }
+    for (k, v) in &tags {
+        check_text(k, limits.max_name_length)
+            .map_err(|m| err(Some("tags"), format!("key {k:?} {m}")))?;
+        if k.contains('.') {
+            return Err(err(
+                Some("tags"),
+                format!("key {k:?} must not contain '.' (it would nest fields in the index)"),
+            ));
+        }
+        if v.len() > limits.max_name_length || v.chars().any(char::is_control) {
+            return Err(err(
+                Some("tags"),
+                format!(
+                    "value of {k:?} is longer than {} bytes or has control characters",
+                    limits.max_name_length
+                ),
+            ));
+        }
+    }
+    let mut pairs: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (k.as_ref(), v.as_ref())).collect();
+    Ok(Event {
+        series: SeriesKey::new(&name, host.as_deref(), &mut pairs),
+        kind,
+        value,
+        timestamp,
+    })
+}
+
+fn string_field(v: &RawValue) -> Result<Cow<'_, str>, String> {
+    serde_json::from_str::<Cow<str>>(v.get())
+        .map_err(|_| format!("must be a string, got {}", v.get()))
+}
+
+fn check_text(s: &str, max_len: usize) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if s.len() > max_len {
+        return Err(format!(
+            "is {} bytes long, more than the limit of {max_len}",
+            s.len()
+        ));
+    }
+    if s.chars().any(char::is_control) {
+        return Err("must not contain control characters".into());
+    }
+    Ok(())
+}
+
+fn finite_number(v: &RawValue) -> Result<f64, String> {
+    let text = v.get();
+    if text.starts_with('"') {
+        return Err(format!("must be a finite number, got the string {text}"));
+    }
+    match serde_json::from_str::<f64>(text) {
+        Ok(x) if x.is_finite() => Ok(x),
+        _ => Err(format!("must be a finite number, got {text}")),
+    }
+}
+
+fn timestamp(v: &RawValue) -> Result<EpochMillis, String> {
+    let text = v.get();
+    if text.starts_with('"') {
+        let s: Cow<str> = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        return chrono::DateTime::parse_from_rfc3339(&s)
+            .map(|d| d.timestamp_millis())
+            .map_err(|e| format!("{s:?} is not an RFC 3339 time ({e})"));
+    }
+    serde_json::from_str::<i64>(text)
+        .map_err(|_| format!("{text} is neither an RFC 3339 string nor whole epoch milliseconds"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: EpochMillis = 1_700_000_000_000;
+
+    fn limits() -> Limits {
+        Limits {
+            now: NOW,
+            max_future_skew_ms: 60_000,
+            max_name_length: 20,
+            max_tags: 2,
+        }
+    }
+
+    fn parse(body: &str) -> Result<Vec<Event>, InvalidEvent> {
+        parse_body(body.as_bytes(), &limits())
+    }
+
+    fn fails(body: &str) -> String {
+        parse(body).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn cricket_array_object_and_ndjson_are_accepted() {
+        let arr = parse(r#"[{"name":"c1","type":"counter","value":1,"timestamp":"1990-01-01T00:00:00Z"},{"name":"c2","value":4.7}]"#).unwrap();
+        assert_eq!(arr.len(), 2);
+        assert_eq!(arr[0].kind, MetricKind::Counter);
+        assert_eq!(arr[0].timestamp, 631_152_000_000);
+        assert_eq!(arr[1].timestamp, NOW, "absent timestamp means now");
+        let one =
+            parse(r#"{"name":"x","value":2,"host":"h","tags":{"b":"2","a":"1"},"timestamp":1000}"#)
+                .unwrap();
+        assert_eq!(
+            one[0].series.tags().collect::<Vec<_>>(),
+            vec![("a", "1"), ("b", "2")]
+        );
+        assert_eq!(one[0].timestamp, 1000);
+        let nd = parse("{\"name\":\"a\",\"value\":1}\n\n{\"name\":\"b\",\"value\":2}\n").unwrap();
+        assert_eq!(nd.len(), 2);
+    }
+
+    #[test]
+    fn each_bad_input_names_item_and_field() {
+        assert_eq!(
+            fails(r#"[{"name":"a","value":1},{"value":1}]"#),
+            "item 1: field 'name': is required"
+        );
+        assert_eq!(
+            fails(r#"[{"name":"a"}]"#),
+            "item 0: field 'value': is required"
+        );
+        assert_eq!(
+            fails(r#"{"name":"a","value":"NaN"}"#),
+            "field 'value': must be a finite number, got the string \"NaN\""
+        );
+        assert!(fails(r#"{"name":"a","value":1e999}"#)
+            .contains("field 'value': must be a finite number"));
+        assert_eq!(
+            fails(r#"{"name":"","value":1}"#),
+            "field 'name': must not be empty"
+        );
+        assert!(fails(r#"{"name":"aaaaaaaaaaaaaaaaaaaaa","value":1}"#)
+            .contains("more than the limit of 20"));
+        assert_eq!(
+            fails("{\"name\":\"a\\u0007\",\"value\":1}"),
+            "field 'name': must not contain control characters"
+        );
+        assert!(fails(r#"{"name":"a","value":1,"timestamp":"yesterday"}"#)
+            .starts_with("field 'timestamp': \"yesterday\" is not an RFC 3339 time"));
+        assert!(fails(r#"{"name":"a","value":1,"timestamp":1800000000000}"#)
+            .contains("ahead of the server clock"));
+        assert!(fails(r#"{"name":"a","value":1,"type":"timer"}"#).contains("field 'type'"));
+        assert!(
+            fails(r#"{"name":"a","value":1,"tags":{"a.b":"c"}}"#).contains("must not contain '.'")
+        );
+        assert!(
+            fails(r#"{"name":"a","value":1,"tags":{"a":"1","b":"2","c":"3"}}"#)
+                .contains("more than the limit of 2")
+        );
+        assert!(fails(r#"{"name":"a","value":1,"valeu":2}"#).contains("unknown field `valeu`"));
+        assert!(fails(r#"{"name":"a","value":NaN}"#).starts_with("line 1: malformed JSON"));
+        assert!(fails("{\"name\":\"a\",\"value\":1}\n{\"name\":\"b\"}")
+            .starts_with("line 2: field 'value'"));
+        assert!(fails("").starts_with("empty body"));
+        assert!(fails("[1]").starts_with("item 0: expected a JSON object"));
+    }
+
+    #[test]
+    fn future_within_skew_is_fine() {
+        let e = parse(&format!(
+            r#"{{"name":"a","value":1,"timestamp":{}}}"#,
+            NOW + 59_000
+        ))
+        .unwrap();
+        assert_eq!(e[0].timestamp, NOW + 59_000);
+    }
+
+    #[test]
+    fn rfc3339_offsets_are_honoured() {
+        let e = parse(r#"{"name":"a","value":1,"timestamp":"1970-01-01T01:00:01+01:00"}"#).unwrap();
+        assert_eq!(e[0].timestamp, 1000);
+    }
+}

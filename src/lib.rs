@@ -1,0 +1,16 @@
+//! strata: a round-robin downsampling archiver for metrics on Elasticsearch and OpenSearch.
+//!
+//! The modules follow the data path: [`ingest`] (protocols → validated events) →
+//! [`consolidate`] (pure: events → per-bucket summaries) → [`persist`] (summaries → documents in
+//! time-named indices). [`pipeline`] wires them with bounded channels; [`replay`] runs the same
+//! path offline; [`config`] and [`clock`] sit beside them.
+
+pub mod clock;
+pub mod config;
+pub mod consolidate;
+pub mod event;
+pub mod ingest;
+pub mod persist;
+pub mod pipeline;
+pub mod replay;
+pub mod stats;

@@ -1,0 +1,298 @@
+//! The few calls strata makes to Elasticsearch / OpenSearch, behind [`SearchBackend`], so the rest
+//! of the program never sees the client crate. [`HttpBackend`] implements it with the
+//! `elasticsearch` crate's transport, which sends plain `application/json` and works against
+//! both products.
+
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use elasticsearch::auth::Credentials;
+use elasticsearch::cert::{Certificate, CertificateValidation};
+use elasticsearch::http::headers::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use elasticsearch::http::transport::{SingleNodeConnectionPool, Transport, TransportBuilder};
+use elasticsearch::http::{Method, Url};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::config::{NodeAuth, NodeConfig};
+
+/// Why a call to the node failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BackendError {
+    #[error("cannot set up the node client: {0}")]
+    Setup(String),
+    #[error("node unreachable: {0}")]
+    Transport(String),
+    #[error("node answered {status} to {call}: {body}")]
+    Status {
+        call: String,
+        status: u16,
+        body: String,
+    },
+    #[error("cannot read the node's answer to {call}: {message}")]
+    Decode { call: String, message: String },
+}
+
+impl BackendError {
+    /// HTTP status, when the node answered at all.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            BackendError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// What `GET /` says about the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// `opensearch` or `elasticsearch`.
+    pub distribution: String,
+    pub version: String,
+}
+
+/// The outcome of one `_bulk` item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemStatus {
+    pub status: u16,
+    /// The node's reason, for failed items.
+    pub error: Option<String>,
+}
+
+/// The calls strata needs.
+pub trait SearchBackend: Send + Sync + 'static {
+    /// Product and version.
+    fn info(&self) -> impl Future<Output = Result<NodeInfo, BackendError>> + Send;
+    /// Cluster health status (`green`, `yellow`, `red`).
+    fn health(&self) -> impl Future<Output = Result<String, BackendError>> + Send;
+    /// Creates or replaces a composable index template.
+    fn put_index_template(
+        &self,
+        name: &str,
+        body: &Value,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Sends an NDJSON `_bulk` body; returns one status per item, in order.
+    fn bulk(
+        &self,
+        body: Bytes,
+    ) -> impl Future<Output = Result<Vec<ItemStatus>, BackendError>> + Send;
+}
+
+/// [`SearchBackend`] over HTTP.
+#[derive(Clone)]
+pub struct HttpBackend {
+    transport: Transport,
+    timeout: Duration,
+}
+
+impl HttpBackend {
+    /// A client for `url` with the node settings (credentials and CA are read now).
+    pub fn connect(url: &str, node: &NodeConfig) -> Result<Self, BackendError> {
+        let setup = |e: String| BackendError::Setup(e);
+        let url = Url::parse(url).map_err(|e| setup(format!("node url {url:?}: {e}")))?;
+        let mut builder = TransportBuilder::new(SingleNodeConnectionPool::new(url))
+            .timeout(node.timeout)
+            .disable_proxy();
+        match &node.auth {
+            NodeAuth::None => {}
+            NodeAuth::Basic { username, password } => {
+                builder = builder.auth(Credentials::Basic(
+                    username.clone(),
+                    password.read().map_err(setup)?,
+                ));
+            }
+            NodeAuth::ApiKey(key) => {
+                builder = builder.auth(Credentials::EncodedApiKey(key.read().map_err(setup)?))
+            }
+        }
+        if let Some(ca) = &node.ca_file {
+            let pem = std::fs::read(ca)
+                .map_err(|e| setup(format!("cannot read CA file {}: {e}", ca.display())))?;
+            let cert = Certificate::from_pem(&pem)
+                .map_err(|e| setup(format!("CA file {}: {e}", ca.display())))?;
+            builder = builder.cert_validation(CertificateValidation::Full(cert));
+        }
+        let transport = builder.build().map_err(|e| setup(e.to_string()))?;
+        Ok(Self {
+            transport,
+            timeout: node.timeout,
+        })
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        ndjson: bool,
+        body: Option<Bytes>,
+    ) -> Result<(u16, Bytes), BackendError> {
+        let mut headers = HeaderMap::new();
+        if ndjson {
+            headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/x-ndjson"),
+            );
+        }
+        let response = self
+            .transport
+            .send(method, path, headers, None::<&()>, body, Some(self.timeout))
+            .await
+            .map_err(|e| BackendError::Transport(e.to_string()))?;
+        let status = response.status_code().as_u16();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| BackendError::Transport(e.to_string()))?;
+        Ok((status, bytes))
+    }
+
+    async fn call_ok(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<Bytes, BackendError> {
+        let (status, bytes) = self.call(method, path, false, body).await?;
+        if !(200..300).contains(&status) {
+            return Err(BackendError::Status {
+                call: path.to_string(),
+                status,
+                body: truncate(&bytes),
+            });
+        }
+        Ok(bytes)
+    }
+}
+
+fn truncate(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    match text.char_indices().nth(500) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.into_owned(),
+    }
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(call: &str, bytes: &[u8]) -> Result<T, BackendError> {
+    serde_json::from_slice(bytes).map_err(|e| BackendError::Decode {
+        call: call.to_string(),
+        message: e.to_string(),
+    })
+}
+
+#[derive(Deserialize)]
+struct RootResponse {
+    version: RootVersion,
+}
+
+#[derive(Deserialize)]
+struct RootVersion {
+    number: String,
+    distribution: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct HealthResponse {
+    status: String,
+}
+
+#[derive(Deserialize)]
+struct BulkResponse {
+    #[serde(default)]
+    items: Vec<std::collections::HashMap<String, BulkItem>>,
+}
+
+#[derive(Deserialize)]
+struct BulkItem {
+    status: u16,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+/// The node's error object as one line: `type: reason (caused by: …)`.
+fn describe_error(error: &Value) -> String {
+    let kind = error.get("type").and_then(Value::as_str).unwrap_or("error");
+    let reason = error.get("reason").and_then(Value::as_str).unwrap_or("");
+    match error.pointer("/caused_by/reason").and_then(Value::as_str) {
+        Some(cause) => format!("{kind}: {reason} (caused by: {cause})"),
+        None => format!("{kind}: {reason}"),
+    }
+}
+
+impl SearchBackend for HttpBackend {
+    async fn info(&self) -> Result<NodeInfo, BackendError> {
+        // ES >= 8.9 integ-test builds lack `GET /`; fall back to the nodes API there.
+        match self.call_ok(Method::Get, "/", None).await {
+            Ok(bytes) => {
+                let root: RootResponse = decode("GET /", &bytes)?;
+                Ok(NodeInfo {
+                    distribution: root
+                        .version
+                        .distribution
+                        .unwrap_or_else(|| "elasticsearch".into()),
+                    version: root.version.number,
+                })
+            }
+            Err(BackendError::Status { .. }) => {
+                let bytes = self
+                    .call_ok(
+                        Method::Get,
+                        "/_nodes/_local/version?filter_path=nodes.*.version",
+                        None,
+                    )
+                    .await?;
+                let v: Value = decode("GET /_nodes", &bytes)?;
+                let version = v["nodes"]
+                    .as_object()
+                    .and_then(|n| n.values().next())
+                    .and_then(|n| n["version"].as_str())
+                    .unwrap_or("unknown");
+                Ok(NodeInfo {
+                    distribution: "elasticsearch".into(),
+                    version: version.to_string(),
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn health(&self) -> Result<String, BackendError> {
+        let bytes = self.call_ok(Method::Get, "/_cluster/health", None).await?;
+        Ok(decode::<HealthResponse>("GET /_cluster/health", &bytes)?.status)
+    }
+
+    async fn put_index_template(&self, name: &str, body: &Value) -> Result<(), BackendError> {
+        let path = format!("/_index_template/{name}");
+        self.call_ok(Method::Put, &path, Some(Bytes::from(body.to_string())))
+            .await
+            .map(|_| ())
+    }
+
+    async fn bulk(&self, body: Bytes) -> Result<Vec<ItemStatus>, BackendError> {
+        let path = "/_bulk?filter_path=errors,items.*.status,items.*.error";
+        let (status, bytes) = self.call(Method::Post, path, true, Some(body)).await?;
+        if !(200..300).contains(&status) {
+            return Err(BackendError::Status {
+                call: "_bulk".into(),
+                status,
+                body: truncate(&bytes),
+            });
+        }
+        let response: BulkResponse = decode("_bulk", &bytes)?;
+        Ok(response
+            .items
+            .into_iter()
+            .map(|item| match item.into_values().next() {
+                Some(item) => ItemStatus {
+                    status: item.status,
+                    error: item.error.as_ref().map(describe_error),
+                },
+                // An item without an operation is malformed: treat it as a server error (retried).
+                None => ItemStatus {
+                    status: 500,
+                    error: Some("bulk item without an operation".into()),
+                },
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,72 @@
+//! The composable index template installed at start: explicit types for every field strata
+//! writes (samplerr relied on dynamic mapping and got floats and longs by accident).
+
+use serde_json::{json, Value};
+
+use crate::config::Config;
+
+/// The template body for the configured naming and replicas.
+pub fn index_template(config: &Config) -> Value {
+    let double = json!({"type": "double"});
+    let keyword = json!({"type": "keyword"});
+    json!({
+        "index_patterns": [config.index.naming.wildcard()],
+        "priority": config.index.template_priority,
+        "_meta": {"managed_by": "strata", "version": env!("CARGO_PKG_VERSION")},
+        "template": {
+            "settings": {
+                "index": {
+                    "number_of_shards": 1,
+                    "number_of_replicas": config.index.replicas,
+                    "codec": "best_compression"
+                }
+            },
+            "mappings": {
+                "dynamic_templates": [
+                    {"tags_as_keywords": {"path_match": "tags.*", "mapping": {"type": "keyword"}}},
+                    {"strings_as_keywords": {"match_mapping_type": "string", "mapping": {"type": "keyword"}}}
+                ],
+                "properties": {
+                    "@timestamp": {"type": "date"},
+                    "name": keyword, "host": keyword, "type": keyword, "archive": keyword,
+                    "tags": {"type": "object"},
+                    "step": {"type": "long"},
+                    "count": {"type": "long"},
+                    "sum": double, "min": double, "max": double, "avg": double, "first": double, "last": double
+                }
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn template_matches_the_naming_and_types_every_field() {
+        let text = "[index]\nreplicas=0\n[[archive]]\nname=\"20s\"\nstep=\"20s\"\nretention=\"2 days\"\nindex_period=\"day\"\n";
+        let t = index_template(&Config::from_toml(text, Path::new("t")).unwrap());
+        assert_eq!(t["index_patterns"][0], "strata-*-*");
+        assert_eq!(t["template"]["settings"]["index"]["number_of_replicas"], 0);
+        let props = &t["template"]["mappings"]["properties"];
+        for f in [
+            "count",
+            "sum",
+            "min",
+            "max",
+            "avg",
+            "first",
+            "last",
+            "@timestamp",
+            "name",
+            "host",
+            "type",
+            "archive",
+            "step",
+        ] {
+            assert!(props.get(f).is_some(), "{f} is mapped");
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! The async shell around the pure core: the consolidator task, the channels between stages, and
+//! `serve`, which starts every task and stops them in order.
+//!
+//! ```text
+//! HTTP handler --(IngestBatch, bounded)--> consolidator task --(Closed, bounded)--> bulk writer --> node
+//! ```
+//! A full stage pushes back: the writer stops reading while it retries, the consolidator then
+//! waits to hand over closed buckets, its input fills, and the HTTP handler answers 503.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::consolidate::{ArchiveSpec, BatchReport, Closed, ConsolidateError, Consolidator};
+use crate::event::Event;
+use crate::ingest::http::{router, AppState};
+use crate::persist::backend::{BackendError, HttpBackend, SearchBackend};
+use crate::persist::document::DocumentEncoder;
+use crate::persist::template::index_template;
+use crate::persist::writer::BulkWriter;
+use crate::stats::Stats;
+
+/// Why the service could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(
+        "no node configured: set [node] url in the config, pass --node-url, or use scripts/run"
+    )]
+    NoNode,
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("http server failed: {0}")]
+    Http(std::io::Error),
+    #[error("stopped before the node became reachable")]
+    StoppedWaiting,
+}
+
+/// Events on their way to the consolidator, with a slot for its answer.
+pub struct IngestBatch {
+    pub events: Vec<Event>,
+    pub reply: oneshot::Sender<Result<BatchReport, ConsolidateError>>,
+}
+
+/// Why a batch was not consolidated.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("ingest queue is full")]
+    Busy,
+    #[error("the pipeline is shutting down")]
+    Closed,
+    #[error(transparent)]
+    Refused(#[from] ConsolidateError),
+}
+
+/// The sending side of the consolidator's input; cheap to clone.
+#[derive(Clone)]
+pub struct IngestHandle {
+    tx: mpsc::Sender<IngestBatch>,
+}
+
+impl IngestHandle {
+    /// Hands `events` to the consolidator without waiting for room: a full queue is `Busy`.
+    pub async fn submit(&self, events: Vec<Event>) -> Result<BatchReport, SubmitError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .try_send(IngestBatch { events, reply })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => SubmitError::Busy,
+                mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
+            })?;
+        Ok(answer.await.map_err(|_| SubmitError::Closed)??)
+    }
+
+    /// Hands `events` over, waiting for room (for replay, where waiting is the right answer).
+    pub async fn submit_waiting(&self, events: Vec<Event>) -> Result<BatchReport, SubmitError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(IngestBatch { events, reply })
+            .await
+            .map_err(|_| SubmitError::Closed)?;
+        Ok(answer.await.map_err(|_| SubmitError::Closed)??)
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+/// The consolidator specs of the configured archives.
+pub fn archive_specs(config: &Config) -> Vec<ArchiveSpec> {
+    config
+        .archives
+        .iter()
+        .map(|a| ArchiveSpec {
+            step_ms: a.step.as_millis() as i64,
+            lateness_ms: a.lateness.as_millis() as i64,
+        })
+        .collect()
+}
+
+/// Owns the [`Consolidator`]: records batches, closes due buckets on every tick, and on end of
+/// input closes everything it holds and hands it to the writer.
+pub async fn run_consolidator<C: Clock>(
+    mut consolidator: Consolidator,
+    mut input: mpsc::Receiver<IngestBatch>,
+    output: mpsc::Sender<Closed>,
+    clock: Arc<C>,
+    tick: Duration,
+    stats: Arc<Stats>,
+) {
+    let mut closed = Vec::new();
+    let mut ticker = tokio::time::interval(tick);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            next = input.recv() => match next {
+                Some(batch) => {
+                    let result = consolidator.record_batch(&batch.events);
+                    if let Ok(report) = &result {
+                        Stats::add(&stats.events_accepted, report.accepted);
+                        Stats::add(&stats.events_late, report.late);
+                    }
+                    let _ = batch.reply.send(result);
+                }
+                None => break,
+            },
+            _ = ticker.tick() => {
+                consolidator.flush_due(clock.now(), &mut closed);
+                Stats::set(&stats.series_active, consolidator.active_series() as u64);
+                Stats::set(&stats.buckets_open, consolidator.open_buckets() as u64);
+                if !hand_over(&mut closed, &output).await {
+                    break;
+                }
+            }
+        }
+    }
+    consolidator.flush_all(&mut closed);
+    let count = closed.len();
+    hand_over(&mut closed, &output).await;
+    Stats::set(&stats.series_active, 0);
+    Stats::set(&stats.buckets_open, 0);
+    tracing::info!(buckets = count, "consolidator closed every open bucket");
+}
+
+/// Sends every closed bucket to the writer, waiting for room; false if the writer is gone.
+async fn hand_over(closed: &mut Vec<Closed>, output: &mpsc::Sender<Closed>) -> bool {
+    for c in closed.drain(..) {
+        if output.send(c).await.is_err() {
+            tracing::error!("bulk writer stopped before the consolidator: closed buckets lost");
+            return false;
+        }
+    }
+    true
+}
+
+/// Waits until the node answers, logging while it does not; gives up only on shutdown.
+pub async fn wait_for_node<B: SearchBackend>(
+    backend: &B,
+    shutdown: &CancellationToken,
+) -> Result<(), ServeError> {
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match backend.info().await {
+            Ok(info) => {
+                tracing::info!(distribution = %info.distribution, version = %info.version, "node reachable");
+                return Ok(());
+            }
+            Err(e) => tracing::warn!(error = %e, retry_in = ?delay, "waiting for the node"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.cancelled() => return Err(ServeError::StoppedWaiting),
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Where the write side of the pipeline sends closed buckets, and the tasks behind it.
+pub struct WritePath {
+    pub closed: mpsc::Sender<Closed>,
+    pub writer: JoinHandle<()>,
+}
+
+/// Installs the index template and starts the bulk writer.
+pub async fn start_write_path<B: SearchBackend>(
+    config: &Config,
+    backend: Arc<B>,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+) -> Result<WritePath, ServeError> {
+    backend
+        .put_index_template(&config.index.template, &index_template(config))
+        .await?;
+    tracing::info!(template = %config.index.template, pattern = %config.index.naming.wildcard(), "index template installed");
+    let (closed, closed_rx) = mpsc::channel(config.persist.queue_docs);
+    let writer = BulkWriter::new(
+        backend,
+        DocumentEncoder::new(config),
+        config.persist.clone(),
+        stats,
+        shutdown,
+    );
+    Ok(WritePath {
+        closed,
+        writer: tokio::spawn(writer.run(closed_rx)),
+    })
+}
+
+/// Starts the consolidator task; returns the handle that feeds it.
+pub fn start_consolidator<C: Clock>(
+    config: &Config,
+    clock: Arc<C>,
+    closed: mpsc::Sender<Closed>,
+    stats: Arc<Stats>,
+) -> (IngestHandle, JoinHandle<()>) {
+    let mut consolidator = Consolidator::new(&archive_specs(config), config.consolidate.max_series);
+    // Buckets that ended before we started may already be written by an earlier run.
+    consolidator.flush_due(clock.now(), &mut Vec::new());
+    let (tx, rx) = mpsc::channel(config.consolidate.queue_batches);
+    let task = tokio::spawn(run_consolidator(
+        consolidator,
+        rx,
+        closed,
+        clock,
+        config.consolidate.tick,
+        stats,
+    ));
+    (IngestHandle { tx }, task)
+}
+
+/// A running service: its address and how to stop it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    pub stats: Arc<Stats>,
+    done: JoinHandle<Result<(), ServeError>>,
+}
+
+impl Running {
+    /// Stops accepting, writes every open bucket, and waits until all is written.
+    pub async fn stop(self) -> Result<(), ServeError> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// Waits until the service has stopped (after `shutdown` is cancelled).
+    pub async fn wait(self) -> Result<(), ServeError> {
+        self.done
+            .await
+            .unwrap_or_else(|e| Err(ServeError::Http(std::io::Error::other(e.to_string()))))
+    }
+}
+
+/// Options that override the config file.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    pub node_url: Option<String>,
+    pub listen: Option<SocketAddr>,
+}
+
+/// Starts the whole service and returns once it is listening.
+pub async fn serve<C: Clock>(
+    config: Config,
+    options: ServeOptions,
+    clock: Arc<C>,
+) -> Result<Running, ServeError> {
+    let url = options
+        .node_url
+        .or_else(|| config.node.url.clone())
+        .ok_or(ServeError::NoNode)?;
+    let backend = Arc::new(HttpBackend::connect(&url, &config.node)?);
+    let shutdown = CancellationToken::new();
+    let stats = Arc::new(Stats::default());
+    wait_for_node(backend.as_ref(), &shutdown).await?;
+    let write = start_write_path(&config, backend.clone(), stats.clone(), shutdown.clone()).await?;
+    let (ingest, consolidator) =
+        start_consolidator(&config, clock.clone(), write.closed, stats.clone());
+
+    let addr = options.listen.unwrap_or(config.http.listen);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    tracing::info!(%addr, node = %url, "listening");
+    let state = AppState::new(ingest, backend, clock, config.clone(), stats.clone());
+    let app = router(state, config.http.max_body_bytes);
+    let stop = shutdown.clone();
+    let done = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
+        tracing::info!("stopped accepting; writing what is held");
+        // The router (and with it the last IngestHandle) is gone: the consolidator drains, closes
+        // every bucket, and its output closing ends the writer.
+        let _ = consolidator.await;
+        let _ = write.writer.await;
+        tracing::info!("all buckets written; bye");
+        served.map_err(ServeError::Http)
+    });
+    Ok(Running {
+        addr,
+        shutdown,
+        stats,
+        done,
+    })
+}

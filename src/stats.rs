@@ -1,0 +1,72 @@
+//! Counters shared by the pipeline stages and shown by `/health`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+/// Monotonic counters and a few gauges, updated with relaxed atomics.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub events_accepted: AtomicU64,
+    pub events_late: AtomicU64,
+    pub requests_refused_busy: AtomicU64,
+    pub series_active: AtomicU64,
+    pub buckets_open: AtomicU64,
+    pub docs_written: AtomicU64,
+    pub docs_rejected: AtomicU64,
+    pub docs_retried: AtomicU64,
+    pub docs_dropped: AtomicU64,
+    pub bulk_requests: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+/// A point-in-time copy for reports.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub events_accepted: u64,
+    pub events_late: u64,
+    pub requests_refused_busy: u64,
+    pub series_active: u64,
+    pub buckets_open: u64,
+    pub docs_written: u64,
+    pub docs_rejected: u64,
+    pub docs_retried: u64,
+    pub docs_dropped: u64,
+    pub bulk_requests: u64,
+    pub last_bulk_error: Option<String>,
+}
+
+impl Stats {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn set(gauge: &AtomicU64, n: u64) {
+        gauge.store(n, Ordering::Relaxed);
+    }
+
+    /// Records the latest write failure (`None` once writes succeed again).
+    pub fn set_last_error(&self, error: Option<String>) {
+        if let Ok(mut slot) = self.last_error.lock() {
+            *slot = error;
+        }
+    }
+
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        StatsSnapshot {
+            events_accepted: get(&self.events_accepted),
+            events_late: get(&self.events_late),
+            requests_refused_busy: get(&self.requests_refused_busy),
+            series_active: get(&self.series_active),
+            buckets_open: get(&self.buckets_open),
+            docs_written: get(&self.docs_written),
+            docs_rejected: get(&self.docs_rejected),
+            docs_retried: get(&self.docs_retried),
+            docs_dropped: get(&self.docs_dropped),
+            bulk_requests: get(&self.bulk_requests),
+            last_bulk_error: self.last_error.lock().ok().and_then(|e| e.clone()),
+        }
+    }
+}
