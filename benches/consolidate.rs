@@ -1,1 +1,119 @@
-fn main() {}
+//! Benchmarks of the consolidation core (no network): throughput on one core with 100 000 series
+//! × 3 archives, and resident memory per (series × archive) accumulator at 1 million series.
+//!
+//!   cargo bench --bench consolidate                 both
+//!   cargo bench --bench consolidate -- throughput   one of them (throughput | memory)
+
+use std::time::Instant;
+
+use strata::consolidate::{ArchiveSpec, Consolidator};
+use strata::event::{Event, MetricKind, SeriesKey};
+
+const ARCHIVES: [ArchiveSpec; 3] = [
+    ArchiveSpec {
+        step_ms: 20_000,
+        lateness_ms: 10_000,
+    },
+    ArchiveSpec {
+        step_ms: 600_000,
+        lateness_ms: 10_000,
+    },
+    ArchiveSpec {
+        step_ms: 3_600_000,
+        lateness_ms: 10_000,
+    },
+];
+
+fn key(i: usize) -> SeriesKey {
+    let host = format!("host-{:04}", i % 1000);
+    let series = format!("svc.requests.{}", i / 1000);
+    SeriesKey::new(&series, Some(&host), &mut [("dc", "par1"), ("env", "prod")])
+}
+
+fn throughput() {
+    const SERIES: usize = 100_000;
+    const EVENTS: usize = 30_000_000;
+    // Every series reports every 10 s; the clock ticks every second of event time.
+    let keys: Vec<SeriesKey> = (0..SERIES).map(key).collect();
+    let per_event_ms = 10_000.0 / SERIES as f64;
+    let base = 1_767_225_600_000i64;
+    let mut c = Consolidator::new(&ARCHIVES, 2_000_000);
+    let mut closed = Vec::with_capacity(1 << 20);
+    let mut docs = 0usize;
+    let mut next_tick = base + 1000;
+    let start = Instant::now();
+    for n in 0..EVENTS {
+        let ts = base + (n as f64 * per_event_ms) as i64;
+        let e = Event {
+            series: keys[n % SERIES].clone(),
+            kind: MetricKind::Gauge,
+            value: (n % 97) as f64,
+            timestamp: ts,
+        };
+        c.record_event(&e).expect("under the series limit");
+        if ts >= next_tick {
+            c.flush_due(ts, &mut closed);
+            docs += closed.len();
+            closed.clear();
+            next_tick += 1000;
+        }
+    }
+    c.flush_all(&mut closed);
+    docs += closed.len();
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "throughput: {EVENTS} events, {SERIES} series x {} archives, {docs} buckets closed in {secs:.2} s = {:.2} M events/s (one core)",
+        ARCHIVES.len(),
+        EVENTS as f64 / secs / 1e6
+    );
+}
+
+fn rss_bytes() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<usize>().ok())
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+fn memory() {
+    const SERIES: usize = 1_000_000;
+    let before = rss_bytes();
+    let mut c = Consolidator::new(&ARCHIVES, SERIES);
+    let ts = 1_767_225_600_000i64;
+    for i in 0..SERIES {
+        let e = Event {
+            series: key(i),
+            kind: MetricKind::Gauge,
+            value: i as f64,
+            timestamp: ts,
+        };
+        c.record_event(&e).expect("under the series limit");
+    }
+    let after = rss_bytes();
+    let accumulators = SERIES * ARCHIVES.len();
+    println!(
+        "memory: {SERIES} series x {} archives = {accumulators} open accumulators; RSS grew {:.1} MiB = {:.0} bytes per accumulator (series keys included)",
+        ARCHIVES.len(),
+        (after - before) as f64 / (1 << 20) as f64,
+        (after - before) as f64 / accumulators as f64
+    );
+    assert_eq!(c.open_buckets(), accumulators);
+}
+
+fn main() {
+    let which: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wants = |name: &str| which.is_empty() || which.iter().any(|w| w == name);
+    if wants("throughput") {
+        throughput();
+    }
+    if wants("memory") {
+        memory();
+    }
+}

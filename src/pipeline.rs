@@ -8,6 +8,7 @@
 //! waits to hand over closed buckets, its input fills, and the HTTP handler answers 503.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,7 +56,7 @@ pub struct IngestBatch {
 /// Why a batch was not consolidated.
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
-    #[error("ingest queue is full")]
+    #[error("ingest queue is full: the node is not keeping up")]
     Busy,
     #[error("the pipeline is shutting down")]
     Closed,
@@ -67,11 +68,15 @@ pub enum SubmitError {
 #[derive(Clone)]
 pub struct IngestHandle {
     tx: mpsc::Sender<IngestBatch>,
+    congested: Arc<AtomicBool>,
 }
 
 impl IngestHandle {
     /// Hands `events` to the consolidator without waiting for room: a full queue is `Busy`.
     pub async fn submit(&self, events: Vec<Event>) -> Result<BatchReport, SubmitError> {
+        if self.congested.load(Ordering::Relaxed) {
+            return Err(SubmitError::Busy);
+        }
         let (reply, answer) = oneshot::channel();
         self.tx
             .try_send(IngestBatch { events, reply })
@@ -79,16 +84,6 @@ impl IngestHandle {
                 mpsc::error::TrySendError::Full(_) => SubmitError::Busy,
                 mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
             })?;
-        Ok(answer.await.map_err(|_| SubmitError::Closed)??)
-    }
-
-    /// Hands `events` over, waiting for room (for replay, where waiting is the right answer).
-    pub async fn submit_waiting(&self, events: Vec<Event>) -> Result<BatchReport, SubmitError> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(IngestBatch { events, reply })
-            .await
-            .map_err(|_| SubmitError::Closed)?;
         Ok(answer.await.map_err(|_| SubmitError::Closed)??)
     }
 
@@ -111,57 +106,95 @@ pub fn archive_specs(config: &Config) -> Vec<ArchiveSpec> {
 
 /// Owns the [`Consolidator`]: records batches, closes due buckets on every tick, and on end of
 /// input closes everything it holds and hands it to the writer.
-pub async fn run_consolidator<C: Clock>(
-    mut consolidator: Consolidator,
-    mut input: mpsc::Receiver<IngestBatch>,
+pub struct ConsolidatorTask<C> {
+    consolidator: Consolidator,
+    input: mpsc::Receiver<IngestBatch>,
+    input_open: bool,
     output: mpsc::Sender<Closed>,
     clock: Arc<C>,
-    tick: Duration,
     stats: Arc<Stats>,
-) {
-    let mut closed = Vec::new();
-    let mut ticker = tokio::time::interval(tick);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            next = input.recv() => match next {
-                Some(batch) => {
-                    let result = consolidator.record_batch(&batch.events);
-                    if let Ok(report) = &result {
-                        Stats::add(&stats.events_accepted, report.accepted);
-                        Stats::add(&stats.events_late, report.late);
+    /// Set while the writer's queue is full; the HTTP handlers then answer 503.
+    congested: Arc<AtomicBool>,
+}
+
+impl<C: Clock> ConsolidatorTask<C> {
+    pub async fn run(mut self, tick: Duration) {
+        let mut closed = Vec::new();
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while self.input_open {
+            tokio::select! {
+                next = self.input.recv() => match next {
+                    Some(batch) => self.record(batch),
+                    None => self.input_open = false,
+                },
+                _ = ticker.tick() => {
+                    self.consolidator.flush_due(self.clock.now(), &mut closed);
+                    Stats::set(&self.stats.series_active, self.consolidator.active_series() as u64);
+                    Stats::set(&self.stats.buckets_open, self.consolidator.open_buckets() as u64);
+                    if !self.hand_over(&mut closed).await {
+                        return;
                     }
-                    let _ = batch.reply.send(result);
-                }
-                None => break,
-            },
-            _ = ticker.tick() => {
-                consolidator.flush_due(clock.now(), &mut closed);
-                Stats::set(&stats.series_active, consolidator.active_series() as u64);
-                Stats::set(&stats.buckets_open, consolidator.open_buckets() as u64);
-                if !hand_over(&mut closed, &output).await {
-                    break;
                 }
             }
         }
+        self.consolidator.flush_all(&mut closed);
+        let count = closed.len();
+        self.hand_over(&mut closed).await;
+        Stats::set(&self.stats.series_active, 0);
+        Stats::set(&self.stats.buckets_open, 0);
+        tracing::info!(buckets = count, "consolidator closed every open bucket");
     }
-    consolidator.flush_all(&mut closed);
-    let count = closed.len();
-    hand_over(&mut closed, &output).await;
-    Stats::set(&stats.series_active, 0);
-    Stats::set(&stats.buckets_open, 0);
-    tracing::info!(buckets = count, "consolidator closed every open bucket");
-}
 
-/// Sends every closed bucket to the writer, waiting for room; false if the writer is gone.
-async fn hand_over(closed: &mut Vec<Closed>, output: &mpsc::Sender<Closed>) -> bool {
-    for c in closed.drain(..) {
-        if output.send(c).await.is_err() {
-            tracing::error!("bulk writer stopped before the consolidator: closed buckets lost");
-            return false;
+    fn record(&mut self, batch: IngestBatch) {
+        let result = self.consolidator.record_batch(&batch.events);
+        if let Ok(report) = &result {
+            Stats::add(&self.stats.events_accepted, report.accepted);
+            Stats::add(&self.stats.events_late, report.late);
+        }
+        let _ = batch.reply.send(result);
+    }
+
+    /// Sends every closed bucket to the writer. While the writer's queue is full it keeps
+    /// recording incoming batches (open buckets are bounded by the series limit), so requests
+    /// already queued get their answer; new ones see the congestion and get 503.
+    /// False if the writer is gone.
+    async fn hand_over(&mut self, closed: &mut Vec<Closed>) -> bool {
+        for c in closed.drain(..) {
+            let permit = match self.output.clone().try_reserve_owned() {
+                Ok(permit) => permit,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.congested.store(true, Ordering::Relaxed);
+                    match self.wait_for_room().await {
+                        Some(permit) => permit,
+                        None => return self.writer_gone(),
+                    }
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return self.writer_gone(),
+            };
+            permit.send(c);
+        }
+        self.congested.store(false, Ordering::Relaxed);
+        true
+    }
+
+    async fn wait_for_room(&mut self) -> Option<mpsc::OwnedPermit<Closed>> {
+        loop {
+            tokio::select! {
+                biased;
+                permit = self.output.clone().reserve_owned() => return permit.ok(),
+                next = self.input.recv(), if self.input_open => match next {
+                    Some(batch) => self.record(batch),
+                    None => self.input_open = false,
+                },
+            }
         }
     }
-    true
+
+    fn writer_gone(&self) -> bool {
+        tracing::error!("bulk writer stopped before the consolidator: closed buckets lost");
+        false
+    }
 }
 
 /// Waits until the node answers, logging while it does not; gives up only on shutdown.
@@ -227,16 +260,21 @@ pub fn start_consolidator<C: Clock>(
     let mut consolidator = Consolidator::new(&archive_specs(config), config.consolidate.max_series);
     // Buckets that ended before we started may already be written by an earlier run.
     consolidator.flush_due(clock.now(), &mut Vec::new());
-    let (tx, rx) = mpsc::channel(config.consolidate.queue_batches);
-    let task = tokio::spawn(run_consolidator(
+    let (tx, input) = mpsc::channel(config.consolidate.queue_batches);
+    let congested = Arc::new(AtomicBool::new(false));
+    let task = ConsolidatorTask {
         consolidator,
-        rx,
-        closed,
+        input,
+        input_open: true,
+        output: closed,
         clock,
-        config.consolidate.tick,
         stats,
-    ));
-    (IngestHandle { tx }, task)
+        congested: congested.clone(),
+    };
+    (
+        IngestHandle { tx, congested },
+        tokio::spawn(task.run(config.consolidate.tick)),
+    )
 }
 
 /// A running service: its address and how to stop it.

@@ -1,0 +1,610 @@
+//! End-to-end tests against the real node in STRATA_TEST_NODE: replay, the HTTP service,
+//! retries and back-pressure, and the binary's shutdown on SIGTERM.
+
+mod integration {
+    pub mod support;
+}
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use integration::support::{archive, ms, Scope};
+use serde_json::{json, Value};
+use strata::clock::ManualClock;
+use strata::pipeline::{serve, Running, ServeOptions};
+use strata::replay::{self, ReplayError};
+
+const FAST: &str = "[consolidate]\ntick = \"20ms\"\n[persist]\nflush_interval = \"50ms\"\nretry_initial = \"50ms\"\nretry_max = \"200ms\"\n";
+
+fn events_ndjson(name: &str, base: i64, points: &[(i64, f64)]) -> String {
+    points.iter().map(|(t, v)| format!("{{\"name\":\"{name}\",\"host\":\"h1\",\"tags\":{{\"dc\":\"par\"}},\"value\":{v},\"timestamp\":{}}}\n", base + t * 1000)).collect()
+}
+
+fn stats_of(doc: &Value) -> (u64, f64, f64, f64, f64, f64, f64) {
+    let f = |k: &str| doc[k].as_f64().unwrap();
+    (
+        doc["count"].as_u64().unwrap(),
+        f("sum"),
+        f("min"),
+        f("max"),
+        f("avg"),
+        f("first"),
+        f("last"),
+    )
+}
+
+#[tokio::test]
+async fn issue_example_gives_three_documents_and_replay_is_idempotent() {
+    let scope = Scope::new("example");
+    let cfg = scope.config(&archive("20s", "20s", "2 days", "day", "10s"), FAST);
+    let base = ms("2026-01-01T00:00:00Z");
+    let input = events_ndjson(
+        "m",
+        base,
+        &[(0, 1.0), (10, 3.0), (20, 5.0), (30, 7.0), (40, 2.0)],
+    );
+    let limits = replay::limits_now(&cfg, &strata::clock::SystemClock);
+
+    for round in 0..2 {
+        let events = replay::read_events(input.as_bytes(), &limits).unwrap();
+        let summary = replay::to_node(&cfg, None, events).await.unwrap();
+        assert_eq!(
+            (summary.events, summary.documents, summary.late),
+            (5, 3, 0),
+            "round {round}"
+        );
+        let docs = scope.documents().await;
+        assert_eq!(
+            docs.len(),
+            3,
+            "round {round}: replaying again overwrites, it does not duplicate"
+        );
+        assert_eq!(stats_of(&docs[0]), (2, 4.0, 1.0, 3.0, 2.0, 1.0, 3.0));
+        assert_eq!(stats_of(&docs[1]), (2, 12.0, 5.0, 7.0, 6.0, 5.0, 7.0));
+        assert_eq!(stats_of(&docs[2]), (1, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0));
+        let d = &docs[0];
+        assert_eq!(
+            (
+                d["@timestamp"].as_str(),
+                d["name"].as_str(),
+                d["host"].as_str()
+            ),
+            (Some("2026-01-01T00:00:00Z"), Some("m"), Some("h1"))
+        );
+        assert_eq!(
+            (
+                d["tags"]["dc"].as_str(),
+                d["type"].as_str(),
+                d["archive"].as_str(),
+                d["step"].as_u64()
+            ),
+            (Some("par"), Some("gauge"), Some("20s"), Some(20))
+        );
+    }
+    let index = format!("{}20s-2026.01.01", scope.prefix);
+    assert_eq!(scope.indices().await, vec![index.clone()]);
+
+    // The template typed the fields: statistics are doubles, dimensions keywords.
+    let (_, mapping) = scope.get(&format!("/{index}/_mapping")).await;
+    let props = &mapping[&index]["mappings"]["properties"];
+    assert_eq!(props["sum"]["type"], "double");
+    assert_eq!(props["count"]["type"], "long");
+    assert_eq!(props["name"]["type"], "keyword");
+    assert_eq!(props["tags"]["properties"]["dc"]["type"], "keyword");
+    assert_eq!(props["@timestamp"]["type"], "date");
+    let (_, settings) = scope.get(&format!("/{index}/_settings")).await;
+    assert_eq!(
+        settings[&index]["settings"]["index"]["codec"],
+        "best_compression"
+    );
+    assert_eq!(
+        settings[&index]["settings"]["index"]["number_of_shards"],
+        "1"
+    );
+    scope.cleanup().await;
+}
+
+#[tokio::test]
+async fn replay_spreads_archives_over_their_own_indices() {
+    let scope = Scope::new("archives");
+    let archives = [
+        archive("20s", "20s", "2 days", "day", "10s"),
+        archive("10m", "10m", "2 months", "month", "10s"),
+        archive("1h", "1h", "10 years", "year", "10s"),
+    ]
+    .concat();
+    let cfg = scope.config(&archives, FAST);
+    // One event a minute for two hours across a day boundary.
+    let base = ms("2025-12-31T23:00:00Z");
+    let points: Vec<(i64, f64)> = (0..120).map(|i| (i * 60, i as f64)).collect();
+    let events = replay::read_events(
+        events_ndjson("cpu", base, &points).as_bytes(),
+        &replay::limits_now(&cfg, &strata::clock::SystemClock),
+    )
+    .unwrap();
+    let summary = replay::to_node(&cfg, None, events).await.unwrap();
+    assert_eq!(summary.documents, 120 + 12 + 2);
+    let p = &scope.prefix;
+    assert_eq!(
+        scope.indices().await,
+        vec![
+            format!("{p}10m-2025.12"),
+            format!("{p}10m-2026.01"),
+            format!("{p}1h-2025"),
+            format!("{p}1h-2026"),
+            format!("{p}20s-2025.12.31"),
+            format!("{p}20s-2026.01.01")
+        ]
+    );
+    let docs = scope.documents().await;
+    for name in ["20s", "10m", "1h"] {
+        let of: Vec<&Value> = docs.iter().filter(|d| d["archive"] == name).collect();
+        assert_eq!(
+            of.iter().map(|d| d["count"].as_u64().unwrap()).sum::<u64>(),
+            120,
+            "{name}"
+        );
+        assert_eq!(
+            of.iter().map(|d| d["sum"].as_f64().unwrap()).sum::<f64>(),
+            (0..120).sum::<i64>() as f64,
+            "{name}"
+        );
+    }
+    let hourly: Vec<(u64, f64, f64)> = docs
+        .iter()
+        .filter(|d| d["archive"] == "1h")
+        .map(|d| {
+            (
+                d["count"].as_u64().unwrap(),
+                d["min"].as_f64().unwrap(),
+                d["max"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(hourly, vec![(60, 0.0, 59.0), (60, 60.0, 119.0)]);
+    scope.cleanup().await;
+}
+
+#[tokio::test]
+async fn documents_the_node_refuses_are_counted_not_retried_forever() {
+    let scope = Scope::new("poison");
+    let cfg = scope.config(&archive("20s", "20s", "2 days", "day", "10s"), FAST);
+    let index = format!("{}20s-2026.01.01", scope.prefix);
+    // Install strata's template, then pre-create the index with a name mapping that cannot take
+    // a document's name.
+    let template = strata::persist::template::index_template(&cfg);
+    assert_eq!(
+        scope
+            .send(
+                reqwest::Method::PUT,
+                &format!("/_index_template/{}", cfg.index.template),
+                template
+            )
+            .await
+            .0,
+        200
+    );
+    let (status, v) = scope
+        .send(
+            reqwest::Method::PUT,
+            &format!("/{index}"),
+            json!({"mappings": {"properties": {"name": {"type": "long"}}}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let base = ms("2026-01-01T00:00:00Z");
+    let mut input = events_ndjson("12", base, &[(0, 1.0)]);
+    input.push_str(&events_ndjson("not-a-number", base, &[(0, 1.0)]));
+    let events = replay::read_events(
+        input.as_bytes(),
+        &replay::limits_now(&cfg, &strata::clock::SystemClock),
+    )
+    .unwrap();
+    let err = replay::to_node(&cfg, None, events).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ReplayError::Incomplete {
+                rejected: 1,
+                dropped: 0
+            }
+        ),
+        "{err}"
+    );
+    let docs = scope.documents().await;
+    assert_eq!(docs.len(), 1, "the good document was written");
+    scope.cleanup().await;
+}
+
+async fn start(scope: &Scope, archives: &str, extra: &str, clock: &ManualClock) -> Running {
+    let cfg = scope.config(archives, extra);
+    let listen = Some("127.0.0.1:0".parse().unwrap());
+    serve(
+        cfg,
+        ServeOptions {
+            node_url: None,
+            listen,
+        },
+        Arc::new(clock.clone()),
+    )
+    .await
+    .unwrap()
+}
+
+async fn post(scope: &Scope, running: &Running, body: &str) -> (u16, Value, Option<String>) {
+    let r = scope
+        .http
+        .post(format!("http://{}/v1/metrics", running.addr))
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let retry_after = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    (status, r.json().await.unwrap_or(Value::Null), retry_after)
+}
+
+#[tokio::test]
+async fn a_series_that_stops_still_gets_its_last_bucket() {
+    let scope = Scope::new("stops");
+    let clock = ManualClock::new(ms("2026-03-01T10:00:05Z"));
+    let running = start(
+        &scope,
+        &archive("20s", "20s", "2 days", "day", "10s"),
+        FAST,
+        &clock,
+    )
+    .await;
+    let (status, body, _) = post(&scope, &running, r#"{"name":"quiet","value":42}"#).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"accepted": 1, "late": 0, "late_by_archive": {"20s": 0}})
+    );
+
+    // Just before end (10:00:20) + lateness (10 s): nothing may be written yet.
+    clock.set(ms("2026-03-01T10:00:29.999Z"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(running.stats.snapshot().buckets_open, 1);
+    assert!(scope.documents().await.is_empty());
+
+    // Past it: the bucket is written without any further event of that series.
+    clock.set(ms("2026-03-01T10:00:30Z"));
+    let docs = scope.wait_for_documents(1).await;
+    assert_eq!(docs.len(), 1);
+    assert_eq!(
+        (
+            docs[0]["@timestamp"].as_str(),
+            docs[0]["count"].as_u64(),
+            docs[0]["last"].as_f64()
+        ),
+        (Some("2026-03-01T10:00:00Z"), Some(1), Some(42.0))
+    );
+
+    // An event for the written bucket is late, reported, and does not overwrite it.
+    let (status, body, _) = post(
+        &scope,
+        &running,
+        r#"{"name":"quiet","value":1,"timestamp":"2026-03-01T10:00:10Z"}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, &body["late"], &body["accepted"]),
+        (200, &json!(1), &json!(0))
+    );
+    running.stop().await.unwrap();
+    let docs = scope.documents().await;
+    assert_eq!(docs.len(), 1);
+    assert_eq!(docs[0]["count"], 1);
+    scope.cleanup().await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_400_and_nothing_of_it_reaches_the_node() {
+    let scope = Scope::new("badinput");
+    let clock = ManualClock::new(ms("2026-03-01T10:00:05Z"));
+    let extra = format!("{FAST}\n[http]\nmax_body_bytes = 2048\n[ingest]\nmax_name_length = 64\n");
+    let running = start(
+        &scope,
+        &archive("20s", "20s", "2 days", "day", "10s"),
+        &extra,
+        &clock,
+    )
+    .await;
+    let good = r#"{"name":"poisoned","value":1}"#;
+    let cases: Vec<(String, &str)> = vec![
+        (
+            format!("[{good}, {{\"name\":\"x\",\"value\":1"),
+            "malformed JSON",
+        ),
+        (
+            format!("[{good}, {{\"value\":1}}]"),
+            "item 1: field 'name': is required",
+        ),
+        (
+            format!("[{good}, {{\"name\":\"x\"}}]"),
+            "item 1: field 'value': is required",
+        ),
+        (
+            format!("[{good}, {{\"name\":\"x\",\"value\":NaN}}]"),
+            "malformed JSON",
+        ),
+        (
+            format!("[{good}, {{\"name\":\"x\",\"value\":\"Infinity\"}}]"),
+            "field 'value': must be a finite number",
+        ),
+        (
+            format!("[{good}, {{\"name\":\"x\",\"value\":1e999}}]"),
+            "field 'value': must be a finite number",
+        ),
+        (
+            format!("[{good}, {{\"name\":\"\",\"value\":1}}]"),
+            "field 'name': must not be empty",
+        ),
+        (
+            format!("[{good}, {{\"name\":\"{}\",\"value\":1}}]", "n".repeat(65)),
+            "field 'name': is 65 bytes long",
+        ),
+        (
+            format!("[{good}, {{\"name\":\"a\\nb\",\"value\":1}}]"),
+            "field 'name': must not contain control characters",
+        ),
+        (
+            format!("[{good}, {{\"name\":\"x\",\"value\":1,\"timestamp\":\"noon\"}}]"),
+            "field 'timestamp': \"noon\" is not an RFC 3339 time",
+        ),
+        (
+            format!(
+                "[{good}, {{\"name\":\"x\",\"value\":1,\"timestamp\":\"2026-03-01T11:00:00Z\"}}]"
+            ),
+            "ahead of the server clock",
+        ),
+        (
+            format!("{good}\n{{\"name\":\"x\",\"value\":[1]}}\n"),
+            "line 2: field 'value': must be a finite number",
+        ),
+    ];
+    for (body, expected) in &cases {
+        let (status, answer, _) = post(&scope, &running, body).await;
+        assert_eq!(status, 400, "{body} -> {answer}");
+        let message = answer["error"].as_str().unwrap();
+        assert!(
+            message.contains(expected),
+            "{body}: expected {expected:?} in {message:?}"
+        );
+    }
+    let (_, answer, _) = post(&scope, &running, &cases[1].0).await;
+    assert_eq!(
+        (answer["item"].as_u64(), answer["field"].as_str()),
+        (Some(1), Some("name"))
+    );
+
+    let huge = format!("[{}]", vec![good; 100].join(","));
+    let (status, answer, _) = post(&scope, &running, &huge).await;
+    assert_eq!(status, 413, "{answer}");
+
+    // One good request with another series, then stop: only it reaches the node.
+    let (status, _, _) = post(&scope, &running, r#"{"name":"clean","value":7}"#).await;
+    assert_eq!(status, 200);
+    running.stop().await.unwrap();
+    let docs = scope.documents().await;
+    assert_eq!(docs.len(), 1, "{docs:?}");
+    assert_eq!(docs[0]["name"], "clean");
+    scope.cleanup().await;
+}
+
+#[tokio::test]
+async fn health_is_ok_while_the_node_answers() {
+    let scope = Scope::new("health");
+    let clock = ManualClock::new(ms("2026-03-01T10:00:05Z"));
+    let running = start(
+        &scope,
+        &archive("20s", "20s", "2 days", "day", "10s"),
+        FAST,
+        &clock,
+    )
+    .await;
+    let r = scope
+        .http
+        .get(format!("http://{}/health", running.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"], "ok");
+    assert!(
+        matches!(body["node"]["status"].as_str(), Some("green" | "yellow")),
+        "{body}"
+    );
+    running.stop().await.unwrap();
+    scope.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_blocked_node_pushes_back_with_503_and_loses_nothing() {
+    let scope = Scope::new("pushback");
+    let start_at = ms("2026-03-01T01:00:00Z");
+    let clock = ManualClock::new(start_at);
+    let extra = "[consolidate]\ntick = \"5ms\"\nqueue_batches = 1\n[persist]\nqueue_docs = 1\nbatch_docs = 1\nflush_interval = \"5ms\"\nretry_initial = \"20ms\"\nretry_max = \"50ms\"\n";
+    let running = start(
+        &scope,
+        &archive("20s", "20s", "2 days", "day", "0s"),
+        extra,
+        &clock,
+    )
+    .await;
+    // The day's index refuses writes with 429 until the block is lifted.
+    let index = format!("{}20s-2026.03.01", scope.prefix);
+    assert_eq!(
+        scope
+            .send(reqwest::Method::PUT, &format!("/{index}"), json!({}))
+            .await
+            .0,
+        200
+    );
+    let block = |on: bool| json!({"index.blocks.read_only_allow_delete": if on { json!(true) } else { Value::Null }});
+    assert_eq!(
+        scope
+            .send(
+                reqwest::Method::PUT,
+                &format!("/{index}/_settings"),
+                block(true)
+            )
+            .await
+            .0,
+        200
+    );
+
+    let mut accepted = 0u64;
+    let mut refused = None;
+    for i in 0..400 {
+        let (status, body, retry_after) = post(
+            &scope,
+            &running,
+            &format!("{{\"name\":\"s{i}\",\"value\":{i}}}"),
+        )
+        .await;
+        match status {
+            200 => accepted += body["accepted"].as_u64().unwrap(),
+            503 => {
+                refused = Some((body, retry_after));
+                break;
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+        clock.advance(Duration::from_secs(20));
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+    let (body, retry_after) =
+        refused.expect("ingest never pushed back while the node refused writes");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    assert!(
+        body["error"].as_str().unwrap().contains("queue is full"),
+        "{body}"
+    );
+    // The writer is retrying the items the node answers 429 (it may still be on its first try).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while running.stats.snapshot().docs_retried == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        running.stats.snapshot().docs_retried > 0,
+        "the writer retried the refused items"
+    );
+
+    assert_eq!(
+        scope
+            .send(
+                reqwest::Method::PUT,
+                &format!("/{index}/_settings"),
+                block(false)
+            )
+            .await
+            .0,
+        200
+    );
+    running.stop().await.unwrap();
+    let docs = scope.documents().await;
+    assert_eq!(
+        docs.len() as u64,
+        accepted,
+        "every accepted event's bucket was written once the node recovered"
+    );
+    scope.cleanup().await;
+}
+
+#[tokio::test]
+async fn sigterm_writes_every_open_bucket_before_exit() {
+    let scope = Scope::new("sigterm");
+    let dir = std::env::temp_dir().join(format!("strata-{}", scope.prefix));
+    std::fs::create_dir_all(&dir).unwrap();
+    let archives = [
+        archive("20s", "20s", "2 days", "day", "10s"),
+        archive("10m", "10m", "2 months", "month", "10s"),
+        archive("1h", "1h", "10 years", "year", "10s"),
+    ]
+    .concat();
+    let config = format!(
+        "[index]\nprefix = \"{}\"\ntemplate = \"{}tpl\"\nreplicas = 0\n{archives}",
+        scope.prefix, scope.prefix
+    );
+    std::fs::write(dir.join("archives.toml"), config).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args([
+            "serve",
+            "--config",
+            dir.join("archives.toml").to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--node-url",
+            &scope.node,
+        ])
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let addr = read_listen_addr(child.stderr.take().unwrap()).await;
+    let r = scope
+        .http
+        .post(format!("http://{addr}/v1/metrics"))
+        .body(r#"[{"name":"open","value":1},{"name":"open","value":3}]"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let docs = scope.documents().await;
+    assert_eq!(
+        docs.len(),
+        3,
+        "one open bucket per archive, all written: {docs:?}"
+    );
+    assert!(docs.iter().all(|d| d["count"] == 2 && d["sum"] == 4.0));
+    scope.cleanup().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Reads the service's log until it says where it listens; keeps draining it afterwards.
+async fn read_listen_addr(stderr: tokio::process::ChildStderr) -> String {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut lines = BufReader::new(stderr).lines();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let line = tokio::time::timeout_at(deadline, lines.next_line())
+            .await
+            .expect("service did not start")
+            .unwrap()
+            .expect("service exited");
+        eprintln!("strata: {line}");
+        if line.contains("listening") {
+            let addr = line
+                .split("addr=")
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_string();
+            tokio::spawn(async move {
+                while let Ok(Some(line)) = lines.next_line().await {
+                    eprintln!("strata: {line}");
+                }
+            });
+            return addr;
+        }
+    }
+}
