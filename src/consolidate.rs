@@ -8,6 +8,7 @@
 //! left is forgotten, so memory follows the active series only.
 
 use std::collections::BTreeMap;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use hashbrown::HashMap;
@@ -29,19 +30,36 @@ pub struct ArchiveSpec {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Summary {
     pub start: EpochMillis,
+    /// Zero only for an empty slot.
     pub count: u64,
     pub sum: f64,
     pub min: f64,
     pub max: f64,
     pub first: f64,
     pub last: f64,
-    pub first_at: EpochMillis,
-    pub last_at: EpochMillis,
+    /// Times of `first` and `last`, as offsets from `start` (a step is at most a day).
+    first_offset: u32,
+    last_offset: u32,
     pub kind: MetricKind,
 }
 
 impl Summary {
-    fn new(start: EpochMillis, kind: MetricKind, value: f64, at: EpochMillis) -> Self {
+    const EMPTY: Summary = Summary {
+        start: 0,
+        count: 0,
+        sum: 0.0,
+        min: 0.0,
+        max: 0.0,
+        first: 0.0,
+        last: 0.0,
+        first_offset: 0,
+        last_offset: 0,
+        kind: MetricKind::Gauge,
+    };
+
+    /// A bucket holding one value taken at `at` (which must lie within a day of `start`).
+    pub fn new(start: EpochMillis, kind: MetricKind, value: f64, at: EpochMillis) -> Self {
+        let offset = (at - start) as u32;
         Self {
             start,
             count: 1,
@@ -50,32 +68,45 @@ impl Summary {
             max: value,
             first: value,
             last: value,
-            first_at: at,
-            last_at: at,
+            first_offset: offset,
+            last_offset: offset,
             kind,
         }
     }
 
     #[inline]
     fn add(&mut self, value: f64, at: EpochMillis) {
+        let offset = (at - self.start) as u32;
         self.count += 1;
         self.sum += value;
         self.min = self.min.min(value);
         self.max = self.max.max(value);
         // First and last go by event time; on a tie the earlier arrival stays first and the later
         // arrival becomes last.
-        if at < self.first_at {
+        if offset < self.first_offset {
             self.first = value;
-            self.first_at = at;
+            self.first_offset = offset;
         }
-        if at >= self.last_at {
+        if offset >= self.last_offset {
             self.last = value;
-            self.last_at = at;
+            self.last_offset = offset;
         }
     }
 
     pub fn avg(&self) -> f64 {
         self.sum / self.count as f64
+    }
+
+    pub fn first_at(&self) -> EpochMillis {
+        self.start + EpochMillis::from(self.first_offset)
+    }
+
+    pub fn last_at(&self) -> EpochMillis {
+        self.start + EpochMillis::from(self.last_offset)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.count == 0
     }
 }
 
@@ -120,12 +151,120 @@ struct SeriesEntry {
 
 struct ArchiveState {
     spec: ArchiveSpec,
-    /// Open buckets per series id; rarely more than two (the current one and one within lateness).
-    slots: Vec<Vec<Summary>>,
+    /// The newest open bucket of each series, by series id (empty when none), and the one before
+    /// it while that is still within its lateness. Flat arrays: no allocation per bucket, and
+    /// the hot path touches one cache line per archive.
+    current: Vec<Summary>,
+    previous: Vec<Summary>,
+    /// Any further open buckets (only when lateness exceeds a step, or events come far out of order).
+    older: HashMap<(SeriesId, EpochMillis), Summary>,
     /// Series with an open bucket, by bucket start: what to close, in order.
     due: BTreeMap<EpochMillis, Vec<SeriesId>>,
     /// Buckets ending at or before this instant are closed.
     watermark: EpochMillis,
+}
+
+impl ArchiveState {
+    /// Adds a value to the bucket `start` of series `id`; true if that opened a new bucket.
+    #[inline]
+    fn add(
+        &mut self,
+        id: SeriesId,
+        start: EpochMillis,
+        kind: MetricKind,
+        value: f64,
+        at: EpochMillis,
+    ) -> bool {
+        let (i, fresh) = (id as usize, Summary::new(start, kind, value, at));
+        let current = &mut self.current[i];
+        if !current.is_empty() && current.start == start {
+            current.add(value, at);
+            return false;
+        }
+        if current.is_empty() {
+            *current = fresh;
+        } else if start > current.start {
+            // A newer bucket starts: current becomes previous (and previous, if any, older).
+            let was_current = std::mem::replace(current, fresh);
+            let was_previous = std::mem::replace(&mut self.previous[i], was_current);
+            if !was_previous.is_empty() {
+                self.older.insert((id, was_previous.start), was_previous);
+            }
+        } else {
+            let previous = &mut self.previous[i];
+            if !previous.is_empty() && previous.start == start {
+                previous.add(value, at);
+                return false;
+            }
+            if previous.is_empty() {
+                *previous = fresh;
+            } else {
+                match self.older.entry((id, start)) {
+                    hashbrown::hash_map::Entry::Occupied(mut e) => {
+                        e.get_mut().add(value, at);
+                        return false;
+                    }
+                    hashbrown::hash_map::Entry::Vacant(e) => {
+                        e.insert(fresh);
+                    }
+                }
+            }
+        }
+        self.due.entry(start).or_default().push(id);
+        true
+    }
+
+    /// Removes the bucket `start` of series `id`.
+    fn take(&mut self, id: SeriesId, start: EpochMillis) -> Option<Summary> {
+        let i = id as usize;
+        for slot in [&mut self.current[i], &mut self.previous[i]] {
+            if !slot.is_empty() && slot.start == start {
+                return Some(std::mem::replace(slot, Summary::EMPTY));
+            }
+        }
+        self.older.remove(&(id, start))
+    }
+}
+
+/// Series key → id, storing only the 4-byte ids in the table (the keys live in the series
+/// entries): the table of 100 000 series fits in a core's cache, where a map of keys would not.
+#[derive(Default)]
+struct SeriesIndex {
+    table: hashbrown::HashTable<SeriesId>,
+    hasher: hashbrown::DefaultHashBuilder,
+}
+
+impl SeriesIndex {
+    fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    #[inline]
+    fn get(&self, key: &str, series: &[Option<SeriesEntry>]) -> Option<SeriesId> {
+        let hash = self.hasher.hash_one(key);
+        self.table
+            .find(hash, |&id| {
+                series[id as usize].as_ref().is_some_and(|e| &*e.key == key)
+            })
+            .copied()
+    }
+
+    fn insert(&mut self, key: &str, id: SeriesId, series: &[Option<SeriesEntry>]) {
+        let hash = self.hasher.hash_one(key);
+        let hasher = &self.hasher;
+        self.table.insert_unique(hash, id, |&other| {
+            series[other as usize]
+                .as_ref()
+                .map_or(0, |e| hasher.hash_one(&*e.key))
+        });
+    }
+
+    fn remove(&mut self, key: &str, id: SeriesId) {
+        let hash = self.hasher.hash_one(key);
+        if let Ok(entry) = self.table.find_entry(hash, |&other| other == id) {
+            entry.remove();
+        }
+    }
 }
 
 /// Totals for one batch of events.
@@ -165,7 +304,7 @@ impl BatchReport {
 /// Consolidates events into per-bucket summaries for every archive.
 pub struct Consolidator {
     archives: Vec<ArchiveState>,
-    index: HashMap<Arc<str>, SeriesId>,
+    index: SeriesIndex,
     series: Vec<Option<SeriesEntry>>,
     free: Vec<SeriesId>,
     max_series: usize,
@@ -184,12 +323,14 @@ impl Consolidator {
                 .iter()
                 .map(|&spec| ArchiveState {
                     spec,
-                    slots: Vec::new(),
+                    current: Vec::new(),
+                    previous: Vec::new(),
+                    older: HashMap::new(),
                     due: BTreeMap::new(),
                     watermark: EpochMillis::MIN,
                 })
                 .collect(),
-            index: HashMap::new(),
+            index: SeriesIndex::default(),
             series: Vec::new(),
             free: Vec::new(),
             max_series,
@@ -234,7 +375,7 @@ impl Consolidator {
         let mut new = hashbrown::HashSet::new();
         for e in events {
             let key = e.series.as_str();
-            if !self.index.contains_key(key) && new.insert(key) && new.len() > room {
+            if self.index.get(key, &self.series).is_none() && new.insert(key) && new.len() > room {
                 return Err(ConsolidateError::SeriesLimit {
                     limit: self.max_series,
                     series: format!("{:?}", e.series),
@@ -264,25 +405,20 @@ impl Consolidator {
         if late.count_ones() as usize == self.archives.len() {
             return Ok(LateMask(late));
         }
-        let id = match self.index.get(key) {
-            Some(&id) => id,
+        let id = match self.index.get(key, &self.series) {
+            Some(id) => id,
             None => self.intern(owned)?,
         };
+        let mut opened = 0;
         for (i, a) in self.archives.iter_mut().enumerate() {
-            if late & (1 << i) != 0 {
-                continue;
+            if late & (1 << i) == 0 && a.add(id, bucket_start(at, a.spec.step_ms), kind, value, at)
+            {
+                opened += 1;
             }
-            let start = bucket_start(at, a.spec.step_ms);
-            let slot = &mut a.slots[id as usize];
-            match slot.iter_mut().rev().find(|s| s.start == start) {
-                Some(summary) => summary.add(value, at),
-                None => {
-                    slot.push(Summary::new(start, kind, value, at));
-                    a.due.entry(start).or_default().push(id);
-                    if let Some(entry) = self.series[id as usize].as_mut() {
-                        entry.open += 1;
-                    }
-                }
+        }
+        if opened > 0 {
+            if let Some(entry) = self.series[id as usize].as_mut() {
+                entry.open += opened;
             }
         }
         Ok(LateMask(late))
@@ -308,12 +444,13 @@ impl Consolidator {
             None => {
                 self.series.push(Some(entry));
                 for a in &mut self.archives {
-                    a.slots.push(Vec::new());
+                    a.current.push(Summary::EMPTY);
+                    a.previous.push(Summary::EMPTY);
                 }
                 (self.series.len() - 1) as SeriesId
             }
         };
-        self.index.insert(shared, id);
+        self.index.insert(&shared, id, &self.series);
         Ok(id)
     }
 
@@ -350,11 +487,9 @@ impl Consolidator {
                 break;
             }
             for id in entry.remove() {
-                let slot = &mut a.slots[id as usize];
-                let Some(pos) = slot.iter().position(|s| s.start == start) else {
+                let Some(summary) = a.take(id, start) else {
                     continue;
                 };
-                let summary = slot.swap_remove(pos);
                 let Some(entry) = series[id as usize].as_mut() else {
                     continue;
                 };
@@ -367,7 +502,7 @@ impl Consolidator {
                 if entry.open == 0 {
                     // No open bucket in any archive: forget the series and reuse its id.
                     if let Some(gone) = series[id as usize].take() {
-                        index.remove(&gone.key);
+                        index.remove(&gone.key, id);
                         free.push(id);
                     }
                 }
@@ -525,6 +660,46 @@ mod tests {
         let mut out = Vec::new();
         c.flush_all(&mut out);
         assert_eq!((out[0].summary.first, out[0].summary.last), (1.0, 9.0));
+    }
+
+    #[test]
+    fn three_open_buckets_of_one_series_stay_apart() {
+        // Lateness longer than two steps: buckets 0, 20 and 40 s are open at once.
+        let mut c = Consolidator::new(
+            &[ArchiveSpec {
+                step_ms: 20_000,
+                lateness_ms: 60_000,
+            }],
+            10,
+        );
+        let order = [
+            (45, 1.0),
+            (5, 2.0),
+            (25, 3.0),
+            (6, 4.0),
+            (46, 5.0),
+            (26, 6.0),
+            (65, 7.0),
+            (7, 8.0),
+        ];
+        c.record_batch(
+            &order
+                .iter()
+                .map(|&(t, v)| ev("m", v, t))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        c.flush_all(&mut out);
+        let got: Vec<(i64, u64, f64)> = out
+            .iter()
+            .map(|c| (c.summary.start / 1000, c.summary.count, c.summary.sum))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(0, 3, 14.0), (20, 2, 9.0), (40, 2, 6.0), (60, 1, 7.0)]
+        );
+        assert_eq!(c.active_series(), 0);
     }
 
     #[test]

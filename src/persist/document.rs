@@ -175,17 +175,13 @@ mod tests {
         Closed {
             series: key.shared(),
             archive: 0,
-            summary: Summary {
-                start,
-                count: 2,
-                sum: 4.0,
-                min: 1.0,
-                max: 3.0,
-                first: 1.0,
-                last: 3.0,
-                first_at: start,
-                last_at: start + 10_000,
-                kind: MetricKind::Gauge,
+            summary: {
+                let mut s = Summary::new(start, MetricKind::Gauge, 1.0, start);
+                s.count = 2;
+                s.sum = 4.0;
+                s.max = 3.0;
+                s.last = 3.0;
+                s
             },
         }
     }
