@@ -74,22 +74,49 @@ impl Summary {
         }
     }
 
+    /// A bucket read back from its document: the times of first and last are not stored, so
+    /// first is taken as the earliest and last as the oldest of what may still arrive.
+    #[allow(clippy::too_many_arguments)]
+    pub fn restored(
+        start: EpochMillis,
+        kind: MetricKind,
+        count: u64,
+        sum: f64,
+        min: f64,
+        max: f64,
+        first: f64,
+        last: f64,
+    ) -> Self {
+        Self {
+            start,
+            count,
+            sum,
+            min,
+            max,
+            first,
+            last,
+            first_offset: 0,
+            last_offset: 0,
+            kind,
+        }
+    }
+
+    /// Adds the statistics of `other`, a summary of the same bucket.
     #[inline]
-    fn add(&mut self, value: f64, at: EpochMillis) {
-        let offset = (at - self.start) as u32;
-        self.count += 1;
-        self.sum += value;
-        self.min = self.min.min(value);
-        self.max = self.max.max(value);
+    fn merge(&mut self, other: &Summary) {
+        self.count += other.count;
+        self.sum += other.sum;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
         // First and last go by event time; on a tie the earlier arrival stays first and the later
         // arrival becomes last.
-        if offset < self.first_offset {
-            self.first = value;
-            self.first_offset = offset;
+        if other.first_offset < self.first_offset {
+            self.first = other.first;
+            self.first_offset = other.first_offset;
         }
-        if offset >= self.last_offset {
-            self.last = value;
-            self.last_offset = offset;
+        if other.last_offset >= self.last_offset {
+            self.last = other.last;
+            self.last_offset = other.last_offset;
         }
     }
 
@@ -165,27 +192,21 @@ struct ArchiveState {
 }
 
 impl ArchiveState {
-    /// Adds a value to the bucket `start` of series `id`; true if that opened a new bucket.
+    /// Merges `incoming` into the bucket it belongs to (`incoming.start`) of series `id`; true
+    /// if that opened a new bucket.
     #[inline]
-    fn add(
-        &mut self,
-        id: SeriesId,
-        start: EpochMillis,
-        kind: MetricKind,
-        value: f64,
-        at: EpochMillis,
-    ) -> bool {
-        let (i, fresh) = (id as usize, Summary::new(start, kind, value, at));
+    fn add(&mut self, id: SeriesId, incoming: Summary) -> bool {
+        let (i, start) = (id as usize, incoming.start);
         let current = &mut self.current[i];
         if !current.is_empty() && current.start == start {
-            current.add(value, at);
+            current.merge(&incoming);
             return false;
         }
         if current.is_empty() {
-            *current = fresh;
+            *current = incoming;
         } else if start > current.start {
             // A newer bucket starts: current becomes previous (and previous, if any, older).
-            let was_current = std::mem::replace(current, fresh);
+            let was_current = std::mem::replace(current, incoming);
             let was_previous = std::mem::replace(&mut self.previous[i], was_current);
             if !was_previous.is_empty() {
                 self.older.insert((id, was_previous.start), was_previous);
@@ -193,19 +214,19 @@ impl ArchiveState {
         } else {
             let previous = &mut self.previous[i];
             if !previous.is_empty() && previous.start == start {
-                previous.add(value, at);
+                previous.merge(&incoming);
                 return false;
             }
             if previous.is_empty() {
-                *previous = fresh;
+                *previous = incoming;
             } else {
                 match self.older.entry((id, start)) {
                     hashbrown::hash_map::Entry::Occupied(mut e) => {
-                        e.get_mut().add(value, at);
+                        e.get_mut().merge(&incoming);
                         return false;
                     }
                     hashbrown::hash_map::Entry::Vacant(e) => {
-                        e.insert(fresh);
+                        e.insert(incoming);
                     }
                 }
             }
@@ -411,8 +432,8 @@ impl Consolidator {
         };
         let mut opened = 0;
         for (i, a) in self.archives.iter_mut().enumerate() {
-            if late & (1 << i) == 0 && a.add(id, bucket_start(at, a.spec.step_ms), kind, value, at)
-            {
+            let start = bucket_start(at, a.spec.step_ms);
+            if late & (1 << i) == 0 && a.add(id, Summary::new(start, kind, value, at)) {
                 opened += 1;
             }
         }
@@ -422,6 +443,31 @@ impl Consolidator {
             }
         }
         Ok(LateMask(late))
+    }
+
+    /// Reopens a bucket that an earlier run wrote at shutdown, so that events of the same bucket
+    /// after a restart are merged into it instead of overwriting its document. Ignored (false)
+    /// when the bucket is already closed here.
+    pub fn restore(
+        &mut self,
+        key: &crate::event::SeriesKey,
+        archive: usize,
+        summary: Summary,
+    ) -> Result<bool, ConsolidateError> {
+        let a = &self.archives[archive];
+        if summary.count == 0 || summary.start.saturating_add(a.spec.step_ms) <= a.watermark {
+            return Ok(false);
+        }
+        let id = match self.index.get(key.as_str(), &self.series) {
+            Some(id) => id,
+            None => self.intern(key)?,
+        };
+        if self.archives[archive].add(id, summary) {
+            if let Some(entry) = self.series[id as usize].as_mut() {
+                entry.open += 1;
+            }
+        }
+        Ok(true)
     }
 
     fn intern(&mut self, key: &crate::event::SeriesKey) -> Result<SeriesId, ConsolidateError> {
@@ -700,6 +746,25 @@ mod tests {
             vec![(0, 3, 14.0), (20, 2, 9.0), (40, 2, 6.0), (60, 1, 7.0)]
         );
         assert_eq!(c.active_series(), 0);
+    }
+
+    #[test]
+    fn restored_bucket_is_merged_with_new_events() {
+        let mut c = Consolidator::new(&[S20], 10);
+        let key = SeriesKey::new("m", None, &mut []);
+        let partial = Summary::restored(0, MetricKind::Gauge, 2, 4.0, 1.0, 3.0, 1.0, 3.0);
+        assert!(c.restore(&key, 0, partial).unwrap());
+        c.record_batch(&[ev("m", 10.0, 15)]).unwrap();
+        let mut out = Vec::new();
+        c.flush_all(&mut out);
+        assert_eq!(out.len(), 1);
+        let s = out[0].summary;
+        assert_eq!(
+            (s.count, s.sum, s.min, s.max, s.first, s.last),
+            (3, 14.0, 1.0, 10.0, 1.0, 10.0)
+        );
+        // A bucket already closed here is not reopened.
+        assert!(!c.restore(&key, 0, partial).unwrap());
     }
 
     #[test]

@@ -23,6 +23,7 @@ use crate::event::Event;
 use crate::ingest::http::{router, AppState};
 use crate::persist::backend::{BackendError, HttpBackend, SearchBackend};
 use crate::persist::document::DocumentEncoder;
+use crate::persist::resume::{reopen_buckets, ResumeError};
 use crate::persist::template::index_template;
 use crate::persist::writer::BulkWriter;
 use crate::stats::Stats;
@@ -43,6 +44,8 @@ pub enum ServeError {
     },
     #[error("http server failed: {0}")]
     Http(std::io::Error),
+    #[error(transparent)]
+    Resume(#[from] ResumeError),
     #[error("stopped before the node became reachable")]
     StoppedWaiting,
 }
@@ -251,15 +254,25 @@ pub async fn start_write_path<B: SearchBackend>(
 }
 
 /// Starts the consolidator task; returns the handle that feeds it.
-pub fn start_consolidator<C: Clock>(
+///
+/// Buckets that ended before now may already be written by an earlier run: events for them are
+/// late. Buckets still open that an earlier run wrote at its shutdown are reopened from the node
+/// and continue where they stopped.
+pub async fn start_consolidator<B: SearchBackend, C: Clock>(
     config: &Config,
+    backend: &B,
     clock: Arc<C>,
     closed: mpsc::Sender<Closed>,
     stats: Arc<Stats>,
-) -> (IngestHandle, JoinHandle<()>) {
+) -> Result<(IngestHandle, JoinHandle<()>), ServeError> {
     let mut consolidator = Consolidator::new(&archive_specs(config), config.consolidate.max_series);
-    // Buckets that ended before we started may already be written by an earlier run.
-    consolidator.flush_due(clock.now(), &mut Vec::new());
+    let now = clock.now();
+    consolidator.flush_due(now, &mut Vec::new());
+    let reopened = reopen_buckets(backend, config, &mut consolidator, now).await?;
+    tracing::info!(
+        buckets = reopened,
+        "reopened buckets written by an earlier run"
+    );
     let (tx, input) = mpsc::channel(config.consolidate.queue_batches);
     let congested = Arc::new(AtomicBool::new(false));
     let task = ConsolidatorTask {
@@ -271,10 +284,8 @@ pub fn start_consolidator<C: Clock>(
         stats,
         congested: congested.clone(),
     };
-    (
-        IngestHandle { tx, congested },
-        tokio::spawn(task.run(config.consolidate.tick)),
-    )
+    let task = tokio::spawn(task.run(config.consolidate.tick));
+    Ok((IngestHandle { tx, congested }, task))
 }
 
 /// A running service: its address and how to stop it.
@@ -322,8 +333,14 @@ pub async fn serve<C: Clock>(
     let stats = Arc::new(Stats::default());
     wait_for_node(backend.as_ref(), &shutdown).await?;
     let write = start_write_path(&config, backend.clone(), stats.clone(), shutdown.clone()).await?;
-    let (ingest, consolidator) =
-        start_consolidator(&config, clock.clone(), write.closed, stats.clone());
+    let (ingest, consolidator) = start_consolidator(
+        &config,
+        backend.as_ref(),
+        clock.clone(),
+        write.closed,
+        stats.clone(),
+    )
+    .await?;
 
     let addr = options.listen.unwrap_or(config.http.listen);
     let listener = tokio::net::TcpListener::bind(addr)

@@ -303,6 +303,65 @@ async fn a_series_that_stops_still_gets_its_last_bucket() {
 }
 
 #[tokio::test]
+async fn a_restart_continues_the_open_buckets_instead_of_overwriting_them() {
+    let scope = Scope::new("restart");
+    let archives = [
+        archive("20s", "20s", "2 days", "day", "10s"),
+        archive("1h", "1h", "10 years", "year", "10s"),
+    ]
+    .concat();
+    let clock = ManualClock::new(ms("2026-03-01T10:00:05Z"));
+    let running = start(&scope, &archives, FAST, &clock).await;
+    let (status, _, _) = post(
+        &scope,
+        &running,
+        r#"[{"name":"r","value":1},{"name":"r","value":3}]"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    running.stop().await.unwrap();
+    assert_eq!(
+        scope.documents().await.len(),
+        2,
+        "shutdown wrote both partial buckets"
+    );
+
+    // Restart within the same 20 s bucket: both buckets continue.
+    clock.set(ms("2026-03-01T10:00:12Z"));
+    let running = start(&scope, &archives, FAST, &clock).await;
+    let (status, _, _) = post(&scope, &running, r#"{"name":"r","value":10}"#).await;
+    assert_eq!(status, 200);
+    running.stop().await.unwrap();
+
+    // Restart after the 20 s bucket closed: only the hourly one continues.
+    clock.set(ms("2026-03-01T10:30:00Z"));
+    let running = start(&scope, &archives, FAST, &clock).await;
+    let (status, _, _) = post(&scope, &running, r#"{"name":"r","value":-2}"#).await;
+    assert_eq!(status, 200);
+    running.stop().await.unwrap();
+
+    let docs = scope.documents().await;
+    let by_archive = |a: &str| {
+        docs.iter()
+            .filter(|d| d["archive"] == a)
+            .map(stats_of)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        by_archive("1h"),
+        vec![(4, 12.0, -2.0, 10.0, 3.0, 1.0, -2.0)]
+    );
+    assert_eq!(
+        by_archive("20s"),
+        vec![
+            (3, 14.0, 1.0, 10.0, 14.0 / 3.0, 1.0, 10.0),
+            (1, -2.0, -2.0, -2.0, -2.0, -2.0, -2.0)
+        ]
+    );
+    scope.cleanup().await;
+}
+
+#[tokio::test]
 async fn bad_input_gets_400_and_nothing_of_it_reaches_the_node() {
     let scope = Scope::new("badinput");
     let clock = ManualClock::new(ms("2026-03-01T10:00:05Z"));

@@ -77,6 +77,14 @@ pub trait SearchBackend: Send + Sync + 'static {
         &self,
         body: Bytes,
     ) -> impl Future<Output = Result<Vec<ItemStatus>, BackendError>> + Send;
+    /// Makes recent writes to the indices matching `pattern` searchable.
+    fn refresh(&self, pattern: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Every hit's `_source` for `query` over `pattern`, read in pages (scroll).
+    fn search_all(
+        &self,
+        pattern: &str,
+        query: &Value,
+    ) -> impl Future<Output = Result<Vec<Value>, BackendError>> + Send;
 }
 
 /// [`SearchBackend`] over HTTP.
@@ -295,4 +303,73 @@ impl SearchBackend for HttpBackend {
             })
             .collect())
     }
+
+    async fn refresh(&self, pattern: &str) -> Result<(), BackendError> {
+        let path = format!("/{pattern}/_refresh?ignore_unavailable=true&allow_no_indices=true");
+        self.call_ok(Method::Post, &path, None).await.map(|_| ())
+    }
+
+    async fn search_all(&self, pattern: &str, query: &Value) -> Result<Vec<Value>, BackendError> {
+        let path =
+            format!("/{pattern}/_search?scroll=1m&ignore_unavailable=true&allow_no_indices=true");
+        let body = serde_json::json!({"size": 5000, "query": query, "sort": ["_doc"]});
+        let mut page: ScrollPage = decode(
+            "_search",
+            &self
+                .call_ok(Method::Post, &path, Some(Bytes::from(body.to_string())))
+                .await?,
+        )?;
+        let mut hits = Vec::new();
+        loop {
+            let done = page.hits.hits.is_empty();
+            hits.extend(page.hits.hits.into_iter().map(|h| h.source));
+            let Some(id) = page.scroll_id.filter(|_| !done) else {
+                break;
+            };
+            let body = serde_json::json!({"scroll": "1m", "scroll_id": id});
+            page = decode(
+                "_search/scroll",
+                &self
+                    .call_ok(
+                        Method::Post,
+                        "/_search/scroll",
+                        Some(Bytes::from(body.to_string())),
+                    )
+                    .await?,
+            )?;
+            if page.hits.hits.is_empty() {
+                if let Some(id) = &page.scroll_id {
+                    let body = serde_json::json!({"scroll_id": id});
+                    let _ = self
+                        .call(
+                            Method::Delete,
+                            "/_search/scroll",
+                            false,
+                            Some(Bytes::from(body.to_string())),
+                        )
+                        .await;
+                }
+                break;
+            }
+        }
+        Ok(hits)
+    }
+}
+
+#[derive(Deserialize)]
+struct ScrollPage {
+    #[serde(rename = "_scroll_id")]
+    scroll_id: Option<String>,
+    hits: ScrollHits,
+}
+
+#[derive(Deserialize)]
+struct ScrollHits {
+    hits: Vec<ScrollHit>,
+}
+
+#[derive(Deserialize)]
+struct ScrollHit {
+    #[serde(rename = "_source")]
+    source: Value,
 }

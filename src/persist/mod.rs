@@ -1,9 +1,11 @@
 //! Persistence: closed buckets become documents in time-named indices, written in bulk with
 //! per-item retries. `index` names indices, `document` encodes `_bulk` lines, `template` is the
-//! mapping, `backend` hides the search client, `writer` is the batching task.
+//! mapping, `backend` hides the search client, `writer` is the batching task, `resume` reopens
+//! at start the buckets an earlier run wrote at shutdown.
 
 pub mod backend;
 pub mod document;
 pub mod index;
+pub mod resume;
 pub mod template;
 pub mod writer;
