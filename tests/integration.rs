@@ -456,6 +456,105 @@ async fn bad_input_gets_400_and_nothing_of_it_reaches_the_node() {
 }
 
 #[tokio::test]
+async fn new_series_over_the_limit_are_refused_whole() {
+    let scope = Scope::new("limit");
+    let clock = ManualClock::new(ms("2026-03-01T10:00:05Z"));
+    let extra = FAST.replace("[consolidate]\n", "[consolidate]\nmax_series = 2\n");
+    let running = start(
+        &scope,
+        &archive("20s", "20s", "2 days", "day", "10s"),
+        &extra,
+        &clock,
+    )
+    .await;
+    let (status, body, _) = post(
+        &scope,
+        &running,
+        r#"[{"name":"a","value":1},{"name":"b","value":1},{"name":"c","value":1}]"#,
+    )
+    .await;
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("active series limit 2 reached: new series 'c' refused"),
+        "{body}"
+    );
+    let (status, _, _) = post(
+        &scope,
+        &running,
+        r#"[{"name":"a","value":1},{"name":"b","value":1}]"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    running.stop().await.unwrap();
+    let names: Vec<Value> = scope
+        .documents()
+        .await
+        .iter()
+        .map(|d| d["name"].clone())
+        .collect();
+    assert_eq!(
+        names,
+        vec![json!("a"), json!("b")],
+        "nothing of the refused request was recorded"
+    );
+    scope.cleanup().await;
+}
+
+#[tokio::test]
+async fn replay_dry_run_prints_the_bulk_body_without_a_node() {
+    let dir = std::env::temp_dir().join(format!("strata-dry-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("archives.toml");
+    std::fs::write(&config, archive("20s", "20s", "2 days", "day", "10s")).unwrap();
+    let input = events_ndjson(
+        "m",
+        0,
+        &[(0, 1.0), (10, 3.0), (20, 5.0), (30, 7.0), (40, 2.0)],
+    );
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args([
+            "replay",
+            "--dry-run",
+            "--config",
+            config.to_str().unwrap(),
+            "-",
+        ])
+        .env_remove("STRATA_NODE_URL")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncWriteExt;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .await
+        .unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 6, "three action lines and three documents");
+    assert_eq!(lines[0]["index"]["_index"], "strata-20s-1970.01.01");
+    assert_eq!(lines[1]["count"], 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("replayed 5 events: 3 documents, 0 late"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
 async fn health_is_ok_while_the_node_answers() {
     let scope = Scope::new("health");
     let clock = ManualClock::new(ms("2026-03-01T10:00:05Z"));
