@@ -449,32 +449,8 @@ fn validate_node(raw: RawNode, problems: &mut Problems) -> NodeConfig {
             );
         }
     }
-    let password = match (&raw.password_env, &raw.password_file) {
-        (Some(_), Some(_)) => {
-            problems.add(
-                "node.password_file",
-                "…",
-                "give either password_env or password_file, not both",
-            );
-            None
-        }
-        (Some(var), None) => Some(SecretSource::Env(var.clone())),
-        (None, Some(path)) => Some(SecretSource::File(path.clone())),
-        (None, None) => None,
-    };
-    let api_key = match (&raw.api_key_env, &raw.api_key_file) {
-        (Some(_), Some(_)) => {
-            problems.add(
-                "node.api_key_file",
-                "…",
-                "give either api_key_env or api_key_file, not both",
-            );
-            None
-        }
-        (Some(var), None) => Some(SecretSource::Env(var.clone())),
-        (None, Some(path)) => Some(SecretSource::File(path.clone())),
-        (None, None) => None,
-    };
+    let password = secret_source(&raw.password_env, &raw.password_file, "password", problems);
+    let api_key = secret_source(&raw.api_key_env, &raw.api_key_file, "api_key", problems);
     let auth = match (raw.username, password, api_key) {
         (Some(username), Some(password), None) => NodeAuth::Basic { username, password },
         (None, None, Some(key)) => NodeAuth::ApiKey(key),
@@ -509,6 +485,28 @@ fn validate_node(raw: RawNode, problems: &mut Problems) -> NodeConfig {
         auth,
         ca_file: raw.ca_file,
         timeout,
+    }
+}
+
+/// A secret given as `<what>_env` or `<what>_file`, not both.
+fn secret_source(
+    env: &Option<String>,
+    file: &Option<PathBuf>,
+    what: &str,
+    problems: &mut Problems,
+) -> Option<SecretSource> {
+    match (env, file) {
+        (Some(_), Some(_)) => {
+            problems.add(
+                format!("node.{what}_file"),
+                "…",
+                format!("give either {what}_env or {what}_file, not both"),
+            );
+            None
+        }
+        (Some(var), None) => Some(SecretSource::Env(var.clone())),
+        (None, Some(path)) => Some(SecretSource::File(path.clone())),
+        (None, None) => None,
     }
 }
 

@@ -216,6 +216,10 @@ async fn documents_the_node_refuses_are_counted_not_retried_forever() {
     scope.cleanup().await;
 }
 
+fn archive_20s() -> String {
+    archive("20s", "20s", "2 days", "day", "10s")
+}
+
 async fn start(scope: &Scope, archives: &str, extra: &str, clock: &ManualClock) -> Running {
     let cfg = scope.config(archives, extra);
     let listen = Some("127.0.0.1:0".parse().unwrap());
@@ -251,13 +255,7 @@ async fn post(scope: &Scope, running: &Running, body: &str) -> (u16, Value, Opti
 async fn a_series_that_stops_still_gets_its_last_bucket() {
     let scope = Scope::new("stops");
     let clock = ManualClock::new(ms("2026-03-01T10:00:05Z"));
-    let running = start(
-        &scope,
-        &archive("20s", "20s", "2 days", "day", "10s"),
-        FAST,
-        &clock,
-    )
-    .await;
+    let running = start(&scope, &archive_20s(), FAST, &clock).await;
     let (status, body, _) = post(&scope, &running, r#"{"name":"quiet","value":42}"#).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
@@ -558,13 +556,7 @@ async fn replay_dry_run_prints_the_bulk_body_without_a_node() {
 async fn health_is_ok_while_the_node_answers() {
     let scope = Scope::new("health");
     let clock = ManualClock::new(ms("2026-03-01T10:00:05Z"));
-    let running = start(
-        &scope,
-        &archive("20s", "20s", "2 days", "day", "10s"),
-        FAST,
-        &clock,
-    )
-    .await;
+    let running = start(&scope, &archive_20s(), FAST, &clock).await;
     let r = scope
         .http
         .get(format!("http://{}/health", running.addr))
