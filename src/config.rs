@@ -65,6 +65,25 @@ pub struct RawConfig {
     pub consolidate: RawConsolidate,
     #[serde(default)]
     pub persist: RawPersist,
+    #[serde(default)]
+    pub aliases: RawAliases,
+    #[serde(default)]
+    pub maintain: RawMaintain,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAliases {
+    pub mode: Option<AliasMode>,
+    pub prefix: Option<String>,
+    pub umbrella: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMaintain {
+    pub schedule: Option<String>,
+    pub max_deletes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -157,6 +176,35 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub consolidate: ConsolidateConfig,
     pub persist: PersistConfig,
+    pub aliases: AliasConfig,
+    pub maintain: MaintainConfig,
+}
+
+/// How aliases expose the archives to dashboards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AliasMode {
+    /// One alias per serving index plus an umbrella alias, filtered so that each instant is
+    /// served once, by the finest archive that keeps it.
+    Stitched,
+    /// samplerr's per-period aliases over the finest archive's periods, each pointing at the
+    /// finest index that still covers that period (filtered to the period).
+    Samplerr,
+}
+
+#[derive(Debug, Clone)]
+pub struct AliasConfig {
+    pub mode: AliasMode,
+    pub prefix: String,
+    pub umbrella: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct MaintainConfig {
+    /// Standard 5-field cron expression, UTC.
+    pub schedule: String,
+    /// A purge that would delete more indices than this refuses unless forced.
+    pub max_deletes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -422,6 +470,8 @@ impl RawConfig {
         let ingest = validate_ingest(self.ingest, &mut problems);
         let consolidate = validate_consolidate(self.consolidate, &mut problems);
         let persist = validate_persist(self.persist, &mut problems);
+        let aliases = validate_aliases(self.aliases, index.as_ref(), &archives, &mut problems);
+        let maintain = validate_maintain(self.maintain, &mut problems);
         match (problems.0.is_empty(), index, http) {
             (true, Some(index), Some(http)) => Ok(Config {
                 node,
@@ -431,6 +481,8 @@ impl RawConfig {
                 ingest,
                 consolidate,
                 persist,
+                aliases,
+                maintain,
             }),
             _ => Err(problems.0),
         }
@@ -686,6 +738,54 @@ fn check_index_names(archives: &[Archive], index: &IndexConfig, problems: &mut P
             }
         }
     }
+}
+
+fn validate_aliases(
+    raw: RawAliases,
+    index: Option<&IndexConfig>,
+    archives: &[Archive],
+    problems: &mut Problems,
+) -> AliasConfig {
+    let cfg = AliasConfig {
+        mode: raw.mode.unwrap_or(AliasMode::Stitched),
+        prefix: raw.prefix.unwrap_or_else(|| "metrics-".into()),
+        umbrella: raw.umbrella.unwrap_or_else(|| "metrics".into()),
+    };
+    if let Err(e) = validate_index_name(&format!("{}2020", cfg.prefix)) {
+        problems.add("aliases.prefix", quoted(&cfg.prefix), e.to_string());
+    }
+    if let Err(e) = validate_index_name(&cfg.umbrella) {
+        problems.add("aliases.umbrella", quoted(&cfg.umbrella), e.to_string());
+    }
+    if let Some(index) = index {
+        // A wildcard over the alias prefix must never match a concrete index.
+        for a in archives {
+            let example = index.naming.render(&a.name, a.index_period, 0);
+            if example.starts_with(&cfg.prefix) || example == cfg.umbrella {
+                problems.add(
+                    "aliases.prefix",
+                    quoted(&cfg.prefix),
+                    format!(
+                        "index names such as {example:?} would match '{}*' or the umbrella alias",
+                        cfg.prefix
+                    ),
+                );
+                break;
+            }
+        }
+    }
+    cfg
+}
+
+fn validate_maintain(raw: RawMaintain, problems: &mut Problems) -> MaintainConfig {
+    let cfg = MaintainConfig {
+        schedule: raw.schedule.unwrap_or_else(|| "5 0 * * *".into()),
+        max_deletes: raw.max_deletes.unwrap_or(50),
+    };
+    if let Err(why) = crate::maintain::schedule::parse_cron(&cfg.schedule) {
+        problems.add("maintain.schedule", quoted(&cfg.schedule), why);
+    }
+    cfg
 }
 
 fn validate_http(raw: RawHttp, problems: &mut Problems) -> Option<HttpConfig> {

@@ -10,6 +10,7 @@ pub mod config;
 pub mod consolidate;
 pub mod event;
 pub mod ingest;
+pub mod maintain;
 pub mod persist;
 pub mod pipeline;
 pub mod replay;

@@ -247,6 +247,34 @@ impl IndexNaming {
     pub fn has_archive(&self) -> bool {
         self.pieces.contains(&Piece::Archive)
     }
+
+    /// The period start encoded in `name` if it is the index of `archive`'s period, else `None`.
+    pub fn parse_name(
+        &self,
+        name: &str,
+        archive: &str,
+        period: IndexPeriod,
+    ) -> Option<EpochMillis> {
+        let mut rest = name;
+        let mut start = None;
+        for piece in &self.pieces {
+            rest = match piece {
+                Piece::Literal(s) => rest.strip_prefix(s.as_str())?,
+                Piece::Archive => rest.strip_prefix(archive)?,
+                Piece::Period => {
+                    let len = period.render(0).len();
+                    let text = rest.get(..len)?;
+                    start = Some(period.parse(text)?);
+                    &rest[len..]
+                }
+            };
+        }
+        if rest.is_empty() {
+            start
+        } else {
+            None
+        }
+    }
 }
 
 /// Checks the rules both Elasticsearch and OpenSearch apply to index names.
@@ -337,6 +365,41 @@ mod tests {
         );
         assert_eq!(naming.wildcard(), ".samplerr-*");
         assert!(!naming.has_archive());
+    }
+
+    #[test]
+    fn names_parse_back_only_for_their_archive_and_period() {
+        let naming = IndexNaming::parse("{prefix}{archive}-{period}", "strata-").unwrap();
+        let day = at("2020-04-09T00:00:00Z");
+        assert_eq!(
+            naming.parse_name("strata-20s-2020.04.09", "20s", IndexPeriod::Day),
+            Some(day)
+        );
+        assert_eq!(
+            naming.parse_name("strata-20s-2020.04.09", "10m", IndexPeriod::Day),
+            None
+        );
+        assert_eq!(
+            naming.parse_name("strata-20s-2020.04", "20s", IndexPeriod::Day),
+            None
+        );
+        assert_eq!(
+            naming.parse_name("strata-20s-2020.04.09x", "20s", IndexPeriod::Day),
+            None
+        );
+        let samplerr = IndexNaming::parse("{prefix}{period}", ".samplerr-").unwrap();
+        assert_eq!(
+            samplerr.parse_name(".samplerr-2020.04", "10m", IndexPeriod::Month),
+            Some(at("2020-04-01T00:00:00Z"))
+        );
+        assert_eq!(
+            samplerr.parse_name(".samplerr-2020.04", "20s", IndexPeriod::Day),
+            None
+        );
+        assert_eq!(
+            samplerr.parse_name("samplerr-2020.04", "10m", IndexPeriod::Month),
+            None
+        );
     }
 
     #[test]
