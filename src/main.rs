@@ -47,6 +47,39 @@ enum Command {
         #[arg(long)]
         print_node_url: bool,
     },
+    /// Compute the maintenance plan (indices to create and delete, aliases) without changing
+    /// anything; offline with --indices, otherwise from the node.
+    Plan {
+        #[command(flatten)]
+        common: MaintainArgs,
+        /// One index name per line: plan against these instead of the node.
+        #[arg(long)]
+        indices: Option<PathBuf>,
+        /// Lines `alias index [filter-json]`: the existing aliases (with --indices; absent = none).
+        #[arg(long, requires = "indices")]
+        aliases: Option<PathBuf>,
+    },
+    /// One maintenance pass: create the coming indices, update aliases, delete expired indices.
+    Maintain {
+        #[command(flatten)]
+        common: MaintainArgs,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// The alias half of a pass: create the coming indices and update aliases.
+    Rotate {
+        #[command(flatten)]
+        common: MaintainArgs,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// The purge half of a pass: delete expired indices.
+    Purge {
+        #[command(flatten)]
+        common: MaintainArgs,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
     /// Consolidate NDJSON events from a file (or - for stdin) with their own timestamps as the
     /// clock and write the documents to the node, or print the _bulk body with --dry-run.
     Replay {
@@ -60,6 +93,35 @@ enum Command {
         /// The events, one JSON object per line; - reads stdin.
         events: PathBuf,
     },
+}
+
+#[derive(clap::Args)]
+struct MaintainArgs {
+    #[arg(long, short, default_value = "archives.toml")]
+    config: PathBuf,
+    #[arg(long, env = "STRATA_NODE_URL")]
+    node_url: Option<String>,
+    /// Plan as of this instant (RFC 3339, any offset) instead of the clock.
+    #[arg(long)]
+    now: Option<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
+#[derive(clap::Args)]
+struct ChangeArgs {
+    /// Print what would be done; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Go ahead with a purge the safety checks refuse.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Json,
+    Text,
 }
 
 fn main() -> ExitCode {
@@ -129,6 +191,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             })
         }
+        Command::Plan {
+            common,
+            indices,
+            aliases,
+        } => {
+            let cfg = Config::load(&common.config)?;
+            let now = instant(&common.now)?;
+            let plan = match indices {
+                Some(path) => {
+                    let names = read_lines(&path)?;
+                    let existing = match aliases {
+                        Some(path) => parse_alias_lines(&read_lines(&path)?)?,
+                        None => Vec::new(),
+                    };
+                    strata::maintain::plan::plan(&cfg, now, &names, &existing)
+                }
+                None => {
+                    let backend = connect(&cfg, common.node_url.clone())?;
+                    runtime()?.block_on(strata::maintain::run::read_plan(&backend, &cfg, now))?
+                }
+            };
+            print_plan(&plan, common.format)
+        }
+        Command::Maintain { common, change } => maintain(common, change, true, true),
+        Command::Rotate { common, change } => maintain(common, change, true, false),
+        Command::Purge { common, change } => maintain(common, change, false, true),
         Command::Replay {
             config,
             node_url,
@@ -160,6 +248,104 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn maintain(
+    common: MaintainArgs,
+    change: ChangeArgs,
+    rotate: bool,
+    purge: bool,
+) -> anyhow::Result<()> {
+    use strata::clock::Clock;
+    let cfg = Config::load(&common.config)?;
+    let now = instant(&common.now)?;
+    let backend = connect(&cfg, common.node_url.clone())?;
+    let options = strata::maintain::run::PassOptions {
+        rotate,
+        purge,
+        dry_run: change.dry_run,
+        force: change.force,
+    };
+    let plan = runtime()?.block_on(strata::maintain::run::run_pass(
+        &backend,
+        &cfg,
+        now,
+        SystemClock.now(),
+        options,
+    ))?;
+    print_plan(&plan, common.format)
+}
+
+fn connect(
+    cfg: &Config,
+    url: Option<String>,
+) -> anyhow::Result<strata::persist::backend::HttpBackend> {
+    let url = url
+        .or_else(|| cfg.node.url.clone())
+        .context("no node configured: set [node] url in the config or pass --node-url")?;
+    Ok(strata::persist::backend::HttpBackend::connect(
+        &url, &cfg.node,
+    )?)
+}
+
+fn instant(now: &Option<String>) -> anyhow::Result<i64> {
+    use strata::clock::Clock;
+    match now {
+        Some(s) => Ok(chrono::DateTime::parse_from_rfc3339(s)
+            .with_context(|| format!("--now {s:?} is not an RFC 3339 time"))?
+            .timestamp_millis()),
+        None => Ok(SystemClock.now()),
+    }
+}
+
+fn read_lines(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect())
+}
+
+fn parse_alias_lines(
+    lines: &[String],
+) -> anyhow::Result<Vec<strata::maintain::plan::ExistingAlias>> {
+    lines
+        .iter()
+        .enumerate()
+        .map(|(n, line)| {
+            let mut parts = line.splitn(3, char::is_whitespace);
+            let (alias, index) = match (parts.next(), parts.next()) {
+                (Some(a), Some(i)) => (a.to_string(), i.trim().to_string()),
+                _ => anyhow::bail!(
+                    "aliases line {}: expected `alias index [filter-json]`, got {line:?}",
+                    n + 1
+                ),
+            };
+            let filter = match parts.next().map(str::trim).filter(|f| !f.is_empty()) {
+                Some(f) => Some(
+                    serde_json::from_str(f)
+                        .with_context(|| format!("aliases line {}: filter is not JSON", n + 1))?,
+                ),
+                None => None,
+            };
+            Ok(strata::maintain::plan::ExistingAlias {
+                alias,
+                index,
+                filter,
+            })
+        })
+        .collect()
+}
+
+fn print_plan(plan: &strata::maintain::plan::Plan, format: Format) -> anyhow::Result<()> {
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(plan)?),
+        Format::Text => print!("{}", strata::maintain::plan::render_text(plan)),
+    }
+    Ok(())
 }
 
 fn print_summary(path: &std::path::Path, cfg: &Config) {

@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::consolidate::{ArchiveSpec, BatchReport, Closed, ConsolidateError, Consolidator};
 use crate::event::Event;
 use crate::ingest::http::{router, AppState};
+use crate::maintain::run::run_scheduled;
 use crate::persist::backend::{BackendError, HttpBackend, SearchBackend};
 use crate::persist::document::DocumentEncoder;
 use crate::persist::resume::{reopen_buckets, ResumeError};
@@ -350,6 +351,13 @@ pub async fn serve<C: Clock>(
         .local_addr()
         .map_err(|source| ServeError::Bind { addr, source })?;
     tracing::info!(%addr, node = %url, "listening");
+    let maintenance = tokio::spawn(run_scheduled(
+        backend.clone(),
+        Arc::new(config.clone()),
+        clock.clone(),
+        stats.clone(),
+        shutdown.clone(),
+    ));
     let state = AppState::new(ingest, backend, clock, config.clone(), stats.clone());
     let app = router(state, config.http.max_body_bytes);
     let stop = shutdown.clone();
@@ -360,6 +368,7 @@ pub async fn serve<C: Clock>(
         tracing::info!("stopped accepting; writing what is held");
         // The router (and with it the last IngestHandle) is gone: the consolidator drains, closes
         // every bucket, and its output closing ends the writer.
+        let _ = maintenance.await;
         let _ = consolidator.await;
         let _ = write.writer.await;
         tracing::info!("all buckets written; bye");

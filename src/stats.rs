@@ -19,6 +19,14 @@ pub struct Stats {
     pub docs_dropped: AtomicU64,
     pub bulk_requests: AtomicU64,
     last_error: Mutex<Option<String>>,
+    maintenance: Mutex<Option<MaintenanceStatus>>,
+}
+
+/// The last maintenance pass: when, and its error if it failed.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MaintenanceStatus {
+    pub at: String,
+    pub error: Option<String>,
 }
 
 /// A point-in-time copy for reports.
@@ -35,6 +43,7 @@ pub struct StatsSnapshot {
     pub docs_dropped: u64,
     pub bulk_requests: u64,
     pub last_bulk_error: Option<String>,
+    pub maintenance: Option<MaintenanceStatus>,
 }
 
 impl Stats {
@@ -53,6 +62,13 @@ impl Stats {
         }
     }
 
+    /// Records the outcome of a maintenance pass.
+    pub fn set_maintenance(&self, at: String, error: Option<String>) {
+        if let Ok(mut slot) = self.maintenance.lock() {
+            *slot = Some(MaintenanceStatus { at, error });
+        }
+    }
+
     pub fn snapshot(&self) -> StatsSnapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         StatsSnapshot {
@@ -67,6 +83,7 @@ impl Stats {
             docs_dropped: get(&self.docs_dropped),
             bulk_requests: get(&self.bulk_requests),
             last_bulk_error: self.last_error.lock().ok().and_then(|e| e.clone()),
+            maintenance: self.maintenance.lock().ok().and_then(|m| m.clone()),
         }
     }
 }

@@ -679,8 +679,8 @@ async fn sigterm_writes_every_open_bucket_before_exit() {
     ]
     .concat();
     let config = format!(
-        "[index]\nprefix = \"{}\"\ntemplate = \"{}tpl\"\nreplicas = 0\n{archives}",
-        scope.prefix, scope.prefix
+        "[index]\nprefix = \"{p}\"\ntemplate = \"{p}tpl\"\nreplicas = 0\n[aliases]\nprefix = \"{p}alias-\"\numbrella = \"{p}all\"\n{archives}",
+        p = scope.prefix
     );
     std::fs::write(dir.join("archives.toml"), config).unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_strata"))

@@ -2,4 +2,5 @@
 //! the node, `schedule` says when passes run.
 
 pub mod plan;
+pub mod run;
 pub mod schedule;

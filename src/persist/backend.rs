@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::{NodeAuth, NodeConfig};
+use crate::maintain::plan::ExistingAlias;
 
 /// Why a call to the node failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -77,6 +78,28 @@ pub trait SearchBackend: Send + Sync + 'static {
         &self,
         body: Bytes,
     ) -> impl Future<Output = Result<Vec<ItemStatus>, BackendError>> + Send;
+    /// Names of the indices matching `pattern`.
+    fn list_indices(
+        &self,
+        pattern: &str,
+    ) -> impl Future<Output = Result<Vec<String>, BackendError>> + Send;
+    /// Aliases on the indices matching `pattern`.
+    fn get_aliases(
+        &self,
+        pattern: &str,
+    ) -> impl Future<Output = Result<Vec<ExistingAlias>, BackendError>> + Send;
+    /// Sends `actions` in one atomic `POST /_aliases`.
+    fn update_aliases(
+        &self,
+        actions: &[Value],
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Creates an index (the template gives its settings); an existing one is fine.
+    fn create_index(&self, name: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Deletes indices by explicit name, never by wildcard.
+    fn delete_indices(
+        &self,
+        names: &[String],
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
     /// Makes recent writes to the indices matching `pattern` searchable.
     fn refresh(&self, pattern: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
     /// Every hit's `_source` for `query` over `pattern`, read in pages (scroll).
@@ -304,6 +327,83 @@ impl SearchBackend for HttpBackend {
             .collect())
     }
 
+    async fn list_indices(&self, pattern: &str) -> Result<Vec<String>, BackendError> {
+        let path =
+            format!("/_cat/indices/{pattern}?format=json&h=index&expand_wildcards=open,closed");
+        let rows: Vec<CatIndex> = decode(
+            "_cat/indices",
+            &self.call_ok(Method::Get, &path, None).await?,
+        )?;
+        let mut names: Vec<String> = rows.into_iter().map(|r| r.index).collect();
+        names.sort();
+        Ok(names)
+    }
+
+    async fn get_aliases(&self, pattern: &str) -> Result<Vec<ExistingAlias>, BackendError> {
+        let path = format!("/{pattern}/_alias?allow_no_indices=true&ignore_unavailable=true");
+        let (status, bytes) = self.call(Method::Get, &path, false, None).await?;
+        if status == 404 {
+            return Ok(Vec::new());
+        }
+        if !(200..300).contains(&status) {
+            return Err(BackendError::Status {
+                call: path,
+                status,
+                body: truncate(&bytes),
+            });
+        }
+        let by_index: std::collections::BTreeMap<String, IndexAliases> = decode("_alias", &bytes)?;
+        Ok(by_index
+            .into_iter()
+            .flat_map(|(index, a)| {
+                a.aliases
+                    .into_iter()
+                    .map(move |(alias, body)| ExistingAlias {
+                        alias,
+                        index: index.clone(),
+                        filter: body.get("filter").cloned(),
+                    })
+            })
+            .collect())
+    }
+
+    async fn update_aliases(&self, actions: &[Value]) -> Result<(), BackendError> {
+        let body = serde_json::json!({ "actions": actions });
+        self.call_ok(
+            Method::Post,
+            "/_aliases",
+            Some(Bytes::from(body.to_string())),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn create_index(&self, name: &str) -> Result<(), BackendError> {
+        let path = format!("/{name}");
+        match self.call_ok(Method::Put, &path, None).await {
+            Ok(_) => Ok(()),
+            Err(BackendError::Status {
+                status: 400,
+                ref body,
+                ..
+            }) if body.contains("resource_already_exists_exception") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn delete_indices(&self, names: &[String]) -> Result<(), BackendError> {
+        for chunk in names.chunks(20) {
+            if chunk.iter().any(|n| n.contains(['*', '?', ','])) {
+                return Err(BackendError::Setup(format!(
+                    "refusing to delete by pattern: {chunk:?}"
+                )));
+            }
+            self.call_ok(Method::Delete, &format!("/{}", chunk.join(",")), None)
+                .await?;
+        }
+        Ok(())
+    }
+
     async fn refresh(&self, pattern: &str) -> Result<(), BackendError> {
         let path = format!("/{pattern}/_refresh?ignore_unavailable=true&allow_no_indices=true");
         self.call_ok(Method::Post, &path, None).await.map(|_| ())
@@ -354,6 +454,17 @@ impl SearchBackend for HttpBackend {
         }
         Ok(hits)
     }
+}
+
+#[derive(Deserialize)]
+struct CatIndex {
+    index: String,
+}
+
+#[derive(Deserialize)]
+struct IndexAliases {
+    #[serde(default)]
+    aliases: std::collections::BTreeMap<String, Value>,
 }
 
 #[derive(Deserialize)]

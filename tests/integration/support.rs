@@ -51,8 +51,9 @@ impl Scope {
     /// A config using this scope's prefix and template, with `archives` (TOML) and `extra` sections.
     pub fn config(&self, archives: &str, extra: &str) -> Config {
         let text = format!(
-            "[node]\nurl = \"{}\"\n[index]\nprefix = \"{}\"\ntemplate = \"{}tpl\"\nreplicas = 0\n{archives}\n{extra}\n",
-            self.node, self.prefix, self.prefix
+            "[node]\nurl = \"{}\"\n[index]\nprefix = \"{p}\"\ntemplate = \"{p}tpl\"\nreplicas = 0\n[aliases]\nprefix = \"{p}alias-\"\numbrella = \"{p}all\"\n{archives}\n{extra}\n",
+            self.node,
+            p = self.prefix
         );
         Config::from_toml(&text, Path::new("test.toml")).unwrap()
     }
