@@ -758,3 +758,176 @@ async fn read_listen_addr(stderr: tokio::process::ChildStderr) -> String {
         }
     }
 }
+
+/// Grafana's `_msearch` for one panel: a date histogram summing `count` over [from, to], through
+/// `index` (an alias, a wildcard or a comma list of names); returns the total.
+async fn grafana_total(scope: &Scope, index: &str, from: i64, to: i64) -> f64 {
+    let header =
+        json!({"search_type": "query_then_fetch", "ignore_unavailable": true, "index": index});
+    let body = json!({
+        "size": 0,
+        "query": {"bool": {"filter": [
+            {"range": {"@timestamp": {"gte": from, "lte": to, "format": "epoch_millis"}}},
+            {"query_string": {"analyze_wildcard": true, "query": "name:g"}}
+        ]}},
+        "aggs": {"2": {"date_histogram": {"field": "@timestamp", "fixed_interval": "86400000ms", "min_doc_count": 0,
+            "extended_bounds": {"min": from, "max": to}, "format": "epoch_millis"},
+            "aggs": {"1": {"sum": {"field": "count"}}}}}
+    });
+    let ndjson = format!("{header}\n{body}\n");
+    let r = scope
+        .http
+        .post(format!(
+            "{}/_msearch?max_concurrent_shard_requests=5",
+            scope.node
+        ))
+        .header("content-type", "application/x-ndjson")
+        .body(ndjson)
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    let response = &v["responses"][0];
+    assert!(response.get("error").is_none(), "{response}");
+    response["aggregations"]["2"]["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["1"]["value"].as_f64().unwrap_or(0.0))
+        .sum()
+}
+
+#[tokio::test]
+async fn maintenance_stitches_three_years_so_each_instant_counts_once() {
+    use strata::maintain::run::{run_pass, MaintainError, PassOptions};
+    use strata::persist::backend::{HttpBackend, SearchBackend};
+
+    let scope = Scope::new("stitch");
+    let archives = [
+        archive("10m", "10m", "3 days", "day", "10s"),
+        archive("1h", "1h", "2 months", "month", "10s"),
+        archive("1d", "1d", "10 years", "year", "10s"),
+    ]
+    .concat();
+    let cfg = scope.config(&archives, "[maintain]\nmax_deletes = 1000\n");
+    let day = 86_400_000i64;
+    let now = chrono::Utc::now().timestamp_millis();
+    let today = now - now.rem_euclid(day);
+    // One event every 29 days for three years, and one every two hours over the last five days.
+    let mut times: Vec<i64> = (1..=38).map(|i| today - i * 29 * day + 3_600_000).collect();
+    times.extend(
+        (0..60)
+            .map(|i| today - 5 * day + i * 2 * 3_600_000)
+            .filter(|&t| t < now - 60_000),
+    );
+    times.sort();
+    let input: String = times
+        .iter()
+        .map(|t| format!("{{\"name\":\"g\",\"value\":1,\"timestamp\":{t}}}\n"))
+        .collect();
+    let limits = replay::limits_now(&cfg, &strata::clock::SystemClock);
+    replay::to_node(
+        &cfg,
+        None,
+        replay::read_events(input.as_bytes(), &limits).unwrap(),
+    )
+    .await
+    .unwrap();
+    // An index that matches the wildcard but not the naming: never touched.
+    let stranger = format!("{}10m-notadate", scope.prefix);
+    assert_eq!(
+        scope
+            .send(reqwest::Method::PUT, &format!("/{stranger}"), json!({}))
+            .await
+            .0,
+        200
+    );
+
+    let backend = HttpBackend::connect(&scope.node, &cfg.node).unwrap();
+    let pattern = cfg.index.naming.wildcard();
+    let snapshot = || async {
+        (
+            backend.list_indices(&pattern).await.unwrap(),
+            backend.get_aliases(&pattern).await.unwrap(),
+        )
+    };
+
+    // Dry run and refused purge change nothing.
+    let before = snapshot().await;
+    let dry = PassOptions {
+        dry_run: true,
+        ..PassOptions::FULL
+    };
+    let planned = run_pass(&backend, &cfg, now, now, dry).await.unwrap();
+    assert!(!planned.delete.is_empty() && !planned.actions.is_empty());
+    let mut strict = cfg.clone();
+    strict.maintain.max_deletes = 1;
+    assert!(matches!(
+        run_pass(&backend, &strict, now, now, PassOptions::FULL).await,
+        Err(MaintainError::Refused(_))
+    ));
+    let younger = run_pass(&backend, &cfg, now + 400 * day, now, PassOptions::FULL).await;
+    assert!(
+        matches!(younger, Err(MaintainError::Refused(ref why)) if why.contains("younger than its retention")),
+        "{younger:?}"
+    );
+    assert_eq!(
+        snapshot().await,
+        before,
+        "dry run and refused passes changed nothing"
+    );
+
+    // The real pass, then a second one that has nothing to do.
+    let done = run_pass(&backend, &cfg, now, now, PassOptions::FULL)
+        .await
+        .unwrap();
+    assert!(!done.delete.contains(&stranger));
+    let again = run_pass(&backend, &cfg, now, now, PassOptions::FULL)
+        .await
+        .unwrap();
+    assert!(
+        again.actions.is_empty() && again.delete.is_empty() && again.create.is_empty(),
+        "{:?}",
+        again.actions
+    );
+    assert!(backend
+        .list_indices(&pattern)
+        .await
+        .unwrap()
+        .contains(&stranger));
+
+    // Through the umbrella, the alias wildcard and the per-period alias names: each event once.
+    scope.refresh().await;
+    let umbrella = cfg.aliases.umbrella.clone();
+    let wildcard = format!("{}*", cfg.aliases.prefix);
+    let mut names: Vec<String> = done
+        .aliases
+        .iter()
+        .filter(|a| a.alias != umbrella)
+        .map(|a| a.alias.clone())
+        .collect();
+    names.dedup();
+    let per_period = names.join(",");
+    let ranges = [
+        (today - 3 * 365 * day, today + day),
+        (today - 2 * day, today + day),
+        (today - 90 * day, today - 30 * day),
+        (today - 5 * day, today - 2 * day),
+    ];
+    for (from, to) in ranges {
+        let expected = times.iter().filter(|&&t| t >= from && t < to).count() as f64;
+        for index in [&umbrella, &wildcard, &per_period] {
+            let label = if index.len() > 60 {
+                "per-period names"
+            } else {
+                index.as_str()
+            };
+            assert_eq!(
+                grafana_total(&scope, index, from, to - 1).await,
+                expected,
+                "{label} over [{from}, {to})"
+            );
+        }
+    }
+    scope.cleanup().await;
+}
