@@ -570,6 +570,25 @@ async fn health_is_ok_while_the_node_answers() {
         matches!(body["node"]["status"].as_str(), Some("green" | "yellow")),
         "{body}"
     );
+    // The start-up maintenance pass reports in the health details.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let maintenance = loop {
+        let body: Value = scope
+            .http
+            .get(format!("http://{}/health", running.addr))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if !body["pipeline"]["maintenance"].is_null() || std::time::Instant::now() > deadline {
+            break body["pipeline"]["maintenance"].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(maintenance["at"], "2026-03-01T10:00:05Z", "{maintenance}");
+    assert!(maintenance["error"].is_null(), "{maintenance}");
     running.stop().await.unwrap();
     scope.cleanup().await;
 }
@@ -930,4 +949,161 @@ async fn maintenance_stitches_three_years_so_each_instant_counts_once() {
         }
     }
     scope.cleanup().await;
+}
+
+#[tokio::test]
+async fn samplerr_mode_serves_a_grafana_daily_pattern_each_instant_once() {
+    use strata::maintain::run::{run_pass, PassOptions};
+    use strata::persist::backend::HttpBackend;
+
+    let scope = Scope::new("daily");
+    let archives = [
+        archive("10m", "10m", "3 days", "day", "10s"),
+        archive("1h", "1h", "2 months", "month", "10s"),
+    ]
+    .concat();
+    let mut cfg = scope.config(&archives, "");
+    cfg.aliases.mode = strata::config::AliasMode::Samplerr;
+    let day = 86_400_000i64;
+    let now = chrono::Utc::now().timestamp_millis();
+    let today = now - now.rem_euclid(day);
+    let times: Vec<i64> = (0..40)
+        .map(|i| today - 35 * day + i * day + 7_200_000)
+        .filter(|&t| t < now - 60_000)
+        .collect();
+    let input: String = times
+        .iter()
+        .map(|t| format!("{{\"name\":\"g\",\"value\":1,\"timestamp\":{t}}}\n"))
+        .collect();
+    let limits = replay::limits_now(&cfg, &strata::clock::SystemClock);
+    replay::to_node(
+        &cfg,
+        None,
+        replay::read_events(input.as_bytes(), &limits).unwrap(),
+    )
+    .await
+    .unwrap();
+    let backend = HttpBackend::connect(&scope.node, &cfg.node).unwrap();
+    run_pass(&backend, &cfg, now, now, PassOptions::FULL)
+        .await
+        .unwrap();
+    assert!(run_pass(&backend, &cfg, now, now, PassOptions::FULL)
+        .await
+        .unwrap()
+        .actions
+        .is_empty());
+    scope.refresh().await;
+    // Grafana with index pattern `[<alias prefix>]YYYY.MM.DD`, interval Daily: one name per day.
+    let (from, to) = (today - 35 * day, today + day);
+    let names: Vec<String> = (0..36)
+        .map(|d| {
+            format!(
+                "{}{}",
+                cfg.aliases.prefix,
+                strata::persist::index::IndexPeriod::Day.render(from + d * day)
+            )
+        })
+        .collect();
+    let expected = times.iter().filter(|&&t| t >= from && t < to).count() as f64;
+    assert_eq!(
+        grafana_total(&scope, &names.join(","), from, to - 1).await,
+        expected
+    );
+    // One day served by the monthly index, through its day alias only.
+    let old_day = today - 20 * day;
+    let one = format!(
+        "{}{}",
+        cfg.aliases.prefix,
+        strata::persist::index::IndexPeriod::Day.render(old_day)
+    );
+    let expected = times
+        .iter()
+        .filter(|&&t| t >= old_day && t < old_day + day)
+        .count() as f64;
+    assert_eq!(grafana_total(&scope, &one, from, to - 1).await, expected);
+    assert_eq!(expected, 1.0);
+    scope.cleanup().await;
+}
+
+#[tokio::test]
+async fn plan_works_offline_on_samplerr_naming() {
+    let dir = std::env::temp_dir().join(format!("strata-plan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = "[index]\nprefix = \".samplerr-\"\nname = \"{prefix}{period}\"\n[aliases]\nprefix = \"samplerr-\"\numbrella = \"samplerr\"\n".to_string()
+        + &[archive("20s", "20s", "3 days", "day", "10s"), archive("10m", "10m", "2 months", "month", "10s"), archive("1h", "1h", "10 years", "year", "10s")].concat();
+    std::fs::write(dir.join("archives.toml"), config).unwrap();
+    let indices: String = [
+        "1970",
+        "2019",
+        "2020",
+        "2020.02",
+        "2020.03",
+        "2020.04",
+        "2020.04.08",
+        "2020.04.09",
+        "2020.04.10",
+        "2020.04.11",
+    ]
+    .iter()
+    .map(|p| format!(".samplerr-{p}\n"))
+    .collect();
+    std::fs::write(dir.join("indices"), indices).unwrap();
+    std::fs::write(dir.join("aliases"), "samplerr-2020.04.08 .samplerr-2020.04.08\nsamplerr-2020.04 .samplerr-2020.04 {\"range\":{\"@timestamp\":{\"lt\":\"2020-04-08T00:00:00Z\"}}}\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args([
+            "plan",
+            "--config",
+            dir.join("archives.toml").to_str().unwrap(),
+            "--now",
+            "2020-04-11T15:13:26+02:00",
+            "--format",
+            "json",
+        ])
+        .args([
+            "--indices",
+            dir.join("indices").to_str().unwrap(),
+            "--aliases",
+            dir.join("aliases").to_str().unwrap(),
+        ])
+        .env_remove("STRATA_NODE_URL")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["now"], "2020-04-11T13:13:26Z");
+    assert_eq!(
+        plan["delete"],
+        json!([
+            ".samplerr-1970",
+            ".samplerr-2020.02",
+            ".samplerr-2020.04.08"
+        ])
+    );
+    let filter_of = |index: &str, alias: &str| {
+        plan["aliases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["index"] == index && a["alias"] == alias)
+            .map(|a| a["filter"].clone())
+    };
+    assert_eq!(
+        filter_of(".samplerr-2020.04", "samplerr"),
+        Some(json!({"range": {"@timestamp": {"lt": "2020-04-09T00:00:00Z"}}}))
+    );
+    assert_eq!(
+        filter_of(".samplerr-2020", "samplerr-2020"),
+        Some(json!({"range": {"@timestamp": {"lt": "2020-03-01T00:00:00Z"}}}))
+    );
+    let actions = plan["actions"].as_array().unwrap();
+    assert!(actions.contains(&json!({"add": {"index": ".samplerr-2020.04", "alias": "samplerr-2020.04", "filter": {"range": {"@timestamp": {"lt": "2020-04-09T00:00:00Z"}}}}})));
+    assert!(
+        !actions.iter().any(|a| a.get("remove").is_some()),
+        "the expired index's alias goes with it: {actions:?}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }
