@@ -13,5 +13,6 @@ pub mod ingest;
 pub mod maintain;
 pub mod persist;
 pub mod pipeline;
+pub mod query;
 pub mod replay;
 pub mod stats;

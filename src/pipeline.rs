@@ -358,8 +358,14 @@ pub async fn serve<C: Clock>(
         stats.clone(),
         shutdown.clone(),
     ));
+    let (backend_for_reads, clock_for_reads) = (backend.clone(), clock.clone());
     let state = AppState::new(ingest, backend, clock, config.clone(), stats.clone());
-    let app = router(state, config.http.max_body_bytes);
+    let reads = crate::query::http::router(crate::query::http::QueryState {
+        backend: backend_for_reads,
+        clock: clock_for_reads,
+        config: Arc::new(config.clone()),
+    });
+    let app = router(state, config.http.max_body_bytes).merge(reads);
     let stop = shutdown.clone();
     let done = tokio::spawn(async move {
         let served = axum::serve(listener, app)

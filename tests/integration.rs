@@ -1107,3 +1107,127 @@ async fn plan_works_offline_on_samplerr_naming() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+async fn get_json(scope: &Scope, url: String) -> (u16, Value) {
+    let r = scope.http.get(url).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn stats_answers_cricket_example_with_correct_min_and_max() {
+    let scope = Scope::new("cricket");
+    let archives = archive("1h", "1h", "50 years", "year", "10s");
+    let cfg = scope.config(&archives, FAST);
+    let input = [
+        r#"{"name":"c1","type":"counter","value":1,"timestamp":"1990-01-01T00:00:00Z"}"#,
+        r#"{"name":"c1","type":"counter","value":1,"timestamp":"1990-01-01T01:00:00Z"}"#,
+        r#"{"name":"c1","type":"counter","value":1,"timestamp":"1990-06-01T00:00:00Z"}"#,
+        r#"{"name":"c2","type":"counter","value":4.7,"timestamp":"1990-01-01T00:00:00Z"}"#,
+    ]
+    .join("\n");
+    let limits = replay::limits_now(&cfg, &strata::clock::SystemClock);
+    replay::to_node(
+        &cfg,
+        None,
+        replay::read_events(input.as_bytes(), &limits).unwrap(),
+    )
+    .await
+    .unwrap();
+    scope.refresh().await;
+    let clock = ManualClock::new(chrono::Utc::now().timestamp_millis());
+    let running = start(&scope, &archives, FAST, &clock).await;
+    let base = format!("http://{}/v1/stats", running.addr);
+    let (status, body) = get_json(
+        &scope,
+        format!("{base}?name=c1&start=1980-12-31T22:49:50Z&end=2016-12-31T22:49:50Z"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"count": 3, "sum": 3.0, "min": 1.0, "max": 1.0, "average": 1.0})
+    );
+    let (status, body) =
+        get_json(&scope, format!("{base}?name=c1&start=1980-12-31T22:49:50Z")).await;
+    assert_eq!(
+        (status, body["param"].as_str()),
+        (400, Some("end")),
+        "{body}"
+    );
+    let (status, _) = get_json(
+        &scope,
+        format!("{base}?name=c1&start=2000-01-01T00:00:00Z&end=2001-01-01T00:00:00Z"),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, body) = get_json(&scope, format!("{base}?name=c1&start=yesterday&end=0")).await;
+    assert_eq!(status, 400, "{body}");
+    running.stop().await.unwrap();
+    scope.cleanup().await;
+}
+
+#[tokio::test]
+async fn stats_over_two_resolutions_equal_the_raw_statistics() {
+    let scope = Scope::new("twores");
+    let archives = [
+        archive("10m", "10m", "3 days", "day", "10s"),
+        archive("1h", "1h", "2 months", "month", "10s"),
+    ]
+    .concat();
+    let cfg = scope.config(&archives, FAST);
+    let (hour, day) = (3_600_000i64, 86_400_000i64);
+    let now = chrono::Utc::now().timestamp_millis();
+    let today = now - now.rem_euclid(day);
+    // Every 50 minutes for ten days, values that differ.
+    let events: Vec<(i64, f64)> = (0..290)
+        .map(|i| {
+            (
+                today - 10 * day + i * 3_000_000,
+                ((i * 37) % 101) as f64 - 20.0,
+            )
+        })
+        .filter(|&(t, _)| t < now - 60_000)
+        .collect();
+    let input: String = events
+        .iter()
+        .map(|(t, v)| format!("{{\"name\":\"t\",\"value\":{v},\"timestamp\":{t}}}\n"))
+        .collect();
+    let limits = replay::limits_now(&cfg, &strata::clock::SystemClock);
+    replay::to_node(
+        &cfg,
+        None,
+        replay::read_events(input.as_bytes(), &limits).unwrap(),
+    )
+    .await
+    .unwrap();
+    scope.refresh().await;
+    let clock = ManualClock::new(now);
+    let running = start(&scope, &archives, FAST, &clock).await;
+    // From 8 days ago (hourly archive) to now (10-minute archive since two days ago), on hours.
+    let (from, to) = (today - 8 * day + 5 * hour, now - now.rem_euclid(hour) - 1);
+    let raw: Vec<f64> = events
+        .iter()
+        .filter(|&&(t, _)| t >= from && t <= to)
+        .map(|&(_, v)| v)
+        .collect();
+    let (status, body) = get_json(
+        &scope,
+        format!(
+            "http://{}/v1/stats?name=t&start={from}&end={to}",
+            running.addr
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["count"].as_u64(), Some(raw.len() as u64));
+    assert_eq!(body["sum"].as_f64(), Some(raw.iter().sum::<f64>()));
+    assert_eq!(body["min"].as_f64(), raw.iter().cloned().reduce(f64::min));
+    assert_eq!(body["max"].as_f64(), raw.iter().cloned().reduce(f64::max));
+    let average = raw.iter().sum::<f64>() / raw.len() as f64;
+    assert!(
+        (body["average"].as_f64().unwrap() - average).abs() < 1e-9,
+        "{body}"
+    );
+    running.stop().await.unwrap();
+    scope.cleanup().await;
+}

@@ -147,32 +147,73 @@ pub fn plan(
     }
 }
 
-/// For every kept index, the part of its period it serves: `[start, end)`, empty when none.
-fn served_ranges<'a>(
-    config: &Config,
-    kept: &[&'a ManagedIndex],
-) -> Vec<(&'a ManagedIndex, EpochMillis, EpochMillis)> {
+/// Where each archive's coverage starts: the start of its earliest kept index.
+fn coverage_starts(kept: &[&ManagedIndex]) -> BTreeMap<usize, EpochMillis> {
     let mut coverage: BTreeMap<usize, EpochMillis> = BTreeMap::new();
     for m in kept {
         let start = coverage.entry(m.archive).or_insert(m.start);
         *start = (*start).min(m.start);
     }
+    coverage
+}
+
+/// Where the coverage of any archive finer than `archive` starts (`MAX` when none has any).
+fn finer_coverage_start(
+    config: &Config,
+    coverage: &BTreeMap<usize, EpochMillis>,
+    archive: usize,
+) -> EpochMillis {
     let step = |i: usize| config.archives[i].step;
+    coverage
+        .iter()
+        .filter(|(&b, _)| step(b) < step(archive))
+        .map(|(_, &start)| start)
+        .min()
+        .unwrap_or(EpochMillis::MAX)
+}
+
+/// For every kept index, the part of its period it serves: `[start, end)`, empty when none.
+fn served_ranges<'a>(
+    config: &Config,
+    kept: &[&'a ManagedIndex],
+) -> Vec<(&'a ManagedIndex, EpochMillis, EpochMillis)> {
+    let coverage = coverage_starts(kept);
     let mut ranges: Vec<_> = kept
         .iter()
         .map(|m| {
-            let bound = coverage
-                .iter()
-                .filter(|(&b, _)| step(b) < step(m.archive))
-                .map(|(_, &start)| start)
-                .min()
-                .unwrap_or(EpochMillis::MAX);
-            (*m, m.start, m.end.min(bound))
+            (
+                *m,
+                m.start,
+                m.end
+                    .min(finer_coverage_start(config, &coverage, m.archive)),
+            )
         })
         .filter(|(_, from, to)| from < to)
         .collect();
     ranges.sort_by(|a, b| (a.1, &a.0.name).cmp(&(b.1, &b.0.name)));
     ranges
+}
+
+/// The time each archive serves at `now`, given the existing index names: `(archive, from, to)`,
+/// finest first — the same stitching the aliases use, for reads that go to the archives directly.
+pub fn archive_spans(
+    config: &Config,
+    now: EpochMillis,
+    existing: &[String],
+) -> Vec<(usize, EpochMillis, EpochMillis)> {
+    let indices = managed_indices(config, existing);
+    let kept: Vec<&ManagedIndex> = indices
+        .iter()
+        .filter(|m| config.archives[m.archive].retention.add_to(m.start) > now)
+        .collect();
+    let coverage = coverage_starts(&kept);
+    let mut spans: Vec<_> = coverage
+        .iter()
+        .map(|(&a, &from)| (a, from, finer_coverage_start(config, &coverage, a)))
+        .filter(|(_, from, to)| from < to)
+        .collect();
+    spans.sort_by_key(|&(a, _, _)| config.archives[a].step);
+    spans
 }
 
 fn lt_filter(to: EpochMillis, m: &ManagedIndex) -> Option<Value> {
@@ -513,6 +554,23 @@ mod tests {
             removes,
             vec![&json!({"index": ".samplerr-2020.05", "alias": "samplerr-2020.05"})],
             "the expired index's alias goes with the index"
+        );
+    }
+
+    #[test]
+    fn archive_spans_follow_the_same_stitching() {
+        let spans = archive_spans(
+            &samplerr_config("stitched"),
+            at("2020-04-11T13:13:26Z"),
+            &example_indices(),
+        );
+        assert_eq!(
+            spans,
+            vec![
+                (0, at("2020-04-09T00:00:00Z"), EpochMillis::MAX),
+                (1, at("2020-03-01T00:00:00Z"), at("2020-04-09T00:00:00Z")),
+                (2, at("2019-01-01T00:00:00Z"), at("2020-03-01T00:00:00Z")),
+            ]
         );
     }
 

@@ -100,6 +100,12 @@ pub trait SearchBackend: Send + Sync + 'static {
         &self,
         names: &[String],
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// One `_search` over `pattern`; the whole response.
+    fn search(
+        &self,
+        pattern: &str,
+        body: &Value,
+    ) -> impl Future<Output = Result<Value, BackendError>> + Send;
     /// Makes recent writes to the indices matching `pattern` searchable.
     fn refresh(&self, pattern: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
     /// Every hit's `_source` for `query` over `pattern`, read in pages (scroll).
@@ -402,6 +408,16 @@ impl SearchBackend for HttpBackend {
                 .await?;
         }
         Ok(())
+    }
+
+    async fn search(&self, pattern: &str, body: &Value) -> Result<Value, BackendError> {
+        let path = format!("/{pattern}/_search?ignore_unavailable=true&allow_no_indices=true");
+        decode(
+            "_search",
+            &self
+                .call_ok(Method::Post, &path, Some(Bytes::from(body.to_string())))
+                .await?,
+        )
     }
 
     async fn refresh(&self, pattern: &str) -> Result<(), BackendError> {
