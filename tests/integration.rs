@@ -1231,3 +1231,204 @@ async fn stats_over_two_resolutions_equal_the_raw_statistics() {
     running.stop().await.unwrap();
     scope.cleanup().await;
 }
+
+#[tokio::test]
+async fn metrics_read_each_part_of_three_years_from_the_finest_archive() {
+    let scope = Scope::new("points");
+    let archives = [
+        archive("10m", "10m", "3 days", "day", "10s"),
+        archive("1h", "1h", "2 months", "month", "10s"),
+        archive("1d", "1d", "10 years", "year", "10s"),
+    ]
+    .concat();
+    let cfg = scope.config(&archives, FAST);
+    let day = 86_400_000i64;
+    let now = chrono::Utc::now().timestamp_millis();
+    let today = now - now.rem_euclid(day);
+    let mut times: Vec<i64> = (1..=38).map(|i| today - i * 29 * day + 3_600_000).collect();
+    times.extend(
+        (0..60)
+            .map(|i| today - 5 * day + i * 2 * 3_600_000)
+            .filter(|&t| t < now - 60_000),
+    );
+    times.sort();
+    let input: String = times
+        .iter()
+        .map(|t| format!("{{\"name\":\"g\",\"value\":1,\"timestamp\":{t}}}\n"))
+        .collect();
+    let limits = replay::limits_now(&cfg, &strata::clock::SystemClock);
+    replay::to_node(
+        &cfg,
+        None,
+        replay::read_events(input.as_bytes(), &limits).unwrap(),
+    )
+    .await
+    .unwrap();
+    scope.refresh().await;
+    let clock = ManualClock::new(now);
+    let running = start(&scope, &archives, FAST, &clock).await;
+    let (from, to) = (today - 3 * 365 * day, today + day - 1);
+    let (status, body) = get_json(
+        &scope,
+        format!(
+            "http://{}/v1/metrics?name=g&from={from}&to={to}&stat=count",
+            running.addr
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let points = body["points"].as_array().unwrap();
+    let total: f64 = points.iter().filter_map(|p| p["value"].as_f64()).sum();
+    assert_eq!(
+        total,
+        times.iter().filter(|&&t| t >= from && t <= to).count() as f64
+    );
+    // The resolution changes from daily to hourly to 10-minute points, in time order.
+    let mut seen: Vec<(String, i64)> = Vec::new();
+    for p in points {
+        let key = (
+            p["archive"].as_str().unwrap().to_string(),
+            p["step"].as_i64().unwrap(),
+        );
+        if seen.last() != Some(&key) {
+            seen.push(key);
+        }
+    }
+    assert_eq!(
+        seen,
+        vec![
+            ("1d".to_string(), 86_400),
+            ("1h".to_string(), 3_600),
+            ("10m".to_string(), 600)
+        ]
+    );
+    assert!(points
+        .windows(2)
+        .all(|w| w[0]["timestamp"].as_i64() < w[1]["timestamp"].as_i64()));
+    // A coarser step re-aggregates; bad parameters are named.
+    let (_, coarse) = get_json(
+        &scope,
+        format!(
+            "http://{}/v1/metrics?name=g&from={from}&to={to}&stat=count&step=7d",
+            running.addr
+        ),
+    )
+    .await;
+    let coarse_total: f64 = coarse["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["value"].as_f64())
+        .sum();
+    assert_eq!(coarse_total, total);
+    for (query, param) in [
+        ("&stat=p42", "stat"),
+        ("&min_coverage=2", "min_coverage"),
+        ("&step=0s", "step"),
+    ] {
+        let (status, body) = get_json(
+            &scope,
+            format!(
+                "http://{}/v1/metrics?name=g&from={from}&to={to}{query}",
+                running.addr
+            ),
+        )
+        .await;
+        assert_eq!(
+            (status, body["param"].as_str()),
+            (400, Some(param)),
+            "{body}"
+        );
+    }
+    let (status, body) = get_json(
+        &scope,
+        format!("http://{}/v1/metrics?name=g&to={to}", running.addr),
+    )
+    .await;
+    assert_eq!((status, body["param"].as_str()), (400, Some("from")));
+    running.stop().await.unwrap();
+    scope.cleanup().await;
+}
+
+#[tokio::test]
+async fn min_coverage_nulls_points_with_too_few_stored_buckets() {
+    let scope = Scope::new("coverage");
+    let archives = archive("10m", "10m", "30 days", "day", "10s");
+    let cfg = scope.config(&archives, FAST);
+    let base = ms("2026-02-01T00:00:00Z");
+    // One value in every other 10-minute bucket: half of the stored buckets are empty.
+    let input: String = (0..12)
+        .map(|i| {
+            format!(
+                "{{\"name\":\"half\",\"value\":{i},\"timestamp\":{}}}\n",
+                base + i * 1_200_000
+            )
+        })
+        .collect();
+    let limits = replay::limits_now(&cfg, &strata::clock::SystemClock);
+    replay::to_node(
+        &cfg,
+        None,
+        replay::read_events(input.as_bytes(), &limits).unwrap(),
+    )
+    .await
+    .unwrap();
+    scope.refresh().await;
+    let clock = ManualClock::new(ms("2026-02-02T00:00:00Z"));
+    let running = start(&scope, &archives, FAST, &clock).await;
+    let url = |c: &str| {
+        format!(
+            "http://{}/v1/metrics?name=half&from={base}&to={}&step=20m&min_coverage={c}",
+            running.addr,
+            base + 4 * 3_600_000 - 1
+        )
+    };
+    let values = |body: &Value| {
+        body["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["value"].as_f64())
+            .collect::<Vec<_>>()
+    };
+    let (_, strict) = get_json(&scope, url("0.75")).await;
+    assert_eq!(values(&strict).len(), 12);
+    assert!(values(&strict).iter().all(Option::is_none), "{strict}");
+    let (_, lenient) = get_json(&scope, url("0.25")).await;
+    assert_eq!(
+        values(&lenient),
+        (0..12).map(|i| Some(i as f64)).collect::<Vec<_>>()
+    );
+    assert!(lenient["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["coverage"] == 0.5));
+    // cricket's lookup of the stored points at one instant.
+    let at = base + 1_200_000;
+    let (status, body) = get_json(
+        &scope,
+        format!(
+            "http://{}/v1/metrics?name=half&timestamp={at}",
+            running.addr
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!([{"name": "half", "type": "gauge", "value": 1.0, "timestamp": "2026-02-01T00:20:00Z", "archive": "10m", "step": 600}])
+    );
+    let (status, _) = get_json(
+        &scope,
+        format!(
+            "http://{}/v1/metrics?name=half&timestamp={}",
+            running.addr,
+            base + 600_000
+        ),
+    )
+    .await;
+    assert_eq!(status, 404);
+    running.stop().await.unwrap();
+    scope.cleanup().await;
+}

@@ -106,6 +106,12 @@ pub trait SearchBackend: Send + Sync + 'static {
         pattern: &str,
         body: &Value,
     ) -> impl Future<Output = Result<Value, BackendError>> + Send;
+    /// Several searches over `pattern` in one `_msearch`; one response per body, in order.
+    fn msearch(
+        &self,
+        pattern: &str,
+        bodies: &[Value],
+    ) -> impl Future<Output = Result<Vec<Value>, BackendError>> + Send;
     /// Makes recent writes to the indices matching `pattern` searchable.
     fn refresh(&self, pattern: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
     /// Every hit's `_source` for `query` over `pattern`, read in pages (scroll).
@@ -418,6 +424,37 @@ impl SearchBackend for HttpBackend {
                 .call_ok(Method::Post, &path, Some(Bytes::from(body.to_string())))
                 .await?,
         )
+    }
+
+    async fn msearch(&self, pattern: &str, bodies: &[Value]) -> Result<Vec<Value>, BackendError> {
+        let header = serde_json::json!({"index": pattern, "ignore_unavailable": true, "allow_no_indices": true});
+        let mut ndjson = String::new();
+        for body in bodies {
+            ndjson.push_str(&header.to_string());
+            ndjson.push('\n');
+            ndjson.push_str(&body.to_string());
+            ndjson.push('\n');
+        }
+        let (status, bytes) = self
+            .call(Method::Post, "/_msearch", true, Some(Bytes::from(ndjson)))
+            .await?;
+        if !(200..300).contains(&status) {
+            return Err(BackendError::Status {
+                call: "_msearch".into(),
+                status,
+                body: truncate(&bytes),
+            });
+        }
+        let v: Value = decode("_msearch", &bytes)?;
+        let responses = v["responses"].as_array().cloned().unwrap_or_default();
+        if let Some(error) = responses.iter().find_map(|r| r.get("error")) {
+            return Err(BackendError::Status {
+                call: "_msearch".into(),
+                status: 400,
+                body: describe_error(error),
+            });
+        }
+        Ok(responses)
     }
 
     async fn refresh(&self, pattern: &str) -> Result<(), BackendError> {

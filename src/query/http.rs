@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::maintain::plan::archive_spans;
 use crate::persist::backend::SearchBackend;
 use crate::query::filter::{instant, BadParam, SeriesSelector};
+use crate::query::metrics::{points_from_response, segment_query, segments, Stat};
 use crate::query::stats::{stats_from_response, stats_query};
 
 /// What the read handlers share.
@@ -38,6 +39,7 @@ impl<B, C> Clone for QueryState<B, C> {
 pub fn router<B: SearchBackend, C: Clock>(state: QueryState<B, C>) -> Router {
     Router::new()
         .route("/v1/stats", get(stats::<B, C>))
+        .route("/v1/metrics", get(metrics::<B, C>))
         .with_state(state)
 }
 
@@ -103,4 +105,151 @@ async fn stats<B: SearchBackend, C: Clock>(
         },
         Err(e) => node_error(e),
     }
+}
+
+/// Parses an optional parameter with `parse`.
+fn optional<T>(
+    params: &BTreeMap<String, String>,
+    name: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Option<T>, BadParam> {
+    match params.get(name).filter(|v| !v.is_empty()) {
+        Some(v) => parse(v).map(Some).map_err(|why| BadParam {
+            param: name.into(),
+            why,
+        }),
+        None => Ok(None),
+    }
+}
+
+fn parse_step(v: &str) -> Result<i64, String> {
+    let d = match v.parse::<u64>() {
+        Ok(secs) => std::time::Duration::from_secs(secs),
+        Err(_) => {
+            humantime::parse_duration(v).map_err(|e| format!("{v:?} is not a duration ({e})"))?
+        }
+    };
+    match d.as_millis() as i64 {
+        0 => Err("must be longer than zero".into()),
+        ms => Ok(ms),
+    }
+}
+
+fn parse_coverage(v: &str) -> Result<f64, String> {
+    v.parse::<f64>()
+        .ok()
+        .filter(|c| (0.0..=1.0).contains(c))
+        .ok_or_else(|| format!("{v:?} is not a number from 0 to 1"))
+}
+
+/// `GET /v1/metrics?name=&from=&to=[&host=][&tag.<k>=<v>][&step=][&stat=][&min_coverage=]`, or
+/// cricket's `GET /v1/metrics?name=&timestamp=` for the stored points at one instant.
+async fn metrics<B: SearchBackend, C: Clock>(
+    State(s): State<QueryState<B, C>>,
+    Query(params): Query<BTreeMap<String, String>>,
+) -> Response {
+    if !params.contains_key("from")
+        && !params.contains_key("to")
+        && params.contains_key("timestamp")
+    {
+        return points_at(&s, &params).await;
+    }
+    let parsed = (|| {
+        Ok::<_, BadParam>((
+            SeriesSelector::from_params(&params, "name")?,
+            instant(&params, "from")?,
+            instant(&params, "to")?,
+            optional(&params, "step", parse_step)?,
+            optional(&params, "stat", |v| v.parse::<Stat>())?.unwrap_or(Stat::Avg),
+            optional(&params, "min_coverage", parse_coverage)?.unwrap_or(0.0),
+        ))
+    })();
+    let (selector, from, to, step, stat, min_coverage) = match parsed {
+        Ok(p) => p,
+        Err(e) => return bad_request(e),
+    };
+    if to < from {
+        return bad_request(BadParam {
+            param: "to".into(),
+            why: "is before from".into(),
+        });
+    }
+    let pattern = s.config.index.naming.wildcard();
+    let indices = match s.backend.list_indices(&pattern).await {
+        Ok(i) => i,
+        Err(e) => return node_error(e),
+    };
+    let spans = archive_spans(&s.config, s.clock.now(), &indices);
+    let segs = match segments(&s.config, from, to.saturating_add(1), step, &spans) {
+        Ok(segs) => segs,
+        Err(why) => {
+            return bad_request(BadParam {
+                param: "step".into(),
+                why,
+            })
+        }
+    };
+    let bodies: Vec<_> = segs
+        .iter()
+        .map(|seg| segment_query(&s.config, &selector, seg, stat))
+        .collect();
+    let responses = if bodies.is_empty() {
+        Vec::new()
+    } else {
+        match s.backend.msearch(&pattern, &bodies).await {
+            Ok(r) => r,
+            Err(e) => return node_error(e),
+        }
+    };
+    let points: Vec<_> = segs
+        .iter()
+        .zip(&responses)
+        .flat_map(|(seg, r)| points_from_response(&s.config, seg, r, stat, min_coverage))
+        .collect();
+    Json(json!({"name": selector.name, "points": points})).into_response()
+}
+
+/// cricket's lookup: the stored documents whose bucket starts at `timestamp`.
+async fn points_at<B: SearchBackend, C: Clock>(
+    s: &QueryState<B, C>,
+    params: &BTreeMap<String, String>,
+) -> Response {
+    let parsed = (|| {
+        Ok::<_, BadParam>((
+            SeriesSelector::from_params(params, "name")?,
+            instant(params, "timestamp")?,
+        ))
+    })();
+    let (selector, at) = match parsed {
+        Ok(p) => p,
+        Err(e) => return bad_request(e),
+    };
+    let mut filters = selector.filters();
+    filters
+        .push(json!({"range": {"@timestamp": {"gte": at, "lte": at, "format": "epoch_millis"}}}));
+    let body =
+        json!({"size": 100, "query": {"bool": {"filter": filters}}, "sort": [{"step": "asc"}]});
+    let response = match s
+        .backend
+        .search(&s.config.index.naming.wildcard(), &body)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return node_error(e),
+    };
+    let points: Vec<_> = response["hits"]["hits"]
+        .as_array()
+        .map(|hits| {
+            hits.iter()
+                .map(|h| {
+                    let d = &h["_source"];
+                    json!({"name": d["name"], "type": d["type"], "value": d["avg"], "timestamp": d["@timestamp"], "archive": d["archive"], "step": d["step"]})
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if points.is_empty() {
+        return not_found();
+    }
+    Json(points).into_response()
 }

@@ -1,8 +1,9 @@
 //! Read APIs: answers built from the archives with aggregations on the node, each part of a
 //! range taken from the finest archive that still holds it (the stitching of the aliases).
-//! `filter` turns request parameters into the series filter, `stats` is `/v1/stats`, `http`
-//! the routes.
+//! `filter` turns request parameters into the series filter, `stats` is `/v1/stats`, `metrics`
+//! is `/v1/metrics`, `http` the routes.
 
 pub mod filter;
 pub mod http;
+pub mod metrics;
 pub mod stats;

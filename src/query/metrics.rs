@@ -1,0 +1,258 @@
+//! `/v1/metrics`: the points of a series over a range, each part of the range from the finest
+//! archive that still holds it, each point saying which archive and step it came from. A
+//! requested `step` coarser than the stored one re-aggregates exactly from the stored statistics
+//! (avg = Σsum / Σcount); `min_coverage` (Graphite's xFilesFactor, applied at read time) nulls a
+//! point whose share of non-empty stored buckets is below it.
+
+use std::str::FromStr;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::clock::EpochMillis;
+use crate::config::Config;
+use crate::persist::index::rfc3339;
+use crate::query::filter::SeriesSelector;
+
+/// Which statistic a point carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stat {
+    Avg,
+    Min,
+    Max,
+    Sum,
+    Count,
+    First,
+    Last,
+}
+
+impl FromStr for Stat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "avg" => Stat::Avg,
+            "min" => Stat::Min,
+            "max" => Stat::Max,
+            "sum" => Stat::Sum,
+            "count" => Stat::Count,
+            "first" => Stat::First,
+            "last" => Stat::Last,
+            other => {
+                return Err(format!(
+                    "{other:?} is not one of avg, min, max, sum, count, first, last"
+                ))
+            }
+        })
+    }
+}
+
+/// The most points one request may return.
+pub const MAX_POINTS: i64 = 20_000;
+
+/// One part of the range, read from one archive at one interval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    pub archive: usize,
+    pub from: EpochMillis,
+    pub to: EpochMillis,
+    /// Histogram interval: the archive's step, or the requested step when coarser.
+    pub interval_ms: i64,
+    pub stored_step_ms: i64,
+}
+
+/// Splits `[from, to)` over the archives' spans; `None` when the points would exceed [`MAX_POINTS`].
+pub fn segments(
+    config: &Config,
+    from: EpochMillis,
+    to: EpochMillis,
+    step_ms: Option<i64>,
+    spans: &[(usize, EpochMillis, EpochMillis)],
+) -> Result<Vec<Segment>, String> {
+    let mut out = Vec::new();
+    let mut points = 0;
+    for &(a, span_from, span_to) in spans {
+        let stored = config.archives[a].step.as_millis() as i64;
+        let interval = step_ms.map_or(stored, |s| s.max(stored));
+        // Align to the interval so that re-aggregated points cover whole stored buckets.
+        let lo = from.max(span_from);
+        let hi = to.min(span_to);
+        if lo >= hi {
+            continue;
+        }
+        points += (hi - lo) / interval + 1;
+        out.push(Segment {
+            archive: a,
+            from: lo,
+            to: hi,
+            interval_ms: interval,
+            stored_step_ms: stored,
+        });
+    }
+    if points > MAX_POINTS {
+        return Err(format!("the range would give about {points} points, more than {MAX_POINTS}: ask for a coarser step"));
+    }
+    out.sort_by_key(|s| s.from);
+    Ok(out)
+}
+
+/// The `_search` body of one segment.
+pub fn segment_query(
+    config: &Config,
+    selector: &SeriesSelector,
+    seg: &Segment,
+    stat: Stat,
+) -> Value {
+    let mut filters = selector.filters();
+    filters.push(json!({"term": {"archive": config.archives[seg.archive].name}}));
+    filters.push(
+        json!({"range": {"@timestamp": {"gte": seg.from, "lt": seg.to, "format": "epoch_millis"}}}),
+    );
+    let mut aggs = json!({
+        "count": {"sum": {"field": "count"}},
+        "sum": {"sum": {"field": "sum"}},
+        "min": {"min": {"field": "min"}},
+        "max": {"max": {"field": "max"}}
+    });
+    match stat {
+        Stat::First => {
+            aggs["edge"] = json!({"top_hits": {"size": 1, "sort": [{"@timestamp": "asc"}], "_source": ["first"]}})
+        }
+        Stat::Last => {
+            aggs["edge"] = json!({"top_hits": {"size": 1, "sort": [{"@timestamp": "desc"}], "_source": ["last"]}})
+        }
+        _ => {}
+    }
+    let first_bucket = seg.from - seg.from.rem_euclid(seg.interval_ms);
+    let last_bucket = (seg.to - 1) - (seg.to - 1).rem_euclid(seg.interval_ms);
+    json!({
+        "size": 0,
+        "query": {"bool": {"filter": filters}},
+        "aggs": {"points": {
+            "date_histogram": {"field": "@timestamp", "fixed_interval": format!("{}ms", seg.interval_ms), "min_doc_count": 0,
+                "extended_bounds": {"min": first_bucket, "max": last_bucket}},
+            "aggs": aggs
+        }}
+    })
+}
+
+/// One point of the answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Point {
+    pub time: String,
+    pub timestamp: EpochMillis,
+    pub value: Option<f64>,
+    pub archive: String,
+    /// Seconds covered by the point.
+    pub step: i64,
+    /// Share of the stored buckets under the point that hold data.
+    pub coverage: f64,
+}
+
+/// Reads one segment's histogram into points.
+pub fn points_from_response(
+    config: &Config,
+    seg: &Segment,
+    response: &Value,
+    stat: Stat,
+    min_coverage: f64,
+) -> Vec<Point> {
+    let Some(buckets) = response["aggregations"]["points"]["buckets"].as_array() else {
+        return Vec::new();
+    };
+    let expected = (seg.interval_ms / seg.stored_step_ms).max(1) as f64;
+    buckets
+        .iter()
+        .filter_map(|b| {
+            let t = b["key"].as_i64()?;
+            let docs = b["doc_count"].as_f64().unwrap_or(0.0);
+            let coverage = (docs / expected).min(1.0);
+            let count = b["count"]["value"].as_f64().unwrap_or(0.0);
+            let value = if docs == 0.0 || coverage < min_coverage {
+                None
+            } else {
+                match stat {
+                    Stat::Avg => {
+                        (count > 0.0).then(|| b["sum"]["value"].as_f64().unwrap_or(0.0) / count)
+                    }
+                    Stat::Sum => b["sum"]["value"].as_f64(),
+                    Stat::Count => Some(count),
+                    Stat::Min => b["min"]["value"].as_f64(),
+                    Stat::Max => b["max"]["value"].as_f64(),
+                    Stat::First => b["edge"]["hits"]["hits"][0]["_source"]["first"].as_f64(),
+                    Stat::Last => b["edge"]["hits"]["hits"][0]["_source"]["last"].as_f64(),
+                }
+            };
+            Some(Point {
+                time: rfc3339(t),
+                timestamp: t,
+                value,
+                archive: config.archives[seg.archive].name.clone(),
+                step: seg.interval_ms / 1000,
+                coverage,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn config() -> Config {
+        let text = "[[archive]]\nname=\"a\"\nstep=\"20s\"\nretention=\"2 days\"\nindex_period=\"day\"\n[[archive]]\nname=\"b\"\nstep=\"1h\"\nretention=\"1 year\"\nindex_period=\"year\"\n";
+        Config::from_toml(text, Path::new("t")).unwrap()
+    }
+
+    #[test]
+    fn segments_take_the_coarser_of_stored_and_requested_step() {
+        let cfg = config();
+        let spans = [(0, 7_200_000, i64::MAX), (1, 0, 7_200_000)];
+        let segs = segments(&cfg, 0, 10_800_000, Some(60_000), &spans).unwrap();
+        assert_eq!(
+            segs.iter()
+                .map(|s| (s.archive, s.from, s.to, s.interval_ms))
+                .collect::<Vec<_>>(),
+            vec![
+                (1, 0, 7_200_000, 3_600_000),
+                (0, 7_200_000, 10_800_000, 60_000)
+            ]
+        );
+        assert!(
+            segments(&cfg, 0, 10 * 86_400_000, None, &[(0, 0, i64::MAX)])
+                .unwrap_err()
+                .contains("coarser step")
+        );
+    }
+
+    #[test]
+    fn points_re_aggregate_exactly_and_respect_min_coverage() {
+        let cfg = config();
+        let seg = Segment {
+            archive: 0,
+            from: 0,
+            to: 120_000,
+            interval_ms: 40_000,
+            stored_step_ms: 20_000,
+        };
+        let response = json!({"aggregations": {"points": {"buckets": [
+            {"key": 0, "doc_count": 2, "count": {"value": 3.0}, "sum": {"value": 9.0}, "min": {"value": 1.0}, "max": {"value": 5.0}},
+            {"key": 40000, "doc_count": 1, "count": {"value": 2.0}, "sum": {"value": 2.0}, "min": {"value": 1.0}, "max": {"value": 1.0}},
+            {"key": 80000, "doc_count": 0, "count": {"value": 0.0}, "sum": {"value": 0.0}, "min": {"value": null}, "max": {"value": null}}
+        ]}}});
+        let avg = points_from_response(&cfg, &seg, &response, Stat::Avg, 0.0);
+        assert_eq!(
+            avg.iter().map(|p| p.value).collect::<Vec<_>>(),
+            vec![Some(3.0), Some(1.0), None]
+        );
+        assert_eq!(avg[1].coverage, 0.5);
+        assert_eq!(avg[0].step, 40);
+        let strict = points_from_response(&cfg, &seg, &response, Stat::Max, 0.75);
+        assert_eq!(
+            strict.iter().map(|p| p.value).collect::<Vec<_>>(),
+            vec![Some(5.0), None, None]
+        );
+        assert!("p99".parse::<Stat>().is_err());
+    }
+}
