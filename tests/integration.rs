@@ -1432,3 +1432,73 @@ async fn min_coverage_nulls_points_with_too_few_stored_buckets() {
     running.stop().await.unwrap();
     scope.cleanup().await;
 }
+
+#[tokio::test]
+async fn kilometric_track_and_read_counters_and_points() {
+    let scope = Scope::new("kilo");
+    let t0 = ms("2026-03-01T10:00:05Z");
+    let clock = ManualClock::new(t0);
+    let running = start(&scope, &archive_20s(), FAST, &clock).await;
+    let track = |query: String| {
+        let url = format!("http://{}/track?{query}", running.addr);
+        let http = scope.http.clone();
+        async move { http.get(url).send().await.unwrap().status().as_u16() }
+    };
+    // Minute 10:00: 1 + 2.5 + 1; minute 10:01: 4 + 1; minute 10:02 nothing; 10:03: 7.
+    let mut expected_total = 0.0;
+    for (offset_s, value) in [
+        (0, None),
+        (10, Some(2.5)),
+        (30, None),
+        (60, Some(4.0)),
+        (75, None),
+        (180, Some(7.0)),
+    ] {
+        clock.set(t0 + offset_s * 1000);
+        let query = match value {
+            Some(v) => format!("key=visits&value={v}"),
+            None => "key=visits".to_string(),
+        };
+        assert_eq!(track(query).await, 204);
+        expected_total += value.unwrap_or(1.0);
+    }
+    assert_eq!(track("value=1".into()).await, 400);
+    assert_eq!(track("key=visits&value=NaN".into()).await, 400);
+    clock.set(t0 + 600_000);
+    let docs = scope.wait_for_documents(5).await;
+    assert_eq!(docs.len(), 5, "{docs:?}");
+    assert!(docs.iter().all(|d| d["type"] == "counter"));
+
+    let base = format!("http://{}/read?key=visits", running.addr);
+    let (status, counter) = get_json(&scope, format!("{base}&type=counter")).await;
+    assert_eq!(status, 200, "{counter}");
+    assert_eq!(counter["name"], "visits");
+    assert_eq!(counter["values"][0]["value"].as_f64(), Some(expected_total));
+    assert_eq!(
+        counter["values"][0]["from"].as_i64(),
+        Some(ms("2026-03-01T10:00:00Z"))
+    );
+    assert_eq!(
+        counter["values"][0]["to"].as_i64(),
+        Some(ms("2026-03-01T10:03:00Z"))
+    );
+    let (_, points) = get_json(&scope, format!("{base}&type=points&period=60")).await;
+    assert_eq!(
+        points,
+        json!({"name": "visits", "values": [
+            {"from": ms("2026-03-01T10:00:00Z"), "value": 4.5},
+            {"from": ms("2026-03-01T10:01:00Z"), "value": 5},
+            {"from": ms("2026-03-01T10:03:00Z"), "value": 7}
+        ]})
+    );
+    let (status, body) = get_json(&scope, format!("{base}&type=gauge")).await;
+    assert_eq!((status, body["param"].as_str()), (400, Some("type")));
+    let (_, empty) = get_json(
+        &scope,
+        format!("http://{}/read?key=nothing&type=counter", running.addr),
+    )
+    .await;
+    assert_eq!(empty, json!({"name": "nothing", "values": []}));
+    running.stop().await.unwrap();
+    scope.cleanup().await;
+}

@@ -1,11 +1,12 @@
 //! The HTTP API: `POST /v1/metrics` to ingest, `GET /health` for probes. Handlers validate a
 //! whole body before handing it over, so a bad request ingests nothing.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,7 +17,8 @@ use serde_json::{json, Map, Value};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::consolidate::BatchReport;
-use crate::ingest::json::{parse_body, InvalidEvent, Limits, Location};
+use crate::event::{MetricKind, SeriesKey};
+use crate::ingest::json::{check_text, parse_body, InvalidEvent, Limits, Location};
 use crate::persist::backend::SearchBackend;
 use crate::pipeline::{IngestHandle, SubmitError};
 use crate::stats::Stats;
@@ -65,6 +67,7 @@ pub fn router<B: SearchBackend, C: Clock>(state: AppState<B, C>, max_body_bytes:
     Router::new()
         .route("/v1/metrics", post(post_metrics::<B, C>))
         .route("/health", get(health::<B, C>))
+        .route("/track", get(track::<B, C>))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }
@@ -121,27 +124,78 @@ async fn post_metrics<B: SearchBackend, C: Clock>(
         Ok(events) => events,
         Err(e) => return invalid_event(&e),
     };
-    match s.ingest.submit(events).await {
+    match submit(&s, events).await {
         Ok(report) => (StatusCode::OK, Json(report_json(&report, &s.config))).into_response(),
+        Err(refused) => refused,
+    }
+}
+
+/// Hands events to the consolidator; a refusal becomes its HTTP answer.
+async fn submit<B, C>(
+    s: &AppState<B, C>,
+    events: Vec<crate::event::Event>,
+) -> Result<BatchReport, Response> {
+    match s.ingest.submit(events).await {
+        Ok(report) => Ok(report),
         Err(SubmitError::Busy) => {
             Stats::add(&s.stats.requests_refused_busy, 1);
             let body =
                 json!({"error": "ingest queue is full: the node is not keeping up; retry later"});
-            (
+            Err((
                 StatusCode::SERVICE_UNAVAILABLE,
                 [(header::RETRY_AFTER, "1")],
                 Json(body),
             )
-                .into_response()
+                .into_response())
         }
-        Err(SubmitError::Closed) => error(
+        Err(SubmitError::Closed) => Err(error(
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"error": "shutting down"}),
-        ),
-        Err(SubmitError::Refused(e)) => error(
+        )),
+        Err(SubmitError::Refused(e)) => Err(error(
             StatusCode::TOO_MANY_REQUESTS,
             json!({"error": e.to_string()}),
-        ),
+        )),
+    }
+}
+
+/// Kilometric's `GET /track?key=<name>[&value=<n>]`: a counter increment (value 1 by default),
+/// stamped now; 204 on success.
+async fn track<B: SearchBackend, C: Clock>(
+    State(s): State<AppState<B, C>>,
+    Query(params): Query<BTreeMap<String, String>>,
+) -> Response {
+    let bad = |param: &str, why: String| {
+        error(
+            StatusCode::BAD_REQUEST,
+            json!({"error": format!("parameter '{param}': {why}"), "param": param}),
+        )
+    };
+    let Some(key) = params.get("key") else {
+        return bad("key", "is required".into());
+    };
+    if let Err(why) = check_text(key, s.config.ingest.max_name_length) {
+        return bad("key", why);
+    }
+    let value = match params.get("value").map(|v| v.parse::<f64>()) {
+        None => 1.0,
+        Some(Ok(v)) if v.is_finite() => v,
+        Some(_) => {
+            return bad(
+                "value",
+                format!("{:?} is not a finite number", params["value"]),
+            )
+        }
+    };
+    let event = crate::event::Event {
+        series: SeriesKey::new(key, None, &mut []),
+        kind: MetricKind::Counter,
+        value,
+        timestamp: s.clock.now(),
+    };
+    match submit(&s, vec![event]).await {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(refused) => refused,
     }
 }
 

@@ -235,7 +235,8 @@ fn string_field(v: &RawValue) -> Result<Cow<'_, str>, String> {
         .map_err(|_| format!("must be a string, got {}", v.get()))
 }
 
-fn check_text(s: &str, max_len: usize) -> Result<(), String> {
+/// Checks a name, host or tag key: non-empty, at most `max_len` bytes, no control characters.
+pub fn check_text(s: &str, max_len: usize) -> Result<(), String> {
     if s.is_empty() {
         return Err("must not be empty".into());
     }

@@ -40,6 +40,7 @@ pub fn router<B: SearchBackend, C: Clock>(state: QueryState<B, C>) -> Router {
     Router::new()
         .route("/v1/stats", get(stats::<B, C>))
         .route("/v1/metrics", get(metrics::<B, C>))
+        .route("/read", get(read::<B, C>))
         .with_state(state)
 }
 
@@ -252,4 +253,95 @@ async fn points_at<B: SearchBackend, C: Clock>(
         return not_found();
     }
     Json(points).into_response()
+}
+
+/// Kilometric's `GET /read?key=&type=counter|points[&from=][&to=][&period=<seconds>]`.
+async fn read<B: SearchBackend, C: Clock>(
+    State(s): State<QueryState<B, C>>,
+    Query(params): Query<BTreeMap<String, String>>,
+) -> Response {
+    use crate::query::kilometric::{counter_answer, counter_query, points_answer};
+    let now = s.clock.now();
+    let parsed = (|| {
+        let selector = SeriesSelector::from_params(&params, "key")?;
+        let kind = crate::query::filter::required(&params, "type")?.to_string();
+        if kind != "counter" && kind != "points" {
+            return Err(BadParam {
+                param: "type".into(),
+                why: format!("{kind:?} is not counter or points"),
+            });
+        }
+        let from = if params.contains_key("from") {
+            instant(&params, "from")?
+        } else {
+            0
+        };
+        let to = if params.contains_key("to") {
+            instant(&params, "to")?
+        } else {
+            now
+        };
+        let period = optional(&params, "period", |v| {
+            v.parse::<i64>()
+                .ok()
+                .filter(|p| *p > 0)
+                .map(|p| p * 1000)
+                .ok_or_else(|| format!("{v:?} is not a positive number of seconds"))
+        })?;
+        Ok((selector, kind, from, to, period.unwrap_or(60_000)))
+    })();
+    let (selector, kind, from, to, period_ms) = match parsed {
+        Ok(p) => p,
+        Err(e) => return bad_request(e),
+    };
+    let pattern = s.config.index.naming.wildcard();
+    let indices = match s.backend.list_indices(&pattern).await {
+        Ok(i) => i,
+        Err(e) => return node_error(e),
+    };
+    let spans = archive_spans(&s.config, now, &indices);
+    if kind == "counter" {
+        let Some(body) = counter_query(&s.config, &selector, from, to.saturating_add(1), &spans)
+        else {
+            return Json(counter_answer(&selector.name, None)).into_response();
+        };
+        return match s.backend.search(&pattern, &body).await {
+            Ok(r) => Json(counter_answer(&selector.name, Some(&r))).into_response(),
+            Err(e) => node_error(e),
+        };
+    }
+    let segs = match segments(
+        &s.config,
+        from,
+        to.saturating_add(1),
+        Some(period_ms),
+        &spans,
+    ) {
+        Ok(segs) => segs,
+        Err(why) => {
+            return bad_request(BadParam {
+                param: "period".into(),
+                why,
+            })
+        }
+    };
+    let bodies: Vec<_> = segs
+        .iter()
+        .map(|seg| segment_query(&s.config, &selector, seg, Stat::Sum))
+        .collect();
+    let responses = if bodies.is_empty() {
+        Vec::new()
+    } else {
+        match s.backend.msearch(&pattern, &bodies).await {
+            Ok(r) => r,
+            Err(e) => return node_error(e),
+        }
+    };
+    let points: Vec<_> = segs
+        .iter()
+        .zip(&responses)
+        .flat_map(|(seg, r)| points_from_response(&s.config, seg, r, Stat::Sum, 0.0))
+        .map(|p| (p.timestamp, p.value))
+        .collect();
+    Json(points_answer(&selector.name, &points)).into_response()
 }

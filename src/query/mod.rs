@@ -5,5 +5,6 @@
 
 pub mod filter;
 pub mod http;
+pub mod kilometric;
 pub mod metrics;
 pub mod stats;
