@@ -1502,3 +1502,59 @@ async fn kilometric_track_and_read_counters_and_points() {
     running.stop().await.unwrap();
     scope.cleanup().await;
 }
+
+#[tokio::test]
+async fn series_lists_what_has_data_in_the_range() {
+    let scope = Scope::new("series");
+    let archives = [
+        archive("20s", "20s", "2 days", "day", "10s"),
+        archive("1h", "1h", "10 years", "year", "10s"),
+    ]
+    .concat();
+    let cfg = scope.config(&archives, FAST);
+    let base = ms("2026-02-01T00:00:00Z");
+    let input = [
+        format!(
+            r#"{{"name":"cpu","host":"a","tags":{{"dc":"par"}},"value":1,"timestamp":{base}}}"#
+        ),
+        format!(r#"{{"name":"cpu","host":"b","value":1,"timestamp":{base}}}"#),
+        format!(
+            r#"{{"name":"mem","host":"a","value":1,"timestamp":{}}}"#,
+            base + 86_400_000
+        ),
+    ]
+    .join("\n");
+    let limits = replay::limits_now(&cfg, &strata::clock::SystemClock);
+    replay::to_node(
+        &cfg,
+        None,
+        replay::read_events(input.as_bytes(), &limits).unwrap(),
+    )
+    .await
+    .unwrap();
+    scope.refresh().await;
+    let clock = ManualClock::new(ms("2026-02-02T12:00:00Z"));
+    let running = start(&scope, &archives, FAST, &clock).await;
+    let url = |q: &str| {
+        format!(
+            "http://{}/v1/series?from={base}&to={}{q}",
+            running.addr,
+            base + 3_600_000
+        )
+    };
+    let (status, body) = get_json(&scope, url("")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!([
+            {"series": "cpu{host=\"a\",dc=\"par\"}", "name": "cpu", "host": "a", "tags": {"dc": "par"}, "archives": ["20s"]},
+            {"series": "cpu{host=\"b\"}", "name": "cpu", "host": "b", "tags": {}, "archives": ["20s"]}
+        ])
+    );
+    let (_, only_a) = get_json(&scope, url("&tag.dc=par")).await;
+    assert_eq!(only_a.as_array().unwrap().len(), 1);
+    let (status, _) = get_json(&scope, format!("http://{}/v1/series?to=1", running.addr)).await;
+    assert_eq!(status, 400);
+    running.stop().await.unwrap();
+    scope.cleanup().await;
+}

@@ -46,6 +46,8 @@ struct Document<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     host: Option<&'a str>,
     tags: Tags<'a>,
+    /// The whole series key, readable: `name{host="h",k="v"}`; one keyword to group by.
+    series: String,
     #[serde(rename = "type")]
     kind: &'static str,
     archive: &'a str,
@@ -124,6 +126,7 @@ impl DocumentEncoder {
             name: event::name(&closed.series),
             host: event::host(&closed.series),
             tags: Tags(&closed.series),
+            series: series_label(&closed.series),
             kind: s.kind.as_str(),
             archive: &archive_name,
             step: self.archives[closed.archive].step_s,
@@ -143,6 +146,21 @@ fn write_json<T: Serialize>(out: &mut Vec<u8>, value: &T) {
     // Serializing these plain structs into a Vec cannot fail.
     serde_json::to_writer(&mut *out, value).expect("serialize bulk line");
     out.push(b'\n');
+}
+
+/// The readable form of a packed series key: `name{host="h",k="v"}` (just `name` when bare).
+pub fn series_label(packed: &str) -> String {
+    let mut labels: Vec<String> = Vec::new();
+    if let Some(h) = event::host(packed) {
+        labels.push(format!("host={h:?}"));
+    }
+    labels.extend(event::tags(packed).map(|(k, v)| format!("{k}={v:?}")));
+    let name = event::name(packed);
+    if labels.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name}{{{}}}", labels.join(","))
+    }
 }
 
 /// A stable id for (series, archive, bucket start): a retried or replayed write overwrites the
@@ -204,6 +222,7 @@ mod tests {
         assert_eq!(doc["name"], "cpu");
         assert_eq!(doc["host"], "web-1");
         assert_eq!(doc["tags"]["dc"], "par");
+        assert_eq!(doc["series"], r#"cpu{host="web-1",dc="par"}"#);
         assert_eq!(doc["type"], "gauge");
         assert_eq!(doc["archive"], "20s");
         assert_eq!(doc["step"], 20);

@@ -28,7 +28,7 @@ pub fn index_template(config: &Config) -> Value {
                 ],
                 "properties": {
                     "@timestamp": {"type": "date"},
-                    "name": keyword, "host": keyword, "type": keyword, "archive": keyword,
+                    "name": keyword, "host": keyword, "series": keyword, "type": keyword, "archive": keyword,
                     "tags": {"type": "object"},
                     "step": {"type": "long"},
                     "count": {"type": "long"},

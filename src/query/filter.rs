@@ -60,17 +60,29 @@ impl SeriesSelector {
         name_param: &str,
     ) -> Result<Self, BadParam> {
         let name = required(params, name_param)?.to_string();
+        Ok(Self {
+            name,
+            ..Self::any_name(params)
+        })
+    }
+
+    /// Like [`SeriesSelector::from_params`] with `name` optional (empty: any name).
+    pub fn any_name(params: &BTreeMap<String, String>) -> Self {
+        let name = params.get("name").cloned().unwrap_or_default();
         let host = params.get("host").filter(|h| !h.is_empty()).cloned();
         let tags = params
             .iter()
             .filter_map(|(k, v)| k.strip_prefix("tag.").map(|t| (t.to_string(), v.clone())))
             .collect();
-        Ok(Self { name, host, tags })
+        Self { name, host, tags }
     }
 
     /// Term filters on the document fields.
     pub fn filters(&self) -> Vec<Value> {
-        let mut f = vec![json!({"term": {"name": self.name}})];
+        let mut f = Vec::new();
+        if !self.name.is_empty() {
+            f.push(json!({"term": {"name": self.name}}));
+        }
         if let Some(h) = &self.host {
             f.push(json!({"term": {"host": h}}));
         }

@@ -41,6 +41,7 @@ pub fn router<B: SearchBackend, C: Clock>(state: QueryState<B, C>) -> Router {
         .route("/v1/stats", get(stats::<B, C>))
         .route("/v1/metrics", get(metrics::<B, C>))
         .route("/read", get(read::<B, C>))
+        .route("/v1/series", get(series::<B, C>))
         .with_state(state)
 }
 
@@ -344,4 +345,31 @@ async fn read<B: SearchBackend, C: Clock>(
         .map(|p| (p.timestamp, p.value))
         .collect();
     Json(points_answer(&selector.name, &points)).into_response()
+}
+
+/// `GET /v1/series?from=&to=[&name=][&host=][&tag.<k>=<v>]`.
+async fn series<B: SearchBackend, C: Clock>(
+    State(s): State<QueryState<B, C>>,
+    Query(params): Query<BTreeMap<String, String>>,
+) -> Response {
+    use crate::query::series::{series_answer, series_query};
+    let parsed = (|| Ok::<_, BadParam>((instant(&params, "from")?, instant(&params, "to")?)))();
+    let (from, to) = match parsed {
+        Ok(p) => p,
+        Err(e) => return bad_request(e),
+    };
+    let selector = SeriesSelector::any_name(&params);
+    let pattern = s.config.index.naming.wildcard();
+    let indices = match s.backend.list_indices(&pattern).await {
+        Ok(i) => i,
+        Err(e) => return node_error(e),
+    };
+    let spans = archive_spans(&s.config, s.clock.now(), &indices);
+    let Some(body) = series_query(&s.config, &selector, from, to.saturating_add(1), &spans) else {
+        return Json(json!([])).into_response();
+    };
+    match s.backend.search(&pattern, &body).await {
+        Ok(r) => Json(series_answer(&r)).into_response(),
+        Err(e) => node_error(e),
+    }
 }

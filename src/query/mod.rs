@@ -7,4 +7,5 @@ pub mod filter;
 pub mod http;
 pub mod kilometric;
 pub mod metrics;
+pub mod series;
 pub mod stats;
