@@ -363,6 +363,42 @@ impl Consolidator {
         self.index.len()
     }
 
+    /// The open buckets of up to `limit` series whose name is `name` (any when `None`), by
+    /// archive, oldest first.
+    pub fn open_series(
+        &self,
+        name: Option<&str>,
+        limit: usize,
+    ) -> Vec<(Arc<str>, Vec<(usize, Summary)>)> {
+        let mut out = Vec::new();
+        for (id, entry) in self.series.iter().enumerate() {
+            let Some(entry) = entry else { continue };
+            if name.is_some_and(|n| crate::event::name(&entry.key) != n) {
+                continue;
+            }
+            let mut buckets = Vec::new();
+            for (i, a) in self.archives.iter().enumerate() {
+                let older = a
+                    .older
+                    .iter()
+                    .filter(|((sid, _), _)| *sid as usize == id)
+                    .map(|(_, s)| *s);
+                let mut open: Vec<Summary> = [a.previous[id], a.current[id]]
+                    .into_iter()
+                    .filter(|s| !s.is_empty())
+                    .chain(older)
+                    .collect();
+                open.sort_by_key(|s| s.start);
+                buckets.extend(open.into_iter().map(|s| (i, s)));
+            }
+            out.push((entry.key.clone(), buckets));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        out
+    }
+
     /// Open buckets over all series and archives.
     pub fn open_buckets(&self) -> usize {
         self.archives

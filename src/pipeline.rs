@@ -57,6 +57,19 @@ pub struct IngestBatch {
     pub reply: oneshot::Sender<Result<BatchReport, ConsolidateError>>,
 }
 
+/// A request for the open buckets (`/v1/live`).
+pub struct LiveRequest {
+    pub name: Option<String>,
+    pub limit: usize,
+    pub reply: oneshot::Sender<Vec<(Arc<str>, Vec<(usize, crate::consolidate::Summary)>)>>,
+}
+
+/// What the consolidator task is asked to do.
+pub enum Request {
+    Ingest(IngestBatch),
+    Live(LiveRequest),
+}
+
 /// Why a batch was not consolidated.
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -71,7 +84,7 @@ pub enum SubmitError {
 /// The sending side of the consolidator's input; cheap to clone.
 #[derive(Clone)]
 pub struct IngestHandle {
-    tx: mpsc::Sender<IngestBatch>,
+    tx: mpsc::Sender<Request>,
     congested: Arc<AtomicBool>,
 }
 
@@ -83,12 +96,28 @@ impl IngestHandle {
         }
         let (reply, answer) = oneshot::channel();
         self.tx
-            .try_send(IngestBatch { events, reply })
+            .try_send(Request::Ingest(IngestBatch { events, reply }))
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => SubmitError::Busy,
                 mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
             })?;
         Ok(answer.await.map_err(|_| SubmitError::Closed)??)
+    }
+
+    /// The open buckets of up to `limit` series named `name` (any when `None`).
+    pub async fn live(
+        &self,
+        name: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<(Arc<str>, Vec<(usize, crate::consolidate::Summary)>)>, SubmitError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .try_send(Request::Live(LiveRequest { name, limit, reply }))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => SubmitError::Busy,
+                mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
+            })?;
+        answer.await.map_err(|_| SubmitError::Closed)
     }
 
     pub fn is_closed(&self) -> bool {
@@ -112,7 +141,7 @@ pub fn archive_specs(config: &Config) -> Vec<ArchiveSpec> {
 /// input closes everything it holds and hands it to the writer.
 pub struct ConsolidatorTask<C> {
     consolidator: Consolidator,
-    input: mpsc::Receiver<IngestBatch>,
+    input: mpsc::Receiver<Request>,
     input_open: bool,
     output: mpsc::Sender<Closed>,
     clock: Arc<C>,
@@ -129,7 +158,7 @@ impl<C: Clock> ConsolidatorTask<C> {
         while self.input_open {
             tokio::select! {
                 next = self.input.recv() => match next {
-                    Some(batch) => self.record(batch),
+                    Some(request) => self.handle(request),
                     None => self.input_open = false,
                 },
                 _ = ticker.tick() => {
@@ -148,6 +177,18 @@ impl<C: Clock> ConsolidatorTask<C> {
         Stats::set(&self.stats.series_active, 0);
         Stats::set(&self.stats.buckets_open, 0);
         tracing::info!(buckets = count, "consolidator closed every open bucket");
+    }
+
+    fn handle(&mut self, request: Request) {
+        match request {
+            Request::Ingest(batch) => self.record(batch),
+            Request::Live(live) => {
+                let _ = live.reply.send(
+                    self.consolidator
+                        .open_series(live.name.as_deref(), live.limit),
+                );
+            }
+        }
     }
 
     fn record(&mut self, batch: IngestBatch) {
@@ -188,7 +229,7 @@ impl<C: Clock> ConsolidatorTask<C> {
                 biased;
                 permit = self.output.clone().reserve_owned() => return permit.ok(),
                 next = self.input.recv(), if self.input_open => match next {
-                    Some(batch) => self.record(batch),
+                    Some(request) => self.handle(request),
                     None => self.input_open = false,
                 },
             }

@@ -1558,3 +1558,53 @@ async fn series_lists_what_has_data_in_the_range() {
     running.stop().await.unwrap();
     scope.cleanup().await;
 }
+
+#[tokio::test]
+async fn live_view_and_home_page_come_from_memory() {
+    let scope = Scope::new("live");
+    let clock = ManualClock::new(ms("2026-03-01T10:00:05Z"));
+    let running = start(&scope, &archive_20s(), FAST, &clock).await;
+    let events = r#"[{"name":"req","type":"counter","value":10,"timestamp":"2026-03-01T10:00:01Z"},
+        {"name":"req","type":"counter","value":20,"timestamp":"2026-03-01T10:00:04Z"},
+        {"name":"temp","host":"h","value":3,"timestamp":"2026-03-01T10:00:02Z"},
+        {"name":"temp","host":"h","value":5,"timestamp":"2026-03-01T10:00:03Z"}]"#;
+    assert_eq!(post(&scope, &running, events).await.0, 200);
+    let (status, live) = get_json(&scope, format!("http://{}/v1/live", running.addr)).await;
+    assert_eq!(status, 200, "{live}");
+    let series = live["series"].as_array().unwrap();
+    let of = |name: &str| series.iter().find(|s| s["name"] == name).unwrap().clone();
+    let req = of("req");
+    assert_eq!(req["open"][0]["count"], 2);
+    assert_eq!(req["last_60s"]["window_seconds"], 5.0);
+    assert_eq!(
+        req["last_60s"]["rate"], 6.0,
+        "30 over the 5 s since the bucket began"
+    );
+    let temp = of("temp");
+    assert_eq!(
+        (
+            temp["last_60s"]["last"].as_f64(),
+            temp["last_60s"]["avg"].as_f64(),
+            temp["last_60s"]["min"].as_f64(),
+            temp["last_60s"]["max"].as_f64()
+        ),
+        (Some(5.0), Some(4.0), Some(3.0), Some(5.0))
+    );
+    let (_, only) = get_json(&scope, format!("http://{}/v1/live?name=temp", running.addr)).await;
+    assert_eq!(only["series"].as_array().unwrap().len(), 1);
+    let home = scope
+        .http
+        .get(format!("http://{}/", running.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(home.status().as_u16(), 200);
+    let html = home.text().await.unwrap();
+    assert!(
+        html.contains("<td>20s</td><td>20s</td><td>2 days</td><td>day</td><td>10s</td>"),
+        "{html}"
+    );
+    assert!(html.contains("href=\"/health\""));
+    running.stop().await.unwrap();
+    scope.cleanup().await;
+}

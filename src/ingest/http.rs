@@ -68,6 +68,8 @@ pub fn router<B: SearchBackend, C: Clock>(state: AppState<B, C>, max_body_bytes:
         .route("/v1/metrics", post(post_metrics::<B, C>))
         .route("/health", get(health::<B, C>))
         .route("/track", get(track::<B, C>))
+        .route("/v1/live", get(live::<B, C>))
+        .route("/", get(home::<B, C>))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }
@@ -197,6 +199,68 @@ async fn track<B: SearchBackend, C: Clock>(
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(refused) => refused,
     }
+}
+
+/// `GET /v1/live[?name=]`: the open buckets in memory (at most 1000 series).
+async fn live<B: SearchBackend, C: Clock>(
+    State(s): State<AppState<B, C>>,
+    Query(params): Query<BTreeMap<String, String>>,
+) -> Response {
+    let name = params.get("name").filter(|n| !n.is_empty()).cloned();
+    match s.ingest.live(name, 1000).await {
+        Ok(series) => Json(crate::query::live::live_json(
+            &s.config,
+            s.clock.now(),
+            &series,
+        ))
+        .into_response(),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": e.to_string()}),
+        ),
+    }
+}
+
+/// `GET /`: what this service is and where its endpoints are.
+async fn home<B: SearchBackend, C: Clock>(State(s): State<AppState<B, C>>) -> Response {
+    let escape = |t: &str| {
+        t.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let rows: String = s
+        .config
+        .archives
+        .iter()
+        .map(|a| {
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&a.name),
+                humantime::format_duration(a.step),
+                a.retention,
+                a.index_period,
+                humantime::format_duration(a.lateness)
+            )
+        })
+        .collect();
+    let stats = s.stats.snapshot();
+    let page = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>strata</title></head><body>\
+         <h1>strata {version}</h1><p>Round-robin downsampling archiver for metrics on Elasticsearch and OpenSearch.</p>\
+         <h2>Archives</h2><table border=\"1\"><tr><th>name</th><th>step</th><th>retention</th><th>index period</th><th>lateness</th></tr>{rows}</table>\
+         <p>Live series: {series}. Open buckets: {open}. Events accepted: {accepted}.</p>\
+         <h2>Endpoints</h2><ul>\
+         <li>POST <code>/v1/metrics</code>: ingest events</li>\
+         <li><a href=\"/v1/live\">/v1/live</a>: open buckets in memory</li>\
+         <li><code>/v1/series?from=&amp;to=</code>, <code>/v1/metrics?name=&amp;from=&amp;to=</code>, <code>/v1/stats?name=&amp;start=&amp;end=</code></li>\
+         <li><code>/track?key=</code>, <code>/read?key=&amp;type=counter|points</code> (Kilometric)</li>\
+         <li><a href=\"/health\">/health</a></li></ul></body></html>",
+        version = env!("CARGO_PKG_VERSION"),
+        series = stats.series_active,
+        open = stats.buckets_open,
+        accepted = stats.events_accepted,
+    );
+    axum::response::Html(page).into_response()
 }
 
 async fn health<B: SearchBackend, C: Clock>(State(s): State<AppState<B, C>>) -> Response {

@@ -6,6 +6,7 @@
 pub mod filter;
 pub mod http;
 pub mod kilometric;
+pub mod live;
 pub mod metrics;
 pub mod series;
 pub mod stats;
