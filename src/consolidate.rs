@@ -147,6 +147,13 @@ pub struct Closed {
     pub summary: Summary,
 }
 
+/// A series' open buckets, by archive index, oldest first per archive.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenSeries {
+    pub key: Arc<str>,
+    pub buckets: Vec<(usize, Summary)>,
+}
+
 /// Which archives found an event's bucket already closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LateMask(pub u64);
@@ -365,11 +372,7 @@ impl Consolidator {
 
     /// The open buckets of up to `limit` series whose name is `name` (any when `None`), by
     /// archive, oldest first.
-    pub fn open_series(
-        &self,
-        name: Option<&str>,
-        limit: usize,
-    ) -> Vec<(Arc<str>, Vec<(usize, Summary)>)> {
+    pub fn open_series(&self, name: Option<&str>, limit: usize) -> Vec<OpenSeries> {
         let mut out = Vec::new();
         for (id, entry) in self.series.iter().enumerate() {
             let Some(entry) = entry else { continue };
@@ -391,7 +394,10 @@ impl Consolidator {
                 open.sort_by_key(|s| s.start);
                 buckets.extend(open.into_iter().map(|s| (i, s)));
             }
-            out.push((entry.key.clone(), buckets));
+            out.push(OpenSeries {
+                key: entry.key.clone(),
+                buckets,
+            });
             if out.len() >= limit {
                 break;
             }

@@ -61,7 +61,7 @@ pub struct IngestBatch {
 pub struct LiveRequest {
     pub name: Option<String>,
     pub limit: usize,
-    pub reply: oneshot::Sender<Vec<(Arc<str>, Vec<(usize, crate::consolidate::Summary)>)>>,
+    pub reply: oneshot::Sender<Vec<crate::consolidate::OpenSeries>>,
 }
 
 /// What the consolidator task is asked to do.
@@ -109,7 +109,7 @@ impl IngestHandle {
         &self,
         name: Option<String>,
         limit: usize,
-    ) -> Result<Vec<(Arc<str>, Vec<(usize, crate::consolidate::Summary)>)>, SubmitError> {
+    ) -> Result<Vec<crate::consolidate::OpenSeries>, SubmitError> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .try_send(Request::Live(LiveRequest { name, limit, reply }))

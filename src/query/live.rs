@@ -3,13 +3,11 @@
 //! finest archive's open buckets (they reach back step + lateness, so the window can be shorter
 //! than 60 s; `window_seconds` says how long it is).
 
-use std::sync::Arc;
-
 use serde_json::{json, Value};
 
 use crate::clock::EpochMillis;
 use crate::config::Config;
-use crate::consolidate::Summary;
+use crate::consolidate::{OpenSeries, Summary};
 use crate::event::{self, MetricKind};
 use crate::persist::document::series_label;
 use crate::persist::index::rfc3339;
@@ -51,14 +49,10 @@ fn last_minute(config: &Config, now: EpochMillis, buckets: &[(usize, Summary)]) 
 }
 
 /// The `/v1/live` answer.
-pub fn live_json(
-    config: &Config,
-    now: EpochMillis,
-    series: &[(Arc<str>, Vec<(usize, Summary)>)],
-) -> Value {
+pub fn live_json(config: &Config, now: EpochMillis, series: &[OpenSeries]) -> Value {
     let items: Vec<Value> = series
         .iter()
-        .map(|(key, buckets)| {
+        .map(|OpenSeries { key, buckets }| {
             let tags: serde_json::Map<String, Value> = event::tags(key)
                 .map(|(k, v)| (k.to_string(), json!(v)))
                 .collect();
