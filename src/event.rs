@@ -16,6 +16,8 @@ pub enum MetricKind {
     Gauge,
     /// An increment (requests served since the last report).
     Counter,
+    /// A duration measured per occurrence (statsd `ms`).
+    Timer,
 }
 
 impl MetricKind {
@@ -23,6 +25,7 @@ impl MetricKind {
         match self {
             MetricKind::Gauge => "gauge",
             MetricKind::Counter => "counter",
+            MetricKind::Timer => "timer",
         }
     }
 
@@ -30,6 +33,7 @@ impl MetricKind {
         match s {
             "gauge" => Some(MetricKind::Gauge),
             "counter" => Some(MetricKind::Counter),
+            "timer" => Some(MetricKind::Timer),
             _ => None,
         }
     }

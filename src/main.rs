@@ -175,15 +175,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let cfg = Config::load(&config)?;
             runtime()?.block_on(async {
-                let running = serve(
+                let mut signal = Box::pin(shutdown_signal()?);
+                let starting = serve(
                     cfg,
                     ServeOptions { node_url, listen },
                     Arc::new(SystemClock),
-                )
-                .await?;
+                );
+                let running = tokio::select! {
+                    running = starting => running?,
+                    _ = &mut signal => {
+                        tracing::info!("signal received during start-up: nothing to write; bye");
+                        return Ok(());
+                    }
+                };
                 let shutdown = running.shutdown.clone();
                 tokio::spawn(async move {
-                    wait_for_signal().await;
+                    signal.await;
                     tracing::info!("signal received: shutting down");
                     shutdown.cancel();
                 });
@@ -375,22 +382,24 @@ fn print_summary(path: &std::path::Path, cfg: &Config) {
     println!("  http: {}", cfg.http.listen);
 }
 
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
+/// Registers SIGTERM and SIGINT handlers now (so a signal that comes early is not fatal) and
+/// returns a future that completes on the first of them.
+#[cfg(unix)]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
         tokio::select! {
             _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+            _ = int.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }

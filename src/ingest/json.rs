@@ -180,7 +180,7 @@ pub fn parse_event(json: &str, at: Location, limits: &Limits) -> Result<Event, I
             MetricKind::parse(&s).ok_or_else(|| {
                 err(
                     Some("type"),
-                    format!("{s:?} is not a type (gauge or counter)"),
+                    format!("{s:?} is not a type (gauge, counter or timer)"),
                 )
             })?
         }
@@ -347,7 +347,7 @@ mod tests {
             .starts_with("field 'timestamp': \"yesterday\" is not an RFC 3339 time"));
         assert!(fails(r#"{"name":"a","value":1,"timestamp":1800000000000}"#)
             .contains("ahead of the server clock"));
-        assert!(fails(r#"{"name":"a","value":1,"type":"timer"}"#).contains("field 'type'"));
+        assert!(fails(r#"{"name":"a","value":1,"type":"histogram"}"#).contains("field 'type'"));
         assert!(
             fails(r#"{"name":"a","value":1,"tags":{"a.b":"c"}}"#).contains("must not contain '.'")
         );

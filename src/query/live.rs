@@ -1,7 +1,7 @@
 //! `/v1/live`: from memory, the open buckets of each series and a DaTtSs-style view of its last
-//! minute — counters as a per-second rate, gauges as last / avg / min / max — computed from the
-//! finest archive's open buckets (they reach back step + lateness, so the window can be shorter
-//! than 60 s; `window_seconds` says how long it is).
+//! minute — counters as a per-second rate, gauges as last / avg / min / max, timers as
+//! avg / min / max — computed from the finest archive's open buckets (they reach back step +
+//! lateness, so the window can be shorter than 60 s; `window_seconds` says how long it is).
 
 use serde_json::{json, Value};
 
@@ -38,6 +38,12 @@ fn last_minute(config: &Config, now: EpochMillis, buckets: &[(usize, Summary)]) 
         .fold((0u64, 0.0), |(c, s), b| (c + b.count, s + b.sum));
     match recent[0].kind {
         MetricKind::Counter => json!({"rate": sum / window_s, "window_seconds": window_s}),
+        MetricKind::Timer => json!({
+            "avg": sum / count as f64,
+            "min": recent.iter().map(|b| b.min).fold(f64::INFINITY, f64::min),
+            "max": recent.iter().map(|b| b.max).fold(f64::NEG_INFINITY, f64::max),
+            "window_seconds": window_s
+        }),
         MetricKind::Gauge => json!({
             "last": recent.last().map(|b| b.last),
             "avg": sum / count as f64,

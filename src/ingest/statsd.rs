@@ -1,0 +1,227 @@
+//! The statsd line protocol (etsy, with DogStatsD tags): `<key>:<value>|<type>[|@<rate>][|#k:v,k2]`,
+//! several values per key (`k:1|c:2|c`), several lines per datagram. Pure parsing into events; a
+//! bad line is counted and skipped, never fatal.
+//!
+//! Mapping: `c` → counter event of `value / rate`; `g` → gauge (`+n` / `-n` adjust the last value
+//! of that key when there is one, as statsd does); `ms` and `h` → timer events. Sets (`s`) are not
+//! supported yet and count as bad lines. Tag keys may not contain `.` in documents, so dots in
+//! statsd tag keys become `_`.
+
+use std::collections::HashMap;
+
+use crate::clock::EpochMillis;
+use crate::event::{Event, MetricKind, SeriesKey};
+
+/// What one datagram gave.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ParseCounts {
+    pub values: u64,
+    pub bad_lines: u64,
+}
+
+/// Gauge values by key, for `+n` / `-n` deltas (kept by the listener across datagrams).
+pub type GaugeState = HashMap<String, f64>;
+
+/// Parses every line of `datagram` into `out`; `now` stamps the events.
+pub fn parse_datagram(
+    datagram: &str,
+    now: EpochMillis,
+    max_name_length: usize,
+    gauges: &mut GaugeState,
+    out: &mut Vec<Event>,
+) -> ParseCounts {
+    let mut counts = ParseCounts::default();
+    for line in datagram
+        .split('\n')
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.trim().is_empty())
+    {
+        let before = out.len();
+        match parse_line(line, now, max_name_length, gauges, out) {
+            Ok(()) => counts.values += (out.len() - before) as u64,
+            Err(_) => {
+                out.truncate(before);
+                counts.bad_lines += 1;
+            }
+        }
+    }
+    counts
+}
+
+/// Parses one line (possibly several values for one key).
+pub fn parse_line(
+    line: &str,
+    now: EpochMillis,
+    max_name_length: usize,
+    gauges: &mut GaugeState,
+    out: &mut Vec<Event>,
+) -> Result<(), String> {
+    let (key, rest) = line.split_once(':').ok_or("no ':' after the key")?;
+    crate::ingest::json::check_text(key, max_name_length)?;
+    // `k:1|c:2|c` — split the rest into `value|type[|…]` groups at ':' that start a new value.
+    let mut groups: Vec<&str> = Vec::new();
+    let mut start = 0;
+    for (i, c) in rest.char_indices() {
+        if c == ':' && !rest[start..i].contains('#') {
+            groups.push(&rest[start..i]);
+            start = i + 1;
+        }
+    }
+    groups.push(&rest[start..]);
+    for group in groups {
+        parse_value(key, group, now, gauges, out)?;
+    }
+    Ok(())
+}
+
+fn parse_value(
+    key: &str,
+    group: &str,
+    now: EpochMillis,
+    gauges: &mut GaugeState,
+    out: &mut Vec<Event>,
+) -> Result<(), String> {
+    let mut fields = group.split('|');
+    let value_text = fields.next().ok_or("no value")?;
+    let kind = fields.next().ok_or("no type")?;
+    let mut rate = 1.0;
+    let mut tags: Vec<(String, String)> = Vec::new();
+    for field in fields {
+        if let Some(r) = field.strip_prefix('@') {
+            rate = r
+                .parse::<f64>()
+                .ok()
+                .filter(|r| *r > 0.0 && *r <= 1.0)
+                .ok_or_else(|| format!("bad sample rate {r:?}"))?;
+        } else if let Some(t) = field.strip_prefix('#') {
+            for tag in t.split(',').filter(|t| !t.is_empty()) {
+                let (k, v) = tag.split_once(':').unwrap_or((tag, ""));
+                if k.is_empty() || k.chars().chain(v.chars()).any(char::is_control) {
+                    return Err(format!("bad tag {tag:?}"));
+                }
+                tags.push((k.replace('.', "_"), v.to_string()));
+            }
+        } else {
+            return Err(format!("unknown field {field:?}"));
+        }
+    }
+    let number = |s: &str| {
+        s.parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+            .ok_or_else(|| format!("bad value {s:?}"))
+    };
+    let (kind, value) = match kind {
+        "c" => (MetricKind::Counter, number(value_text)? / rate),
+        "ms" | "h" => (MetricKind::Timer, number(value_text)?),
+        "g" => {
+            let v = number(value_text)?;
+            let signed = value_text.starts_with(['+', '-']);
+            let gauge = gauges.entry(gauge_key(key, &tags)).or_insert(0.0);
+            *gauge = if signed { *gauge + v } else { v };
+            (MetricKind::Gauge, *gauge)
+        }
+        other => return Err(format!("unsupported type {other:?}")),
+    };
+    let mut pairs: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    out.push(Event {
+        series: SeriesKey::new(key, None, &mut pairs),
+        kind,
+        value,
+        timestamp: now,
+    });
+    Ok(())
+}
+
+fn gauge_key(key: &str, tags: &[(String, String)]) -> String {
+    let mut k = key.to_string();
+    for (tk, tv) in tags {
+        k.push('\u{1f}');
+        k.push_str(tk);
+        k.push('=');
+        k.push_str(tv);
+    }
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Parsed = (String, MetricKind, f64, Vec<(String, String)>);
+
+    fn parse(datagram: &str, gauges: &mut GaugeState) -> (Vec<Parsed>, ParseCounts) {
+        let mut out = Vec::new();
+        let counts = parse_datagram(datagram, 1000, 255, gauges, &mut out);
+        let events = out
+            .into_iter()
+            .map(|e| {
+                (
+                    e.series.name().to_string(),
+                    e.kind,
+                    e.value,
+                    e.series
+                        .tags()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                )
+            })
+            .collect();
+        (events, counts)
+    }
+
+    #[test]
+    fn counters_timers_gauges_rates_and_tags() {
+        let mut g = GaugeState::new();
+        let (events, counts) = parse(
+            "hits:2|c|@0.5\nlat:12.5|ms\nlat:3|h|#env:prod,k8s.pod:a\nk:1|c:2|c",
+            &mut g,
+        );
+        assert_eq!(
+            counts,
+            ParseCounts {
+                values: 5,
+                bad_lines: 0
+            }
+        );
+        assert_eq!(events[0], ("hits".into(), MetricKind::Counter, 4.0, vec![]));
+        assert_eq!(events[1], ("lat".into(), MetricKind::Timer, 12.5, vec![]));
+        assert_eq!(
+            events[2].3,
+            vec![
+                ("env".into(), "prod".into()),
+                ("k8s_pod".into(), "a".into())
+            ]
+        );
+        assert_eq!((events[3].2, events[4].2), (1.0, 2.0));
+    }
+
+    #[test]
+    fn gauge_deltas_apply_to_the_last_value() {
+        let mut g = GaugeState::new();
+        let (events, _) = parse("q:10|g\nq:+5|g\nq:-3|g\nq:7|g", &mut g);
+        assert_eq!(
+            events.iter().map(|e| e.2).collect::<Vec<_>>(),
+            vec![10.0, 15.0, 12.0, 7.0]
+        );
+        let (events, _) = parse("q:-1|g", &mut g);
+        assert_eq!(events[0].2, 6.0, "state carries across datagrams");
+    }
+
+    #[test]
+    fn bad_lines_are_counted_and_skipped() {
+        let mut g = GaugeState::new();
+        let (events, counts) = parse(
+            "ok:1|c\nnovalue\nx:abc|c\ny:1|zz\nz:1|c|@2\nw:1|s\n:1|c\nok:2|c",
+            &mut g,
+        );
+        assert_eq!(
+            counts,
+            ParseCounts {
+                values: 2,
+                bad_lines: 6
+            }
+        );
+        assert_eq!(events.len(), 2);
+    }
+}
