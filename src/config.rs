@@ -69,6 +69,13 @@ pub struct RawConfig {
     pub aliases: RawAliases,
     #[serde(default)]
     pub maintain: RawMaintain,
+    pub statsd: Option<RawStatsd>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStatsd {
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -178,6 +185,14 @@ pub struct Config {
     pub persist: PersistConfig,
     pub aliases: AliasConfig,
     pub maintain: MaintainConfig,
+    /// `None`: no statsd listener.
+    pub statsd: Option<StatsdConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StatsdConfig {
+    /// UDP address (port 0 picks a free one).
+    pub listen: SocketAddr,
 }
 
 /// How aliases expose the archives to dashboards.
@@ -472,6 +487,20 @@ impl RawConfig {
         let persist = validate_persist(self.persist, &mut problems);
         let aliases = validate_aliases(self.aliases, index.as_ref(), &archives, &mut problems);
         let maintain = validate_maintain(self.maintain, &mut problems);
+        let statsd = self.statsd.and_then(|raw| {
+            let listen = raw.listen.unwrap_or_else(|| "127.0.0.1:8125".into());
+            match listen.parse::<SocketAddr>() {
+                Ok(listen) => Some(StatsdConfig { listen }),
+                Err(_) => {
+                    problems.add(
+                        "statsd.listen",
+                        quoted(&listen),
+                        "must be an IP address and port, e.g. \"127.0.0.1:8125\"",
+                    );
+                    None
+                }
+            }
+        });
         match (problems.0.is_empty(), index, http) {
             (true, Some(index), Some(http)) => Ok(Config {
                 node,
@@ -483,6 +512,7 @@ impl RawConfig {
                 persist,
                 aliases,
                 maintain,
+                statsd,
             }),
             _ => Err(problems.0),
         }

@@ -333,6 +333,8 @@ pub async fn start_consolidator<B: SearchBackend, C: Clock>(
 /// A running service: its address and how to stop it.
 pub struct Running {
     pub addr: SocketAddr,
+    /// The statsd listener's address, when one is configured.
+    pub statsd_addr: Option<SocketAddr>,
     pub shutdown: CancellationToken,
     pub stats: Arc<Stats>,
     done: JoinHandle<Result<(), ServeError>>,
@@ -399,6 +401,32 @@ pub async fn serve<C: Clock>(
         stats.clone(),
         shutdown.clone(),
     ));
+    let statsd_addr = match &config.statsd {
+        Some(statsd) => {
+            let socket = tokio::net::UdpSocket::bind(statsd.listen)
+                .await
+                .map_err(|source| ServeError::Bind {
+                    addr: statsd.listen,
+                    source,
+                })?;
+            let bound = socket.local_addr().map_err(|source| ServeError::Bind {
+                addr: statsd.listen,
+                source,
+            })?;
+            tracing::info!(addr = %bound, "statsd listening (udp)");
+            let max_name = config.ingest.max_name_length;
+            tokio::spawn(crate::ingest::statsd::run_udp(
+                socket,
+                ingest.clone(),
+                clock.clone(),
+                max_name,
+                stats.clone(),
+                shutdown.clone(),
+            ));
+            Some(bound)
+        }
+        None => None,
+    };
     let (backend_for_reads, clock_for_reads) = (backend.clone(), clock.clone());
     let state = AppState::new(ingest, backend, clock, config.clone(), stats.clone());
     let reads = crate::query::http::router(crate::query::http::QueryState {
@@ -423,6 +451,7 @@ pub async fn serve<C: Clock>(
     });
     Ok(Running {
         addr,
+        statsd_addr,
         shutdown,
         stats,
         done,

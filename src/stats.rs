@@ -18,6 +18,8 @@ pub struct Stats {
     pub docs_retried: AtomicU64,
     pub docs_dropped: AtomicU64,
     pub bulk_requests: AtomicU64,
+    pub statsd_bad_lines: AtomicU64,
+    pub udp_dropped: AtomicU64,
     last_error: Mutex<Option<String>>,
     maintenance: Mutex<Option<MaintenanceStatus>>,
 }
@@ -42,6 +44,8 @@ pub struct StatsSnapshot {
     pub docs_retried: u64,
     pub docs_dropped: u64,
     pub bulk_requests: u64,
+    pub statsd_bad_lines: u64,
+    pub udp_dropped: u64,
     pub last_bulk_error: Option<String>,
     pub maintenance: Option<MaintenanceStatus>,
 }
@@ -82,6 +86,8 @@ impl Stats {
             docs_retried: get(&self.docs_retried),
             docs_dropped: get(&self.docs_dropped),
             bulk_requests: get(&self.bulk_requests),
+            statsd_bad_lines: get(&self.statsd_bad_lines),
+            udp_dropped: get(&self.udp_dropped),
             last_bulk_error: self.last_error.lock().ok().and_then(|e| e.clone()),
             maintenance: self.maintenance.lock().ok().and_then(|m| m.clone()),
         }

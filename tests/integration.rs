@@ -1608,3 +1608,94 @@ async fn live_view_and_home_page_come_from_memory() {
     running.stop().await.unwrap();
     scope.cleanup().await;
 }
+
+#[tokio::test]
+async fn python_statsd_client_counters_gauges_and_timers_arrive_exactly() {
+    let python = std::env::var("STRATA_TEST_PYTHON").expect("STRATA_TEST_PYTHON is not set: scripts/test installs the Python statsd package and sets it");
+    let scope = Scope::new("statsd");
+    let clock = ManualClock::new(ms("2026-03-01T10:00:05Z"));
+    let extra = format!("{FAST}\n[statsd]\nlisten = \"127.0.0.1:0\"\n");
+    let running = start(&scope, &archive_20s(), &extra, &clock).await;
+    let port = running.statsd_addr.unwrap().port();
+    // Every sampled value is sent (the client's coin always lands), so the rate only scales.
+    let script = format!(
+        r#"
+import random, statsd
+random.random = lambda: 0.0
+c = statsd.StatsClient("127.0.0.1", {port})
+for _ in range(5):
+    c.incr("hits")
+c.incr("hits", 10)
+c.incr("sampled", 3, rate=0.5)
+c.gauge("queue", 7)
+c.gauge("queue", 3, delta=True)
+c.gauge("queue", -4, delta=True)
+c.timing("lat", 12)
+c.timing("lat", 30)
+with c.pipeline() as p:
+    p.incr("hits", 4)
+    p.timing("lat", 18)
+"#
+    );
+    let out = tokio::process::Command::new(&python)
+        .args(["-c", &script])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while running.stats.snapshot().events_accepted < 14 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(running.stats.snapshot().events_accepted, 14);
+    assert_eq!(running.stats.snapshot().statsd_bad_lines, 0);
+    clock.set(ms("2026-03-01T10:01:00Z"));
+    let docs = scope.wait_for_documents(4).await;
+    let of = |name: &str| {
+        docs.iter()
+            .find(|d| d["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {docs:?}"))
+            .clone()
+    };
+    let hits = of("hits");
+    assert_eq!(
+        (
+            hits["type"].as_str(),
+            hits["count"].as_u64(),
+            hits["sum"].as_f64()
+        ),
+        (Some("counter"), Some(7), Some(19.0))
+    );
+    assert_eq!(
+        of("sampled")["sum"].as_f64(),
+        Some(6.0),
+        "3 at rate 0.5 counts as 6"
+    );
+    let queue = of("queue");
+    assert_eq!(
+        (
+            queue["count"].as_u64(),
+            queue["min"].as_f64(),
+            queue["max"].as_f64(),
+            queue["last"].as_f64()
+        ),
+        (Some(3), Some(6.0), Some(10.0), Some(6.0))
+    );
+    let lat = of("lat");
+    assert_eq!(
+        (
+            lat["type"].as_str(),
+            lat["count"].as_u64(),
+            lat["sum"].as_f64(),
+            lat["min"].as_f64(),
+            lat["max"].as_f64()
+        ),
+        (Some("timer"), Some(3), Some(60.0), Some(12.0), Some(30.0))
+    );
+    running.stop().await.unwrap();
+    scope.cleanup().await;
+}

@@ -8,9 +8,15 @@
 //! statsd tag keys become `_`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use crate::clock::EpochMillis;
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{Clock, EpochMillis};
 use crate::event::{Event, MetricKind, SeriesKey};
+use crate::pipeline::IngestHandle;
+use crate::stats::Stats;
 
 /// What one datagram gave.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -131,6 +137,66 @@ fn parse_value(
         timestamp: now,
     });
     Ok(())
+}
+
+/// Events handed over per batch at most.
+const BATCH: usize = 5_000;
+
+/// Receives statsd datagrams until `shutdown`: parses them, hands the events over in batches,
+/// and counts what it must drop (bad lines; events refused while the pipeline pushes back —
+/// UDP has no way to push back on the sender).
+pub async fn run_udp<C: Clock>(
+    socket: UdpSocket,
+    ingest: IngestHandle,
+    clock: Arc<C>,
+    max_name_length: usize,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+) {
+    let mut buf = vec![0u8; 65_536];
+    let mut gauges = GaugeState::new();
+    let mut events = Vec::with_capacity(BATCH);
+    loop {
+        let received = tokio::select! {
+            r = socket.recv_from(&mut buf) => r,
+            _ = shutdown.cancelled() => break,
+        };
+        let mut datagram = match received {
+            Ok((n, _)) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "statsd receive failed");
+                continue;
+            }
+        };
+        loop {
+            let now = clock.now();
+            match std::str::from_utf8(&buf[..datagram]) {
+                Ok(text) => {
+                    let counts =
+                        parse_datagram(text, now, max_name_length, &mut gauges, &mut events);
+                    Stats::add(&stats.statsd_bad_lines, counts.bad_lines);
+                }
+                Err(_) => Stats::add(&stats.statsd_bad_lines, 1),
+            }
+            // Take whatever else is already waiting, up to a batch.
+            if events.len() >= BATCH {
+                break;
+            }
+            match socket.try_recv_from(&mut buf) {
+                Ok((n, _)) => datagram = n,
+                Err(_) => break,
+            }
+        }
+        if events.is_empty() {
+            continue;
+        }
+        let n = events.len() as u64;
+        if let Err(e) = ingest.submit(std::mem::take(&mut events)).await {
+            Stats::add(&stats.udp_dropped, n);
+            tracing::debug!(error = %e, events = n, "statsd events dropped");
+        }
+        events = Vec::with_capacity(BATCH);
+    }
 }
 
 fn gauge_key(key: &str, tags: &[(String, String)]) -> String {
