@@ -69,12 +69,13 @@ pub struct RawConfig {
     pub aliases: RawAliases,
     #[serde(default)]
     pub maintain: RawMaintain,
-    pub statsd: Option<RawStatsd>,
+    pub statsd: Option<RawListener>,
+    pub graphite: Option<RawListener>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawStatsd {
+pub struct RawListener {
     pub listen: Option<String>,
 }
 
@@ -186,11 +187,13 @@ pub struct Config {
     pub aliases: AliasConfig,
     pub maintain: MaintainConfig,
     /// `None`: no statsd listener.
-    pub statsd: Option<StatsdConfig>,
+    pub statsd: Option<ListenerConfig>,
+    /// `None`: no Graphite listener (TCP and UDP on one address).
+    pub graphite: Option<ListenerConfig>,
 }
 
 #[derive(Debug, Clone)]
-pub struct StatsdConfig {
+pub struct ListenerConfig {
     /// UDP address (port 0 picks a free one).
     pub listen: SocketAddr,
 }
@@ -487,20 +490,18 @@ impl RawConfig {
         let persist = validate_persist(self.persist, &mut problems);
         let aliases = validate_aliases(self.aliases, index.as_ref(), &archives, &mut problems);
         let maintain = validate_maintain(self.maintain, &mut problems);
-        let statsd = self.statsd.and_then(|raw| {
-            let listen = raw.listen.unwrap_or_else(|| "127.0.0.1:8125".into());
-            match listen.parse::<SocketAddr>() {
-                Ok(listen) => Some(StatsdConfig { listen }),
-                Err(_) => {
-                    problems.add(
-                        "statsd.listen",
-                        quoted(&listen),
-                        "must be an IP address and port, e.g. \"127.0.0.1:8125\"",
-                    );
-                    None
-                }
-            }
-        });
+        let statsd = listener(
+            self.statsd,
+            "statsd.listen",
+            "127.0.0.1:8125",
+            &mut problems,
+        );
+        let graphite = listener(
+            self.graphite,
+            "graphite.listen",
+            "127.0.0.1:2003",
+            &mut problems,
+        );
         match (problems.0.is_empty(), index, http) {
             (true, Some(index), Some(http)) => Ok(Config {
                 node,
@@ -513,6 +514,7 @@ impl RawConfig {
                 aliases,
                 maintain,
                 statsd,
+                graphite,
             }),
             _ => Err(problems.0),
         }
@@ -805,6 +807,27 @@ fn validate_aliases(
         }
     }
     cfg
+}
+
+/// An optional listener section: absent = off; present without `listen` = `default`.
+fn listener(
+    raw: Option<RawListener>,
+    field: &str,
+    default: &str,
+    problems: &mut Problems,
+) -> Option<ListenerConfig> {
+    let listen = raw?.listen.unwrap_or_else(|| default.into());
+    match listen.parse::<SocketAddr>() {
+        Ok(listen) => Some(ListenerConfig { listen }),
+        Err(_) => {
+            problems.add(
+                field,
+                quoted(&listen),
+                format!("must be an IP address and port, e.g. {default:?}"),
+            );
+            None
+        }
+    }
 }
 
 fn validate_maintain(raw: RawMaintain, problems: &mut Problems) -> MaintainConfig {

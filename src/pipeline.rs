@@ -335,6 +335,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The statsd listener's address, when one is configured.
     pub statsd_addr: Option<SocketAddr>,
+    /// The Graphite listener's address (TCP and UDP), when one is configured.
+    pub graphite_addr: Option<SocketAddr>,
     pub shutdown: CancellationToken,
     pub stats: Arc<Stats>,
     done: JoinHandle<Result<(), ServeError>>,
@@ -427,6 +429,39 @@ pub async fn serve<C: Clock>(
         }
         None => None,
     };
+    let graphite_addr = match &config.graphite {
+        Some(graphite) => {
+            let bind_err = |source| ServeError::Bind {
+                addr: graphite.listen,
+                source,
+            };
+            let tcp = tokio::net::TcpListener::bind(graphite.listen)
+                .await
+                .map_err(bind_err)?;
+            let bound = tcp.local_addr().map_err(bind_err)?;
+            let udp = tokio::net::UdpSocket::bind(bound).await.map_err(bind_err)?;
+            tracing::info!(addr = %bound, "graphite listening (tcp and udp)");
+            let max_name = config.ingest.max_name_length;
+            tokio::spawn(crate::ingest::graphite::run_tcp(
+                tcp,
+                ingest.clone(),
+                clock.clone(),
+                max_name,
+                stats.clone(),
+                shutdown.clone(),
+            ));
+            tokio::spawn(crate::ingest::graphite::run_udp(
+                udp,
+                ingest.clone(),
+                clock.clone(),
+                max_name,
+                stats.clone(),
+                shutdown.clone(),
+            ));
+            Some(bound)
+        }
+        None => None,
+    };
     let (backend_for_reads, clock_for_reads) = (backend.clone(), clock.clone());
     let state = AppState::new(ingest, backend, clock, config.clone(), stats.clone());
     let reads = crate::query::http::router(crate::query::http::QueryState {
@@ -452,6 +487,7 @@ pub async fn serve<C: Clock>(
     Ok(Running {
         addr,
         statsd_addr,
+        graphite_addr,
         shutdown,
         stats,
         done,

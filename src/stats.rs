@@ -20,6 +20,8 @@ pub struct Stats {
     pub bulk_requests: AtomicU64,
     pub statsd_bad_lines: AtomicU64,
     pub udp_dropped: AtomicU64,
+    pub graphite_bad_lines: AtomicU64,
+    pub graphite_dropped: AtomicU64,
     last_error: Mutex<Option<String>>,
     maintenance: Mutex<Option<MaintenanceStatus>>,
 }
@@ -46,6 +48,8 @@ pub struct StatsSnapshot {
     pub bulk_requests: u64,
     pub statsd_bad_lines: u64,
     pub udp_dropped: u64,
+    pub graphite_bad_lines: u64,
+    pub graphite_dropped: u64,
     pub last_bulk_error: Option<String>,
     pub maintenance: Option<MaintenanceStatus>,
 }
@@ -88,6 +92,8 @@ impl Stats {
             bulk_requests: get(&self.bulk_requests),
             statsd_bad_lines: get(&self.statsd_bad_lines),
             udp_dropped: get(&self.udp_dropped),
+            graphite_bad_lines: get(&self.graphite_bad_lines),
+            graphite_dropped: get(&self.graphite_dropped),
             last_bulk_error: self.last_error.lock().ok().and_then(|e| e.clone()),
             maintenance: self.maintenance.lock().ok().and_then(|m| m.clone()),
         }

@@ -1699,3 +1699,50 @@ with c.pipeline() as p:
     running.stop().await.unwrap();
     scope.cleanup().await;
 }
+
+#[tokio::test]
+async fn graphite_plaintext_over_tcp_and_udp() {
+    use tokio::io::AsyncWriteExt;
+    let scope = Scope::new("graphite");
+    let clock = ManualClock::new(ms("2026-03-01T10:00:05Z"));
+    let extra = format!("{FAST}\n[graphite]\nlisten = \"127.0.0.1:0\"\n");
+    let running = start(&scope, &archive_20s(), &extra, &clock).await;
+    let addr = running.graphite_addr.unwrap();
+    let t = ms("2026-03-01T10:00:00Z") / 1000;
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let lines = format!(
+        "web1.cpu 1 {t}\nweb1.cpu 3 {}\nnot a number here\nweb1.cpu 5 {}\n",
+        t + 5,
+        t + 25
+    );
+    tcp.write_all(lines.as_bytes()).await.unwrap();
+    tcp.shutdown().await.unwrap();
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    udp.send_to(
+        format!("web1.mem 7 {t}\nweb1.mem 9 {}\n", t + 1).as_bytes(),
+        addr,
+    )
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while running.stats.snapshot().events_accepted < 5 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let s = running.stats.snapshot();
+    assert_eq!((s.events_accepted, s.graphite_bad_lines), (5, 1));
+    running.stop().await.unwrap();
+    let docs = scope.documents().await;
+    let cpu: Vec<(u64, f64)> = docs
+        .iter()
+        .filter(|d| d["name"] == "web1.cpu")
+        .map(|d| (d["count"].as_u64().unwrap(), d["sum"].as_f64().unwrap()))
+        .collect();
+    assert_eq!(cpu, vec![(2, 4.0), (1, 5.0)]);
+    let mem: Vec<(u64, f64)> = docs
+        .iter()
+        .filter(|d| d["name"] == "web1.mem")
+        .map(|d| (d["count"].as_u64().unwrap(), d["sum"].as_f64().unwrap()))
+        .collect();
+    assert_eq!(mem, vec![(2, 16.0)]);
+    scope.cleanup().await;
+}

@@ -1,0 +1,230 @@
+//! Graphite's plaintext protocol, `<dotted.path> <value> <unix seconds>` one point per line, over
+//! TCP and UDP (collectd's `write_graphite` speaks it). Points become gauge events named by the
+//! path. A bad line is counted and skipped. TCP connections push back: while the pipeline is
+//! full a connection stops reading; UDP can only drop, and counts what it drops.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{Clock, EpochMillis};
+use crate::event::{Event, MetricKind, SeriesKey};
+use crate::pipeline::{IngestHandle, SubmitError};
+use crate::stats::Stats;
+
+/// Longest line accepted; longer ones are bad lines.
+pub const MAX_LINE: usize = 4096;
+/// Most TCP connections at once; more wait to be accepted.
+pub const MAX_CONNECTIONS: usize = 1024;
+const BATCH: usize = 5_000;
+
+/// Parses one line; `now` stands in for a missing or negative timestamp.
+pub fn parse_line(line: &str, now: EpochMillis, max_name_length: usize) -> Result<Event, String> {
+    let mut parts = line.split_whitespace();
+    let (Some(path), Some(value)) = (parts.next(), parts.next()) else {
+        return Err("expected `path value timestamp`".into());
+    };
+    crate::ingest::json::check_text(path, max_name_length)?;
+    let value: f64 = value
+        .parse()
+        .ok()
+        .filter(|v: &f64| v.is_finite())
+        .ok_or_else(|| format!("bad value {value:?}"))?;
+    let timestamp = match parts.next() {
+        None => now,
+        Some(t) => {
+            let secs: f64 = t
+                .parse()
+                .ok()
+                .filter(|s: &f64| s.is_finite())
+                .ok_or_else(|| format!("bad timestamp {t:?}"))?;
+            if secs < 0.0 {
+                now
+            } else {
+                (secs * 1000.0) as EpochMillis
+            }
+        }
+    };
+    if parts.next().is_some() {
+        return Err("more than three fields".into());
+    }
+    Ok(Event {
+        series: SeriesKey::new(path, None, &mut []),
+        kind: MetricKind::Gauge,
+        value,
+        timestamp,
+    })
+}
+
+/// Parses every line of `text` into `out`; returns the number of bad lines.
+pub fn parse_lines(
+    text: &str,
+    now: EpochMillis,
+    max_name_length: usize,
+    out: &mut Vec<Event>,
+) -> u64 {
+    let mut bad = 0;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        match parse_line(line, now, max_name_length) {
+            Ok(e) => out.push(e),
+            Err(_) => bad += 1,
+        }
+    }
+    bad
+}
+
+/// Hands `events` over, waiting while the pipeline is full (the caller stops reading meanwhile).
+async fn submit_waiting(ingest: &IngestHandle, events: Vec<Event>, stats: &Stats) -> bool {
+    let mut pause = Duration::from_millis(10);
+    loop {
+        match ingest.submit(events.clone()).await {
+            Ok(_) => return true,
+            Err(SubmitError::Busy) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            Err(e) => {
+                Stats::add(&stats.graphite_dropped, events.len() as u64);
+                tracing::warn!(error = %e, events = events.len(), "graphite events refused");
+                return false;
+            }
+        }
+    }
+}
+
+/// Accepts TCP connections until `shutdown`, each read line by line.
+pub async fn run_tcp<C: Clock>(
+    listener: TcpListener,
+    ingest: IngestHandle,
+    clock: Arc<C>,
+    max_name_length: usize,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.cancelled() => return,
+        };
+        let Ok((stream, peer)) = accepted else {
+            continue;
+        };
+        let (ingest, clock, stats, shutdown) = (
+            ingest.clone(),
+            clock.clone(),
+            stats.clone(),
+            shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut lines = BufReader::new(stream).lines();
+            let mut events = Vec::with_capacity(BATCH);
+            loop {
+                let next = tokio::select! {
+                    l = lines.next_line() => l,
+                    _ = shutdown.cancelled() => break,
+                };
+                match next {
+                    Ok(Some(line)) if line.len() <= MAX_LINE => {
+                        match parse_line(&line, clock.now(), max_name_length) {
+                            Ok(e) => events.push(e),
+                            Err(_) if line.trim().is_empty() => {}
+                            Err(_) => Stats::add(&stats.graphite_bad_lines, 1),
+                        }
+                    }
+                    Ok(Some(_)) => Stats::add(&stats.graphite_bad_lines, 1),
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "graphite connection closed");
+                        break;
+                    }
+                }
+                // Hand over a full batch, or whatever there is when the socket has nothing more.
+                if events.len() >= BATCH
+                    || (!events.is_empty() && lines.get_ref().buffer().is_empty())
+                {
+                    if !submit_waiting(&ingest, std::mem::take(&mut events), &stats).await {
+                        break;
+                    }
+                }
+            }
+            if !events.is_empty() {
+                submit_waiting(&ingest, events, &stats).await;
+            }
+        });
+    }
+}
+
+/// Receives UDP datagrams of lines until `shutdown`.
+pub async fn run_udp<C: Clock>(
+    socket: UdpSocket,
+    ingest: IngestHandle,
+    clock: Arc<C>,
+    max_name_length: usize,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+) {
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let received = tokio::select! {
+            r = socket.recv_from(&mut buf) => r,
+            _ = shutdown.cancelled() => return,
+        };
+        let Ok((n, _)) = received else { continue };
+        let mut events = Vec::new();
+        match std::str::from_utf8(&buf[..n]) {
+            Ok(text) => Stats::add(
+                &stats.graphite_bad_lines,
+                parse_lines(text, clock.now(), max_name_length, &mut events),
+            ),
+            Err(_) => Stats::add(&stats.graphite_bad_lines, 1),
+        }
+        if events.is_empty() {
+            continue;
+        }
+        let count = events.len() as u64;
+        if ingest.submit(events).await.is_err() {
+            Stats::add(&stats.udp_dropped, count);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_parse_with_seconds_and_bad_ones_are_counted() {
+        let e = parse_line("servers.web1.cpu 0.5 1700000000", 0, 255).unwrap();
+        assert_eq!(
+            (e.series.name(), e.value, e.timestamp, e.kind),
+            (
+                "servers.web1.cpu",
+                0.5,
+                1_700_000_000_000,
+                MetricKind::Gauge
+            )
+        );
+        assert_eq!(parse_line("a.b 1 -1", 42, 255).unwrap().timestamp, 42);
+        assert_eq!(
+            parse_line("a.b 1 1700000000.5", 0, 255).unwrap().timestamp,
+            1_700_000_000_500
+        );
+        let mut out = Vec::new();
+        let bad = parse_lines(
+            "ok 1 1\nnovalue\nx nan 1\ny 1 soon\nz 1 2 3\n\nok 2 2\n",
+            0,
+            255,
+            &mut out,
+        );
+        assert_eq!((out.len(), bad), (2, 4));
+    }
+}
