@@ -148,12 +148,12 @@ pub async fn run_tcp<C: Clock>(
                     }
                 }
                 // Hand over a full batch, or whatever there is when the socket has nothing more.
-                if events.len() >= BATCH
-                    || (!events.is_empty() && lines.get_ref().buffer().is_empty())
+                let batch_ready = events.len() >= BATCH
+                    || (!events.is_empty() && lines.get_ref().buffer().is_empty());
+                if batch_ready
+                    && !submit_waiting(&ingest, std::mem::take(&mut events), &stats).await
                 {
-                    if !submit_waiting(&ingest, std::mem::take(&mut events), &stats).await {
-                        break;
-                    }
+                    break;
                 }
             }
             if !events.is_empty() {
