@@ -441,12 +441,11 @@ pub async fn serve<C: Clock>(
             let bound = tcp.local_addr().map_err(bind_err)?;
             let udp = tokio::net::UdpSocket::bind(bound).await.map_err(bind_err)?;
             tracing::info!(addr = %bound, "graphite listening (tcp and udp)");
-            let max_name = config.ingest.max_name_length;
             tokio::spawn(crate::ingest::graphite::run_tcp(
                 tcp,
                 ingest.clone(),
                 clock.clone(),
-                max_name,
+                config.ingest.clone(),
                 stats.clone(),
                 shutdown.clone(),
             ));
@@ -454,7 +453,7 @@ pub async fn serve<C: Clock>(
                 udp,
                 ingest.clone(),
                 clock.clone(),
-                max_name,
+                config.ingest.clone(),
                 stats.clone(),
                 shutdown.clone(),
             ));

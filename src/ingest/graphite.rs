@@ -12,7 +12,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, EpochMillis};
+use crate::config::IngestConfig;
 use crate::event::{Event, MetricKind, SeriesKey};
+use crate::ingest::json::Limits;
 use crate::pipeline::{IngestHandle, SubmitError};
 use crate::stats::Stats;
 
@@ -22,8 +24,10 @@ pub const MAX_LINE: usize = 4096;
 pub const MAX_CONNECTIONS: usize = 1024;
 const BATCH: usize = 5_000;
 
-/// Parses one line; `now` stands in for a missing or negative timestamp.
-pub fn parse_line(line: &str, now: EpochMillis, max_name_length: usize) -> Result<Event, String> {
+/// Parses one line; `limits.now` stands in for a missing or negative timestamp, and points
+/// further ahead of it than the configured skew are refused, as on the HTTP API.
+pub fn parse_line(line: &str, limits: &Limits) -> Result<Event, String> {
+    let (now, max_name_length) = (limits.now, limits.max_name_length);
     let mut parts = line.split_whitespace();
     let (Some(path), Some(value)) = (parts.next(), parts.next()) else {
         return Err("expected `path value timestamp`".into());
@@ -52,6 +56,9 @@ pub fn parse_line(line: &str, now: EpochMillis, max_name_length: usize) -> Resul
     if parts.next().is_some() {
         return Err("more than three fields".into());
     }
+    if timestamp > now.saturating_add(limits.max_future_skew_ms) {
+        return Err("timestamp too far ahead of the server clock".into());
+    }
     Ok(Event {
         series: SeriesKey::new(path, None, &mut []),
         kind: MetricKind::Gauge,
@@ -61,15 +68,10 @@ pub fn parse_line(line: &str, now: EpochMillis, max_name_length: usize) -> Resul
 }
 
 /// Parses every line of `text` into `out`; returns the number of bad lines.
-pub fn parse_lines(
-    text: &str,
-    now: EpochMillis,
-    max_name_length: usize,
-    out: &mut Vec<Event>,
-) -> u64 {
+pub fn parse_lines(text: &str, limits: &Limits, out: &mut Vec<Event>) -> u64 {
     let mut bad = 0;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        match parse_line(line, now, max_name_length) {
+        match parse_line(line, limits) {
             Ok(e) => out.push(e),
             Err(_) => bad += 1,
         }
@@ -101,7 +103,7 @@ pub async fn run_tcp<C: Clock>(
     listener: TcpListener,
     ingest: IngestHandle,
     clock: Arc<C>,
-    max_name_length: usize,
+    cfg: IngestConfig,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
 ) {
@@ -123,6 +125,7 @@ pub async fn run_tcp<C: Clock>(
             stats.clone(),
             shutdown.clone(),
         );
+        let cfg = cfg.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let mut lines = BufReader::new(stream).lines();
@@ -134,7 +137,7 @@ pub async fn run_tcp<C: Clock>(
                 };
                 match next {
                     Ok(Some(line)) if line.len() <= MAX_LINE => {
-                        match parse_line(&line, clock.now(), max_name_length) {
+                        match parse_line(&line, &Limits::new(&cfg, clock.now())) {
                             Ok(e) => events.push(e),
                             Err(_) if line.trim().is_empty() => {}
                             Err(_) => Stats::add(&stats.graphite_bad_lines, 1),
@@ -168,7 +171,7 @@ pub async fn run_udp<C: Clock>(
     socket: UdpSocket,
     ingest: IngestHandle,
     clock: Arc<C>,
-    max_name_length: usize,
+    cfg: IngestConfig,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
 ) {
@@ -183,7 +186,7 @@ pub async fn run_udp<C: Clock>(
         match std::str::from_utf8(&buf[..n]) {
             Ok(text) => Stats::add(
                 &stats.graphite_bad_lines,
-                parse_lines(text, clock.now(), max_name_length, &mut events),
+                parse_lines(text, &Limits::new(&cfg, clock.now()), &mut events),
             ),
             Err(_) => Stats::add(&stats.graphite_bad_lines, 1),
         }
@@ -201,9 +204,22 @@ pub async fn run_udp<C: Clock>(
 mod tests {
     use super::*;
 
+    fn limits(now: EpochMillis) -> Limits {
+        Limits {
+            now,
+            max_future_skew_ms: 60_000,
+            max_name_length: 255,
+            max_tags: 0,
+        }
+    }
+
     #[test]
     fn lines_parse_with_seconds_and_bad_ones_are_counted() {
-        let e = parse_line("servers.web1.cpu 0.5 1700000000", 0, 255).unwrap();
+        let e = parse_line(
+            "servers.web1.cpu 0.5 1700000000",
+            &limits(1_700_000_000_000),
+        )
+        .unwrap();
         assert_eq!(
             (e.series.name(), e.value, e.timestamp, e.kind),
             (
@@ -213,18 +229,19 @@ mod tests {
                 MetricKind::Gauge
             )
         );
-        assert_eq!(parse_line("a.b 1 -1", 42, 255).unwrap().timestamp, 42);
+        assert_eq!(parse_line("a.b 1 -1", &limits(42)).unwrap().timestamp, 42);
         assert_eq!(
-            parse_line("a.b 1 1700000000.5", 0, 255).unwrap().timestamp,
+            parse_line("a.b 1 1700000000.5", &limits(1_700_000_000_000))
+                .unwrap()
+                .timestamp,
             1_700_000_000_500
         );
         let mut out = Vec::new();
         let bad = parse_lines(
-            "ok 1 1\nnovalue\nx nan 1\ny 1 soon\nz 1 2 3\n\nok 2 2\n",
-            0,
-            255,
+            "ok 1 1\nnovalue\nx nan 1\ny 1 soon\nz 1 2 3\n\nok 2 2\nfuture 1 99999999999\n",
+            &limits(1_700_000_000_000),
             &mut out,
         );
-        assert_eq!((out.len(), bad), (2, 4));
+        assert_eq!((out.len(), bad), (2, 5));
     }
 }
