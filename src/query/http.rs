@@ -35,6 +35,48 @@ impl<B, C> Clone for QueryState<B, C> {
     }
 }
 
+impl<B: SearchBackend, C: Clock> QueryState<B, C> {
+    /// The index pattern and what each archive serves now (the stitching), or the error answer.
+    async fn spans(&self) -> Result<(String, Vec<(usize, i64, i64)>), Response> {
+        let pattern = self.config.index.naming.wildcard();
+        let indices = self
+            .backend
+            .list_indices(&pattern)
+            .await
+            .map_err(node_error)?;
+        let spans = archive_spans(&self.config, self.clock.now(), &indices);
+        Ok((pattern, spans))
+    }
+
+    /// The points of `segs` in one `_msearch`, in order.
+    async fn points(
+        &self,
+        pattern: &str,
+        selector: &SeriesSelector,
+        segs: &[crate::query::metrics::Segment],
+        stat: Stat,
+        min_coverage: f64,
+    ) -> Result<Vec<crate::query::metrics::Point>, Response> {
+        if segs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let bodies: Vec<_> = segs
+            .iter()
+            .map(|seg| segment_query(&self.config, selector, seg, stat))
+            .collect();
+        let responses = self
+            .backend
+            .msearch(pattern, &bodies)
+            .await
+            .map_err(node_error)?;
+        Ok(segs
+            .iter()
+            .zip(&responses)
+            .flat_map(|(seg, r)| points_from_response(&self.config, seg, r, stat, min_coverage))
+            .collect())
+    }
+}
+
 /// The read routes.
 pub fn router<B: SearchBackend, C: Clock>(state: QueryState<B, C>) -> Router {
     Router::new()
@@ -91,12 +133,10 @@ async fn stats<B: SearchBackend, C: Clock>(
             why: "is before start".into(),
         });
     }
-    let pattern = s.config.index.naming.wildcard();
-    let indices = match s.backend.list_indices(&pattern).await {
-        Ok(i) => i,
-        Err(e) => return node_error(e),
+    let (pattern, spans) = match s.spans().await {
+        Ok(found) => found,
+        Err(answer) => return answer,
     };
-    let spans = archive_spans(&s.config, s.clock.now(), &indices);
     let Some(body) = stats_query(&s.config, &selector, start, end.saturating_add(1), &spans) else {
         return not_found();
     };
@@ -176,12 +216,10 @@ async fn metrics<B: SearchBackend, C: Clock>(
             why: "is before from".into(),
         });
     }
-    let pattern = s.config.index.naming.wildcard();
-    let indices = match s.backend.list_indices(&pattern).await {
-        Ok(i) => i,
-        Err(e) => return node_error(e),
+    let (pattern, spans) = match s.spans().await {
+        Ok(found) => found,
+        Err(answer) => return answer,
     };
-    let spans = archive_spans(&s.config, s.clock.now(), &indices);
     let segs = match segments(&s.config, from, to.saturating_add(1), step, &spans) {
         Ok(segs) => segs,
         Err(why) => {
@@ -191,23 +229,13 @@ async fn metrics<B: SearchBackend, C: Clock>(
             })
         }
     };
-    let bodies: Vec<_> = segs
-        .iter()
-        .map(|seg| segment_query(&s.config, &selector, seg, stat))
-        .collect();
-    let responses = if bodies.is_empty() {
-        Vec::new()
-    } else {
-        match s.backend.msearch(&pattern, &bodies).await {
-            Ok(r) => r,
-            Err(e) => return node_error(e),
-        }
+    let points = match s
+        .points(&pattern, &selector, &segs, stat, min_coverage)
+        .await
+    {
+        Ok(points) => points,
+        Err(answer) => return answer,
     };
-    let points: Vec<_> = segs
-        .iter()
-        .zip(&responses)
-        .flat_map(|(seg, r)| points_from_response(&s.config, seg, r, stat, min_coverage))
-        .collect();
     Json(json!({"name": selector.name, "points": points})).into_response()
 }
 
@@ -295,12 +323,10 @@ async fn read<B: SearchBackend, C: Clock>(
         Ok(p) => p,
         Err(e) => return bad_request(e),
     };
-    let pattern = s.config.index.naming.wildcard();
-    let indices = match s.backend.list_indices(&pattern).await {
-        Ok(i) => i,
-        Err(e) => return node_error(e),
+    let (pattern, spans) = match s.spans().await {
+        Ok(found) => found,
+        Err(answer) => return answer,
     };
-    let spans = archive_spans(&s.config, now, &indices);
     if kind == "counter" {
         let Some(body) = counter_query(&s.config, &selector, from, to.saturating_add(1), &spans)
         else {
@@ -326,24 +352,10 @@ async fn read<B: SearchBackend, C: Clock>(
             })
         }
     };
-    let bodies: Vec<_> = segs
-        .iter()
-        .map(|seg| segment_query(&s.config, &selector, seg, Stat::Sum))
-        .collect();
-    let responses = if bodies.is_empty() {
-        Vec::new()
-    } else {
-        match s.backend.msearch(&pattern, &bodies).await {
-            Ok(r) => r,
-            Err(e) => return node_error(e),
-        }
+    let points: Vec<_> = match s.points(&pattern, &selector, &segs, Stat::Sum, 0.0).await {
+        Ok(points) => points.into_iter().map(|p| (p.timestamp, p.value)).collect(),
+        Err(answer) => return answer,
     };
-    let points: Vec<_> = segs
-        .iter()
-        .zip(&responses)
-        .flat_map(|(seg, r)| points_from_response(&s.config, seg, r, Stat::Sum, 0.0))
-        .map(|p| (p.timestamp, p.value))
-        .collect();
     Json(points_answer(&selector.name, &points)).into_response()
 }
 
@@ -359,12 +371,10 @@ async fn series<B: SearchBackend, C: Clock>(
         Err(e) => return bad_request(e),
     };
     let selector = SeriesSelector::any_name(&params);
-    let pattern = s.config.index.naming.wildcard();
-    let indices = match s.backend.list_indices(&pattern).await {
-        Ok(i) => i,
-        Err(e) => return node_error(e),
+    let (pattern, spans) = match s.spans().await {
+        Ok(found) => found,
+        Err(answer) => return answer,
     };
-    let spans = archive_spans(&s.config, s.clock.now(), &indices);
     let Some(body) = series_query(&s.config, &selector, from, to.saturating_add(1), &spans) else {
         return Json(json!([])).into_response();
     };
