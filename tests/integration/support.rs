@@ -100,6 +100,14 @@ impl Scope {
 
     /// Every document under the prefix, sorted by archive, name and time.
     pub async fn documents(&self) -> Vec<Value> {
+        match self.try_documents().await {
+            Ok(docs) => docs,
+            Err(answer) => panic!("search failed: {answer}"),
+        }
+    }
+
+    /// The documents, or the node's answer when the search failed (e.g. a shard still starting).
+    pub async fn try_documents(&self) -> Result<Vec<Value>, Value> {
         self.refresh().await;
         let body = json!({"size": 10000, "sort": [{"archive": "asc"}, {"name": "asc"}, {"@timestamp": "asc"}], "query": {"match_all": {}}});
         let path = format!(
@@ -107,13 +115,15 @@ impl Scope {
             self.prefix
         );
         let (status, v) = self.send(reqwest::Method::POST, &path, body).await;
-        assert_eq!(status, 200, "search failed: {v}");
-        v["hits"]["hits"]
+        if status != 200 {
+            return Err(v);
+        }
+        Ok(v["hits"]["hits"]
             .as_array()
             .unwrap()
             .iter()
             .map(|h| h["_source"].clone())
-            .collect()
+            .collect())
     }
 
     /// Indices under the prefix, sorted.
@@ -140,7 +150,11 @@ impl Scope {
     pub async fn wait_for_documents(&self, docs: usize) -> Vec<Value> {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
-            let found = self.documents().await;
+            let found = match self.try_documents().await {
+                Ok(found) => found,
+                Err(_) if std::time::Instant::now() < deadline => Vec::new(),
+                Err(answer) => panic!("search failed: {answer}"),
+            };
             if found.len() >= docs || std::time::Instant::now() > deadline {
                 return found;
             }
