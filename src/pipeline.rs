@@ -415,13 +415,30 @@ pub async fn serve<C: Clock>(
                 addr: statsd.listen,
                 source,
             })?;
-            tracing::info!(addr = %bound, "statsd listening (udp)");
+            let tcp = tokio::net::TcpListener::bind(bound)
+                .await
+                .map_err(|source| ServeError::Bind {
+                    addr: bound,
+                    source,
+                })?;
+            tracing::info!(addr = %bound, "statsd listening (udp and tcp)");
             let max_name = config.ingest.max_name_length;
+            let gauges = crate::ingest::statsd::SharedGauges::default();
             tokio::spawn(crate::ingest::statsd::run_udp(
                 socket,
                 ingest.clone(),
                 clock.clone(),
                 max_name,
+                gauges.clone(),
+                stats.clone(),
+                shutdown.clone(),
+            ));
+            tokio::spawn(crate::ingest::statsd::run_tcp(
+                tcp,
+                ingest.clone(),
+                clock.clone(),
+                max_name,
+                gauges,
                 stats.clone(),
                 shutdown.clone(),
             ));

@@ -21,7 +21,6 @@ pub struct Stats {
     pub statsd_bad_lines: AtomicU64,
     pub udp_dropped: AtomicU64,
     pub graphite_bad_lines: AtomicU64,
-    pub graphite_dropped: AtomicU64,
     last_error: Mutex<Option<String>>,
     maintenance: Mutex<Option<MaintenanceStatus>>,
 }
@@ -49,7 +48,6 @@ pub struct StatsSnapshot {
     pub statsd_bad_lines: u64,
     pub udp_dropped: u64,
     pub graphite_bad_lines: u64,
-    pub graphite_dropped: u64,
     pub last_bulk_error: Option<String>,
     pub maintenance: Option<MaintenanceStatus>,
 }
@@ -93,7 +91,6 @@ impl Stats {
             statsd_bad_lines: get(&self.statsd_bad_lines),
             udp_dropped: get(&self.udp_dropped),
             graphite_bad_lines: get(&self.graphite_bad_lines),
-            graphite_dropped: get(&self.graphite_dropped),
             last_bulk_error: self.last_error.lock().ok().and_then(|e| e.clone()),
             maintenance: self.maintenance.lock().ok().and_then(|m| m.clone()),
         }

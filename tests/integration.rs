@@ -1652,6 +1652,22 @@ with c.pipeline() as p:
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(running.stats.snapshot().events_accepted, 14);
+    // Then over TCP; the gauge delta applies to the value the UDP listener left.
+    let tcp = format!("import statsd\nt = statsd.TCPStatsClient('127.0.0.1', {port})\nt.incr('hits', 2)\nt.gauge('queue', 1, delta=True)\nt.close()\n");
+    let out = tokio::process::Command::new(&python)
+        .args(["-c", &tcp])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    while running.stats.snapshot().events_accepted < 16 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(running.stats.snapshot().events_accepted, 16);
     assert_eq!(running.stats.snapshot().statsd_bad_lines, 0);
     clock.set(ms("2026-03-01T10:01:00Z"));
     let docs = scope.wait_for_documents(4).await;
@@ -1668,7 +1684,8 @@ with c.pipeline() as p:
             hits["count"].as_u64(),
             hits["sum"].as_f64()
         ),
-        (Some("counter"), Some(7), Some(19.0))
+        (Some("counter"), Some(8), Some(21.0)),
+        "7 values over UDP and 1 over TCP"
     );
     assert_eq!(
         of("sampled")["sum"].as_f64(),
@@ -1683,7 +1700,7 @@ with c.pipeline() as p:
             queue["max"].as_f64(),
             queue["last"].as_f64()
         ),
-        (Some(3), Some(6.0), Some(10.0), Some(6.0))
+        (Some(4), Some(6.0), Some(10.0), Some(7.0))
     );
     let lat = of("lat");
     assert_eq!(

@@ -4,25 +4,17 @@
 //! full a connection stops reading; UDP can only drop, and counts what it drops.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, EpochMillis};
 use crate::config::IngestConfig;
 use crate::event::{Event, MetricKind, SeriesKey};
 use crate::ingest::json::Limits;
-use crate::pipeline::{IngestHandle, SubmitError};
+use crate::ingest::lines::{serve_tcp_lines, ParseLine};
+use crate::pipeline::IngestHandle;
 use crate::stats::Stats;
-
-/// Longest line accepted; longer ones are bad lines.
-pub const MAX_LINE: usize = 4096;
-/// Most TCP connections at once; more wait to be accepted.
-pub const MAX_CONNECTIONS: usize = 1024;
-const BATCH: usize = 5_000;
 
 /// Parses one line; `limits.now` stands in for a missing or negative timestamp, and points
 /// further ahead of it than the configured skew are refused, as on the HTTP API.
@@ -79,26 +71,7 @@ pub fn parse_lines(text: &str, limits: &Limits, out: &mut Vec<Event>) -> u64 {
     bad
 }
 
-/// Hands `events` over, waiting while the pipeline is full (the caller stops reading meanwhile).
-async fn submit_waiting(ingest: &IngestHandle, events: Vec<Event>, stats: &Stats) -> bool {
-    let mut pause = Duration::from_millis(10);
-    loop {
-        match ingest.submit(events.clone()).await {
-            Ok(_) => return true,
-            Err(SubmitError::Busy) => {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(1));
-            }
-            Err(e) => {
-                Stats::add(&stats.graphite_dropped, events.len() as u64);
-                tracing::warn!(error = %e, events = events.len(), "graphite events refused");
-                return false;
-            }
-        }
-    }
-}
-
-/// Accepts TCP connections until `shutdown`, each read line by line.
+/// Accepts TCP connections until `shutdown`, each read line by line (see [`crate::ingest::lines`]).
 pub async fn run_tcp<C: Clock>(
     listener: TcpListener,
     ingest: IngestHandle,
@@ -107,63 +80,26 @@ pub async fn run_tcp<C: Clock>(
     stats: Arc<Stats>,
     shutdown: CancellationToken,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.cancelled() => return,
-        };
-        let Ok((stream, peer)) = accepted else {
-            continue;
-        };
-        let (ingest, clock, stats, shutdown) = (
-            ingest.clone(),
-            clock.clone(),
-            stats.clone(),
-            shutdown.clone(),
+    let parse: ParseLine =
+        Arc::new(
+            move |line, now, out| match parse_line(line, &Limits::new(&cfg, now)) {
+                Ok(e) => {
+                    out.push(e);
+                    true
+                }
+                Err(_) => false,
+            },
         );
-        let cfg = cfg.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let mut lines = BufReader::new(stream).lines();
-            let mut events = Vec::with_capacity(BATCH);
-            loop {
-                let next = tokio::select! {
-                    l = lines.next_line() => l,
-                    _ = shutdown.cancelled() => break,
-                };
-                match next {
-                    Ok(Some(line)) if line.len() <= MAX_LINE => {
-                        match parse_line(&line, &Limits::new(&cfg, clock.now())) {
-                            Ok(e) => events.push(e),
-                            Err(_) if line.trim().is_empty() => {}
-                            Err(_) => Stats::add(&stats.graphite_bad_lines, 1),
-                        }
-                    }
-                    Ok(Some(_)) => Stats::add(&stats.graphite_bad_lines, 1),
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::debug!(%peer, error = %e, "graphite connection closed");
-                        break;
-                    }
-                }
-                // Hand over a full batch, or whatever there is when the socket has nothing more.
-                let batch_ready = events.len() >= BATCH
-                    || (!events.is_empty() && lines.get_ref().buffer().is_empty());
-                if batch_ready
-                    && !submit_waiting(&ingest, std::mem::take(&mut events), &stats).await
-                {
-                    break;
-                }
-            }
-            if !events.is_empty() {
-                submit_waiting(&ingest, events, &stats).await;
-            }
-        });
-    }
+    serve_tcp_lines(
+        listener,
+        parse,
+        |s| &s.graphite_bad_lines,
+        ingest,
+        clock,
+        stats,
+        shutdown,
+    )
+    .await;
 }
 
 /// Receives UDP datagrams of lines until `shutdown`.

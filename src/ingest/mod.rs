@@ -4,4 +4,5 @@
 pub mod graphite;
 pub mod http;
 pub mod json;
+pub mod lines;
 pub mod statsd;

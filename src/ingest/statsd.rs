@@ -28,6 +28,39 @@ pub struct ParseCounts {
 /// Gauge values by key, for `+n` / `-n` deltas (kept by the listener across datagrams).
 pub type GaugeState = HashMap<String, f64>;
 
+/// The gauge values shared by the UDP and TCP listeners.
+pub type SharedGauges = Arc<std::sync::Mutex<GaugeState>>;
+
+/// statsd over TCP: the same lines, one connection read line by line, pushing back while the
+/// pipeline is full (see [`crate::ingest::lines`]).
+#[allow(clippy::too_many_arguments)]
+pub async fn run_tcp<C: Clock>(
+    listener: tokio::net::TcpListener,
+    ingest: IngestHandle,
+    clock: Arc<C>,
+    max_name_length: usize,
+    gauges: SharedGauges,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+) {
+    let parse: crate::ingest::lines::ParseLine = Arc::new(move |line, now, out| {
+        let mut gauges = gauges
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        parse_datagram(line, now, max_name_length, &mut gauges, out).bad_lines == 0
+    });
+    crate::ingest::lines::serve_tcp_lines(
+        listener,
+        parse,
+        |s| &s.statsd_bad_lines,
+        ingest,
+        clock,
+        stats,
+        shutdown,
+    )
+    .await;
+}
+
 /// Parses every line of `datagram` into `out`; `now` stamps the events.
 pub fn parse_datagram(
     datagram: &str,
@@ -145,16 +178,17 @@ const BATCH: usize = 5_000;
 /// Receives statsd datagrams until `shutdown`: parses them, hands the events over in batches,
 /// and counts what it must drop (bad lines; events refused while the pipeline pushes back —
 /// UDP has no way to push back on the sender).
+#[allow(clippy::too_many_arguments)]
 pub async fn run_udp<C: Clock>(
     socket: UdpSocket,
     ingest: IngestHandle,
     clock: Arc<C>,
     max_name_length: usize,
+    gauges: SharedGauges,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
 ) {
     let mut buf = vec![0u8; 65_536];
-    let mut gauges = GaugeState::new();
     let mut events = Vec::with_capacity(BATCH);
     loop {
         let received = tokio::select! {
@@ -172,6 +206,9 @@ pub async fn run_udp<C: Clock>(
             let now = clock.now();
             match std::str::from_utf8(&buf[..datagram]) {
                 Ok(text) => {
+                    let mut gauges = gauges
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner());
                     let counts =
                         parse_datagram(text, now, max_name_length, &mut gauges, &mut events);
                     Stats::add(&stats.statsd_bad_lines, counts.bad_lines);
