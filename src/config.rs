@@ -71,6 +71,7 @@ pub struct RawConfig {
     pub maintain: RawMaintain,
     pub statsd: Option<RawListener>,
     pub graphite: Option<RawListener>,
+    pub riemann: Option<RawListener>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -190,6 +191,8 @@ pub struct Config {
     pub statsd: Option<ListenerConfig>,
     /// `None`: no Graphite listener (TCP and UDP on one address).
     pub graphite: Option<ListenerConfig>,
+    /// `None`: no Riemann listener (TCP and UDP on one address).
+    pub riemann: Option<ListenerConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -502,6 +505,12 @@ impl RawConfig {
             "127.0.0.1:2003",
             &mut problems,
         );
+        let riemann = listener(
+            self.riemann,
+            "riemann.listen",
+            "127.0.0.1:5555",
+            &mut problems,
+        );
         match (problems.0.is_empty(), index, http) {
             (true, Some(index), Some(http)) => Ok(Config {
                 node,
@@ -515,6 +524,7 @@ impl RawConfig {
                 maintain,
                 statsd,
                 graphite,
+                riemann,
             }),
             _ => Err(problems.0),
         }

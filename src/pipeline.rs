@@ -337,6 +337,8 @@ pub struct Running {
     pub statsd_addr: Option<SocketAddr>,
     /// The Graphite listener's address (TCP and UDP), when one is configured.
     pub graphite_addr: Option<SocketAddr>,
+    /// The Riemann listener's address (TCP and UDP), when one is configured.
+    pub riemann_addr: Option<SocketAddr>,
     pub shutdown: CancellationToken,
     pub stats: Arc<Stats>,
     done: JoinHandle<Result<(), ServeError>>,
@@ -478,6 +480,39 @@ pub async fn serve<C: Clock>(
         }
         None => None,
     };
+    let riemann_addr = match &config.riemann {
+        Some(riemann) => {
+            let bind_err = |source| ServeError::Bind {
+                addr: riemann.listen,
+                source,
+            };
+            let tcp = tokio::net::TcpListener::bind(riemann.listen)
+                .await
+                .map_err(bind_err)?;
+            let bound = tcp.local_addr().map_err(bind_err)?;
+            let udp = tokio::net::UdpSocket::bind(bound).await.map_err(bind_err)?;
+            tracing::info!(addr = %bound, "riemann listening (tcp and udp)");
+            let max_name = config.ingest.max_name_length;
+            tokio::spawn(crate::ingest::riemann::run_tcp(
+                tcp,
+                ingest.clone(),
+                clock.clone(),
+                max_name,
+                stats.clone(),
+                shutdown.clone(),
+            ));
+            tokio::spawn(crate::ingest::riemann::run_udp(
+                udp,
+                ingest.clone(),
+                clock.clone(),
+                max_name,
+                stats.clone(),
+                shutdown.clone(),
+            ));
+            Some(bound)
+        }
+        None => None,
+    };
     let (backend_for_reads, clock_for_reads) = (backend.clone(), clock.clone());
     let state = AppState::new(ingest, backend, clock, config.clone(), stats.clone());
     let reads = crate::query::http::router(crate::query::http::QueryState {
@@ -504,6 +539,7 @@ pub async fn serve<C: Clock>(
         addr,
         statsd_addr,
         graphite_addr,
+        riemann_addr,
         shutdown,
         stats,
         done,

@@ -21,6 +21,8 @@ pub struct Stats {
     pub statsd_bad_lines: AtomicU64,
     pub udp_dropped: AtomicU64,
     pub graphite_bad_lines: AtomicU64,
+    pub riemann_bad: AtomicU64,
+    pub riemann_skipped: AtomicU64,
     last_error: Mutex<Option<String>>,
     maintenance: Mutex<Option<MaintenanceStatus>>,
 }
@@ -48,6 +50,8 @@ pub struct StatsSnapshot {
     pub statsd_bad_lines: u64,
     pub udp_dropped: u64,
     pub graphite_bad_lines: u64,
+    pub riemann_bad: u64,
+    pub riemann_skipped: u64,
     pub last_bulk_error: Option<String>,
     pub maintenance: Option<MaintenanceStatus>,
 }
@@ -91,6 +95,8 @@ impl Stats {
             statsd_bad_lines: get(&self.statsd_bad_lines),
             udp_dropped: get(&self.udp_dropped),
             graphite_bad_lines: get(&self.graphite_bad_lines),
+            riemann_bad: get(&self.riemann_bad),
+            riemann_skipped: get(&self.riemann_skipped),
             last_bulk_error: self.last_error.lock().ok().and_then(|e| e.clone()),
             maintenance: self.maintenance.lock().ok().and_then(|m| m.clone()),
         }

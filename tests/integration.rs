@@ -1763,3 +1763,81 @@ async fn graphite_plaintext_over_tcp_and_udp() {
     assert_eq!(mem, vec![(2, 16.0)]);
     scope.cleanup().await;
 }
+
+#[tokio::test]
+async fn riemann_client_events_over_tcp_and_udp() {
+    let scope = Scope::new("riemann");
+    let clock = ManualClock::new(chrono::Utc::now().timestamp_millis());
+    let extra = format!("{FAST}\n[riemann]\nlisten = \"127.0.0.1:0\"\n");
+    let running = start(
+        &scope,
+        &archive("1h", "1h", "2 days", "day", "10s"),
+        &extra,
+        &clock,
+    )
+    .await;
+    let port = running.riemann_addr.unwrap().port().to_string();
+    // The client waits for the server's answer: run it without blocking the test's runtime.
+    let send = |args: &[&str]| {
+        let mut all = vec!["send".to_string()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        all.extend(["127.0.0.1".to_string(), port.clone()]);
+        tokio::process::Command::new("riemann-client")
+            .args(all)
+            .output()
+    };
+    for args in [
+        vec![
+            "-S", "cpu", "-h", "web-1", "-a", "dc=par", "-t", "prod", "-d", "0.5",
+        ],
+        vec![
+            "-S", "cpu", "-h", "web-1", "-a", "dc=par", "-d", "1.5", "--udp",
+        ],
+        vec!["-S", "ints", "-h", "web-1", "-i", "42"],
+        vec!["-S", "state-only", "-h", "web-1", "-s", "ok"],
+    ] {
+        let out = send(&args)
+            .await
+            .expect("riemann-client from Debian's riemann-c-client (scripts/setup installs it)");
+        assert!(
+            out.status.success(),
+            "{args:?}: {} {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while (running.stats.snapshot().events_accepted < 3
+        || running.stats.snapshot().riemann_skipped < 1)
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let s = running.stats.snapshot();
+    assert_eq!(
+        (s.events_accepted, s.riemann_skipped, s.riemann_bad),
+        (3, 1, 0)
+    );
+    running.stop().await.unwrap();
+    let docs = scope.documents().await;
+    let of = |name: &str| {
+        docs.iter()
+            .filter(|d| d["name"] == name)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let cpu = of("cpu");
+    assert_eq!(cpu.len(), 1, "{docs:?}");
+    assert_eq!(
+        (
+            cpu[0]["count"].as_u64(),
+            cpu[0]["sum"].as_f64(),
+            cpu[0]["host"].as_str(),
+            cpu[0]["tags"]["dc"].as_str()
+        ),
+        (Some(2), Some(2.0), Some("web-1"), Some("par"))
+    );
+    assert_eq!(of("ints")[0]["sum"].as_f64(), Some(42.0));
+    assert!(of("state-only").is_empty());
+    scope.cleanup().await;
+}

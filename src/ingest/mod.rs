@@ -5,4 +5,5 @@ pub mod graphite;
 pub mod http;
 pub mod json;
 pub mod lines;
+pub mod riemann;
 pub mod statsd;

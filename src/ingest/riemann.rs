@@ -1,0 +1,368 @@
+//! The Riemann protocol (what samplerr's users send): protobuf `Msg { ok = 2, error = 3,
+//! events = 6 }`, each `Event { time = 1, service = 3, host = 4, time_micros = 10,
+//! metric_sint64 = 13, metric_d = 14, metric_f = 15, attributes = 9 { key = 1, value = 2 } }`.
+//! Over TCP each message is a 4-byte big-endian length and the `Msg`, answered with
+//! `Msg { ok: true }` (or `ok: false` and the error); over UDP a bare `Msg`. `service` becomes
+//! the name, attributes the tags (dots in keys become `_`); events without a metric are
+//! counted and skipped. Riemann's own `tags` list is not kept yet.
+
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{Clock, EpochMillis};
+use crate::event::{Event, MetricKind, SeriesKey};
+use crate::pipeline::{IngestHandle, SubmitError};
+use crate::stats::Stats;
+
+/// Largest message accepted over TCP.
+pub const MAX_MESSAGE: usize = 4 * 1024 * 1024;
+
+/// A protobuf field: number and value.
+enum Field<'a> {
+    Varint(u64),
+    Fixed64(u64),
+    Bytes(&'a [u8]),
+    Fixed32(u32),
+}
+
+/// Iterates the fields of one protobuf message.
+struct Fields<'a> {
+    buf: &'a [u8],
+}
+
+fn varint(buf: &mut &[u8]) -> Result<u64, String> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = buf.split_first().ok_or("truncated varint")?;
+        *buf = rest;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(value);
+        }
+    }
+    Err("varint too long".into())
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = Result<(u64, Field<'a>), String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.buf.is_empty() {
+            return None;
+        }
+        let mut field = || -> Result<(u64, Field<'a>), String> {
+            let key = varint(&mut self.buf)?;
+            let take = |buf: &mut &'a [u8], n: usize| -> Result<&'a [u8], String> {
+                if buf.len() < n {
+                    return Err("truncated field".into());
+                }
+                let (head, rest) = buf.split_at(n);
+                *buf = rest;
+                Ok(head)
+            };
+            let value = match key & 7 {
+                0 => Field::Varint(varint(&mut self.buf)?),
+                1 => Field::Fixed64(u64::from_le_bytes(
+                    take(&mut self.buf, 8)?
+                        .try_into()
+                        .map_err(|_| "bad fixed64")?,
+                )),
+                2 => {
+                    let n = varint(&mut self.buf)? as usize;
+                    Field::Bytes(take(&mut self.buf, n)?)
+                }
+                5 => Field::Fixed32(u32::from_le_bytes(
+                    take(&mut self.buf, 4)?
+                        .try_into()
+                        .map_err(|_| "bad fixed32")?,
+                )),
+                other => return Err(format!("unsupported wire type {other}")),
+            };
+            Ok((key >> 3, value))
+        };
+        let result = field();
+        if result.is_err() {
+            self.buf = &[];
+        }
+        Some(result)
+    }
+}
+
+fn text(bytes: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(bytes).map_err(|_| "string field is not UTF-8".to_string())
+}
+
+/// Decodes one Riemann `Event`; `Ok(None)` when it has no metric.
+fn decode_event(
+    buf: &[u8],
+    now: EpochMillis,
+    max_name_length: usize,
+) -> Result<Option<Event>, String> {
+    let (mut service, mut host) = (None, None);
+    let (mut time_s, mut time_us) = (None, None);
+    let mut metric = None;
+    let mut attributes: Vec<(String, String)> = Vec::new();
+    for field in (Fields { buf }) {
+        match field? {
+            (1, Field::Varint(v)) => time_s = Some(v as i64),
+            (3, Field::Bytes(b)) => service = Some(text(b)?),
+            (4, Field::Bytes(b)) => host = Some(text(b)?),
+            (9, Field::Bytes(b)) => {
+                let (mut key, mut value) = (None, "");
+                for f in (Fields { buf: b }) {
+                    match f? {
+                        (1, Field::Bytes(k)) => key = Some(text(k)?),
+                        (2, Field::Bytes(v)) => value = text(v)?,
+                        _ => {}
+                    }
+                }
+                let key = key.ok_or("attribute without key")?;
+                attributes.push((key.replace('.', "_"), value.to_string()));
+            }
+            (10, Field::Varint(v)) => time_us = Some(v as i64),
+            (13, Field::Varint(v)) => metric = Some(((v >> 1) as i64 ^ -((v & 1) as i64)) as f64),
+            (14, Field::Fixed64(v)) => metric = Some(f64::from_bits(v)),
+            (15, Field::Fixed32(v)) => metric = Some(f64::from(f32::from_bits(v))),
+            _ => {}
+        }
+    }
+    let Some(value) = metric else { return Ok(None) };
+    if !value.is_finite() {
+        return Err("metric is not finite".into());
+    }
+    let name = service.ok_or("event without service")?;
+    crate::ingest::json::check_text(name, max_name_length)?;
+    if let Some(h) = host {
+        crate::ingest::json::check_text(h, max_name_length)?;
+    }
+    let timestamp = time_us
+        .map(|us| us / 1000)
+        .or(time_s.map(|s| s * 1000))
+        .unwrap_or(now);
+    let mut tags: Vec<(&str, &str)> = attributes
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    Ok(Some(Event {
+        series: SeriesKey::new(name, host.filter(|h| !h.is_empty()), &mut tags),
+        kind: MetricKind::Gauge,
+        value,
+        timestamp,
+    }))
+}
+
+/// Decodes a `Msg` into `out`; returns the number of events skipped for having no metric.
+pub fn decode_msg(
+    buf: &[u8],
+    now: EpochMillis,
+    max_name_length: usize,
+    out: &mut Vec<Event>,
+) -> Result<u64, String> {
+    let mut skipped = 0;
+    for field in (Fields { buf }) {
+        if let (6, Field::Bytes(b)) = field? {
+            match decode_event(b, now, max_name_length)? {
+                Some(e) => out.push(e),
+                None => skipped += 1,
+            }
+        }
+    }
+    Ok(skipped)
+}
+
+/// `Msg { ok, error }` encoded.
+pub fn encode_reply(error: Option<&str>) -> Vec<u8> {
+    let mut out = vec![0x10, u8::from(error.is_none())];
+    if let Some(e) = error {
+        out.push(0x1a);
+        let mut n = e.len();
+        while n >= 0x80 {
+            out.push((n as u8 & 0x7f) | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+        out.extend_from_slice(e.as_bytes());
+    }
+    out
+}
+
+/// Accepts TCP connections until `shutdown`: one length-prefixed `Msg` at a time, each answered.
+pub async fn run_tcp<C: Clock>(
+    listener: TcpListener,
+    ingest: IngestHandle,
+    clock: Arc<C>,
+    max_name_length: usize,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(crate::ingest::lines::MAX_CONNECTIONS));
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.cancelled() => return,
+        };
+        let Ok((mut stream, _)) = accepted else {
+            continue;
+        };
+        let (ingest, clock, stats, shutdown) = (
+            ingest.clone(),
+            clock.clone(),
+            stats.clone(),
+            shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut buf = Vec::new();
+            loop {
+                let len = tokio::select! {
+                    l = stream.read_u32() => match l { Ok(l) => l as usize, Err(_) => break },
+                    _ = shutdown.cancelled() => break,
+                };
+                if len > MAX_MESSAGE {
+                    let _ = write_reply(&mut stream, Some("message too large")).await;
+                    break;
+                }
+                buf.resize(len, 0);
+                if stream.read_exact(&mut buf).await.is_err() {
+                    break;
+                }
+                let mut events = Vec::new();
+                let reply = match decode_msg(&buf, clock.now(), max_name_length, &mut events) {
+                    Ok(skipped) => {
+                        Stats::add(&stats.riemann_skipped, skipped);
+                        submit_waiting(&ingest, events).await
+                    }
+                    Err(e) => {
+                        Stats::add(&stats.riemann_bad, 1);
+                        Err(e)
+                    }
+                };
+                if write_reply(&mut stream, reply.err().as_deref())
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+    }
+}
+
+async fn write_reply(
+    stream: &mut tokio::net::TcpStream,
+    error: Option<&str>,
+) -> std::io::Result<()> {
+    let reply = encode_reply(error);
+    stream.write_u32(reply.len() as u32).await?;
+    stream.write_all(&reply).await
+}
+
+/// Hands events over, waiting while the pipeline is full (the client waits for its answer).
+async fn submit_waiting(ingest: &IngestHandle, events: Vec<Event>) -> Result<(), String> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut pause = std::time::Duration::from_millis(10);
+    loop {
+        match ingest.submit(events.clone()).await {
+            Ok(_) => return Ok(()),
+            Err(SubmitError::Busy) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(1));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// Receives bare `Msg` datagrams until `shutdown`.
+pub async fn run_udp<C: Clock>(
+    socket: UdpSocket,
+    ingest: IngestHandle,
+    clock: Arc<C>,
+    max_name_length: usize,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+) {
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let received = tokio::select! {
+            r = socket.recv_from(&mut buf) => r,
+            _ = shutdown.cancelled() => return,
+        };
+        let Ok((n, _)) = received else { continue };
+        let mut events = Vec::new();
+        match decode_msg(&buf[..n], clock.now(), max_name_length, &mut events) {
+            Ok(skipped) => Stats::add(&stats.riemann_skipped, skipped),
+            Err(_) => Stats::add(&stats.riemann_bad, 1),
+        }
+        let count = events.len() as u64;
+        if count > 0 && ingest.submit(events).await.is_err() {
+            Stats::add(&stats.udp_dropped, count);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_bytes(number: u8, bytes: &[u8]) -> Vec<u8> {
+        let mut out = vec![(number << 3) | 2, bytes.len() as u8];
+        out.extend_from_slice(bytes);
+        out
+    }
+
+    #[test]
+    fn a_message_decodes_into_events() {
+        let mut attr = field_bytes(1, b"dc.zone");
+        attr.extend(field_bytes(2, b"par"));
+        let mut event = field_bytes(3, b"cpu");
+        event.extend(field_bytes(4, b"web-1"));
+        event.extend(field_bytes(9, &attr));
+        event.extend([0x08, 0x80, 0x94, 0xeb, 0xdc, 0x03]); // time = 1_000_000_000
+        event.push(14 << 3 | 1);
+        event.extend(0.25f64.to_le_bytes());
+        let mut no_metric = field_bytes(3, b"state-only");
+        no_metric.extend(field_bytes(4, b"h"));
+        let mut msg = field_bytes(6, &event);
+        msg.extend(field_bytes(6, &no_metric));
+        let mut out = Vec::new();
+        assert_eq!(decode_msg(&msg, 7, 255, &mut out), Ok(1));
+        assert_eq!(out.len(), 1);
+        let e = &out[0];
+        assert_eq!(
+            (e.series.name(), e.series.host(), e.value, e.timestamp),
+            ("cpu", Some("web-1"), 0.25, 1_000_000_000_000)
+        );
+        assert_eq!(
+            e.series.tags().collect::<Vec<_>>(),
+            vec![("dc_zone", "par")]
+        );
+        assert!(
+            decode_msg(&[0x32, 0x05, 0x01], 0, 255, &mut out).is_err(),
+            "truncated"
+        );
+    }
+
+    #[test]
+    fn sint64_metrics_are_zigzag_and_replies_encode() {
+        let mut event = field_bytes(3, b"n");
+        event.extend([13 << 3, 0x03]); // zigzag 3 = -2
+        let mut out = Vec::new();
+        decode_msg(&field_bytes(6, &event), 5, 255, &mut out).unwrap();
+        assert_eq!((out[0].value, out[0].timestamp), (-2.0, 5));
+        assert_eq!(encode_reply(None), vec![0x10, 0x01]);
+        assert_eq!(
+            encode_reply(Some("no")),
+            vec![0x10, 0x00, 0x1a, 0x02, b'n', b'o']
+        );
+    }
+}
