@@ -67,19 +67,23 @@ pub async fn read_line_bounded<R: AsyncBufRead + Unpin>(
     }
 }
 
-/// Hands `events` over, waiting while the pipeline is full; false if it refused them for good.
-async fn submit_waiting(ingest: &IngestHandle, events: Vec<Event>) -> bool {
+/// Hands `events` over, waiting while the pipeline is full (a TCP client is not read meanwhile,
+/// which is the push-back); the error when the pipeline refused them for good.
+pub async fn submit_waiting(ingest: &IngestHandle, events: Vec<Event>) -> Result<(), SubmitError> {
+    if events.is_empty() {
+        return Ok(());
+    }
     let mut pause = Duration::from_millis(10);
     loop {
         match ingest.submit(events.clone()).await {
-            Ok(_) => return true,
+            Ok(_) => return Ok(()),
             Err(SubmitError::Busy) => {
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(1));
             }
             Err(e) => {
-                tracing::warn!(error = %e, events = events.len(), "line protocol events refused");
-                return false;
+                tracing::warn!(error = %e, events = events.len(), "events refused");
+                return Err(e);
             }
         }
     }
@@ -135,12 +139,16 @@ pub async fn serve_tcp_lines<C: Clock>(
                 // Hand over a full batch, or whatever there is when nothing more is buffered.
                 let ready =
                     events.len() >= BATCH || (!events.is_empty() && reader.buffer().is_empty());
-                if ready && !submit_waiting(&ingest, std::mem::take(&mut events)).await {
+                if ready
+                    && submit_waiting(&ingest, std::mem::take(&mut events))
+                        .await
+                        .is_err()
+                {
                     break;
                 }
             }
             if !events.is_empty() {
-                submit_waiting(&ingest, events).await;
+                let _ = submit_waiting(&ingest, events).await;
             }
         });
     }

@@ -15,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, EpochMillis};
 use crate::event::{Event, MetricKind, SeriesKey};
-use crate::pipeline::{IngestHandle, SubmitError};
+use crate::ingest::lines::submit_waiting;
+use crate::pipeline::IngestHandle;
 use crate::stats::Stats;
 
 /// Largest message accepted over TCP.
@@ -237,7 +238,9 @@ pub async fn run_tcp<C: Clock>(
                 let reply = match decode_msg(&buf, clock.now(), max_name_length, &mut events) {
                     Ok(skipped) => {
                         Stats::add(&stats.riemann_skipped, skipped);
-                        submit_waiting(&ingest, events).await
+                        submit_waiting(&ingest, events)
+                            .await
+                            .map_err(|e| e.to_string())
                     }
                     Err(e) => {
                         Stats::add(&stats.riemann_bad, 1);
@@ -262,24 +265,6 @@ async fn write_reply(
     let reply = encode_reply(error);
     stream.write_u32(reply.len() as u32).await?;
     stream.write_all(&reply).await
-}
-
-/// Hands events over, waiting while the pipeline is full (the client waits for its answer).
-async fn submit_waiting(ingest: &IngestHandle, events: Vec<Event>) -> Result<(), String> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let mut pause = std::time::Duration::from_millis(10);
-    loop {
-        match ingest.submit(events.clone()).await {
-            Ok(_) => return Ok(()),
-            Err(SubmitError::Busy) => {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(std::time::Duration::from_secs(1));
-            }
-            Err(e) => return Err(e.to_string()),
-        }
-    }
 }
 
 /// Receives bare `Msg` datagrams until `shutdown`.
