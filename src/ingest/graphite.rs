@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::{Clock, EpochMillis};
 use crate::config::IngestConfig;
 use crate::event::{Event, MetricKind, SeriesKey};
+use crate::ingest::datagrams::{serve_udp, ParseDatagram};
 use crate::ingest::json::Limits;
 use crate::ingest::lines::{serve_tcp_lines, ParseLine};
 use crate::pipeline::IngestHandle;
@@ -102,7 +103,7 @@ pub async fn run_tcp<C: Clock>(
     .await;
 }
 
-/// Receives UDP datagrams of lines until `shutdown`.
+/// Receives UDP datagrams of lines until `shutdown` (see [`crate::ingest::datagrams`]).
 pub async fn run_udp<C: Clock>(
     socket: UdpSocket,
     ingest: IngestHandle,
@@ -111,29 +112,15 @@ pub async fn run_udp<C: Clock>(
     stats: Arc<Stats>,
     shutdown: CancellationToken,
 ) {
-    let mut buf = vec![0u8; 65_536];
-    loop {
-        let received = tokio::select! {
-            r = socket.recv_from(&mut buf) => r,
-            _ = shutdown.cancelled() => return,
+    let counters = stats.clone();
+    let parse: ParseDatagram = Box::new(move |bytes, now, out| {
+        let bad = match std::str::from_utf8(bytes) {
+            Ok(text) => parse_lines(text, &Limits::new(&cfg, now), out),
+            Err(_) => 1,
         };
-        let Ok((n, _)) = received else { continue };
-        let mut events = Vec::new();
-        match std::str::from_utf8(&buf[..n]) {
-            Ok(text) => Stats::add(
-                &stats.graphite_bad_lines,
-                parse_lines(text, &Limits::new(&cfg, clock.now()), &mut events),
-            ),
-            Err(_) => Stats::add(&stats.graphite_bad_lines, 1),
-        }
-        if events.is_empty() {
-            continue;
-        }
-        let count = events.len() as u64;
-        if ingest.submit(events).await.is_err() {
-            Stats::add(&stats.udp_dropped, count);
-        }
-    }
+        Stats::add(&counters.graphite_bad_lines, bad);
+    });
+    serve_udp(socket, parse, ingest, clock, stats, shutdown).await;
 }
 
 #[cfg(test)]

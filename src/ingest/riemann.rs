@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, EpochMillis};
 use crate::event::{Event, MetricKind, SeriesKey};
+use crate::ingest::datagrams::{serve_udp, ParseDatagram};
 use crate::ingest::lines::submit_waiting;
 use crate::pipeline::IngestHandle;
 use crate::stats::Stats;
@@ -267,7 +268,7 @@ async fn write_reply(
     stream.write_all(&reply).await
 }
 
-/// Receives bare `Msg` datagrams until `shutdown`.
+/// Receives bare `Msg` datagrams until `shutdown` (see [`crate::ingest::datagrams`]).
 pub async fn run_udp<C: Clock>(
     socket: UdpSocket,
     ingest: IngestHandle,
@@ -276,23 +277,18 @@ pub async fn run_udp<C: Clock>(
     stats: Arc<Stats>,
     shutdown: CancellationToken,
 ) {
-    let mut buf = vec![0u8; 65_536];
-    loop {
-        let received = tokio::select! {
-            r = socket.recv_from(&mut buf) => r,
-            _ = shutdown.cancelled() => return,
-        };
-        let Ok((n, _)) = received else { continue };
-        let mut events = Vec::new();
-        match decode_msg(&buf[..n], clock.now(), max_name_length, &mut events) {
-            Ok(skipped) => Stats::add(&stats.riemann_skipped, skipped),
-            Err(_) => Stats::add(&stats.riemann_bad, 1),
+    let counters = stats.clone();
+    let parse: ParseDatagram = Box::new(move |bytes, now, out| {
+        let before = out.len();
+        match decode_msg(bytes, now, max_name_length, out) {
+            Ok(skipped) => Stats::add(&counters.riemann_skipped, skipped),
+            Err(_) => {
+                out.truncate(before);
+                Stats::add(&counters.riemann_bad, 1);
+            }
         }
-        let count = events.len() as u64;
-        if count > 0 && ingest.submit(events).await.is_err() {
-            Stats::add(&stats.udp_dropped, count);
-        }
-    }
+    });
+    serve_udp(socket, parse, ingest, clock, stats, shutdown).await;
 }
 
 #[cfg(test)]

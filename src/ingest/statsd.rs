@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, EpochMillis};
 use crate::event::{Event, MetricKind, SeriesKey};
+use crate::ingest::datagrams::{serve_udp, ParseDatagram};
 use crate::pipeline::IngestHandle;
 use crate::stats::Stats;
 
@@ -172,12 +173,7 @@ fn parse_value(
     Ok(())
 }
 
-/// Events handed over per batch at most.
-const BATCH: usize = 5_000;
-
-/// Receives statsd datagrams until `shutdown`: parses them, hands the events over in batches,
-/// and counts what it must drop (bad lines; events refused while the pipeline pushes back —
-/// UDP has no way to push back on the sender).
+/// Receives statsd datagrams until `shutdown` (see [`crate::ingest::datagrams`]).
 #[allow(clippy::too_many_arguments)]
 pub async fn run_udp<C: Clock>(
     socket: UdpSocket,
@@ -188,52 +184,18 @@ pub async fn run_udp<C: Clock>(
     stats: Arc<Stats>,
     shutdown: CancellationToken,
 ) {
-    let mut buf = vec![0u8; 65_536];
-    let mut events = Vec::with_capacity(BATCH);
-    loop {
-        let received = tokio::select! {
-            r = socket.recv_from(&mut buf) => r,
-            _ = shutdown.cancelled() => break,
+    let counters = stats.clone();
+    let parse: ParseDatagram = Box::new(move |bytes, now, out| {
+        let Ok(text) = std::str::from_utf8(bytes) else {
+            return Stats::add(&counters.statsd_bad_lines, 1);
         };
-        let mut datagram = match received {
-            Ok((n, _)) => n,
-            Err(e) => {
-                tracing::warn!(error = %e, "statsd receive failed");
-                continue;
-            }
-        };
-        loop {
-            let now = clock.now();
-            match std::str::from_utf8(&buf[..datagram]) {
-                Ok(text) => {
-                    let mut gauges = gauges
-                        .lock()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner());
-                    let counts =
-                        parse_datagram(text, now, max_name_length, &mut gauges, &mut events);
-                    Stats::add(&stats.statsd_bad_lines, counts.bad_lines);
-                }
-                Err(_) => Stats::add(&stats.statsd_bad_lines, 1),
-            }
-            // Take whatever else is already waiting, up to a batch.
-            if events.len() >= BATCH {
-                break;
-            }
-            match socket.try_recv_from(&mut buf) {
-                Ok((n, _)) => datagram = n,
-                Err(_) => break,
-            }
-        }
-        if events.is_empty() {
-            continue;
-        }
-        let n = events.len() as u64;
-        if let Err(e) = ingest.submit(std::mem::take(&mut events)).await {
-            Stats::add(&stats.udp_dropped, n);
-            tracing::debug!(error = %e, events = n, "statsd events dropped");
-        }
-        events = Vec::with_capacity(BATCH);
-    }
+        let mut gauges = gauges
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let counts = parse_datagram(text, now, max_name_length, &mut gauges, out);
+        Stats::add(&counters.statsd_bad_lines, counts.bad_lines);
+    });
+    serve_udp(socket, parse, ingest, clock, stats, shutdown).await;
 }
 
 fn gauge_key(key: &str, tags: &[(String, String)]) -> String {
