@@ -2,25 +2,31 @@
 //! × 3 archives, and resident memory per (series × archive) accumulator at 1 million series.
 //!
 //!   cargo bench --bench consolidate                 both
-//!   cargo bench --bench consolidate -- throughput   one of them (throughput | memory)
+//!   cargo bench --bench consolidate -- throughput   one of them (throughput | sketches | memory)
+//!
+//! `sketches` is the throughput run with `percentiles` on every archive (a quantile sketch per
+//! bucket).
 
 use std::time::Instant;
 
 use strata::consolidate::{ArchiveSpec, Consolidator};
-use strata::event::{Event, MetricKind, SeriesKey};
+use strata::event::{Event, MetricKind, Sample, SeriesKey};
 
 const ARCHIVES: [ArchiveSpec; 3] = [
     ArchiveSpec {
         step_ms: 20_000,
         lateness_ms: 10_000,
+        sketches: false,
     },
     ArchiveSpec {
         step_ms: 600_000,
         lateness_ms: 10_000,
+        sketches: false,
     },
     ArchiveSpec {
         step_ms: 3_600_000,
         lateness_ms: 10_000,
+        sketches: false,
     },
 ];
 
@@ -30,21 +36,16 @@ fn key(i: usize) -> SeriesKey {
     SeriesKey::new(&series, Some(&host), &mut [("dc", "par1"), ("env", "prod")])
 }
 
-fn throughput() {
+fn throughput(archives: &[ArchiveSpec], label: &str) {
     const SERIES: usize = 100_000;
     const EVENTS: usize = 30_000_000;
     // Every series reports every 10 s; the clock ticks every second of event time.
     let mut events: Vec<Event> = (0..SERIES)
-        .map(|i| Event {
-            series: key(i),
-            kind: MetricKind::Gauge,
-            value: 0.0,
-            timestamp: 0,
-        })
+        .map(|i| Event::value(key(i), MetricKind::Gauge, 0.0, 0))
         .collect();
     let per_event_ms = 10_000.0 / SERIES as f64;
     let base = 1_767_225_600_000i64;
-    let mut c = Consolidator::new(&ARCHIVES, 2_000_000);
+    let mut c = Consolidator::new(archives, 2_000_000);
     let mut closed = Vec::with_capacity(1 << 20);
     let mut docs = 0usize;
     let mut next_tick = base + 1000;
@@ -52,7 +53,7 @@ fn throughput() {
     for n in 0..EVENTS {
         let ts = base + (n as f64 * per_event_ms) as i64;
         let e = &mut events[n % SERIES];
-        e.value = (n % 97) as f64;
+        e.sample = Sample::Value((n % 97) as f64);
         e.timestamp = ts;
         c.record_event(e).expect("under the series limit");
         if ts >= next_tick {
@@ -66,8 +67,8 @@ fn throughput() {
     docs += closed.len();
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "throughput: {EVENTS} events, {SERIES} series x {} archives, {docs} buckets closed in {secs:.2} s = {:.2} M events/s (one core)",
-        ARCHIVES.len(),
+        "{label}: {EVENTS} events, {SERIES} series x {} archives, {docs} buckets closed in {secs:.2} s = {:.2} M events/s (one core)",
+        archives.len(),
         EVENTS as f64 / secs / 1e6
     );
 }
@@ -89,12 +90,7 @@ fn memory() {
     let mut c = Consolidator::new(&ARCHIVES, SERIES);
     let ts = 1_767_225_600_000i64;
     for i in 0..SERIES {
-        let e = Event {
-            series: key(i),
-            kind: MetricKind::Gauge,
-            value: i as f64,
-            timestamp: ts,
-        };
+        let e = Event::value(key(i), MetricKind::Gauge, i as f64, ts);
         c.record_event(&e).expect("under the series limit");
     }
     let after = rss_bytes();
@@ -115,7 +111,14 @@ fn main() {
         .collect();
     let wants = |name: &str| which.is_empty() || which.iter().any(|w| w == name);
     if wants("throughput") {
-        throughput();
+        throughput(&ARCHIVES, "throughput");
+    }
+    if wants("sketches") {
+        let sketched = ARCHIVES.map(|a| ArchiveSpec {
+            sketches: true,
+            ..a
+        });
+        throughput(&sketched, "throughput with sketches");
     }
     if wants("memory") {
         memory();

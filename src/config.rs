@@ -129,6 +129,8 @@ pub struct RawArchive {
     pub index_period: IndexPeriod,
     #[serde(default, with = "humantime_serde")]
     pub lateness: Option<Duration>,
+    #[serde(default)]
+    pub percentiles: Option<Vec<f64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -278,13 +280,24 @@ pub struct IndexConfig {
 }
 
 /// One resolution: its bucket length, how long it is kept, how its indices are cut.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Archive {
     pub name: String,
     pub step: Duration,
     pub retention: CalendarSpan,
     pub index_period: IndexPeriod,
     pub lateness: Duration,
+    /// Percentiles (0–100, ascending) written as `p<N>` fields, from a sketch kept per bucket;
+    /// empty when the archive keeps no sketches.
+    pub percentiles: Vec<f64>,
+}
+
+/// Most percentiles one archive may list.
+pub const MAX_PERCENTILES: usize = 10;
+
+/// The document field of percentile `p`: `p99`, `p99_9`.
+pub fn percentile_field(p: f64) -> String {
+    format!("p{}", p.to_string().replace('.', "_"))
 }
 
 #[derive(Debug, Clone)]
@@ -722,6 +735,10 @@ fn validate_archives(
                 "must be whole milliseconds",
             );
         }
+        let percentiles = a.percentiles.unwrap_or_default();
+        if let Some(why) = percentiles_problem(&percentiles) {
+            problems.add(field("percentiles"), format!("{percentiles:?}"), why);
+        }
         if let Some(r) = retention {
             archives.push(Archive {
                 name: a.name,
@@ -729,6 +746,7 @@ fn validate_archives(
                 retention: r,
                 index_period: a.index_period,
                 lateness,
+                percentiles,
             });
         }
     }
@@ -736,6 +754,22 @@ fn validate_archives(
         check_index_names(&archives, index, problems);
     }
     archives
+}
+
+fn percentiles_problem(percentiles: &[f64]) -> Option<String> {
+    if percentiles.len() > MAX_PERCENTILES {
+        return Some(format!("lists more than {MAX_PERCENTILES} percentiles"));
+    }
+    if let Some(p) = percentiles.iter().find(|p| !(**p > 0.0 && **p <= 100.0)) {
+        return Some(format!("{p} is not above 0 and at most 100"));
+    }
+    if percentiles.windows(2).any(|w| w[0] >= w[1]) {
+        return Some("must be in ascending order, each once".into());
+    }
+    if let Some(p) = percentiles.iter().find(|p| (**p * 1000.0).fract() != 0.0) {
+        return Some(format!("{p} has more than three decimals"));
+    }
+    None
 }
 
 /// Every archive's names must be valid indices, and no two archives may share an index.
@@ -1001,6 +1035,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown field `urll`"), "{err}");
+    }
+
+    #[test]
+    fn percentiles_are_checked_and_named_as_fields() {
+        let ok = Config::from_toml(
+            &with_archive("name=\"a\"\nstep=\"20s\"\nretention=\"1 day\"\nindex_period=\"day\"\npercentiles=[50, 99.9]"),
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        assert_eq!(ok.archives[0].percentiles, vec![50.0, 99.9]);
+        assert_eq!(percentile_field(99.9), "p99_9");
+        assert_eq!(percentile_field(50.0), "p50");
+        for (list, why) in [
+            ("[0]", "not above 0"),
+            ("[101]", "not above 0"),
+            ("[90, 50]", "ascending"),
+            ("[50, 50]", "ascending"),
+            ("[99.9999]", "three decimals"),
+        ] {
+            let p = problems(&with_archive(&format!(
+                "name=\"a\"\nstep=\"20s\"\nretention=\"1 day\"\nindex_period=\"day\"\npercentiles={list}"
+            )));
+            assert_eq!(p[0].field, "archive[0].percentiles");
+            assert!(p[0].why.contains(why), "{list}: {p:?}");
+        }
     }
 
     #[test]

@@ -6,6 +6,10 @@
 //! bucket is closed once `now` passes its end plus the archive's lateness; events that arrive for
 //! a closed bucket are reported as late instead of reopening it. A series with no open bucket
 //! left is forgotten, so memory follows the active series only.
+//!
+//! What does not fit a fixed-size [`Summary`] — the quantile sketch of an archive with
+//! percentiles, the members of a set — lives in a side table per archive, touched only by the
+//! events that need it.
 
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
@@ -14,7 +18,8 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 
 use crate::clock::EpochMillis;
-use crate::event::{Event, MetricKind};
+use crate::event::{Event, MetricKind, Partial, Sample};
+use crate::sketch::Sketch;
 
 /// Archives are tracked in a bit mask per event.
 pub const MAX_ARCHIVES: usize = 64;
@@ -24,6 +29,8 @@ pub const MAX_ARCHIVES: usize = 64;
 pub struct ArchiveSpec {
     pub step_ms: i64,
     pub lateness_ms: i64,
+    /// Keep a quantile sketch per bucket of gauges and timers.
+    pub sketches: bool,
 }
 
 /// The statistics of one bucket.
@@ -40,8 +47,12 @@ pub struct Summary {
     /// Times of `first` and `last`, as offsets from `start` (a step is at most a day).
     first_offset: u32,
     last_offset: u32,
+    /// Where this bucket's [`Extras`] are in its archive's slab, or [`NO_EXTRAS`].
+    extras: u32,
     pub kind: MetricKind,
 }
+
+const NO_EXTRAS: u32 = u32::MAX;
 
 impl Summary {
     const EMPTY: Summary = Summary {
@@ -54,6 +65,7 @@ impl Summary {
         last: 0.0,
         first_offset: 0,
         last_offset: 0,
+        extras: NO_EXTRAS,
         kind: MetricKind::Gauge,
     };
 
@@ -70,7 +82,41 @@ impl Summary {
             last: value,
             first_offset: offset,
             last_offset: offset,
+            extras: NO_EXTRAS,
             kind,
+        }
+    }
+
+    /// A bucket holding the client-side aggregate `p`, taken at `at`.
+    pub fn from_partial(
+        start: EpochMillis,
+        kind: MetricKind,
+        p: &Partial,
+        at: EpochMillis,
+    ) -> Self {
+        let offset = (at - start) as u32;
+        Self {
+            start,
+            count: p.count,
+            sum: p.sum,
+            min: p.min,
+            max: p.max,
+            first: p.first,
+            last: p.last,
+            first_offset: offset,
+            last_offset: offset,
+            extras: NO_EXTRAS,
+            kind,
+        }
+    }
+
+    #[inline]
+    fn from_sample(start: EpochMillis, kind: MetricKind, sample: &Sample, at: EpochMillis) -> Self {
+        match sample {
+            Sample::Value(v) => Self::new(start, kind, *v, at),
+            // A set counts each add once; what matters is the number of distinct members.
+            Sample::Member(_) => Self::new(start, kind, 1.0, at),
+            Sample::Partial(p) => Self::from_partial(start, kind, p, at),
         }
     }
 
@@ -97,6 +143,7 @@ impl Summary {
             last,
             first_offset: 0,
             last_offset: 0,
+            extras: NO_EXTRAS,
             kind,
         }
     }
@@ -137,6 +184,55 @@ impl Summary {
     }
 }
 
+/// What a bucket keeps besides its [`Summary`], when it needs to.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Extras {
+    /// The values' quantile sketch (archives with percentiles; gauges and timers).
+    pub sketch: Option<Sketch>,
+    /// Hashes of the distinct members seen (sets).
+    pub members: Option<hashbrown::HashSet<u64>>,
+    /// Distinct members counted by an earlier run whose members are not known any more.
+    pub carried_unique: u64,
+}
+
+impl Extras {
+    /// Distinct members of a set bucket. After a restart a member seen on both sides counts twice.
+    pub fn unique(&self) -> Option<u64> {
+        let now = self.members.as_ref().map(|m| m.len() as u64);
+        match (now, self.carried_unique) {
+            (None, 0) => None,
+            (now, carried) => Some(now.unwrap_or(0) + carried),
+        }
+    }
+
+    fn merge(&mut self, other: Extras) {
+        match (&mut self.sketch, other.sketch) {
+            (Some(mine), Some(theirs)) => mine.merge(&theirs),
+            (mine @ None, theirs) => *mine = theirs,
+            _ => {}
+        }
+        match (&mut self.members, other.members) {
+            (Some(mine), Some(theirs)) => mine.extend(theirs),
+            (mine @ None, theirs) => *mine = theirs,
+            _ => {}
+        }
+        self.carried_unique += other.carried_unique;
+    }
+}
+
+/// Adds a client-side aggregate to a sketch: it carries no distribution, so it counts as its
+/// min, its max and the rest at its mean (exact when all values are equal or there are two).
+fn sketch_partial(sketch: &mut Sketch, p: &Partial) {
+    sketch.add(p.min);
+    if p.count >= 2 {
+        sketch.add(p.max);
+    }
+    if p.count > 2 {
+        let rest = (p.sum - p.min - p.max) / (p.count - 2) as f64;
+        sketch.add_n(rest.clamp(p.min, p.max), p.count - 2);
+    }
+}
+
 /// A bucket that will not change any more.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Closed {
@@ -145,6 +241,7 @@ pub struct Closed {
     /// Index into the archives the consolidator was built with.
     pub archive: usize,
     pub summary: Summary,
+    pub extras: Option<Box<Extras>>,
 }
 
 /// A series' open buckets, by archive index, oldest first per archive.
@@ -192,6 +289,10 @@ struct ArchiveState {
     previous: Vec<Summary>,
     /// Any further open buckets (only when lateness exceeds a step, or events come far out of order).
     older: HashMap<(SeriesId, EpochMillis), Summary>,
+    /// Sketches and set members of the open buckets that have them, indexed from their
+    /// summaries (no hashing on the hot path), and the free places in it.
+    slab: Vec<Extras>,
+    slab_free: Vec<u32>,
     /// Series with an open bucket, by bucket start: what to close, in order.
     due: BTreeMap<EpochMillis, Vec<SeriesId>>,
     /// Buckets ending at or before this instant are closed.
@@ -242,15 +343,79 @@ impl ArchiveState {
         true
     }
 
-    /// Removes the bucket `start` of series `id`.
-    fn take(&mut self, id: SeriesId, start: EpochMillis) -> Option<Summary> {
+    /// The open bucket `start` of series `id`.
+    #[inline]
+    fn bucket_mut(&mut self, id: SeriesId, start: EpochMillis) -> Option<&mut Summary> {
         let i = id as usize;
-        for slot in [&mut self.current[i], &mut self.previous[i]] {
-            if !slot.is_empty() && slot.start == start {
-                return Some(std::mem::replace(slot, Summary::EMPTY));
-            }
+        if !self.current[i].is_empty() && self.current[i].start == start {
+            return Some(&mut self.current[i]);
         }
-        self.older.remove(&(id, start))
+        if !self.previous[i].is_empty() && self.previous[i].start == start {
+            return Some(&mut self.previous[i]);
+        }
+        self.older.get_mut(&(id, start))
+    }
+
+    /// The extras of the open bucket `start` of series `id`, created when it has none yet.
+    fn extras_mut(&mut self, id: SeriesId, start: EpochMillis) -> Option<&mut Extras> {
+        let (slab, free) = (&mut self.slab, &mut self.slab_free);
+        let i = id as usize;
+        let summary = if !self.current[i].is_empty() && self.current[i].start == start {
+            &mut self.current[i]
+        } else if !self.previous[i].is_empty() && self.previous[i].start == start {
+            &mut self.previous[i]
+        } else {
+            self.older.get_mut(&(id, start))?
+        };
+        if summary.extras == NO_EXTRAS {
+            summary.extras = free.pop().unwrap_or_else(|| {
+                slab.push(Extras::default());
+                (slab.len() - 1) as u32
+            });
+        }
+        Some(&mut slab[summary.extras as usize])
+    }
+
+    /// Records what `sample` adds to bucket `start` beyond its summary.
+    #[inline]
+    fn add_extras(&mut self, id: SeriesId, start: EpochMillis, kind: MetricKind, sample: &Sample) {
+        let sketched = self.spec.sketches && matches!(kind, MetricKind::Gauge | MetricKind::Timer);
+        match sample {
+            Sample::Member(hash) => {
+                if let Some(extras) = self.extras_mut(id, start) {
+                    extras
+                        .members
+                        .get_or_insert_with(Default::default)
+                        .insert(*hash);
+                }
+            }
+            Sample::Value(v) if sketched => {
+                if let Some(extras) = self.extras_mut(id, start) {
+                    extras.sketch.get_or_insert_with(Sketch::new).add(*v);
+                }
+            }
+            Sample::Partial(p) if sketched => {
+                if let Some(extras) = self.extras_mut(id, start) {
+                    sketch_partial(extras.sketch.get_or_insert_with(Sketch::new), p);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Removes the bucket `start` of series `id`, with its extras.
+    fn take(&mut self, id: SeriesId, start: EpochMillis) -> Option<(Summary, Option<Extras>)> {
+        let slot = self.bucket_mut(id, start)?;
+        let summary = std::mem::replace(slot, Summary::EMPTY);
+        if !self.older.is_empty() {
+            self.older.remove(&(id, start));
+        }
+        if summary.extras == NO_EXTRAS {
+            return Some((summary, None));
+        }
+        self.slab_free.push(summary.extras);
+        let extras = std::mem::take(&mut self.slab[summary.extras as usize]);
+        Some((summary, Some(extras)))
     }
 }
 
@@ -354,6 +519,8 @@ impl Consolidator {
                     current: Vec::new(),
                     previous: Vec::new(),
                     older: HashMap::new(),
+                    slab: Vec::new(),
+                    slab_free: Vec::new(),
                     due: BTreeMap::new(),
                     watermark: EpochMillis::MIN,
                 })
@@ -426,7 +593,7 @@ impl Consolidator {
     /// Records one event; see [`Consolidator::record`].
     #[inline]
     pub fn record_event(&mut self, e: &Event) -> Result<LateMask, ConsolidateError> {
-        self.record(e.series.as_str(), &e.series, e.kind, e.value, e.timestamp)
+        self.record(e.series.as_str(), &e.series, e.kind, &e.sample, e.timestamp)
     }
 
     /// Fails when the new series among `events` would not fit under the limit.
@@ -448,7 +615,7 @@ impl Consolidator {
         Ok(())
     }
 
-    /// Records one value at time `at` for the series `key` in every archive whose bucket is still
+    /// Records one sample at time `at` for the series `key` in every archive whose bucket is still
     /// open; returns the archives where it was late. `owned` is only cloned when the series is new.
     #[inline]
     pub fn record(
@@ -456,7 +623,7 @@ impl Consolidator {
         key: &str,
         owned: &crate::event::SeriesKey,
         kind: MetricKind,
-        value: f64,
+        sample: &Sample,
         at: EpochMillis,
     ) -> Result<LateMask, ConsolidateError> {
         let mut late = 0u64;
@@ -472,11 +639,18 @@ impl Consolidator {
             Some(id) => id,
             None => self.intern(owned)?,
         };
+        let plain = matches!(sample, Sample::Value(_));
         let mut opened = 0;
         for (i, a) in self.archives.iter_mut().enumerate() {
+            if late & (1 << i) != 0 {
+                continue;
+            }
             let start = bucket_start(at, a.spec.step_ms);
-            if late & (1 << i) == 0 && a.add(id, Summary::new(start, kind, value, at)) {
+            if a.add(id, Summary::from_sample(start, kind, sample, at)) {
                 opened += 1;
+            }
+            if !plain || a.spec.sketches {
+                a.add_extras(id, start, kind, sample);
             }
         }
         if opened > 0 {
@@ -495,6 +669,7 @@ impl Consolidator {
         key: &crate::event::SeriesKey,
         archive: usize,
         summary: Summary,
+        extras: Option<Extras>,
     ) -> Result<bool, ConsolidateError> {
         let a = &self.archives[archive];
         if summary.count == 0 || summary.start.saturating_add(a.spec.step_ms) <= a.watermark {
@@ -504,10 +679,14 @@ impl Consolidator {
             Some(id) => id,
             None => self.intern(key)?,
         };
-        if self.archives[archive].add(id, summary) {
+        let a = &mut self.archives[archive];
+        if a.add(id, summary) {
             if let Some(entry) = self.series[id as usize].as_mut() {
                 entry.open += 1;
             }
+        }
+        if let (Some(extras), Some(slot)) = (extras, a.extras_mut(id, summary.start)) {
+            slot.merge(extras);
         }
         Ok(true)
     }
@@ -575,7 +754,7 @@ impl Consolidator {
                 break;
             }
             for id in entry.remove() {
-                let Some(summary) = a.take(id, start) else {
+                let Some((summary, extras)) = a.take(id, start) else {
                     continue;
                 };
                 let Some(entry) = series[id as usize].as_mut() else {
@@ -585,6 +764,7 @@ impl Consolidator {
                     series: entry.key.clone(),
                     archive,
                     summary,
+                    extras: extras.map(Box::new),
                 });
                 entry.open -= 1;
                 if entry.open == 0 {
@@ -612,15 +792,16 @@ mod tests {
     const S20: ArchiveSpec = ArchiveSpec {
         step_ms: 20_000,
         lateness_ms: 10_000,
+        sketches: false,
     };
 
     fn ev(name: &str, value: f64, at_s: i64) -> Event {
-        Event {
-            series: SeriesKey::new(name, None, &mut []),
-            kind: MetricKind::Gauge,
+        Event::value(
+            SeriesKey::new(name, None, &mut []),
+            MetricKind::Gauge,
             value,
-            timestamp: at_s * 1000,
-        }
+            at_s * 1000,
+        )
     }
 
     fn flush(c: &mut Consolidator, now_s: i64) -> Vec<Closed> {
@@ -702,6 +883,7 @@ mod tests {
         let coarse = ArchiveSpec {
             step_ms: 600_000,
             lateness_ms: 10_000,
+            sketches: false,
         };
         let mut c = Consolidator::new(&[S20, coarse], 10);
         c.record_batch(&[ev("m", 1.0, 5)]).unwrap();
@@ -757,6 +939,7 @@ mod tests {
             &[ArchiveSpec {
                 step_ms: 20_000,
                 lateness_ms: 60_000,
+                sketches: false,
             }],
             10,
         );
@@ -795,7 +978,7 @@ mod tests {
         let mut c = Consolidator::new(&[S20], 10);
         let key = SeriesKey::new("m", None, &mut []);
         let partial = Summary::restored(0, MetricKind::Gauge, 2, 4.0, 1.0, 3.0, 1.0, 3.0);
-        assert!(c.restore(&key, 0, partial).unwrap());
+        assert!(c.restore(&key, 0, partial, None).unwrap());
         c.record_batch(&[ev("m", 10.0, 15)]).unwrap();
         let mut out = Vec::new();
         c.flush_all(&mut out);
@@ -806,7 +989,7 @@ mod tests {
             (3, 14.0, 1.0, 10.0, 1.0, 10.0)
         );
         // A bucket already closed here is not reopened.
-        assert!(!c.restore(&key, 0, partial).unwrap());
+        assert!(!c.restore(&key, 0, partial, None).unwrap());
     }
 
     #[test]
@@ -856,10 +1039,12 @@ mod tests {
             ArchiveSpec {
                 step_ms: 600_000,
                 lateness_ms: 0,
+                sketches: false,
             },
             ArchiveSpec {
                 step_ms: 3_600_000,
                 lateness_ms: 0,
+                sketches: false,
             },
         ];
         let mut c = Consolidator::new(&specs, 1000);
@@ -890,5 +1075,108 @@ mod tests {
             "50 series x 2 hours"
         );
         assert_eq!(c.open_buckets(), 0);
+    }
+
+    fn closed_of(c: &mut Consolidator) -> Vec<Closed> {
+        let mut out = Vec::new();
+        c.flush_all(&mut out);
+        out
+    }
+
+    #[test]
+    fn partials_merge_exactly_with_single_values() {
+        let mut c = Consolidator::new(&[S20], 10);
+        let key = SeriesKey::new("m", None, &mut []);
+        let partial = |count, sum, min, max, first, last, at| Event {
+            series: key.clone(),
+            kind: MetricKind::Timer,
+            sample: Sample::Partial(Box::new(Partial {
+                count,
+                sum,
+                min,
+                max,
+                first,
+                last,
+            })),
+            timestamp: at,
+        };
+        c.record_batch(&[
+            partial(3, 30.0, 5.0, 15.0, 5.0, 15.0, 5_000),
+            Event::value(key.clone(), MetricKind::Timer, 2.0, 1_000),
+            partial(2, 50.0, 20.0, 30.0, 30.0, 20.0, 9_000),
+        ])
+        .unwrap();
+        let s = closed_of(&mut c)[0].summary;
+        assert_eq!(
+            (s.count, s.sum, s.min, s.max, s.first, s.last),
+            (6, 82.0, 2.0, 30.0, 2.0, 20.0)
+        );
+    }
+
+    #[test]
+    fn sets_count_distinct_members_per_bucket_and_archive() {
+        let hour = ArchiveSpec {
+            step_ms: 3_600_000,
+            lateness_ms: 0,
+            sketches: false,
+        };
+        let mut c = Consolidator::new(&[S20, hour], 10);
+        let key = SeriesKey::new("users", None, &mut []);
+        let member = |m: u64, at_s: i64| Event {
+            series: key.clone(),
+            kind: MetricKind::Set,
+            sample: Sample::Member(m),
+            timestamp: at_s * 1000,
+        };
+        c.record_batch(&[
+            member(1, 1),
+            member(2, 2),
+            member(1, 3),
+            member(1, 25),
+            member(3, 26),
+        ])
+        .unwrap();
+        let out = closed_of(&mut c);
+        let got: Vec<(usize, i64, u64, Option<u64>)> = out
+            .iter()
+            .map(|c| {
+                let unique = c.extras.as_ref().and_then(|e| e.unique());
+                (c.archive, c.summary.start / 1000, c.summary.count, unique)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![(0, 0, 3, Some(2)), (0, 20, 2, Some(2)), (1, 0, 5, Some(3))]
+        );
+    }
+
+    #[test]
+    fn sketches_are_kept_only_where_configured_and_not_for_counters() {
+        let sketched = ArchiveSpec {
+            sketches: true,
+            ..S20
+        };
+        let mut c = Consolidator::new(&[S20, sketched], 10);
+        let mut events: Vec<Event> = (1..=100).map(|v| ev("g", v as f64, 1)).collect();
+        events.push(Event::value(
+            SeriesKey::new("c", None, &mut []),
+            MetricKind::Counter,
+            1.0,
+            1_000,
+        ));
+        c.record_batch(&events).unwrap();
+        let out = closed_of(&mut c);
+        let sketch_of = |archive: usize, name: &str| {
+            out.iter()
+                .find(|c| c.archive == archive && crate::event::name(&c.series) == name)
+                .and_then(|c| c.extras.as_ref())
+                .and_then(|e| e.sketch.clone())
+        };
+        assert!(sketch_of(0, "g").is_none());
+        assert!(sketch_of(1, "c").is_none());
+        let s = sketch_of(1, "g").unwrap();
+        assert_eq!(s.count(), 100);
+        let p90 = s.quantile(0.9).unwrap();
+        assert!((p90 - 90.0).abs() <= 0.9, "{p90}");
     }
 }

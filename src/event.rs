@@ -18,6 +18,8 @@ pub enum MetricKind {
     Counter,
     /// A duration measured per occurrence (statsd `ms`).
     Timer,
+    /// Members of a set (statsd `s`): a bucket counts the distinct ones.
+    Set,
 }
 
 impl MetricKind {
@@ -26,6 +28,7 @@ impl MetricKind {
             MetricKind::Gauge => "gauge",
             MetricKind::Counter => "counter",
             MetricKind::Timer => "timer",
+            MetricKind::Set => "set",
         }
     }
 
@@ -34,6 +37,7 @@ impl MetricKind {
             "gauge" => Some(MetricKind::Gauge),
             "counter" => Some(MetricKind::Counter),
             "timer" => Some(MetricKind::Timer),
+            "set" => Some(MetricKind::Set),
             _ => None,
         }
     }
@@ -42,9 +46,11 @@ impl MetricKind {
 // Control characters are refused in every part of a key, so they can separate the parts.
 const PART: char = '\u{1f}';
 const PAIR: char = '\u{1e}';
+const LABEL: char = '\u{1d}';
 
-/// Identifies a series: name, host and tags sorted by key, packed into one shared string so that
-/// an event costs one allocation and the consolidator can hash it in one pass.
+/// Identifies a series: name, host, tags sorted by key and labels (Riemann's list of tags) sorted,
+/// packed into one shared string so that an event costs one allocation and the consolidator can
+/// hash it in one pass.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct SeriesKey(Arc<str>);
 
@@ -52,13 +58,25 @@ impl SeriesKey {
     /// Builds a key. The parts must not contain control characters (the ingest validator
     /// guarantees it); `tags` is sorted here.
     pub fn new(name: &str, host: Option<&str>, tags: &mut [(&str, &str)]) -> Self {
+        Self::with_labels(name, host, tags, &mut [])
+    }
+
+    /// Builds a key that also carries labels (sorted and deduplicated here).
+    pub fn with_labels(
+        name: &str,
+        host: Option<&str>,
+        tags: &mut [(&str, &str)],
+        labels: &mut [&str],
+    ) -> Self {
         tags.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        labels.sort_unstable();
         let len = name.len()
             + host.map_or(0, str::len)
             + tags
                 .iter()
                 .map(|(k, v)| k.len() + v.len() + 2)
                 .sum::<usize>()
+            + labels.iter().map(|l| l.len() + 2).sum::<usize>()
             + 1;
         let mut packed = String::with_capacity(len);
         packed.push_str(name);
@@ -69,6 +87,15 @@ impl SeriesKey {
             packed.push_str(k);
             packed.push(PAIR);
             packed.push_str(v);
+        }
+        let mut previous = None;
+        for &label in labels.iter() {
+            if previous != Some(label) {
+                packed.push(PART);
+                packed.push(LABEL);
+                packed.push_str(label);
+            }
+            previous = Some(label);
         }
         Self(packed.into())
     }
@@ -97,6 +124,10 @@ impl SeriesKey {
     pub fn tags(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
         tags(&self.0)
     }
+
+    pub fn labels(&self) -> impl Iterator<Item = &str> + Clone {
+        labels(&self.0)
+    }
 }
 
 /// Splits a packed key into name, host and the rest (the tags).
@@ -111,8 +142,16 @@ fn parts(packed: &str) -> (&str, Option<&str>, &str) {
 pub fn tags(packed: &str) -> impl Iterator<Item = (&str, &str)> + Clone {
     let rest = parts(packed).2;
     rest.split(PART)
-        .filter(|p| !p.is_empty())
+        .filter(|p| !p.is_empty() && !p.starts_with(LABEL))
         .map(|pair| pair.split_once(PAIR).unwrap_or((pair, "")))
+}
+
+/// The labels of a packed key, sorted.
+pub fn labels(packed: &str) -> impl Iterator<Item = &str> + Clone {
+    parts(packed)
+        .2
+        .split(PART)
+        .filter_map(|p| p.strip_prefix(LABEL))
 }
 
 /// The name of a packed key.
@@ -134,6 +173,9 @@ impl fmt::Debug for SeriesKey {
         for (k, v) in self.tags() {
             write!(f, ",{k}={v}")?;
         }
+        for label in self.labels() {
+            write!(f, ",#{label}")?;
+        }
         Ok(())
     }
 }
@@ -143,8 +185,89 @@ impl fmt::Debug for SeriesKey {
 pub struct Event {
     pub series: SeriesKey,
     pub kind: MetricKind,
-    pub value: f64,
+    pub sample: Sample,
     pub timestamp: EpochMillis,
+}
+
+impl Event {
+    /// An event of one plain value.
+    pub fn value(series: SeriesKey, kind: MetricKind, value: f64, timestamp: EpochMillis) -> Self {
+        Self {
+            series,
+            kind,
+            sample: Sample::Value(value),
+            timestamp,
+        }
+    }
+}
+
+/// What an event carries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sample {
+    /// One measured value.
+    Value(f64),
+    /// One member of a set, as a 64-bit hash of what the client sent.
+    Member(u64),
+    /// Many values already summarised by the client (DaTtSs partials): merged exactly.
+    Partial(Box<Partial>),
+}
+
+impl Sample {
+    /// The value of a single-value sample.
+    pub fn as_value(&self) -> Option<f64> {
+        match self {
+            Sample::Value(v) => Some(*v),
+            _ => None,
+        }
+    }
+}
+
+/// A client-side aggregate of `count` values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Partial {
+    pub count: u64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+    pub first: f64,
+    pub last: f64,
+}
+
+impl Partial {
+    /// Checks what a client could get wrong: a count of at least one, finite numbers,
+    /// min ≤ first, last, mean ≤ max. The error names the field at fault.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        let fields = [
+            ("sum", self.sum),
+            ("min", self.min),
+            ("max", self.max),
+            ("first", self.first),
+            ("last", self.last),
+        ];
+        if let Some((field, v)) = fields.iter().find(|(_, v)| !v.is_finite()) {
+            return Err((field, format!("must be a finite number, got {v}")));
+        }
+        if self.count == 0 {
+            return Err(("count", "must be at least 1".into()));
+        }
+        if self.min > self.max {
+            return Err(("min", format!("{} is above max {}", self.min, self.max)));
+        }
+        for (field, v) in [("first", self.first), ("last", self.last)] {
+            if v < self.min || v > self.max {
+                return Err((field, format!("{v} is outside min..max")));
+            }
+        }
+        let mean = self.sum / self.count as f64;
+        let slack = 1e-9 * mean.abs().max(1.0);
+        if mean < self.min - slack || mean > self.max + slack {
+            return Err((
+                "sum",
+                format!("{} over count {} is outside min..max", self.sum, self.count),
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -170,6 +293,32 @@ mod tests {
         assert_eq!(k.host(), None);
         assert_eq!(k.tags().count(), 0);
         assert_ne!(k, SeriesKey::new("load", Some("h"), &mut []));
+    }
+
+    #[test]
+    fn labels_are_sorted_deduplicated_and_apart_from_tags() {
+        let k = SeriesKey::with_labels("m", None, &mut [("a", "1")], &mut ["web", "db", "web"]);
+        assert_eq!(k.labels().collect::<Vec<_>>(), vec!["db", "web"]);
+        assert_eq!(k.tags().collect::<Vec<_>>(), vec![("a", "1")]);
+        assert_ne!(k, SeriesKey::new("m", None, &mut [("a", "1")]));
+        assert_eq!(format!("{k:?}"), "m,a=1,#db,#web");
+    }
+
+    #[test]
+    fn partial_checks_name_what_is_inconsistent() {
+        let ok = Partial {
+            count: 3,
+            sum: 6.0,
+            min: 1.0,
+            max: 3.0,
+            first: 1.0,
+            last: 3.0,
+        };
+        assert_eq!(ok.check(), Ok(()));
+        assert_eq!(Partial { count: 0, ..ok }.check().unwrap_err().0, "count");
+        assert_eq!(Partial { min: 4.0, ..ok }.check().unwrap_err().0, "min");
+        assert_eq!(Partial { last: 9.0, ..ok }.check().unwrap_err().0, "last");
+        assert_eq!(Partial { sum: 60.0, ..ok }.check().unwrap_err().0, "sum");
     }
 
     #[test]

@@ -15,4 +15,5 @@ pub mod persist;
 pub mod pipeline;
 pub mod query;
 pub mod replay;
+pub mod sketch;
 pub mod stats;

@@ -133,6 +133,7 @@ pub fn archive_specs(config: &Config) -> Vec<ArchiveSpec> {
         .map(|a| ArchiveSpec {
             step_ms: a.step.as_millis() as i64,
             lateness_ms: a.lateness.as_millis() as i64,
+            sketches: !a.percentiles.is_empty(),
         })
         .collect()
 }

@@ -205,7 +205,7 @@ mod tests {
             .to_string();
         assert_eq!(
             err,
-            "line 3: field 'value': is required; nothing was written"
+            "line 3: field 'value': is required (or the partial fields count, sum, min, max, first, last); nothing was written"
         );
     }
 

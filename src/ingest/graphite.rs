@@ -52,12 +52,12 @@ pub fn parse_line(line: &str, limits: &Limits) -> Result<Event, String> {
     if timestamp > now.saturating_add(limits.max_future_skew_ms) {
         return Err("timestamp too far ahead of the server clock".into());
     }
-    Ok(Event {
-        series: SeriesKey::new(path, None, &mut []),
-        kind: MetricKind::Gauge,
+    Ok(Event::value(
+        SeriesKey::new(path, None, &mut []),
+        MetricKind::Gauge,
         value,
         timestamp,
-    })
+    ))
 }
 
 /// Parses every line of `text` into `out`; returns the number of bad lines.
@@ -144,7 +144,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            (e.series.name(), e.value, e.timestamp, e.kind),
+            (
+                e.series.name(),
+                e.sample.as_value().unwrap(),
+                e.timestamp,
+                e.kind
+            ),
             (
                 "servers.web1.cpu",
                 0.5,

@@ -9,7 +9,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
@@ -66,6 +66,7 @@ impl<B, C> AppState<B, C> {
 pub fn router<B: SearchBackend, C: Clock>(state: AppState<B, C>, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/v1/metrics", post(post_metrics::<B, C>))
+        .route("/agg", put(put_agg::<B, C>))
         .route("/health", get(health::<B, C>))
         .route("/track", get(track::<B, C>))
         .route("/v1/live", get(live::<B, C>))
@@ -106,6 +107,23 @@ async fn post_metrics<B: SearchBackend, C: Clock>(
     State(s): State<AppState<B, C>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    ingest_body(&s, body, parse_body).await
+}
+
+/// DaTtSs's `PUT /agg` with `{"prt":{"c":[…],"ms":[…],"g":[…]}}` partial aggregates.
+async fn put_agg<B: SearchBackend, C: Clock>(
+    State(s): State<AppState<B, C>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    ingest_body(&s, body, crate::ingest::dattss::parse_agg).await
+}
+
+/// Parses a whole body with `parse` and ingests it, or answers what is wrong with it.
+async fn ingest_body<B, C: Clock>(
+    s: &AppState<B, C>,
+    body: Result<Bytes, BytesRejection>,
+    parse: fn(&[u8], &Limits) -> Result<Vec<crate::event::Event>, InvalidEvent>,
+) -> Response {
     let body = match body {
         Ok(body) => body,
         Err(rejection) => {
@@ -122,11 +140,11 @@ async fn post_metrics<B: SearchBackend, C: Clock>(
         }
     };
     let limits = Limits::new(&s.config.ingest, s.clock.now());
-    let events = match parse_body(&body, &limits) {
+    let events = match parse(&body, &limits) {
         Ok(events) => events,
         Err(e) => return invalid_event(&e),
     };
-    match submit(&s, events).await {
+    match submit(s, events).await {
         Ok(report) => (StatusCode::OK, Json(report_json(&report, &s.config))).into_response(),
         Err(refused) => refused,
     }
@@ -189,12 +207,12 @@ async fn track<B: SearchBackend, C: Clock>(
             )
         }
     };
-    let event = crate::event::Event {
-        series: SeriesKey::new(key, None, &mut []),
-        kind: MetricKind::Counter,
+    let event = crate::event::Event::value(
+        SeriesKey::new(key, None, &mut []),
+        MetricKind::Counter,
         value,
-        timestamp: s.clock.now(),
-    };
+        s.clock.now(),
+    );
     match submit(&s, vec![event]).await {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(refused) => refused,

@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 
 use crate::clock::EpochMillis;
 use crate::config::IngestConfig;
-use crate::event::{Event, MetricKind, SeriesKey};
+use crate::event::{Event, MetricKind, Partial, Sample, SeriesKey};
 
 /// Where in a body a problem is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +82,34 @@ struct RawEvent<'a> {
     tags: Option<&'a RawValue>,
     #[serde(borrow, default, rename = "type")]
     kind: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    labels: Option<&'a RawValue>,
+    // The partial form: many values summarised by the client, instead of `value`.
+    #[serde(borrow, default)]
+    count: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    sum: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    min: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    max: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    first: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    last: Option<&'a RawValue>,
+}
+
+impl RawEvent<'_> {
+    fn partial_fields(&self) -> [(&'static str, Option<&RawValue>); 6] {
+        [
+            ("count", self.count),
+            ("sum", self.sum),
+            ("min", self.min),
+            ("max", self.max),
+            ("first", self.first),
+            ("last", self.last),
+        ]
+    }
 }
 
 /// Parses and validates a whole body, or returns the first problem.
@@ -147,10 +175,6 @@ pub fn parse_event(json: &str, at: Location, limits: &Limits) -> Result<Event, I
         None => return Err(err(Some("name"), "is required".into())),
     };
     check_text(&name, limits.max_name_length).map_err(|m| err(Some("name"), m))?;
-    let value = match raw.value {
-        Some(v) => finite_number(v).map_err(|m| err(Some("value"), m))?,
-        None => return Err(err(Some("value"), "is required".into())),
-    };
     let timestamp = match raw.timestamp {
         Some(v) if v.get() != "null" => timestamp(v).map_err(|m| err(Some("timestamp"), m))?,
         _ => limits.now,
@@ -180,12 +204,32 @@ pub fn parse_event(json: &str, at: Location, limits: &Limits) -> Result<Event, I
             MetricKind::parse(&s).ok_or_else(|| {
                 err(
                     Some("type"),
-                    format!("{s:?} is not a type (gauge, counter or timer)"),
+                    format!("{s:?} is not a type (gauge, counter, timer or set)"),
                 )
             })?
         }
         _ => MetricKind::Gauge,
     };
+    let sample = sample(&raw, kind).map_err(|(field, m)| err(Some(field), m))?;
+    let labels: Vec<Cow<str>> = match raw.labels {
+        Some(v) if v.get() != "null" => serde_json::from_str(v.get())
+            .map_err(|_| err(Some("labels"), "must be an array of strings".into()))?,
+        _ => Vec::new(),
+    };
+    if labels.len() > limits.max_tags {
+        return Err(err(
+            Some("labels"),
+            format!(
+                "has {} labels, more than the limit of {}",
+                labels.len(),
+                limits.max_tags
+            ),
+        ));
+    }
+    for label in &labels {
+        check_text(label, limits.max_name_length)
+            .map_err(|m| err(Some("labels"), format!("{label:?} {m}")))?;
+    }
     let tags: Vec<(Cow<str>, Cow<str>)> = match raw.tags {
         Some(v) if v.get() != "null" => serde_json::from_str(v.get())
             .map(|m: std::collections::BTreeMap<Cow<str>, Cow<str>>| m.into_iter().collect())
@@ -222,12 +266,80 @@ pub fn parse_event(json: &str, at: Location, limits: &Limits) -> Result<Event, I
         }
     }
     let mut pairs: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (k.as_ref(), v.as_ref())).collect();
+    let mut labels: Vec<&str> = labels.iter().map(AsRef::as_ref).collect();
     Ok(Event {
-        series: SeriesKey::new(&name, host.as_deref(), &mut pairs),
+        series: SeriesKey::with_labels(&name, host.as_deref(), &mut pairs, &mut labels),
         kind,
-        value,
+        sample,
         timestamp,
     })
+}
+
+/// The value, set member or partial aggregate of an event, or the field at fault.
+fn sample(raw: &RawEvent, kind: MetricKind) -> Result<Sample, (&'static str, String)> {
+    let given: Vec<&'static str> = raw
+        .partial_fields()
+        .iter()
+        .filter(|(_, v)| v.is_some())
+        .map(|(f, _)| *f)
+        .collect();
+    match (raw.value, given.first()) {
+        (Some(_), Some(field)) => Err((
+            field,
+            "cannot be given with 'value': an event is either one value or a partial (count, sum, min, max, first, last)".into(),
+        )),
+        (Some(v), None) if kind == MetricKind::Set => set_member(v).map_err(|m| ("value", m)),
+        (Some(v), None) => finite_number(v).map(Sample::Value).map_err(|m| ("value", m)),
+        (None, None) => Err(("value", "is required (or the partial fields count, sum, min, max, first, last)".into())),
+        (None, Some(_)) if kind == MetricKind::Set => Err((
+            "type",
+            "a set takes one member in 'value', not a partial".into(),
+        )),
+        (None, Some(_)) => partial(raw).map(|p| Sample::Partial(Box::new(p))),
+    }
+}
+
+fn partial(raw: &RawEvent) -> Result<Partial, (&'static str, String)> {
+    let mut numbers = [0.0; 6];
+    for (slot, (field, v)) in numbers.iter_mut().zip(raw.partial_fields()) {
+        let v = v.ok_or((field, "is required in a partial".to_string()))?;
+        *slot = finite_number(v).map_err(|m| (field, m))?;
+    }
+    let [count, sum, min, max, first, last] = numbers;
+    if count < 1.0 || count.fract() != 0.0 || count > 9.0e15 {
+        return Err((
+            "count",
+            format!("must be a whole number of at least 1, got {count}"),
+        ));
+    }
+    let p = Partial {
+        count: count as u64,
+        sum,
+        min,
+        max,
+        first,
+        last,
+    };
+    p.check()?;
+    Ok(p)
+}
+
+/// A set member: a string, or a number taken as its JSON text.
+fn set_member(v: &RawValue) -> Result<Sample, String> {
+    let text: Cow<str> = if v.get().starts_with('"') {
+        string_field(v)?
+    } else if serde_json::from_str::<f64>(v.get()).is_ok() {
+        Cow::Borrowed(v.get())
+    } else {
+        return Err(format!(
+            "a set member must be a string or a number, got {}",
+            v.get()
+        ));
+    };
+    if text.is_empty() {
+        return Err("a set member must not be empty".into());
+    }
+    Ok(Sample::Member(xxhash_rust::xxh3::xxh3_64(text.as_bytes())))
 }
 
 fn string_field(v: &RawValue) -> Result<Cow<'_, str>, String> {
@@ -325,7 +437,7 @@ mod tests {
         );
         assert_eq!(
             fails(r#"[{"name":"a"}]"#),
-            "item 0: field 'value': is required"
+            "item 0: field 'value': is required (or the partial fields count, sum, min, max, first, last)"
         );
         assert_eq!(
             fails(r#"{"name":"a","value":"NaN"}"#),
@@ -361,6 +473,47 @@ mod tests {
             .starts_with("line 2: field 'value'"));
         assert!(fails("").starts_with("empty body"));
         assert!(fails("[1]").starts_with("item 0: expected a JSON object"));
+    }
+
+    #[test]
+    fn partials_sets_and_labels_are_read_and_checked() {
+        let e = parse(r#"{"name":"t","type":"timer","count":3,"sum":6,"min":1,"max":3,"first":2,"last":1,"labels":["x","y"]}"#).unwrap();
+        assert_eq!(
+            e[0].sample,
+            Sample::Partial(Box::new(Partial {
+                count: 3,
+                sum: 6.0,
+                min: 1.0,
+                max: 3.0,
+                first: 2.0,
+                last: 1.0
+            }))
+        );
+        assert_eq!(e[0].series.labels().collect::<Vec<_>>(), vec!["x", "y"]);
+        let a = parse(r#"{"name":"u","type":"set","value":"alice"}"#).unwrap();
+        let b = parse(r#"{"name":"u","type":"set","value":"bob"}"#).unwrap();
+        assert!(matches!(a[0].sample, Sample::Member(_)));
+        assert_ne!(a[0].sample, b[0].sample);
+        assert!(fails(r#"{"name":"t","value":1,"count":2}"#)
+            .starts_with("field 'count': cannot be given with 'value'"));
+        assert_eq!(
+            fails(r#"{"name":"t","count":2,"sum":2,"min":1,"max":1,"first":1}"#),
+            "field 'last': is required in a partial"
+        );
+        assert!(
+            fails(r#"{"name":"t","count":0.5,"sum":2,"min":1,"max":1,"first":1,"last":1}"#)
+                .contains("whole number")
+        );
+        assert!(
+            fails(r#"{"name":"t","count":2,"sum":2,"min":3,"max":1,"first":1,"last":1}"#)
+                .starts_with("field 'min': 3 is above max 1")
+        );
+        assert!(fails(r#"{"name":"u","type":"set","value":{}}"#).contains("set member"));
+        assert!(fails(r#"{"name":"u","labels":"a","value":1}"#).contains("array of strings"));
+        assert_eq!(
+            fails(r#"{"name":"a"}"#),
+            "field 'value': is required (or the partial fields count, sum, min, max, first, last)"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! `json` is the shared event format, `http` the HTTP API around it.
 
 pub mod datagrams;
+pub mod dattss;
 pub mod graphite;
 pub mod http;
 pub mod json;

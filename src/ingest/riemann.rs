@@ -108,9 +108,11 @@ fn decode_event(
     let (mut time_s, mut time_us) = (None, None);
     let mut metric = None;
     let mut attributes: Vec<(String, String)> = Vec::new();
+    let mut labels: Vec<&str> = Vec::new();
     for field in (Fields { buf }) {
         match field? {
             (1, Field::Varint(v)) => time_s = Some(v as i64),
+            (7, Field::Bytes(b)) => labels.push(text(b)?),
             (3, Field::Bytes(b)) => service = Some(text(b)?),
             (4, Field::Bytes(b)) => host = Some(text(b)?),
             (9, Field::Bytes(b)) => {
@@ -141,6 +143,10 @@ fn decode_event(
     if let Some(h) = host {
         crate::ingest::json::check_text(h, max_name_length)?;
     }
+    for label in &labels {
+        crate::ingest::json::check_text(label, max_name_length)
+            .map_err(|why| format!("tag {label:?} {why}"))?;
+    }
     let timestamp = time_us
         .map(|us| us / 1000)
         .or(time_s.map(|s| s * 1000))
@@ -149,12 +155,12 @@ fn decode_event(
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    Ok(Some(Event {
-        series: SeriesKey::new(name, host.filter(|h| !h.is_empty()), &mut tags),
-        kind: MetricKind::Gauge,
+    Ok(Some(Event::value(
+        SeriesKey::with_labels(name, host.filter(|h| !h.is_empty()), &mut tags, &mut labels),
+        MetricKind::Gauge,
         value,
         timestamp,
-    }))
+    )))
 }
 
 /// Decodes a `Msg` into `out`; returns the number of events skipped for having no metric.
@@ -320,7 +326,12 @@ mod tests {
         assert_eq!(out.len(), 1);
         let e = &out[0];
         assert_eq!(
-            (e.series.name(), e.series.host(), e.value, e.timestamp),
+            (
+                e.series.name(),
+                e.series.host(),
+                e.sample.as_value().unwrap(),
+                e.timestamp
+            ),
             ("cpu", Some("web-1"), 0.25, 1_000_000_000_000)
         );
         assert_eq!(
@@ -339,7 +350,10 @@ mod tests {
         event.extend([13 << 3, 0x03]); // zigzag 3 = -2
         let mut out = Vec::new();
         decode_msg(&field_bytes(6, &event), 5, 255, &mut out).unwrap();
-        assert_eq!((out[0].value, out[0].timestamp), (-2.0, 5));
+        assert_eq!(
+            (out[0].sample.as_value(), out[0].timestamp),
+            (Some(-2.0), 5)
+        );
         assert_eq!(encode_reply(None), vec![0x10, 0x01]);
         assert_eq!(
             encode_reply(Some("no")),

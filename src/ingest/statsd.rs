@@ -14,7 +14,7 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, EpochMillis};
-use crate::event::{Event, MetricKind, SeriesKey};
+use crate::event::{Event, MetricKind, Sample, SeriesKey};
 use crate::ingest::datagrams::{serve_udp, ParseDatagram};
 use crate::pipeline::IngestHandle;
 use crate::stats::Stats;
@@ -96,6 +96,14 @@ pub fn parse_line(
     gauges: &mut GaugeState,
     out: &mut Vec<Event>,
 ) -> Result<(), String> {
+    if crate::ingest::dattss::looks_like_dattss(line) {
+        out.push(crate::ingest::dattss::parse_line(
+            line,
+            now,
+            max_name_length,
+        )?);
+        return Ok(());
+    }
     let (key, rest) = line.split_once(':').ok_or("no ':' after the key")?;
     crate::ingest::json::check_text(key, max_name_length)?;
     // `k:1|c:2|c` — split the rest into `value|type[|…]` groups at ':' that start a new value.
@@ -151,15 +159,25 @@ fn parse_value(
             .filter(|v| v.is_finite())
             .ok_or_else(|| format!("bad value {s:?}"))
     };
-    let (kind, value) = match kind {
-        "c" => (MetricKind::Counter, number(value_text)? / rate),
-        "ms" | "h" => (MetricKind::Timer, number(value_text)?),
+    let (kind, sample) = match kind {
+        "c" => (
+            MetricKind::Counter,
+            Sample::Value(number(value_text)? / rate),
+        ),
+        "ms" | "h" => (MetricKind::Timer, Sample::Value(number(value_text)?)),
         "g" => {
             let v = number(value_text)?;
             let signed = value_text.starts_with(['+', '-']);
             let gauge = gauges.entry(gauge_key(key, &tags)).or_insert(0.0);
             *gauge = if signed { *gauge + v } else { v };
-            (MetricKind::Gauge, *gauge)
+            (MetricKind::Gauge, Sample::Value(*gauge))
+        }
+        "s" => {
+            if value_text.is_empty() {
+                return Err("empty set member".into());
+            }
+            let hash = xxhash_rust::xxh3::xxh3_64(value_text.as_bytes());
+            (MetricKind::Set, Sample::Member(hash))
         }
         other => return Err(format!("unsupported type {other:?}")),
     };
@@ -167,7 +185,7 @@ fn parse_value(
     out.push(Event {
         series: SeriesKey::new(key, None, &mut pairs),
         kind,
-        value,
+        sample,
         timestamp: now,
     });
     Ok(())
@@ -224,7 +242,10 @@ mod tests {
                 (
                     e.series.name().to_string(),
                     e.kind,
-                    e.value,
+                    match e.sample {
+                        Sample::Member(_) => f64::NAN,
+                        other => other.as_value().unwrap(),
+                    },
                     e.series
                         .tags()
                         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -274,10 +295,30 @@ mod tests {
     }
 
     #[test]
+    fn set_members_are_hashed_and_equal_members_hash_equal() {
+        let mut g = GaugeState::new();
+        let mut out = Vec::new();
+        parse_datagram("u:alice|s\nu:bob|s\nu:alice|s", 1000, 255, &mut g, &mut out);
+        let members: Vec<&Sample> = out.iter().map(|e| &e.sample).collect();
+        assert!(out.iter().all(|e| e.kind == MetricKind::Set));
+        assert_eq!(members[0], members[2]);
+        assert_ne!(members[0], members[1]);
+    }
+
+    #[test]
+    fn dattss_lines_share_the_port() {
+        let mut g = GaugeState::new();
+        let (events, counts) = parse("auth:app:latency:153ms!\napp.hits:1|c", &mut g);
+        assert_eq!(counts.values, 2);
+        assert_eq!(events[0].0, "app:latency");
+        assert_eq!((events[0].1, events[0].2), (MetricKind::Timer, 153.0));
+    }
+
+    #[test]
     fn bad_lines_are_counted_and_skipped() {
         let mut g = GaugeState::new();
         let (events, counts) = parse(
-            "ok:1|c\nnovalue\nx:abc|c\ny:1|zz\nz:1|c|@2\nw:1|s\n:1|c\nok:2|c",
+            "ok:1|c\nnovalue\nx:abc|c\ny:1|zz\nz:1|c|@2\nw:|s\n:1|c\nok:2|c",
             &mut g,
         );
         assert_eq!(

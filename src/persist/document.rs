@@ -7,8 +7,9 @@ use serde::Serialize;
 use crate::clock::EpochMillis;
 use crate::config::Config;
 use crate::consolidate::Closed;
-use crate::event;
+use crate::event::{self, MetricKind};
 use crate::persist::index::{rfc3339, IndexNaming, IndexPeriod};
+use crate::sketch::Sketch;
 
 /// What the encoder needs to know about an archive.
 #[derive(Debug, Clone)]
@@ -16,6 +17,8 @@ struct ArchiveInfo {
     name: String,
     step_s: u64,
     period: IndexPeriod,
+    /// Configured percentiles as (quantile 0–1, field name).
+    percentiles: Vec<(f64, String)>,
     /// The last index name rendered, for the period [start, end).
     cached: Option<(EpochMillis, EpochMillis, String)>,
 }
@@ -46,6 +49,9 @@ struct Document<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     host: Option<&'a str>,
     tags: Tags<'a>,
+    /// Riemann's list of tags.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    labels: Vec<&'a str>,
     /// The whole series key, readable: `name{host="h",k="v"}`; one keyword to group by.
     series: String,
     #[serde(rename = "type")]
@@ -59,6 +65,30 @@ struct Document<'a> {
     avg: f64,
     first: f64,
     last: f64,
+    /// Counters: sum per second of step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate: Option<f64>,
+    /// Sets: distinct members in the bucket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unique: Option<u64>,
+    #[serde(flatten)]
+    percentiles: Percentiles<'a>,
+    /// The bucket's quantile sketch (see [`crate::sketch`]), stored but not indexed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sketch: Option<String>,
+}
+
+/// `p<N>` fields, one per configured percentile, when the bucket has a sketch.
+struct Percentiles<'a>(Vec<(&'a str, f64)>);
+
+impl Serialize for Percentiles<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (field, v) in &self.0 {
+            map.serialize_entry(field, v)?;
+        }
+        map.end()
+    }
 }
 
 struct Tags<'a>(&'a str);
@@ -84,6 +114,11 @@ impl DocumentEncoder {
                     name: a.name.clone(),
                     step_s: a.step.as_secs(),
                     period: a.index_period,
+                    percentiles: a
+                        .percentiles
+                        .iter()
+                        .map(|&p| (p / 100.0, crate::config::percentile_field(p)))
+                        .collect(),
                     cached: None,
                 })
                 .collect(),
@@ -121,15 +156,26 @@ impl DocumentEncoder {
             },
         );
         let timestamp = rfc3339(s.start);
+        let info = &self.archives[closed.archive];
+        let sketch = closed.extras.as_ref().and_then(|e| e.sketch.as_ref());
+        let percentiles = match sketch {
+            Some(sketch) => info
+                .percentiles
+                .iter()
+                .filter_map(|(q, field)| Some((field.as_str(), sketch.quantile(*q)?)))
+                .collect(),
+            None => Vec::new(),
+        };
         let doc = Document {
             timestamp: &timestamp,
             name: event::name(&closed.series),
             host: event::host(&closed.series),
             tags: Tags(&closed.series),
+            labels: event::labels(&closed.series).collect(),
             series: series_label(&closed.series),
             kind: s.kind.as_str(),
             archive: &archive_name,
-            step: self.archives[closed.archive].step_s,
+            step: info.step_s,
             count: s.count,
             sum: s.sum,
             min: s.min,
@@ -137,6 +183,10 @@ impl DocumentEncoder {
             avg: s.avg(),
             first: s.first,
             last: s.last,
+            rate: (s.kind == MetricKind::Counter).then(|| s.sum / info.step_s as f64),
+            unique: closed.extras.as_ref().and_then(|e| e.unique()),
+            percentiles: Percentiles(percentiles),
+            sketch: sketch.map(Sketch::to_base64),
         };
         write_json(out, &doc);
     }
@@ -148,13 +198,15 @@ fn write_json<T: Serialize>(out: &mut Vec<u8>, value: &T) {
     out.push(b'\n');
 }
 
-/// The readable form of a packed series key: `name{host="h",k="v"}` (just `name` when bare).
+/// The readable form of a packed series key: `name{host="h",k="v",#label}` (just `name` when
+/// bare).
 pub fn series_label(packed: &str) -> String {
     let mut labels: Vec<String> = Vec::new();
     if let Some(h) = event::host(packed) {
         labels.push(format!("host={h:?}"));
     }
     labels.extend(event::tags(packed).map(|(k, v)| format!("{k}={v:?}")));
+    labels.extend(event::labels(packed).map(|l| format!("#{l}")));
     let name = event::name(packed);
     if labels.is_empty() {
         name.to_string()
@@ -201,6 +253,7 @@ mod tests {
                 s.last = 3.0;
                 s
             },
+            extras: None,
         }
     }
 
@@ -244,6 +297,47 @@ mod tests {
             (Some(1.0), Some(3.0), Some(1.0), Some(3.0))
         );
         assert!(text.ends_with('\n'));
+        for absent in ["labels", "rate", "unique", "sketch", "p50"] {
+            assert!(doc.get(absent).is_none(), "{absent}");
+        }
+    }
+
+    #[test]
+    fn counters_sets_labels_and_sketches_add_their_fields() {
+        let text = "[[archive]]\nname=\"20s\"\nstep=\"20s\"\nretention=\"2 days\"\nindex_period=\"day\"\npercentiles=[50, 99.9]\n";
+        let mut enc = DocumentEncoder::new(&Config::from_toml(text, Path::new("t")).unwrap());
+        let encode = |enc: &mut DocumentEncoder, c: &Closed| {
+            let mut out = Vec::new();
+            enc.encode(c, &mut out);
+            let text = String::from_utf8(out).unwrap();
+            serde_json::from_str::<serde_json::Value>(text.lines().nth(1).unwrap()).unwrap()
+        };
+        let mut counter = closed(0);
+        counter.summary.kind = MetricKind::Counter;
+        counter.series = SeriesKey::with_labels("c", None, &mut [], &mut ["b", "a"]).shared();
+        let doc = encode(&mut enc, &counter);
+        assert_eq!(doc["rate"], 0.2, "4 over 20 s");
+        assert_eq!(doc["labels"], serde_json::json!(["a", "b"]));
+        assert_eq!(doc["series"], "c{#a,#b}");
+
+        let mut timer = closed(0);
+        let mut sketch = Sketch::new();
+        (1..=1000).for_each(|v| sketch.add(v as f64));
+        let mut members = hashbrown::HashSet::new();
+        members.extend([1, 2, 3]);
+        timer.extras = Some(Box::new(crate::consolidate::Extras {
+            sketch: Some(sketch),
+            members: Some(members),
+            carried_unique: 0,
+        }));
+        let doc = encode(&mut enc, &timer);
+        let p50 = doc["p50"].as_f64().unwrap();
+        let p999 = doc["p99_9"].as_f64().unwrap();
+        assert!((p50 - 500.0).abs() <= 5.0, "{p50}");
+        assert!((p999 - 999.0).abs() <= 9.99, "{p999}");
+        assert_eq!(doc["unique"], 3);
+        let back = Sketch::from_base64(doc["sketch"].as_str().unwrap()).unwrap();
+        assert_eq!(back.count(), 1000);
     }
 
     #[test]

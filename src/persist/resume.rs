@@ -7,9 +7,10 @@ use serde_json::{json, Value};
 
 use crate::clock::EpochMillis;
 use crate::config::Config;
-use crate::consolidate::{ConsolidateError, Consolidator, Summary};
+use crate::consolidate::{ConsolidateError, Consolidator, Extras, Summary};
 use crate::event::{MetricKind, SeriesKey};
 use crate::persist::backend::{BackendError, SearchBackend};
+use crate::sketch::Sketch;
 
 /// Why resuming failed.
 #[derive(Debug, thiserror::Error)]
@@ -30,8 +31,9 @@ pub fn open_bucket_query(archive: &str, step_ms: i64, lateness_ms: i64, now: Epo
     ]}})
 }
 
-/// Parses one of our documents back into its series key and bucket summary.
-pub fn summary_of(doc: &Value) -> Option<(SeriesKey, Summary)> {
+/// Parses one of our documents back into its series key, bucket summary and what it kept besides
+/// (its sketch, its count of distinct set members).
+pub fn summary_of(doc: &Value) -> Option<(SeriesKey, Summary, Option<Extras>)> {
     let start = chrono::DateTime::parse_from_rfc3339(doc["@timestamp"].as_str()?)
         .ok()?
         .timestamp_millis();
@@ -42,6 +44,10 @@ pub fn summary_of(doc: &Value) -> Option<(SeriesKey, Summary)> {
             .iter()
             .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
             .collect(),
+        None => Vec::new(),
+    };
+    let mut labels: Vec<&str> = match doc["labels"].as_array() {
+        Some(list) => list.iter().filter_map(Value::as_str).collect(),
         None => Vec::new(),
     };
     let kind = MetricKind::parse(doc["type"].as_str().unwrap_or("gauge"))?;
@@ -56,7 +62,21 @@ pub fn summary_of(doc: &Value) -> Option<(SeriesKey, Summary)> {
         f("first")?,
         f("last")?,
     );
-    Some((SeriesKey::new(name, host, &mut tags), summary))
+    let sketch = match doc["sketch"].as_str() {
+        Some(text) => Some(Sketch::from_base64(text).ok()?),
+        None => None,
+    };
+    let carried_unique = doc["unique"].as_u64().unwrap_or(0);
+    let extras = (sketch.is_some() || carried_unique > 0).then_some(Extras {
+        sketch,
+        members: None,
+        carried_unique,
+    });
+    Some((
+        SeriesKey::with_labels(name, host, &mut tags, &mut labels),
+        summary,
+        extras,
+    ))
 }
 
 /// Reopens in `consolidator` every bucket of every archive still open at `now`; returns how
@@ -83,8 +103,8 @@ pub async fn reopen_buckets<B: SearchBackend>(
             .await?;
         for doc in &docs {
             match summary_of(doc) {
-                Some((key, summary)) => {
-                    reopened += usize::from(consolidator.restore(&key, i, summary)?)
+                Some((key, summary, extras)) => {
+                    reopened += usize::from(consolidator.restore(&key, i, summary, extras)?)
                 }
                 None => {
                     tracing::warn!(document = %doc, "cannot read back a document; its bucket will be overwritten")
@@ -103,7 +123,8 @@ mod tests {
     fn a_document_reads_back_into_its_key_and_summary() {
         let doc = json!({"@timestamp": "2026-01-01T00:00:20Z", "name": "cpu", "host": "h", "tags": {"b": "2", "a": "1"},
             "type": "counter", "archive": "20s", "step": 20, "count": 2, "sum": 4.0, "min": 1.0, "max": 3.0, "avg": 2.0, "first": 1.0, "last": 3.0});
-        let (key, s) = summary_of(&doc).unwrap();
+        let (key, s, extras) = summary_of(&doc).unwrap();
+        assert_eq!(extras, None);
         assert_eq!(
             key,
             SeriesKey::new("cpu", Some("h"), &mut [("a", "1"), ("b", "2")])

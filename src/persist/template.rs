@@ -24,6 +24,7 @@ pub fn index_template(config: &Config) -> Value {
             "mappings": {
                 "dynamic_templates": [
                     {"tags_as_keywords": {"path_match": "tags.*", "mapping": {"type": "keyword"}}},
+                    {"percentiles_as_doubles": {"match_pattern": "regex", "match": "^p[0-9]+(_[0-9]+)?$", "mapping": {"type": "double"}}},
                     {"strings_as_keywords": {"match_mapping_type": "string", "mapping": {"type": "keyword"}}}
                 ],
                 "properties": {
@@ -32,7 +33,11 @@ pub fn index_template(config: &Config) -> Value {
                     "tags": {"type": "object"},
                     "step": {"type": "long"},
                     "count": {"type": "long"},
-                    "sum": double, "min": double, "max": double, "avg": double, "first": double, "last": double
+                    "sum": double, "min": double, "max": double, "avg": double, "first": double, "last": double,
+                    "rate": double,
+                    "unique": {"type": "long"},
+                    "labels": keyword,
+                    "sketch": {"type": "binary"}
                 }
             }
         }
@@ -65,6 +70,10 @@ mod tests {
             "type",
             "archive",
             "step",
+            "rate",
+            "unique",
+            "labels",
+            "sketch",
         ] {
             assert!(props.get(f).is_some(), "{f} is mapped");
         }

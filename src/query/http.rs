@@ -15,8 +15,12 @@ use crate::config::Config;
 use crate::maintain::plan::archive_spans;
 use crate::persist::backend::SearchBackend;
 use crate::query::filter::{instant, BadParam, SeriesSelector};
-use crate::query::metrics::{points_from_response, segment_query, segments, Stat};
+use crate::query::metrics::{
+    document_sketch, parse_percentile, points_from_response, points_from_sketches, segment_query,
+    segments, sketch_query, Stat,
+};
 use crate::query::stats::{stats_from_response, stats_query};
+use crate::sketch::Sketch;
 
 /// What the read handlers share.
 pub struct QueryState<B, C> {
@@ -59,6 +63,25 @@ impl<B: SearchBackend, C: Clock> QueryState<B, C> {
     ) -> Result<Vec<crate::query::metrics::Point>, Response> {
         if segs.is_empty() {
             return Ok(Vec::new());
+        }
+        if let Some(q) = stat.quantile() {
+            let mut points = Vec::new();
+            for seg in segs {
+                let query = sketch_query(&self.config, selector, seg);
+                let docs = self
+                    .backend
+                    .search_all(pattern, &query)
+                    .await
+                    .map_err(node_error)?;
+                points.extend(points_from_sketches(
+                    &self.config,
+                    seg,
+                    &docs,
+                    q,
+                    min_coverage,
+                ));
+            }
+            return Ok(points);
         }
         let bodies: Vec<_> = segs
             .iter()
@@ -111,7 +134,9 @@ fn not_found() -> Response {
         .into_response()
 }
 
-/// `GET /v1/stats?name=&start=&end=[&host=][&tag.<k>=<v>]`, both ends inclusive (cricket).
+/// `GET /v1/stats?name=&start=&end=[&host=][&tag.<k>=<v>][&percentiles=50,99]`, both ends
+/// inclusive (cricket). Percentiles (by default those the archives keep) merge the stored
+/// sketches of every bucket in the range.
 async fn stats<B: SearchBackend, C: Clock>(
     State(s): State<QueryState<B, C>>,
     Query(params): Query<BTreeMap<String, String>>,
@@ -121,9 +146,14 @@ async fn stats<B: SearchBackend, C: Clock>(
             SeriesSelector::from_params(&params, "name")?,
             instant(&params, "start")?,
             instant(&params, "end")?,
+            optional(&params, "percentiles", |v| {
+                v.split(',')
+                    .map(parse_percentile)
+                    .collect::<Result<Vec<_>, _>>()
+            })?,
         ))
     })();
-    let (selector, start, end) = match parsed {
+    let (selector, start, end, percentiles) = match parsed {
         Ok(p) => p,
         Err(e) => return bad_request(e),
     };
@@ -140,13 +170,49 @@ async fn stats<B: SearchBackend, C: Clock>(
     let Some(body) = stats_query(&s.config, &selector, start, end.saturating_add(1), &spans) else {
         return not_found();
     };
-    match s.backend.search(&pattern, &body).await {
+    let mut stats = match s.backend.search(&pattern, &body).await {
         Ok(response) => match stats_from_response(&response) {
-            Some(stats) => Json(stats).into_response(),
-            None => not_found(),
+            Some(stats) => stats,
+            None => return not_found(),
         },
-        Err(e) => node_error(e),
+        Err(e) => return node_error(e),
+    };
+    let percentiles = percentiles.unwrap_or_else(|| configured_percentiles(&s.config));
+    if !percentiles.is_empty() {
+        let mut query = body["query"].clone();
+        if let Some(filters) = query["bool"]["filter"].as_array_mut() {
+            filters.push(json!({"exists": {"field": "sketch"}}));
+        }
+        let docs = match s.backend.search_all(&pattern, &query).await {
+            Ok(docs) => docs,
+            Err(e) => return node_error(e),
+        };
+        let mut merged = Sketch::new();
+        for (_, sketch) in docs.iter().filter_map(document_sketch) {
+            merged.merge(&sketch);
+        }
+        for milli in percentiles {
+            let p = f64::from(milli) / 1000.0;
+            if let Some(v) = merged.quantile(p / 100.0) {
+                stats
+                    .percentiles
+                    .insert(crate::config::percentile_field(p), v);
+            }
+        }
     }
+    Json(stats).into_response()
+}
+
+/// Every percentile some archive keeps, in thousandths of a percent.
+fn configured_percentiles(config: &Config) -> Vec<u32> {
+    let mut all: Vec<u32> = config
+        .archives
+        .iter()
+        .flat_map(|a| a.percentiles.iter().map(|p| (p * 1000.0).round() as u32))
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    all
 }
 
 /// Parses an optional parameter with `parse`.

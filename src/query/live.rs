@@ -38,6 +38,7 @@ fn last_minute(config: &Config, now: EpochMillis, buckets: &[(usize, Summary)]) 
         .fold((0u64, 0.0), |(c, s), b| (c + b.count, s + b.sum));
     match recent[0].kind {
         MetricKind::Counter => json!({"rate": sum / window_s, "window_seconds": window_s}),
+        MetricKind::Set => json!({"adds": count, "window_seconds": window_s}),
         MetricKind::Timer => json!({
             "avg": sum / count as f64,
             "min": recent.iter().map(|b| b.min).fold(f64::INFINITY, f64::min),

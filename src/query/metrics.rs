@@ -2,8 +2,10 @@
 //! archive that still holds it, each point saying which archive and step it came from. A
 //! requested `step` coarser than the stored one re-aggregates exactly from the stored statistics
 //! (avg = Σsum / Σcount); `min_coverage` (Graphite's xFilesFactor, applied at read time) nulls a
-//! point whose share of non-empty stored buckets is below it.
+//! point whose share of non-empty stored buckets is below it. `stat=p99` (any percentile)
+//! merges the stored quantile sketches of the buckets under each point, across resolutions.
 
+use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use serde::Serialize;
@@ -13,6 +15,7 @@ use crate::clock::EpochMillis;
 use crate::config::Config;
 use crate::persist::index::rfc3339;
 use crate::query::filter::SeriesSelector;
+use crate::sketch::Sketch;
 
 /// Which statistic a point carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +27,29 @@ pub enum Stat {
     Count,
     First,
     Last,
+    /// A percentile, in thousandths of a percent (`p99.9` is 99 900).
+    Percentile(u32),
+}
+
+impl Stat {
+    /// The quantile (0–1) of a percentile stat.
+    pub fn quantile(self) -> Option<f64> {
+        match self {
+            Stat::Percentile(milli) => Some(f64::from(milli) / 100_000.0),
+            _ => None,
+        }
+    }
+}
+
+/// Parses `99`, `99.9` or `99_9` as a percentile in thousandths of a percent.
+pub fn parse_percentile(text: &str) -> Result<u32, String> {
+    let p = text
+        .replace('_', ".")
+        .parse::<f64>()
+        .ok()
+        .filter(|p| *p > 0.0 && *p <= 100.0)
+        .ok_or_else(|| format!("{text:?} is not a percentile above 0 and at most 100"))?;
+    Ok((p * 1000.0).round() as u32)
 }
 
 impl FromStr for Stat {
@@ -38,11 +64,14 @@ impl FromStr for Stat {
             "count" => Stat::Count,
             "first" => Stat::First,
             "last" => Stat::Last,
-            other => {
-                return Err(format!(
-                    "{other:?} is not one of avg, min, max, sum, count, first, last"
-                ))
-            }
+            other => match other.strip_prefix('p') {
+                Some(p) => Stat::Percentile(parse_percentile(p)?),
+                None => {
+                    return Err(format!(
+                        "{other:?} is not one of avg, min, max, sum, count, first, last or a percentile such as p99"
+                    ))
+                }
+            },
         })
     }
 }
@@ -181,6 +210,7 @@ pub fn points_from_response(
                     Stat::Max => b["max"]["value"].as_f64(),
                     Stat::First => b["edge"]["hits"]["hits"][0]["_source"]["first"].as_f64(),
                     Stat::Last => b["edge"]["hits"]["hits"][0]["_source"]["last"].as_f64(),
+                    Stat::Percentile(_) => None,
                 }
             };
             Some(Point {
@@ -193,6 +223,66 @@ pub fn points_from_response(
             })
         })
         .collect()
+}
+
+/// The query (for a scroll) of the documents of one segment that carry a sketch.
+pub fn sketch_query(config: &Config, selector: &SeriesSelector, seg: &Segment) -> Value {
+    let mut filters = selector.filters();
+    filters.push(json!({"term": {"archive": config.archives[seg.archive].name}}));
+    filters.push(
+        json!({"range": {"@timestamp": {"gte": seg.from, "lt": seg.to, "format": "epoch_millis"}}}),
+    );
+    filters.push(json!({"exists": {"field": "sketch"}}));
+    json!({"bool": {"filter": filters}})
+}
+
+/// The bucket start and sketch of a stored document.
+pub fn document_sketch(doc: &Value) -> Option<(EpochMillis, Sketch)> {
+    let start = chrono::DateTime::parse_from_rfc3339(doc["@timestamp"].as_str()?)
+        .ok()?
+        .timestamp_millis();
+    Some((start, Sketch::from_base64(doc["sketch"].as_str()?).ok()?))
+}
+
+/// Points of one segment from its documents' sketches: each point merges the sketches of the
+/// stored buckets under it and reads quantile `q`.
+pub fn points_from_sketches(
+    config: &Config,
+    seg: &Segment,
+    docs: &[Value],
+    q: f64,
+    min_coverage: f64,
+) -> Vec<Point> {
+    let mut merged: BTreeMap<EpochMillis, (u64, Sketch)> = BTreeMap::new();
+    for (start, sketch) in docs.iter().filter_map(document_sketch) {
+        let key = start - start.rem_euclid(seg.interval_ms);
+        let (n, into) = merged.entry(key).or_default();
+        *n += 1;
+        into.merge(&sketch);
+    }
+    let expected = (seg.interval_ms / seg.stored_step_ms).max(1) as f64;
+    let first_bucket = seg.from - seg.from.rem_euclid(seg.interval_ms);
+    let mut points = Vec::new();
+    let mut t = first_bucket;
+    while t < seg.to {
+        let (docs, sketch) = merged
+            .get(&t)
+            .map_or((0.0, None), |(n, s)| (*n as f64, Some(s)));
+        let coverage = (docs / expected).min(1.0);
+        let value = sketch
+            .filter(|_| coverage >= min_coverage)
+            .and_then(|s| s.quantile(q));
+        points.push(Point {
+            time: rfc3339(t),
+            timestamp: t,
+            value,
+            archive: config.archives[seg.archive].name.clone(),
+            step: seg.interval_ms / 1000,
+            coverage,
+        });
+        t += seg.interval_ms;
+    }
+    points
 }
 
 #[cfg(test)]
@@ -253,6 +343,34 @@ mod tests {
             strict.iter().map(|p| p.value).collect::<Vec<_>>(),
             vec![Some(5.0), None, None]
         );
-        assert!("p99".parse::<Stat>().is_err());
+        assert_eq!("p99".parse::<Stat>(), Ok(Stat::Percentile(99_000)));
+        assert_eq!("p99.9".parse::<Stat>(), Ok(Stat::Percentile(99_900)));
+        assert_eq!("p99_9".parse::<Stat>(), Ok(Stat::Percentile(99_900)));
+        assert!("p0".parse::<Stat>().is_err());
+        assert!("median".parse::<Stat>().is_err());
+    }
+
+    #[test]
+    fn percentile_points_merge_the_sketches_under_each_point() {
+        let cfg = config();
+        let seg = Segment {
+            archive: 0,
+            from: 0,
+            to: 80_000,
+            interval_ms: 40_000,
+            stored_step_ms: 20_000,
+        };
+        let doc = |t: i64, values: std::ops::RangeInclusive<i32>| {
+            let mut s = Sketch::new();
+            values.for_each(|v| s.add(f64::from(v)));
+            json!({"@timestamp": rfc3339(t), "sketch": s.to_base64()})
+        };
+        let docs = [doc(0, 1..=50), doc(20_000, 51..=100)];
+        let points = points_from_sketches(&cfg, &seg, &docs, 0.9, 0.0);
+        assert_eq!(points.len(), 2);
+        let p90 = points[0].value.unwrap();
+        assert!((p90 - 90.0).abs() <= 0.9, "{p90}");
+        assert_eq!(points[0].coverage, 1.0);
+        assert_eq!(points[1].value, None);
     }
 }

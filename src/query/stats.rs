@@ -18,6 +18,9 @@ pub struct RangeStats {
     pub min: f64,
     pub max: f64,
     pub average: f64,
+    /// `p<N>` from the merged sketches, when asked for and stored.
+    #[serde(flatten)]
+    pub percentiles: std::collections::BTreeMap<String, f64>,
 }
 
 /// The `_search` body for `selector` over `[from, to)`, split across `spans` (archive, from, to).
@@ -71,6 +74,7 @@ pub fn stats_from_response(response: &Value) -> Option<RangeStats> {
         min: aggs["min"]["value"].as_f64()?,
         max: aggs["max"]["value"].as_f64()?,
         average: sum / count as f64,
+        percentiles: Default::default(),
     })
 }
 
@@ -110,7 +114,8 @@ mod tests {
                 sum: 3.0,
                 min: 1.0,
                 max: 1.0,
-                average: 1.0
+                average: 1.0,
+                percentiles: Default::default(),
             })
         );
         let empty = json!({"aggregations": {"count": {"value": 0.0}, "sum": {"value": 0.0}, "min": {"value": null}, "max": {"value": null}}});
