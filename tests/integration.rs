@@ -1635,6 +1635,9 @@ c.timing("lat", 30)
 with c.pipeline() as p:
     p.incr("hits", 4)
     p.timing("lat", 18)
+for member in ["alice", "bob", "alice", 42]:
+    c.set("users", member)
+c.timing("sampled_lat", 8, rate=0.5)
 "#
     );
     let out = tokio::process::Command::new(&python)
@@ -1648,10 +1651,10 @@ with c.pipeline() as p:
         String::from_utf8_lossy(&out.stderr)
     );
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while running.stats.snapshot().events_accepted < 14 && std::time::Instant::now() < deadline {
+    while running.stats.snapshot().events_accepted < 19 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(running.stats.snapshot().events_accepted, 14);
+    assert_eq!(running.stats.snapshot().events_accepted, 19);
     // Then over TCP; the gauge delta applies to the value the UDP listener left.
     let tcp = format!("import statsd\nt = statsd.TCPStatsClient('127.0.0.1', {port})\nt.incr('hits', 2)\nt.gauge('queue', 1, delta=True)\nt.close()\n");
     let out = tokio::process::Command::new(&python)
@@ -1664,19 +1667,35 @@ with c.pipeline() as p:
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    while running.stats.snapshot().events_accepted < 16 && std::time::Instant::now() < deadline {
+    while running.stats.snapshot().events_accepted < 21 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(running.stats.snapshot().events_accepted, 16);
+    assert_eq!(running.stats.snapshot().events_accepted, 21);
     assert_eq!(running.stats.snapshot().statsd_bad_lines, 0);
     clock.set(ms("2026-03-01T10:01:00Z"));
-    let docs = scope.wait_for_documents(4).await;
+    let docs = scope.wait_for_documents(6).await;
     let of = |name: &str| {
         docs.iter()
             .find(|d| d["name"] == name)
             .unwrap_or_else(|| panic!("{name} in {docs:?}"))
             .clone()
     };
+    let users = of("users");
+    assert_eq!(
+        (
+            users["type"].as_str(),
+            users["count"].as_u64(),
+            users["unique"].as_u64()
+        ),
+        (Some("set"), Some(4), Some(3)),
+        "alice, bob, alice, 42"
+    );
+    let sampled_lat = of("sampled_lat");
+    assert_eq!(
+        (sampled_lat["count"].as_u64(), sampled_lat["sum"].as_f64()),
+        (Some(1), Some(8.0)),
+        "a sampled timing is one value: sampling does not change its distribution"
+    );
     let hits = of("hits");
     assert_eq!(
         (
@@ -1687,6 +1706,7 @@ with c.pipeline() as p:
         (Some("counter"), Some(8), Some(21.0)),
         "7 values over UDP and 1 over TCP"
     );
+    assert_eq!(hits["rate"].as_f64(), Some(21.0 / 20.0));
     assert_eq!(
         of("sampled")["sum"].as_f64(),
         Some(6.0),
@@ -1788,7 +1808,7 @@ async fn riemann_client_events_over_tcp_and_udp() {
     };
     for args in [
         vec![
-            "-S", "cpu", "-h", "web-1", "-a", "dc=par", "-t", "prod", "-d", "0.5",
+            "-S", "cpu", "-h", "web-1", "-a", "dc=par", "-t", "prod", "-t", "edge", "-d", "0.5",
         ],
         vec![
             "-S", "cpu", "-h", "web-1", "-a", "dc=par", "-d", "1.5", "--udp",
@@ -1826,18 +1846,241 @@ async fn riemann_client_events_over_tcp_and_udp() {
             .cloned()
             .collect::<Vec<_>>()
     };
+    // Riemann's tags are part of the series: the tagged and untagged events stay apart.
     let cpu = of("cpu");
-    assert_eq!(cpu.len(), 1, "{docs:?}");
+    assert_eq!(cpu.len(), 2, "{docs:?}");
+    let tagged = cpu.iter().find(|d| d.get("labels").is_some()).unwrap();
+    let bare = cpu.iter().find(|d| d.get("labels").is_none()).unwrap();
+    assert_eq!(tagged["labels"], json!(["edge", "prod"]));
     assert_eq!(
         (
-            cpu[0]["count"].as_u64(),
-            cpu[0]["sum"].as_f64(),
-            cpu[0]["host"].as_str(),
-            cpu[0]["tags"]["dc"].as_str()
+            tagged["count"].as_u64(),
+            tagged["sum"].as_f64(),
+            tagged["host"].as_str(),
+            tagged["tags"]["dc"].as_str()
         ),
-        (Some(2), Some(2.0), Some("web-1"), Some("par"))
+        (Some(1), Some(0.5), Some("web-1"), Some("par"))
+    );
+    assert_eq!(
+        (bare["count"].as_u64(), bare["sum"].as_f64()),
+        (Some(1), Some(1.5))
     );
     assert_eq!(of("ints")[0]["sum"].as_f64(), Some(42.0));
     assert!(of("state-only").is_empty());
     scope.cleanup().await;
+}
+
+/// Values over four orders of magnitude, deterministic.
+fn spread_values(n: usize) -> Vec<f64> {
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+            (u * 9.2).exp().round() / 10.0 + 0.1
+        })
+        .collect()
+}
+
+fn nearest_rank(values: &[f64], q: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((q * sorted.len() as f64).ceil() as usize).max(1);
+    sorted[rank - 1]
+}
+
+fn within_one_percent(estimate: Option<f64>, exact: f64) -> bool {
+    estimate.is_some_and(|e| (e - exact).abs() <= 0.01 * exact.abs())
+}
+
+#[tokio::test]
+async fn percentiles_survive_downsampling_within_one_percent_of_nearest_rank() {
+    let scope = Scope::new("pctl");
+    let keep = "percentiles = [50, 90, 99]\n";
+    let archives = [
+        archive("10m", "10m", "3 days", "day", "10s"),
+        keep.to_string(),
+        archive("1h", "1h", "2 months", "month", "10s"),
+        keep.to_string(),
+    ]
+    .concat();
+    let cfg = scope.config(&archives, FAST);
+    let (hour, day) = (3_600_000i64, 86_400_000i64);
+    let now = chrono::Utc::now().timestamp_millis();
+    let today = now - now.rem_euclid(day);
+    // Every 5 minutes for ten days: several values per stored bucket, spread over 4 decades.
+    let values = spread_values(2880);
+    let events: Vec<(i64, f64)> = values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (today - 10 * day + i as i64 * 300_000 + 7_000, v))
+        .filter(|&(t, _)| t < now - 60_000)
+        .collect();
+    let input: String = events
+        .iter()
+        .map(|(t, v)| {
+            format!("{{\"name\":\"lat\",\"type\":\"timer\",\"value\":{v},\"timestamp\":{t}}}\n")
+        })
+        .collect();
+    let limits = replay::limits_now(&cfg, &strata::clock::SystemClock);
+    replay::to_node(
+        &cfg,
+        None,
+        replay::read_events(input.as_bytes(), &limits).unwrap(),
+    )
+    .await
+    .unwrap();
+    scope.refresh().await;
+    let docs = scope.documents().await;
+    let hourly = docs.iter().find(|d| d["archive"] == "1h").unwrap();
+    assert!(hourly["p99"].as_f64().is_some() && hourly["sketch"].as_str().is_some());
+    let clock = ManualClock::new(now);
+    let running = start(&scope, &archives, FAST, &clock).await;
+    let in_range = |from: i64, to: i64| -> Vec<f64> {
+        events
+            .iter()
+            .filter(|&&(t, _)| t >= from && t <= to)
+            .map(|&(_, v)| v)
+            .collect()
+    };
+    // Across both resolutions: from 8 days ago (hourly) to the last whole hour (10-minute).
+    let (from, to) = (today - 8 * day + 5 * hour, now - now.rem_euclid(hour) - 1);
+    let raw = in_range(from, to);
+    let (status, body) = get_json(
+        &scope,
+        format!(
+            "http://{}/v1/stats?name=lat&start={from}&end={to}",
+            running.addr
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["count"].as_u64(), Some(raw.len() as u64));
+    for (field, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99)] {
+        let exact = nearest_rank(&raw, q);
+        assert!(
+            within_one_percent(body[field].as_f64(), exact),
+            "{field}: {} vs exact {exact}",
+            body[field]
+        );
+    }
+    let (_, other) = get_json(
+        &scope,
+        format!(
+            "http://{}/v1/stats?name=lat&start={from}&end={to}&percentiles=99.9",
+            running.addr
+        ),
+    )
+    .await;
+    assert!(within_one_percent(
+        other["p99_9"].as_f64(),
+        nearest_rank(&raw, 0.999)
+    ));
+    // Daily points over days the hourly archive holds: each merges 24 hourly sketches.
+    let (from, to) = (today - 8 * day, today - 4 * day - 1);
+    let (status, body) = get_json(
+        &scope,
+        format!(
+            "http://{}/v1/metrics?name=lat&from={from}&to={to}&step=1d&stat=p99",
+            running.addr
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let points = body["points"].as_array().unwrap();
+    assert_eq!(points.len(), 4, "{body}");
+    for p in points {
+        let t = p["timestamp"].as_i64().unwrap();
+        let exact = nearest_rank(&in_range(t, t + day - 1), 0.99);
+        assert_eq!(p["archive"], "1h");
+        assert!(
+            within_one_percent(p["value"].as_f64(), exact),
+            "{p} vs exact {exact}"
+        );
+    }
+    running.stop().await.unwrap();
+    scope.cleanup().await;
+}
+
+#[tokio::test]
+async fn partials_labels_sets_and_counter_rates_reach_the_node_exactly() {
+    let scope = Scope::new("partials");
+    let clock = ManualClock::new(ms("2026-03-01T10:00:05Z"));
+    let running = start(&scope, &archive_20s(), FAST, &clock).await;
+    let t = ms("2026-03-01T10:00:01Z");
+    let body = format!(
+        r#"[{{"name":"lat","type":"timer","count":3,"sum":60,"min":10,"max":30,"first":30,"last":10,"timestamp":{t}}},
+            {{"name":"lat","type":"timer","value":5,"timestamp":{}}},
+            {{"name":"hits","type":"counter","value":30,"timestamp":{t},"labels":["web","edge"]}},
+            {{"name":"users","type":"set","value":"alice","timestamp":{t}}},
+            {{"name":"users","type":"set","value":"bob","timestamp":{t}}},
+            {{"name":"users","type":"set","value":"alice","timestamp":{t}}}]"#,
+        t + 5_000
+    );
+    let (status, answer, _) = post(&scope, &running, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    // DaTtSs partials over PUT /agg: a counter partial is many increments at once.
+    let agg = json!({"prt": {"c": [{"typ": "c", "pth": "app:hits", "sum": 12, "cnt": 4, "min": 1, "max": 6, "fst": 1, "lst": 6}],
+        "ms": [{"typ": "ms", "pth": "app:lat", "sum": 9, "cnt": 2, "min": 4, "max": 5, "fst": 4, "lst": 5, "bot": 4, "top": 5}]}});
+    let (status, answer) = put_agg(&scope, &running, agg).await;
+    assert_eq!(status, 200, "{answer}");
+    let bad = json!({"prt": {"g": [{"pth": "x", "sum": 50, "cnt": 1, "min": 1, "max": 1, "fst": 1, "lst": 1}]}});
+    let (status, answer) = put_agg(&scope, &running, bad).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        answer["error"],
+        "prt.g[0]: field 'sum': 50 over count 1 is outside min..max"
+    );
+    clock.set(ms("2026-03-01T10:01:00Z"));
+    let docs = scope.wait_for_documents(5).await;
+    let of = |name: &str| {
+        docs.iter()
+            .find(|d| d["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {docs:?}"))
+            .clone()
+    };
+    let lat = of("lat");
+    assert_eq!(
+        stats_of(&lat),
+        (4, 65.0, 5.0, 30.0, 16.25, 30.0, 5.0),
+        "a partial of 3 plus one value: first and last by time"
+    );
+    let hits = of("hits");
+    assert_eq!(hits["labels"], json!(["edge", "web"]));
+    assert_eq!(hits["rate"].as_f64(), Some(1.5), "30 over 20 s");
+    assert_eq!(hits["series"], "hits{#edge,#web}");
+    let users = of("users");
+    assert_eq!(
+        (users["count"].as_u64(), users["unique"].as_u64()),
+        (Some(3), Some(2))
+    );
+    let app_hits = of("app:hits");
+    assert_eq!(
+        (
+            app_hits["count"].as_u64(),
+            app_hits["sum"].as_f64(),
+            app_hits["rate"].as_f64()
+        ),
+        (Some(4), Some(12.0), Some(0.6))
+    );
+    assert_eq!(stats_of(&of("app:lat")).0, 2);
+    assert!(
+        docs.iter().all(|d| d["name"] != "x"),
+        "nothing of the bad body"
+    );
+    running.stop().await.unwrap();
+    scope.cleanup().await;
+}
+
+async fn put_agg(scope: &Scope, running: &Running, body: Value) -> (u16, Value) {
+    let r = scope
+        .http
+        .put(format!("http://{}/agg", running.addr))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }

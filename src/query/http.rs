@@ -179,11 +179,7 @@ async fn stats<B: SearchBackend, C: Clock>(
     };
     let percentiles = percentiles.unwrap_or_else(|| configured_percentiles(&s.config));
     if !percentiles.is_empty() {
-        let mut query = body["query"].clone();
-        if let Some(filters) = query["bool"]["filter"].as_array_mut() {
-            filters.push(json!({"exists": {"field": "sketch"}}));
-        }
-        let docs = match s.backend.search_all(&pattern, &query).await {
+        let docs = match s.backend.search_all(&pattern, &body["query"]).await {
             Ok(docs) => docs,
             Err(e) => return node_error(e),
         };

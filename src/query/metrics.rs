@@ -225,14 +225,15 @@ pub fn points_from_response(
         .collect()
 }
 
-/// The query (for a scroll) of the documents of one segment that carry a sketch.
+/// The query (for a scroll) of the documents of one segment, to read their sketches.
 pub fn sketch_query(config: &Config, selector: &SeriesSelector, seg: &Segment) -> Value {
     let mut filters = selector.filters();
     filters.push(json!({"term": {"archive": config.archives[seg.archive].name}}));
     filters.push(
         json!({"range": {"@timestamp": {"gte": seg.from, "lt": seg.to, "format": "epoch_millis"}}}),
     );
-    filters.push(json!({"exists": {"field": "sketch"}}));
+    // No `exists` on `sketch`: a binary field is neither indexed nor in doc values, so `exists`
+    // never matches it. Documents without one are skipped when read.
     json!({"bool": {"filter": filters}})
 }
 
