@@ -2084,3 +2084,108 @@ async fn put_agg(scope: &Scope, running: &Running, body: Value) -> (u16, Value) 
         .unwrap();
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
+
+#[tokio::test]
+async fn collectd_write_graphite_and_write_riemann_reach_the_node_at_its_interval() {
+    let scope = Scope::new("collectd");
+    let now = chrono::Utc::now().timestamp_millis();
+    let clock = ManualClock::new(now);
+    let extra = format!(
+        "{FAST}\n[graphite]\nlisten = \"127.0.0.1:0\"\n[riemann]\nlisten = \"127.0.0.1:0\"\n"
+    );
+    let running = start(
+        &scope,
+        &archive("1h", "1h", "2 days", "day", "10s"),
+        &extra,
+        &clock,
+    )
+    .await;
+    let dir = std::env::temp_dir().join(format!("strata-collectd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("collectd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"Hostname "strata-test"
+FQDNLookup false
+Interval 1
+BaseDir "{dir}"
+PIDFile "{dir}/collectd.pid"
+PluginDir "/usr/lib/collectd"
+TypesDB "/usr/share/collectd/types.db"
+LoadPlugin cpu
+LoadPlugin memory
+LoadPlugin load
+LoadPlugin write_graphite
+LoadPlugin write_riemann
+<Plugin write_graphite>
+  <Node "strata">
+    Host "127.0.0.1"
+    Port "{graphite}"
+    Protocol "tcp"
+    Prefix "collectd."
+  </Node>
+</Plugin>
+<Plugin write_riemann>
+  <Node "strata">
+    Host "127.0.0.1"
+    Port "{riemann}"
+    Protocol TCP
+    Batch false
+  </Node>
+  Tag "collectd"
+</Plugin>
+"#,
+            dir = dir.display(),
+            graphite = running.graphite_addr.unwrap().port(),
+            riemann = running.riemann_addr.unwrap().port(),
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let mut collectd = tokio::process::Command::new("/usr/sbin/collectd")
+        .args(["-f", "-C"])
+        .arg(&conf)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("collectd from Debian's collectd-core (scripts/setup installs it)");
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    collectd.kill().await.unwrap();
+    let ran = started.elapsed().as_secs_f64();
+    let s = running.stats.snapshot();
+    assert_eq!((s.graphite_bad_lines, s.riemann_bad), (0, 0));
+    clock.set(now + 2 * 3_600_000);
+    running.stop().await.unwrap();
+    let docs = scope.documents().await;
+    let count_of = |pick: &dyn Fn(&Value) -> bool| -> u64 {
+        docs.iter()
+            .filter(|d| pick(d))
+            .map(|d| d["count"].as_u64().unwrap())
+            .sum()
+    };
+    // One value per interval (1 s) while collectd ran, give or take its start and stop.
+    let expected = ran.floor() as u64;
+    let graphite = count_of(&|d| d["name"] == "collectd.strata-test.load.load.shortterm");
+    let riemann = count_of(&|d| {
+        d["name"] == "load/load/shortterm"
+            && d["host"] == "strata-test"
+            && d["labels"] == json!(["collectd"])
+    });
+    let memory = count_of(&|d| {
+        d["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("collectd.strata-test.memory.memory-used"))
+    });
+    for (what, n) in [
+        ("graphite load", graphite),
+        ("riemann load", riemann),
+        ("graphite memory", memory),
+    ] {
+        assert!(
+            n + 3 >= expected && n <= expected + 1,
+            "{what}: {n} values in {ran:.1} s at a 1 s interval; documents: {docs:?}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    scope.cleanup().await;
+}

@@ -19,13 +19,17 @@ use crate::stats::Stats;
 
 /// Parses one line; `limits.now` stands in for a missing or negative timestamp, and points
 /// further ahead of it than the configured skew are refused, as on the HTTP API.
-pub fn parse_line(line: &str, limits: &Limits) -> Result<Event, String> {
+pub fn parse_line(line: &str, limits: &Limits) -> Result<Option<Event>, String> {
     let (now, max_name_length) = (limits.now, limits.max_name_length);
     let mut parts = line.split_whitespace();
     let (Some(path), Some(value)) = (parts.next(), parts.next()) else {
         return Err("expected `path value timestamp`".into());
     };
     crate::ingest::json::check_text(path, max_name_length)?;
+    if value.eq_ignore_ascii_case("nan") {
+        // collectd's way of saying "no value this interval" (a rate's first reading).
+        return Ok(None);
+    }
     let value: f64 = value
         .parse()
         .ok()
@@ -52,12 +56,12 @@ pub fn parse_line(line: &str, limits: &Limits) -> Result<Event, String> {
     if timestamp > now.saturating_add(limits.max_future_skew_ms) {
         return Err("timestamp too far ahead of the server clock".into());
     }
-    Ok(Event::value(
+    Ok(Some(Event::value(
         SeriesKey::new(path, None, &mut []),
         MetricKind::Gauge,
         value,
         timestamp,
-    ))
+    )))
 }
 
 /// Parses every line of `text` into `out`; returns the number of bad lines.
@@ -65,8 +69,12 @@ pub fn parse_lines(text: &str, limits: &Limits, out: &mut Vec<Event>) -> u64 {
     let mut bad = 0;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         match parse_line(line, limits) {
-            Ok(e) => out.push(e),
-            Err(_) => bad += 1,
+            Ok(Some(e)) => out.push(e),
+            Ok(None) => {}
+            Err(why) => {
+                crate::ingest::badlog::GRAPHITE.report(limits.now, &why, line);
+                bad += 1;
+            }
         }
     }
     bad
@@ -85,10 +93,13 @@ pub async fn run_tcp<C: Clock>(
         Arc::new(
             move |line, now, out| match parse_line(line, &Limits::new(&cfg, now)) {
                 Ok(e) => {
-                    out.push(e);
+                    out.extend(e);
                     true
                 }
-                Err(_) => false,
+                Err(why) => {
+                    crate::ingest::badlog::GRAPHITE.report(now, &why, line);
+                    false
+                }
             },
         );
     serve_tcp_lines(
@@ -142,6 +153,7 @@ mod tests {
             "servers.web1.cpu 0.5 1700000000",
             &limits(1_700_000_000_000),
         )
+        .unwrap()
         .unwrap();
         assert_eq!(
             (
@@ -157,19 +169,23 @@ mod tests {
                 MetricKind::Gauge
             )
         );
-        assert_eq!(parse_line("a.b 1 -1", &limits(42)).unwrap().timestamp, 42);
+        let stamp = |line: &str, now| parse_line(line, &limits(now)).unwrap().unwrap().timestamp;
+        assert_eq!(stamp("a.b 1 -1", 42), 42);
         assert_eq!(
-            parse_line("a.b 1 1700000000.5", &limits(1_700_000_000_000))
-                .unwrap()
-                .timestamp,
+            stamp("a.b 1 1700000000.5", 1_700_000_000_000),
             1_700_000_000_500
         );
         let mut out = Vec::new();
         let bad = parse_lines(
-            "ok 1 1\nnovalue\nx nan 1\ny 1 soon\nz 1 2 3\n\nok 2 2\nfuture 1 99999999999\n",
+            "ok 1 1\nnovalue\nx inf 1\ny 1 soon\nz 1 2 3\n\nok 2 2\nfuture 1 99999999999\n",
             &limits(1_700_000_000_000),
             &mut out,
         );
         assert_eq!((out.len(), bad), (2, 5));
+        assert_eq!(
+            parse_line("cpu nan 1", &limits(1_700_000_000_000)),
+            Ok(None),
+            "collectd's nan is no value, not a bad line"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Ingest: every protocol ends as validated [`crate::event::Event`]s handed to the consolidator.
 //! `json` is the shared event format, `http` the HTTP API around it.
 
+pub mod badlog;
 pub mod datagrams;
 pub mod dattss;
 pub mod graphite;

@@ -98,6 +98,32 @@ fn text(bytes: &[u8]) -> Result<&str, String> {
     std::str::from_utf8(bytes).map_err(|_| "string field is not UTF-8".to_string())
 }
 
+/// The service collectd's `write_riemann` means, rebuilt from its attributes
+/// (`plugin[-instance]/type[-instance][/ds_name]`): it sends an empty service for some long names.
+fn collectd_service(attributes: &[(String, String)]) -> Option<String> {
+    let get = |key: &str| {
+        attributes
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    };
+    let with_instance = |base: &str, instance: Option<&str>| match instance {
+        Some(i) => format!("{base}-{i}"),
+        None => base.to_string(),
+    };
+    let mut name = format!(
+        "{}/{}",
+        with_instance(get("plugin")?, get("plugin_instance")),
+        with_instance(get("type")?, get("type_instance"))
+    );
+    if let Some(ds) = get("ds_name").filter(|ds| *ds != "value") {
+        name.push('/');
+        name.push_str(ds);
+    }
+    Some(name)
+}
+
 /// Decodes one Riemann `Event`; `Ok(None)` when it has no metric.
 fn decode_event(
     buf: &[u8],
@@ -134,11 +160,20 @@ fn decode_event(
             _ => {}
         }
     }
-    let Some(value) = metric else { return Ok(None) };
+    // A NaN metric (collectd's "no value this interval") is no metric.
+    let Some(value) = metric.filter(|v| !v.is_nan()) else {
+        return Ok(None);
+    };
     if !value.is_finite() {
         return Err("metric is not finite".into());
     }
-    let name = service.ok_or("event without service")?;
+    let name = match service.filter(|s| !s.is_empty()) {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => collectd_service(&attributes)
+            .map(std::borrow::Cow::Owned)
+            .ok_or("event without service")?,
+    };
+    let name = name.as_ref();
     crate::ingest::json::check_text(name, max_name_length)?;
     if let Some(h) = host {
         crate::ingest::json::check_text(h, max_name_length)?;
@@ -251,6 +286,7 @@ pub async fn run_tcp<C: Clock>(
                     }
                     Err(e) => {
                         Stats::add(&stats.riemann_bad, 1);
+                        crate::ingest::badlog::RIEMANN.report(clock.now(), &e, "(a TCP message)");
                         Err(e)
                     }
                 };
@@ -288,9 +324,10 @@ pub async fn run_udp<C: Clock>(
         let before = out.len();
         match decode_msg(bytes, now, max_name_length, out) {
             Ok(skipped) => Stats::add(&counters.riemann_skipped, skipped),
-            Err(_) => {
+            Err(why) => {
                 out.truncate(before);
                 Stats::add(&counters.riemann_bad, 1);
+                crate::ingest::badlog::RIEMANN.report(now, &why, "(a UDP datagram)");
             }
         }
     });
@@ -359,5 +396,33 @@ mod tests {
             encode_reply(Some("no")),
             vec![0x10, 0x00, 0x1a, 0x02, b'n', b'o']
         );
+    }
+
+    #[test]
+    fn collectd_empty_service_is_rebuilt_from_its_attributes() {
+        let attrs = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            collectd_service(&attrs(&[
+                ("plugin", "memory"),
+                ("type", "memory"),
+                ("type_instance", "slab_unrecl"),
+                ("ds_name", "value")
+            ])),
+            Some("memory/memory-slab_unrecl".into())
+        );
+        assert_eq!(
+            collectd_service(&attrs(&[
+                ("plugin", "load"),
+                ("type", "load"),
+                ("ds_name", "shortterm")
+            ])),
+            Some("load/load/shortterm".into())
+        );
+        assert_eq!(collectd_service(&attrs(&[("dc", "par")])), None);
     }
 }

@@ -79,9 +79,10 @@ pub fn parse_datagram(
         let before = out.len();
         match parse_line(line, now, max_name_length, gauges, out) {
             Ok(()) => counts.values += (out.len() - before) as u64,
-            Err(_) => {
+            Err(why) => {
                 out.truncate(before);
                 counts.bad_lines += 1;
+                crate::ingest::badlog::STATSD.report(now, &why, line);
             }
         }
     }
