@@ -138,7 +138,8 @@ fn decode_event(
     for field in (Fields { buf }) {
         match field? {
             (1, Field::Varint(v)) => time_s = Some(v as i64),
-            (7, Field::Bytes(b)) => labels.push(text(b)?),
+            // An empty tag says nothing (collectd sends some); skip it.
+            (7, Field::Bytes(b)) if !b.is_empty() => labels.push(text(b)?),
             (3, Field::Bytes(b)) => service = Some(text(b)?),
             (4, Field::Bytes(b)) => host = Some(text(b)?),
             (9, Field::Bytes(b)) => {
@@ -254,6 +255,8 @@ pub async fn run_tcp<C: Clock>(
         let Ok((mut stream, _)) = accepted else {
             continue;
         };
+        // Each answer is one small message a client waits for: send it at once.
+        let _ = stream.set_nodelay(true);
         let (ingest, clock, stats, shutdown) = (
             ingest.clone(),
             clock.clone(),
@@ -305,8 +308,12 @@ async fn write_reply(
     stream: &mut tokio::net::TcpStream,
     error: Option<&str>,
 ) -> std::io::Result<()> {
-    let reply = encode_reply(error);
-    stream.write_u32(reply.len() as u32).await?;
+    // One write: a length and a body written apart meet Nagle's algorithm and the client's
+    // delayed ACK, and every answer would wait ~40 ms.
+    let body = encode_reply(error);
+    let mut reply = Vec::with_capacity(4 + body.len());
+    reply.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    reply.extend_from_slice(&body);
     stream.write_all(&reply).await
 }
 

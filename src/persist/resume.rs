@@ -146,6 +146,20 @@ mod tests {
     }
 
     #[test]
+    fn labels_sketch_and_unique_count_read_back() {
+        let mut sketch = Sketch::new();
+        (1..=10).for_each(|v| sketch.add(f64::from(v)));
+        let doc = json!({"@timestamp": "2026-01-01T00:00:20Z", "name": "lat", "labels": ["b", "a"],
+            "type": "timer", "count": 10, "sum": 55.0, "min": 1.0, "max": 10.0, "first": 1.0, "last": 10.0,
+            "sketch": sketch.to_base64(), "unique": 4});
+        let (key, _, extras) = summary_of(&doc).unwrap();
+        assert_eq!(key.labels().collect::<Vec<_>>(), vec!["a", "b"]);
+        let extras = extras.unwrap();
+        assert_eq!(extras.sketch.unwrap().count(), 10);
+        assert_eq!(extras.carried_unique, 4);
+    }
+
+    #[test]
     fn query_covers_exactly_the_buckets_still_open() {
         let q = open_bucket_query("20s", 20_000, 10_000, 100_000);
         // Bucket 60..80 s is due at 90 s (closed at 100 s); bucket 80..100 s is open until 110 s.

@@ -1,0 +1,174 @@
+//! Load generator for the protocol benchmarks (`scripts/bench-protocols` drives it against
+//! strata, Etsy's statsd and carbon-cache alike). It only sends; the script reads what each server
+//! accepted from the server itself.
+//!
+//!   cargo bench --bench protocols -- udp <addr> <lines> <lines/s> <lines per datagram>
+//!   cargo bench --bench protocols -- tcp <addr> <lines> statsd|graphite
+//!   cargo bench --bench protocols -- riemann <addr> <events> <events per message>
+//!
+//! Each prints one line of JSON: what was sent and how long it took.
+
+use std::io::{BufWriter, Read, Write};
+use std::net::{Shutdown, TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+fn statsd_line(i: u64, out: &mut Vec<u8>) {
+    // 100 counters, as a busy application would send.
+    write!(out, "bench.requests.{}:1|c", i % 100).unwrap();
+}
+
+fn graphite_line(i: u64, now_s: u64, out: &mut Vec<u8>) {
+    write!(out, "bench.load.{} {} {now_s}", i % 100, i % 97).unwrap();
+}
+
+/// Sends `lines` statsd counter lines over UDP at `rate` lines/s, `per` lines per datagram.
+fn udp(addr: &str, lines: u64, rate: u64, per: u64) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.connect(addr).unwrap();
+    let start = Instant::now();
+    let mut sent = 0u64;
+    let mut datagram = Vec::with_capacity(1500);
+    while sent < lines {
+        // Pace: never ahead of rate × elapsed.
+        let allowed = (start.elapsed().as_secs_f64() * rate as f64) as u64;
+        if sent >= allowed {
+            std::hint::spin_loop();
+            continue;
+        }
+        datagram.clear();
+        let n = per.min(lines - sent);
+        for k in 0..n {
+            if k > 0 {
+                datagram.push(b'\n');
+            }
+            statsd_line(sent + k, &mut datagram);
+        }
+        // A full socket buffer on loopback is the receiver's loss, not ours: keep sending.
+        let _ = socket.send(&datagram);
+        sent += n;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{{\"mode\":\"udp\",\"lines\":{lines},\"target_rate\":{rate},\"per_datagram\":{per},\"seconds\":{secs:.3},\"sent_rate\":{:.0}}}",
+        lines as f64 / secs
+    );
+}
+
+/// Sends `lines` lines over one TCP connection as fast as the server reads them, then waits
+/// until the server has read everything and closed.
+fn tcp(addr: &str, lines: u64, kind: &str) {
+    let stream = TcpStream::connect(addr).unwrap();
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let start = Instant::now();
+    let mut w = BufWriter::with_capacity(1 << 16, &stream);
+    let mut line = Vec::with_capacity(64);
+    for i in 0..lines {
+        line.clear();
+        match kind {
+            "graphite" => graphite_line(i, now_s, &mut line),
+            _ => statsd_line(i, &mut line),
+        }
+        line.push(b'\n');
+        w.write_all(&line).unwrap();
+    }
+    w.flush().unwrap();
+    drop(w);
+    stream.shutdown(Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    let _ = (&stream).read_to_end(&mut rest);
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{{\"mode\":\"tcp\",\"kind\":\"{kind}\",\"lines\":{lines},\"seconds\":{secs:.3},\"rate\":{:.0}}}",
+        lines as f64 / secs
+    );
+}
+
+fn varint(mut v: u64, out: &mut Vec<u8>) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn bytes_field(field: u64, bytes: &[u8], out: &mut Vec<u8>) {
+    varint(field << 3 | 2, out);
+    varint(bytes.len() as u64, out);
+    out.extend_from_slice(bytes);
+}
+
+/// One Riemann `Msg` of `n` events.
+fn riemann_msg(first: u64, n: u64, now_s: u64) -> Vec<u8> {
+    let mut msg = Vec::new();
+    for i in first..first + n {
+        let mut event = Vec::with_capacity(64);
+        varint(1 << 3, &mut event);
+        varint(now_s, &mut event);
+        bytes_field(
+            3,
+            format!("bench.service.{}", i % 100).as_bytes(),
+            &mut event,
+        );
+        bytes_field(4, b"bench-host", &mut event);
+        varint(14 << 3 | 1, &mut event);
+        event.extend_from_slice(&((i % 97) as f64).to_le_bytes());
+        bytes_field(6, &event, &mut msg);
+    }
+    msg
+}
+
+/// Sends `events` over one TCP connection, `per` events per message, each message waiting for
+/// the server's answer (as Riemann clients do).
+fn riemann(addr: &str, events: u64, per: u64) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let start = Instant::now();
+    let mut sent = 0;
+    let mut failed = 0;
+    while sent < events {
+        let n = per.min(events - sent);
+        let msg = riemann_msg(sent, n, now_s);
+        stream.write_all(&(msg.len() as u32).to_be_bytes()).unwrap();
+        stream.write_all(&msg).unwrap();
+        let mut len = [0u8; 4];
+        stream.read_exact(&mut len).unwrap();
+        let mut reply = vec![0u8; u32::from_be_bytes(len) as usize];
+        stream.read_exact(&mut reply).unwrap();
+        // Msg{ok = 2: true} is 0x10 0x01.
+        if !reply.windows(2).any(|w| w == [0x10, 0x01]) {
+            failed += n;
+        }
+        sent += n;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{{\"mode\":\"riemann\",\"events\":{events},\"per_message\":{per},\"failed\":{failed},\"seconds\":{secs:.3},\"rate\":{:.0}}}",
+        events as f64 / secs
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let num = |i: usize| -> u64 { args[i].parse().expect("a number") };
+    match args.first().map(String::as_str) {
+        Some("udp") => udp(&args[1], num(2), num(3), num(4)),
+        Some("tcp") => tcp(&args[1], num(2), &args[3]),
+        Some("riemann") => riemann(&args[1], num(2), num(3)),
+        _ => {
+            eprintln!("usage: see the top of benches/protocols.rs (run by scripts/bench-protocols)")
+        }
+    }
+}
