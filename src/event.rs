@@ -48,6 +48,10 @@ const PART: char = '\u{1f}';
 const PAIR: char = '\u{1e}';
 const LABEL: char = '\u{1d}';
 
+thread_local! {
+    static PACKING: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
 /// Identifies a series: name, host, tags sorted by key and labels (Riemann's list of tags) sorted,
 /// packed into one shared string so that an event costs one allocation and the consolidator can
 /// hash it in one pass.
@@ -78,7 +82,23 @@ impl SeriesKey {
                 .sum::<usize>()
             + labels.iter().map(|l| l.len() + 2).sum::<usize>()
             + 1;
-        let mut packed = String::with_capacity(len);
+        // Packed in a reused buffer, then copied once into the shared string: one allocation
+        // per key (a `String` turned into an `Arc<str>` would be two).
+        PACKING.with_borrow_mut(|packed| {
+            packed.clear();
+            packed.reserve(len);
+            Self::pack(packed, name, host, tags, labels);
+            Self(Arc::from(packed.as_str()))
+        })
+    }
+
+    fn pack(
+        packed: &mut String,
+        name: &str,
+        host: Option<&str>,
+        tags: &[(&str, &str)],
+        labels: &[&str],
+    ) {
         packed.push_str(name);
         packed.push(PART);
         packed.push_str(host.unwrap_or(""));
@@ -97,7 +117,6 @@ impl SeriesKey {
             }
             previous = Some(label);
         }
-        Self(packed.into())
     }
 
     /// The packed form, as used for hashing and document ids.

@@ -107,20 +107,17 @@ pub fn parse_line(
     }
     let (key, rest) = line.split_once(':').ok_or("no ':' after the key")?;
     crate::ingest::json::check_text(key, max_name_length)?;
-    // `k:1|c:2|c` — split the rest into `value|type[|…]` groups at ':' that start a new value.
-    let mut groups: Vec<&str> = Vec::new();
+    // `k:1|c:2|c` — the rest is `value|type[|…]` groups split at ':' that start a new value (a
+    // ':' inside DogStatsD tags does not). A bad group fails the line; the caller drops what the
+    // line already pushed.
     let mut start = 0;
     for (i, c) in rest.char_indices() {
         if c == ':' && !rest[start..i].contains('#') {
-            groups.push(&rest[start..i]);
+            parse_value(key, &rest[start..i], now, gauges, out)?;
             start = i + 1;
         }
     }
-    groups.push(&rest[start..]);
-    for group in groups {
-        parse_value(key, group, now, gauges, out)?;
-    }
-    Ok(())
+    parse_value(key, &rest[start..], now, gauges, out)
 }
 
 fn parse_value(
