@@ -18,6 +18,7 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 
 use crate::clock::EpochMillis;
+use crate::distinct::Distinct;
 use crate::event::{Event, MetricKind, Partial, Sample};
 use crate::sketch::Sketch;
 
@@ -189,8 +190,8 @@ impl Summary {
 pub struct Extras {
     /// The values' quantile sketch (archives with percentiles; gauges and timers).
     pub sketch: Option<Sketch>,
-    /// Hashes of the distinct members seen (sets).
-    pub members: Option<hashbrown::HashSet<u64>>,
+    /// The distinct members seen (sets), by hash.
+    pub members: Option<Distinct>,
     /// Distinct members counted by an earlier run whose members are not known any more.
     pub carried_unique: u64,
 }
@@ -198,7 +199,7 @@ pub struct Extras {
 impl Extras {
     /// Distinct members of a set bucket. After a restart a member seen on both sides counts twice.
     pub fn unique(&self) -> Option<u64> {
-        let now = self.members.as_ref().map(|m| m.len() as u64);
+        let now = self.members.as_ref().map(Distinct::count);
         match (now, self.carried_unique) {
             (None, 0) => None,
             (now, carried) => Some(now.unwrap_or(0) + carried),
@@ -212,7 +213,7 @@ impl Extras {
             _ => {}
         }
         match (&mut self.members, other.members) {
-            (Some(mine), Some(theirs)) => mine.extend(theirs),
+            (Some(mine), Some(theirs)) => mine.merge(theirs),
             (mine @ None, theirs) => *mine = theirs,
             _ => {}
         }

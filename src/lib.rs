@@ -8,6 +8,7 @@
 pub mod clock;
 pub mod config;
 pub mod consolidate;
+pub mod distinct;
 pub mod event;
 pub mod ingest;
 pub mod maintain;

@@ -323,8 +323,8 @@ mod tests {
         let mut timer = closed(0);
         let mut sketch = Sketch::new();
         (1..=1000).for_each(|v| sketch.add(v as f64));
-        let mut members = hashbrown::HashSet::new();
-        members.extend([1, 2, 3]);
+        let mut members = crate::distinct::Distinct::default();
+        [1, 2, 3].into_iter().for_each(|h| members.insert(h));
         timer.extras = Some(Box::new(crate::consolidate::Extras {
             sketch: Some(sketch),
             members: Some(members),

@@ -1,0 +1,132 @@
+//! Distinct members of a set bucket: counted exactly up to [`MAX_EXACT`] members, then by a
+//! HyperLogLog (2^14 registers, 16 KiB, standard error 0.81 %), so that no client can grow a
+//! bucket's memory without bound by sending ever new members.
+
+use hashbrown::HashSet;
+
+/// Members counted exactly, at most; past this the count is an estimate.
+pub const MAX_EXACT: usize = 4096;
+const PRECISION: u32 = 14;
+const REGISTERS: usize = 1 << PRECISION;
+
+/// The distinct members (as 64-bit hashes) seen in one bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Distinct {
+    Exact(HashSet<u64>),
+    Estimated(Box<[u8; REGISTERS]>),
+}
+
+impl Default for Distinct {
+    fn default() -> Self {
+        Distinct::Exact(HashSet::new())
+    }
+}
+
+impl Distinct {
+    /// Counts `hash` (a well-mixed 64-bit hash of the member).
+    pub fn insert(&mut self, hash: u64) {
+        match self {
+            Distinct::Exact(set) => {
+                set.insert(hash);
+                if set.len() > MAX_EXACT {
+                    let mut registers = Box::new([0u8; REGISTERS]);
+                    set.iter().for_each(|&h| observe(&mut registers, h));
+                    *self = Distinct::Estimated(registers);
+                }
+            }
+            Distinct::Estimated(registers) => observe(registers, hash),
+        }
+    }
+
+    /// Adds every member of `other`.
+    pub fn merge(&mut self, other: Distinct) {
+        match other {
+            Distinct::Exact(set) => set.into_iter().for_each(|h| self.insert(h)),
+            Distinct::Estimated(theirs) => {
+                if let Distinct::Exact(set) = self {
+                    let mut registers = Box::new([0u8; REGISTERS]);
+                    set.iter().for_each(|&h| observe(&mut registers, h));
+                    *self = Distinct::Estimated(registers);
+                }
+                if let Distinct::Estimated(mine) = self {
+                    for (m, t) in mine.iter_mut().zip(theirs.iter()) {
+                        *m = (*m).max(*t);
+                    }
+                }
+            }
+        }
+    }
+
+    /// How many distinct members: exact up to [`MAX_EXACT`], estimated past it.
+    pub fn count(&self) -> u64 {
+        match self {
+            Distinct::Exact(set) => set.len() as u64,
+            Distinct::Estimated(registers) => estimate(registers),
+        }
+    }
+}
+
+fn observe(registers: &mut [u8; REGISTERS], hash: u64) {
+    let index = (hash >> (64 - PRECISION)) as usize;
+    // The rank of the first 1 bit in the remaining 50 bits (a sentinel bit bounds it).
+    let rest = (hash << PRECISION) | (1 << (PRECISION - 1));
+    let rank = rest.leading_zeros() as u8 + 1;
+    registers[index] = registers[index].max(rank);
+}
+
+fn estimate(registers: &[u8; REGISTERS]) -> u64 {
+    let m = REGISTERS as f64;
+    let alpha = 0.7213 / (1.0 + 1.079 / m);
+    let sum: f64 = registers.iter().map(|&r| 2f64.powi(-i32::from(r))).sum();
+    let raw = alpha * m * m / sum;
+    let zeros = registers.iter().filter(|&&r| r == 0).count();
+    let value = if raw <= 2.5 * m && zeros > 0 {
+        // Linear counting is the better estimate while many registers are still empty.
+        m * (m / zeros as f64).ln()
+    } else {
+        raw
+    };
+    value.round() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash(i: u64) -> u64 {
+        xxhash_rust::xxh3::xxh3_64(&i.to_le_bytes())
+    }
+
+    #[test]
+    fn exact_up_to_the_limit_then_estimated_within_three_percent() {
+        let mut d = Distinct::default();
+        for i in 0..MAX_EXACT as u64 {
+            d.insert(hash(i));
+            d.insert(hash(i));
+        }
+        assert_eq!(d.count(), MAX_EXACT as u64);
+        assert!(matches!(d, Distinct::Exact(_)));
+        for n in [10_000u64, 100_000, 1_000_000] {
+            let mut d = Distinct::default();
+            (0..n).for_each(|i| d.insert(hash(i)));
+            assert!(matches!(d, Distinct::Estimated(_)));
+            let error = (d.count() as f64 - n as f64).abs() / n as f64;
+            assert!(error < 0.03, "{n}: {} ({error})", d.count());
+        }
+    }
+
+    #[test]
+    fn merging_counts_the_union() {
+        let (mut a, mut b) = (Distinct::default(), Distinct::default());
+        (0..50_000).for_each(|i| a.insert(hash(i)));
+        (25_000..75_000).for_each(|i| b.insert(hash(i)));
+        a.merge(b);
+        let error = (a.count() as f64 - 75_000.0).abs() / 75_000.0;
+        assert!(error < 0.03, "{}", a.count());
+        let (mut c, mut d) = (Distinct::default(), Distinct::default());
+        (0..10).for_each(|i| c.insert(hash(i)));
+        (5..20).for_each(|i| d.insert(hash(i)));
+        c.merge(d);
+        assert_eq!(c.count(), 20);
+    }
+}
