@@ -344,73 +344,57 @@ impl ArchiveState {
         true
     }
 
-    /// The open bucket `start` of series `id`.
-    #[inline]
-    fn bucket_mut(&mut self, id: SeriesId, start: EpochMillis) -> Option<&mut Summary> {
-        let i = id as usize;
-        if !self.current[i].is_empty() && self.current[i].start == start {
-            return Some(&mut self.current[i]);
-        }
-        if !self.previous[i].is_empty() && self.previous[i].start == start {
-            return Some(&mut self.previous[i]);
-        }
-        self.older.get_mut(&(id, start))
-    }
-
     /// The extras of the open bucket `start` of series `id`, created when it has none yet.
     fn extras_mut(&mut self, id: SeriesId, start: EpochMillis) -> Option<&mut Extras> {
-        let (slab, free) = (&mut self.slab, &mut self.slab_free);
         let i = id as usize;
-        let summary = if !self.current[i].is_empty() && self.current[i].start == start {
+        let summary = if holds(&self.current[i], start) {
             &mut self.current[i]
-        } else if !self.previous[i].is_empty() && self.previous[i].start == start {
+        } else if holds(&self.previous[i], start) {
             &mut self.previous[i]
         } else {
             self.older.get_mut(&(id, start))?
         };
         if summary.extras == NO_EXTRAS {
-            summary.extras = free.pop().unwrap_or_else(|| {
+            let slab = &mut self.slab;
+            summary.extras = self.slab_free.pop().unwrap_or_else(|| {
                 slab.push(Extras::default());
                 (slab.len() - 1) as u32
             });
         }
-        Some(&mut slab[summary.extras as usize])
+        Some(&mut self.slab[summary.extras as usize])
     }
 
-    /// Records what `sample` adds to bucket `start` beyond its summary.
+    /// Records what `sample` adds to bucket `start` beyond its summary: a set's member, or a
+    /// value for the sketch of a sketched gauge or timer.
     #[inline]
     fn add_extras(&mut self, id: SeriesId, start: EpochMillis, kind: MetricKind, sample: &Sample) {
         let sketched = self.spec.sketches && matches!(kind, MetricKind::Gauge | MetricKind::Timer);
+        if !sketched && !matches!(sample, Sample::Member(_)) {
+            return;
+        }
+        let Some(extras) = self.extras_mut(id, start) else {
+            return;
+        };
         match sample {
-            Sample::Member(hash) => {
-                if let Some(extras) = self.extras_mut(id, start) {
-                    extras
-                        .members
-                        .get_or_insert_with(Default::default)
-                        .insert(*hash);
-                }
-            }
-            Sample::Value(v) if sketched => {
-                if let Some(extras) = self.extras_mut(id, start) {
-                    extras.sketch.get_or_insert_with(Sketch::new).add(*v);
-                }
-            }
-            Sample::Partial(p) if sketched => {
-                if let Some(extras) = self.extras_mut(id, start) {
-                    sketch_partial(extras.sketch.get_or_insert_with(Sketch::new), p);
-                }
-            }
-            _ => {}
+            Sample::Member(hash) => extras
+                .members
+                .get_or_insert_with(Default::default)
+                .insert(*hash),
+            Sample::Value(v) => extras.sketch.get_or_insert_with(Sketch::new).add(*v),
+            Sample::Partial(p) => sketch_partial(extras.sketch.get_or_insert_with(Sketch::new), p),
         }
     }
 
     /// Removes the bucket `start` of series `id`, with its extras.
     fn take(&mut self, id: SeriesId, start: EpochMillis) -> Option<(Summary, Option<Extras>)> {
-        let slot = self.bucket_mut(id, start)?;
-        let summary = std::mem::replace(slot, Summary::EMPTY);
-        if !self.older.is_empty() {
-            self.older.remove(&(id, start));
-        }
+        let i = id as usize;
+        let summary = if holds(&self.current[i], start) {
+            std::mem::replace(&mut self.current[i], Summary::EMPTY)
+        } else if holds(&self.previous[i], start) {
+            std::mem::replace(&mut self.previous[i], Summary::EMPTY)
+        } else {
+            self.older.remove(&(id, start))?
+        };
         if summary.extras == NO_EXTRAS {
             return Some((summary, None));
         }
@@ -418,6 +402,12 @@ impl ArchiveState {
         let extras = std::mem::take(&mut self.slab[summary.extras as usize]);
         Some((summary, Some(extras)))
     }
+}
+
+/// Whether a flat-array slot holds the open bucket starting at `start`.
+#[inline]
+fn holds(slot: &Summary, start: EpochMillis) -> bool {
+    !slot.is_empty() && slot.start == start
 }
 
 /// Series key → id, storing only the 4-byte ids in the table (the keys live in the series

@@ -253,6 +253,34 @@ pub struct Partial {
 }
 
 impl Partial {
+    /// A partial from the numbers a client sent (the count as a JSON number), checked; the error
+    /// names the field at fault.
+    pub fn from_numbers(
+        count: f64,
+        sum: f64,
+        min: f64,
+        max: f64,
+        first: f64,
+        last: f64,
+    ) -> Result<Self, (&'static str, String)> {
+        if !(1.0..=9.0e15).contains(&count) || count.fract() != 0.0 {
+            return Err((
+                "count",
+                format!("must be a whole number of at least 1, got {count}"),
+            ));
+        }
+        let p = Partial {
+            count: count as u64,
+            sum,
+            min,
+            max,
+            first,
+            last,
+        };
+        p.check()?;
+        Ok(p)
+    }
+
     /// Checks what a client could get wrong: a count of at least one, finite numbers,
     /// min ≤ first, last, mean ≤ max. The error names the field at fault.
     pub fn check(&self) -> Result<(), (&'static str, String)> {

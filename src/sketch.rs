@@ -111,27 +111,21 @@ impl Store {
         (index - self.offset) as usize
     }
 
-    /// Non-empty bins, ascending.
-    fn bins(&self) -> Vec<(i32, u64)> {
-        if self.counts.is_empty() {
-            return self.sparse.clone();
-        }
-        self.counts
+    /// Non-empty bins, ascending (at most one of the two forms holds any).
+    fn bins(&self) -> impl DoubleEndedIterator<Item = (i32, u64)> + '_ {
+        let dense = self
+            .counts
             .iter()
             .enumerate()
             .filter(|(_, &c)| c > 0)
-            .map(|(i, &c)| (self.offset + i as i32, c))
-            .collect()
+            .map(|(i, &c)| (self.offset + i as i32, c));
+        self.sparse.iter().copied().chain(dense)
     }
 
     fn merge(&mut self, other: &Store) {
         for (index, n) in other.bins() {
             self.add(index, n);
         }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.sparse.is_empty() && self.counts.iter().all(|&c| c == 0)
     }
 
     fn span(&self) -> usize {
@@ -224,7 +218,7 @@ impl Sketch {
             return Some(self.max);
         }
         let mut seen = 0;
-        for (index, n) in self.negative.bins().into_iter().rev() {
+        for (index, n) in self.negative.bins().rev() {
             seen += n;
             if seen >= rank {
                 return Some(self.clamp(-bin_value(index)));
@@ -268,15 +262,16 @@ impl Sketch {
         out.extend_from_slice(&self.min.to_le_bytes());
         out.extend_from_slice(&self.max.to_le_bytes());
         for store in [&self.positive, &self.negative] {
-            let bins = store.bins();
-            let (Some(&(first, _)), Some(&(last, _))) = (bins.first(), bins.last()) else {
+            let (Some((first, _)), Some((last, _))) =
+                (store.bins().next(), store.bins().next_back())
+            else {
                 put_varint(&mut out, 0);
                 continue;
             };
             put_varint(&mut out, (last - first + 1) as u64);
             put_varint(&mut out, zigzag(first));
             let mut next = first;
-            for (index, c) in bins {
+            for (index, c) in store.bins() {
                 (next..index).for_each(|_| put_varint(&mut out, 0));
                 put_varint(&mut out, c);
                 next = index + 1;
@@ -322,18 +317,12 @@ impl Sketch {
                 sketch.positive = store;
             }
         }
-        if !r.0.is_empty()
-            || (sketch.count > 0
-                && sketch.min.partial_cmp(&sketch.max) == Some(std::cmp::Ordering::Greater))
-            || (sketch.count > 0 && (sketch.min.is_nan() || sketch.max.is_nan()))
-        {
+        // A non-empty sketch needs min ≤ max (false for NaN too).
+        let bounds_ok = sketch.count == 0 || sketch.min <= sketch.max;
+        if !r.0.is_empty() || !bounds_ok {
             return Err(SketchError::Malformed);
         }
         Ok(sketch)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.count == 0 && self.positive.is_empty() && self.negative.is_empty()
     }
 }
 

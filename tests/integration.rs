@@ -832,26 +832,8 @@ async fn maintenance_stitches_three_years_so_each_instant_counts_once() {
     let day = 86_400_000i64;
     let now = chrono::Utc::now().timestamp_millis();
     let today = now - now.rem_euclid(day);
-    // One event every 29 days for three years, and one every two hours over the last five days.
-    let mut times: Vec<i64> = (1..=38).map(|i| today - i * 29 * day + 3_600_000).collect();
-    times.extend(
-        (0..60)
-            .map(|i| today - 5 * day + i * 2 * 3_600_000)
-            .filter(|&t| t < now - 60_000),
-    );
-    times.sort();
-    let input: String = times
-        .iter()
-        .map(|t| format!("{{\"name\":\"g\",\"value\":1,\"timestamp\":{t}}}\n"))
-        .collect();
-    let limits = replay::limits_now(&cfg, &strata::clock::SystemClock);
-    replay::to_node(
-        &cfg,
-        None,
-        replay::read_events(input.as_bytes(), &limits).unwrap(),
-    )
-    .await
-    .unwrap();
+    let times = three_years_of_times(now);
+    replay_into_node(&cfg, &gauge_ones(&times)).await;
     // An index that matches the wildcard but not the naming: never touched.
     let stranger = format!("{}10m-notadate", scope.prefix);
     assert_eq!(
@@ -975,14 +957,7 @@ async fn samplerr_mode_serves_a_grafana_daily_pattern_each_instant_once() {
         .iter()
         .map(|t| format!("{{\"name\":\"g\",\"value\":1,\"timestamp\":{t}}}\n"))
         .collect();
-    let limits = replay::limits_now(&cfg, &strata::clock::SystemClock);
-    replay::to_node(
-        &cfg,
-        None,
-        replay::read_events(input.as_bytes(), &limits).unwrap(),
-    )
-    .await
-    .unwrap();
+    replay_into_node(&cfg, &input).await;
     let backend = HttpBackend::connect(&scope.node, &cfg.node).unwrap();
     run_pass(&backend, &cfg, now, now, PassOptions::FULL)
         .await
@@ -1108,6 +1083,41 @@ async fn plan_works_offline_on_samplerr_naming() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// One event every 29 days for three years, and one every two hours over the last five days
+/// (those not within the last minute), in time order.
+fn three_years_of_times(now: i64) -> Vec<i64> {
+    let day = 86_400_000i64;
+    let today = now - now.rem_euclid(day);
+    let mut times: Vec<i64> = (1..=38).map(|i| today - i * 29 * day + 3_600_000).collect();
+    times.extend(
+        (0..60)
+            .map(|i| today - 5 * day + i * 2 * 3_600_000)
+            .filter(|&t| t < now - 60_000),
+    );
+    times.sort();
+    times
+}
+
+/// NDJSON of the gauge `g` with value 1 at each of `times`.
+fn gauge_ones(times: &[i64]) -> String {
+    times
+        .iter()
+        .map(|t| format!("{{\"name\":\"g\",\"value\":1,\"timestamp\":{t}}}\n"))
+        .collect()
+}
+
+/// Replays NDJSON events into the node through the same path as `strata replay`.
+async fn replay_into_node(cfg: &strata::config::Config, ndjson: &str) {
+    let limits = replay::limits_now(cfg, &strata::clock::SystemClock);
+    replay::to_node(
+        cfg,
+        None,
+        replay::read_events(ndjson.as_bytes(), &limits).unwrap(),
+    )
+    .await
+    .unwrap();
+}
+
 async fn get_json(scope: &Scope, url: String) -> (u16, Value) {
     let r = scope.http.get(url).send().await.unwrap();
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
@@ -1125,14 +1135,7 @@ async fn stats_answers_cricket_example_with_correct_min_and_max() {
         r#"{"name":"c2","type":"counter","value":4.7,"timestamp":"1990-01-01T00:00:00Z"}"#,
     ]
     .join("\n");
-    let limits = replay::limits_now(&cfg, &strata::clock::SystemClock);
-    replay::to_node(
-        &cfg,
-        None,
-        replay::read_events(input.as_bytes(), &limits).unwrap(),
-    )
-    .await
-    .unwrap();
+    replay_into_node(&cfg, &input).await;
     scope.refresh().await;
     let clock = ManualClock::new(chrono::Utc::now().timestamp_millis());
     let running = start(&scope, &archives, FAST, &clock).await;
@@ -1192,14 +1195,7 @@ async fn stats_over_two_resolutions_equal_the_raw_statistics() {
         .iter()
         .map(|(t, v)| format!("{{\"name\":\"t\",\"value\":{v},\"timestamp\":{t}}}\n"))
         .collect();
-    let limits = replay::limits_now(&cfg, &strata::clock::SystemClock);
-    replay::to_node(
-        &cfg,
-        None,
-        replay::read_events(input.as_bytes(), &limits).unwrap(),
-    )
-    .await
-    .unwrap();
+    replay_into_node(&cfg, &input).await;
     scope.refresh().await;
     let clock = ManualClock::new(now);
     let running = start(&scope, &archives, FAST, &clock).await;
@@ -1245,25 +1241,8 @@ async fn metrics_read_each_part_of_three_years_from_the_finest_archive() {
     let day = 86_400_000i64;
     let now = chrono::Utc::now().timestamp_millis();
     let today = now - now.rem_euclid(day);
-    let mut times: Vec<i64> = (1..=38).map(|i| today - i * 29 * day + 3_600_000).collect();
-    times.extend(
-        (0..60)
-            .map(|i| today - 5 * day + i * 2 * 3_600_000)
-            .filter(|&t| t < now - 60_000),
-    );
-    times.sort();
-    let input: String = times
-        .iter()
-        .map(|t| format!("{{\"name\":\"g\",\"value\":1,\"timestamp\":{t}}}\n"))
-        .collect();
-    let limits = replay::limits_now(&cfg, &strata::clock::SystemClock);
-    replay::to_node(
-        &cfg,
-        None,
-        replay::read_events(input.as_bytes(), &limits).unwrap(),
-    )
-    .await
-    .unwrap();
+    let times = three_years_of_times(now);
+    replay_into_node(&cfg, &gauge_ones(&times)).await;
     scope.refresh().await;
     let clock = ManualClock::new(now);
     let running = start(&scope, &archives, FAST, &clock).await;
@@ -1366,14 +1345,7 @@ async fn min_coverage_nulls_points_with_too_few_stored_buckets() {
             )
         })
         .collect();
-    let limits = replay::limits_now(&cfg, &strata::clock::SystemClock);
-    replay::to_node(
-        &cfg,
-        None,
-        replay::read_events(input.as_bytes(), &limits).unwrap(),
-    )
-    .await
-    .unwrap();
+    replay_into_node(&cfg, &input).await;
     scope.refresh().await;
     let clock = ManualClock::new(ms("2026-02-02T00:00:00Z"));
     let running = start(&scope, &archives, FAST, &clock).await;
@@ -1525,14 +1497,7 @@ async fn series_lists_what_has_data_in_the_range() {
         ),
     ]
     .join("\n");
-    let limits = replay::limits_now(&cfg, &strata::clock::SystemClock);
-    replay::to_node(
-        &cfg,
-        None,
-        replay::read_events(input.as_bytes(), &limits).unwrap(),
-    )
-    .await
-    .unwrap();
+    replay_into_node(&cfg, &input).await;
     scope.refresh().await;
     let clock = ManualClock::new(ms("2026-02-02T12:00:00Z"));
     let running = start(&scope, &archives, FAST, &clock).await;
@@ -1925,14 +1890,7 @@ async fn percentiles_survive_downsampling_within_one_percent_of_nearest_rank() {
             format!("{{\"name\":\"lat\",\"type\":\"timer\",\"value\":{v},\"timestamp\":{t}}}\n")
         })
         .collect();
-    let limits = replay::limits_now(&cfg, &strata::clock::SystemClock);
-    replay::to_node(
-        &cfg,
-        None,
-        replay::read_events(input.as_bytes(), &limits).unwrap(),
-    )
-    .await
-    .unwrap();
+    replay_into_node(&cfg, &input).await;
     scope.refresh().await;
     let docs = scope.documents().await;
     let hourly = docs.iter().find(|d| d["archive"] == "1h").unwrap();
@@ -2086,9 +2044,9 @@ async fn put_agg(scope: &Scope, running: &Running, body: Value) -> (u16, Value) 
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
-/// A collectd configuration reading cpu, memory and load every second into `writer`.
-fn collectd_conf(dir: &std::path::Path, writer: &str) -> std::path::PathBuf {
-    let conf = dir.join(format!("collectd-{}.conf", writer.len()));
+/// A collectd configuration `name` reading cpu, memory and load every second into `writer`.
+fn collectd_conf(dir: &std::path::Path, name: &str, writer: &str) -> std::path::PathBuf {
+    let conf = dir.join(format!("collectd-{name}.conf"));
     std::fs::write(
         &conf,
         format!(
@@ -2097,7 +2055,7 @@ FQDNLookup false
 Interval 1
 WriteThreads 1
 BaseDir "{dir}"
-PIDFile "{dir}/collectd-{n}.pid"
+PIDFile "{dir}/collectd-{name}.pid"
 PluginDir "/usr/lib/collectd"
 TypesDB "/usr/share/collectd/types.db"
 LoadPlugin cpu
@@ -2106,7 +2064,6 @@ LoadPlugin load
 {writer}
 "#,
             dir = dir.display(),
-            n = writer.len()
         ),
     )
     .unwrap();
@@ -2174,6 +2131,7 @@ async fn collectd_write_graphite_and_write_riemann_reach_the_node_at_its_interva
     std::fs::create_dir_all(&dir).unwrap();
     let graphite = collectd_conf(
         &dir,
+        "graphite",
         &format!(
             "LoadPlugin write_graphite\n<Plugin write_graphite>\n  <Node \"strata\">\n    Host \"127.0.0.1\"\n    Port \"{}\"\n    Protocol \"tcp\"\n    Prefix \"collectd.\"\n  </Node>\n</Plugin>",
             running.graphite_addr.unwrap().port()
@@ -2184,6 +2142,7 @@ async fn collectd_write_graphite_and_write_riemann_reach_the_node_at_its_interva
     // which would take write_graphite's buffer down with it.
     let riemann = collectd_conf(
         &dir,
+        "riemann",
         &format!(
             "LoadPlugin write_riemann\n<Plugin write_riemann>\n  <Node \"strata\">\n    Host \"127.0.0.1\"\n    Port \"{}\"\n    Protocol TCP\n    Batch false\n  </Node>\n  Tag \"collectd\"\n</Plugin>",
             running.riemann_addr.unwrap().port()

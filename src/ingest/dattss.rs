@@ -126,23 +126,9 @@ pub fn parse_agg(body: &[u8], limits: &Limits) -> Result<Vec<Event>, InvalidEven
                 return Err(at("typ", format!("{typ:?} inside the {group:?} list")));
             }
             check_text(&raw.pth, limits.max_name_length).map_err(|m| at("pth", m))?;
-            if raw.cnt < 1.0 || raw.cnt.fract() != 0.0 || raw.cnt > 9.0e15 {
-                return Err(at(
-                    "cnt",
-                    format!("must be a whole number of at least 1, got {}", raw.cnt),
-                ));
-            }
-            let partial = Partial {
-                count: raw.cnt as u64,
-                sum: raw.sum,
-                min: raw.min,
-                max: raw.max,
-                first: raw.fst,
-                last: raw.lst,
-            };
-            partial
-                .check()
-                .map_err(|(field, why)| at(dattss_field(field), why))?;
+            let partial =
+                Partial::from_numbers(raw.cnt, raw.sum, raw.min, raw.max, raw.fst, raw.lst)
+                    .map_err(|(field, why)| at(dattss_field(field), why))?;
             events.push(Event {
                 series: SeriesKey::new(&raw.pth, None, &mut []),
                 kind,
@@ -157,14 +143,13 @@ pub fn parse_agg(body: &[u8], limits: &Limits) -> Result<Vec<Event>, InvalidEven
     Ok(events)
 }
 
-fn dattss_field(field: &str) -> &'static str {
+/// DaTtSs's name for a field of [`Partial`] (sum, min and max keep theirs).
+fn dattss_field(field: &'static str) -> &'static str {
     match field {
         "count" => "cnt",
         "first" => "fst",
         "last" => "lst",
-        "sum" => "sum",
-        "min" => "min",
-        _ => "max",
+        other => other,
     }
 }
 

@@ -306,22 +306,7 @@ fn partial(raw: &RawEvent) -> Result<Partial, (&'static str, String)> {
         *slot = finite_number(v).map_err(|m| (field, m))?;
     }
     let [count, sum, min, max, first, last] = numbers;
-    if count < 1.0 || count.fract() != 0.0 || count > 9.0e15 {
-        return Err((
-            "count",
-            format!("must be a whole number of at least 1, got {count}"),
-        ));
-    }
-    let p = Partial {
-        count: count as u64,
-        sum,
-        min,
-        max,
-        first,
-        last,
-    };
-    p.check()?;
-    Ok(p)
+    Partial::from_numbers(count, sum, min, max, first, last)
 }
 
 /// A set member: a string, or a number taken as its JSON text.

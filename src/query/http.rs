@@ -16,8 +16,8 @@ use crate::maintain::plan::archive_spans;
 use crate::persist::backend::SearchBackend;
 use crate::query::filter::{instant, BadParam, SeriesSelector};
 use crate::query::metrics::{
-    document_sketch, parse_percentile, points_from_response, points_from_sketches, segment_query,
-    segments, sketch_query, Stat,
+    document_sketch, parse_percentile, points_from_response, points_from_sketches, segment_filter,
+    segment_query, segments, Stat,
 };
 use crate::query::stats::{stats_from_response, stats_query};
 use crate::sketch::Sketch;
@@ -67,7 +67,7 @@ impl<B: SearchBackend, C: Clock> QueryState<B, C> {
         if let Some(q) = stat.quantile() {
             let mut points = Vec::new();
             for seg in segs {
-                let query = sketch_query(&self.config, selector, seg);
+                let query = segment_filter(&self.config, selector, seg);
                 let docs = self
                     .backend
                     .search_all(pattern, &query)

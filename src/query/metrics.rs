@@ -132,11 +132,6 @@ pub fn segment_query(
     seg: &Segment,
     stat: Stat,
 ) -> Value {
-    let mut filters = selector.filters();
-    filters.push(json!({"term": {"archive": config.archives[seg.archive].name}}));
-    filters.push(
-        json!({"range": {"@timestamp": {"gte": seg.from, "lt": seg.to, "format": "epoch_millis"}}}),
-    );
     let mut aggs = json!({
         "count": {"sum": {"field": "count"}},
         "sum": {"sum": {"field": "sum"}},
@@ -156,7 +151,7 @@ pub fn segment_query(
     let last_bucket = (seg.to - 1) - (seg.to - 1).rem_euclid(seg.interval_ms);
     json!({
         "size": 0,
-        "query": {"bool": {"filter": filters}},
+        "query": segment_filter(config, selector, seg),
         "aggs": {"points": {
             "date_histogram": {"field": "@timestamp", "fixed_interval": format!("{}ms", seg.interval_ms), "min_doc_count": 0,
                 "extended_bounds": {"min": first_bucket, "max": last_bucket}},
@@ -225,8 +220,9 @@ pub fn points_from_response(
         .collect()
 }
 
-/// The query (for a scroll) of the documents of one segment, to read their sketches.
-pub fn sketch_query(config: &Config, selector: &SeriesSelector, seg: &Segment) -> Value {
+/// The query of one segment's documents: the series, the archive, the range. Also what a scroll
+/// reads the sketches with.
+pub fn segment_filter(config: &Config, selector: &SeriesSelector, seg: &Segment) -> Value {
     let mut filters = selector.filters();
     filters.push(json!({"term": {"archive": config.archives[seg.archive].name}}));
     filters.push(
