@@ -50,7 +50,14 @@ const LABEL: char = '\u{1d}';
 
 thread_local! {
     static PACKING: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    /// Keys this thread built lately: a key seen again is shared, not allocated again (a
+    /// receiver sees the same few thousand series over and over).
+    static RECENT_KEYS: std::cell::RefCell<hashbrown::HashSet<Arc<str>>> =
+        std::cell::RefCell::new(hashbrown::HashSet::new());
 }
+
+/// How many keys [`RECENT_KEYS`] holds before it starts over.
+const RECENT_KEYS_CAP: usize = 16_384;
 
 /// Identifies a series: name, host, tags sorted by key and labels (Riemann's list of tags) sorted,
 /// packed into one shared string so that an event costs one allocation and the consolidator can
@@ -82,13 +89,27 @@ impl SeriesKey {
                 .sum::<usize>()
             + labels.iter().map(|l| l.len() + 2).sum::<usize>()
             + 1;
-        // Packed in a reused buffer, then copied once into the shared string: one allocation
-        // per key (a `String` turned into an `Arc<str>` would be two).
+        // Packed in a reused buffer, then shared with an earlier equal key or copied once into
+        // a new shared string (a `String` turned into an `Arc<str>` would be two allocations).
         PACKING.with_borrow_mut(|packed| {
             packed.clear();
             packed.reserve(len);
             Self::pack(packed, name, host, tags, labels);
-            Self(Arc::from(packed.as_str()))
+            Self(Self::intern(packed))
+        })
+    }
+
+    fn intern(packed: &str) -> Arc<str> {
+        RECENT_KEYS.with_borrow_mut(|recent| {
+            if let Some(key) = recent.get(packed) {
+                return key.clone();
+            }
+            if recent.len() >= RECENT_KEYS_CAP {
+                recent.clear();
+            }
+            let key: Arc<str> = Arc::from(packed);
+            recent.insert(key.clone());
+            key
         })
     }
 

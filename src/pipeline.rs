@@ -20,6 +20,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::consolidate::{ArchiveSpec, BatchReport, Closed, ConsolidateError, Consolidator};
 use crate::event::Event;
+use crate::ingest::datagrams::bind_udp;
 use crate::ingest::http::{router, AppState};
 use crate::maintain::run::run_scheduled;
 use crate::persist::backend::{BackendError, HttpBackend, SearchBackend};
@@ -51,10 +52,11 @@ pub enum ServeError {
     StoppedWaiting,
 }
 
-/// Events on their way to the consolidator, with a slot for its answer.
+/// Events on their way to the consolidator, with a slot for its answer (`None`: nobody waits,
+/// and a refused batch is counted as `udp_dropped`).
 pub struct IngestBatch {
     pub events: Vec<Event>,
-    pub reply: oneshot::Sender<Result<BatchReport, ConsolidateError>>,
+    pub reply: Option<oneshot::Sender<Result<BatchReport, ConsolidateError>>>,
 }
 
 /// A request for the open buckets (`/v1/live`).
@@ -95,13 +97,30 @@ impl IngestHandle {
             return Err(SubmitError::Busy);
         }
         let (reply, answer) = oneshot::channel();
-        self.tx
-            .try_send(Request::Ingest(IngestBatch { events, reply }))
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => SubmitError::Busy,
-                mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
-            })?;
+        self.send(Request::Ingest(IngestBatch {
+            events,
+            reply: Some(reply),
+        }))?;
         Ok(answer.await.map_err(|_| SubmitError::Closed)??)
+    }
+
+    /// Hands `events` to the consolidator and does not wait for its answer: for receivers that
+    /// cannot tell a sender anything (UDP), from any thread. A full queue is `Busy`.
+    pub fn hand_off(&self, events: Vec<Event>) -> Result<(), SubmitError> {
+        if self.congested.load(Ordering::Relaxed) {
+            return Err(SubmitError::Busy);
+        }
+        self.send(Request::Ingest(IngestBatch {
+            events,
+            reply: None,
+        }))
+    }
+
+    fn send(&self, request: Request) -> Result<(), SubmitError> {
+        self.tx.try_send(request).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => SubmitError::Busy,
+            mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
+        })
     }
 
     /// The open buckets of up to `limit` series named `name` (any when `None`).
@@ -111,12 +130,7 @@ impl IngestHandle {
         limit: usize,
     ) -> Result<Vec<crate::consolidate::OpenSeries>, SubmitError> {
         let (reply, answer) = oneshot::channel();
-        self.tx
-            .try_send(Request::Live(LiveRequest { name, limit, reply }))
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => SubmitError::Busy,
-                mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
-            })?;
+        self.send(Request::Live(LiveRequest { name, limit, reply }))?;
         answer.await.map_err(|_| SubmitError::Closed)
     }
 
@@ -194,11 +208,20 @@ impl<C: Clock> ConsolidatorTask<C> {
 
     fn record(&mut self, batch: IngestBatch) {
         let result = self.consolidator.record_batch(&batch.events);
-        if let Ok(report) = &result {
-            Stats::add(&self.stats.events_accepted, report.accepted);
-            Stats::add(&self.stats.events_late, report.late);
+        match &result {
+            Ok(report) => {
+                Stats::add(&self.stats.events_accepted, report.accepted);
+                Stats::add(&self.stats.events_late, report.late);
+            }
+            Err(e) if batch.reply.is_none() => {
+                Stats::add(&self.stats.udp_dropped, batch.events.len() as u64);
+                tracing::debug!(error = %e, events = batch.events.len(), "udp events dropped");
+            }
+            Err(_) => {}
         }
-        let _ = batch.reply.send(result);
+        if let Some(reply) = batch.reply {
+            let _ = reply.send(result);
+        }
     }
 
     /// Sends every closed bucket to the writer. While the writer's queue is full it keeps
@@ -408,34 +431,28 @@ pub async fn serve<C: Clock>(
     ));
     let statsd_addr = match &config.statsd {
         Some(statsd) => {
-            let socket = tokio::net::UdpSocket::bind(statsd.listen)
-                .await
-                .map_err(|source| ServeError::Bind {
-                    addr: statsd.listen,
-                    source,
-                })?;
-            let bound = socket.local_addr().map_err(|source| ServeError::Bind {
+            let bind_err = |source| ServeError::Bind {
                 addr: statsd.listen,
                 source,
-            })?;
+            };
+            let udp = bind_udp(statsd.listen, statsd.receive_buffer_bytes).map_err(bind_err)?;
+            let bound = udp.socket.local_addr().map_err(bind_err)?;
             let tcp = tokio::net::TcpListener::bind(bound)
                 .await
-                .map_err(|source| ServeError::Bind {
-                    addr: bound,
-                    source,
-                })?;
-            tracing::info!(addr = %bound, "statsd listening (udp and tcp)");
+                .map_err(bind_err)?;
+            tracing::info!(addr = %bound, receive_buffer = udp.receive_buffer_bytes, "statsd listening (udp and tcp)");
             let max_name = config.ingest.max_name_length;
             let gauges = crate::ingest::statsd::SharedGauges::default();
-            tokio::spawn(crate::ingest::statsd::run_udp(
-                socket,
+            crate::ingest::statsd::spawn_udp(
+                udp,
                 ingest.clone(),
                 clock.clone(),
                 max_name,
                 gauges.clone(),
                 stats.clone(),
                 shutdown.clone(),
-            ));
+            )
+            .map_err(bind_err)?;
             tokio::spawn(crate::ingest::statsd::run_tcp(
                 tcp,
                 ingest.clone(),
@@ -459,8 +476,8 @@ pub async fn serve<C: Clock>(
                 .await
                 .map_err(bind_err)?;
             let bound = tcp.local_addr().map_err(bind_err)?;
-            let udp = tokio::net::UdpSocket::bind(bound).await.map_err(bind_err)?;
-            tracing::info!(addr = %bound, "graphite listening (tcp and udp)");
+            let udp = bind_udp(bound, graphite.receive_buffer_bytes).map_err(bind_err)?;
+            tracing::info!(addr = %bound, receive_buffer = udp.receive_buffer_bytes, "graphite listening (tcp and udp)");
             tokio::spawn(crate::ingest::graphite::run_tcp(
                 tcp,
                 ingest.clone(),
@@ -469,14 +486,15 @@ pub async fn serve<C: Clock>(
                 stats.clone(),
                 shutdown.clone(),
             ));
-            tokio::spawn(crate::ingest::graphite::run_udp(
+            crate::ingest::graphite::spawn_udp(
                 udp,
                 ingest.clone(),
                 clock.clone(),
                 config.ingest.clone(),
                 stats.clone(),
                 shutdown.clone(),
-            ));
+            )
+            .map_err(bind_err)?;
             Some(bound)
         }
         None => None,
@@ -491,8 +509,8 @@ pub async fn serve<C: Clock>(
                 .await
                 .map_err(bind_err)?;
             let bound = tcp.local_addr().map_err(bind_err)?;
-            let udp = tokio::net::UdpSocket::bind(bound).await.map_err(bind_err)?;
-            tracing::info!(addr = %bound, "riemann listening (tcp and udp)");
+            let udp = bind_udp(bound, riemann.receive_buffer_bytes).map_err(bind_err)?;
+            tracing::info!(addr = %bound, receive_buffer = udp.receive_buffer_bytes, "riemann listening (tcp and udp)");
             let max_name = config.ingest.max_name_length;
             tokio::spawn(crate::ingest::riemann::run_tcp(
                 tcp,
@@ -502,14 +520,15 @@ pub async fn serve<C: Clock>(
                 stats.clone(),
                 shutdown.clone(),
             ));
-            tokio::spawn(crate::ingest::riemann::run_udp(
+            crate::ingest::riemann::spawn_udp(
                 udp,
                 ingest.clone(),
                 clock.clone(),
                 max_name,
                 stats.clone(),
                 shutdown.clone(),
-            ));
+            )
+            .map_err(bind_err)?;
             Some(bound)
         }
         None => None,

@@ -5,13 +5,13 @@
 
 use std::sync::Arc;
 
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, EpochMillis};
 use crate::config::IngestConfig;
 use crate::event::{Event, MetricKind, SeriesKey};
-use crate::ingest::datagrams::{serve_udp, ParseDatagram};
+use crate::ingest::datagrams::{spawn_receiver, BoundUdp, ParseDatagram};
 use crate::ingest::json::Limits;
 use crate::ingest::lines::{serve_tcp_lines, ParseLine};
 use crate::pipeline::IngestHandle;
@@ -114,15 +114,16 @@ pub async fn run_tcp<C: Clock>(
     .await;
 }
 
-/// Receives UDP datagrams of lines until `shutdown` (see [`crate::ingest::datagrams`]).
-pub async fn run_udp<C: Clock>(
-    socket: UdpSocket,
+/// Starts the thread that receives UDP datagrams of lines until `shutdown` (see
+/// [`crate::ingest::datagrams`]).
+pub fn spawn_udp<C: Clock>(
+    udp: BoundUdp,
     ingest: IngestHandle,
     clock: Arc<C>,
     cfg: IngestConfig,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
-) {
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     let counters = stats.clone();
     let parse: ParseDatagram = Box::new(move |bytes, now, out| {
         let bad = match std::str::from_utf8(bytes) {
@@ -131,7 +132,7 @@ pub async fn run_udp<C: Clock>(
         };
         Stats::add(&counters.graphite_bad_lines, bad);
     });
-    serve_udp(socket, parse, ingest, clock, stats, shutdown).await;
+    spawn_receiver("graphite", udp, parse, ingest, clock, stats, shutdown)
 }
 
 #[cfg(test)]

@@ -343,7 +343,8 @@ pub fn check_text(s: &str, max_len: usize) -> Result<(), String> {
             s.len()
         ));
     }
-    if s.chars().any(char::is_control) {
+    let printable_ascii = s.bytes().all(|b| (0x20..0x7f).contains(&b));
+    if !printable_ascii && s.chars().any(char::is_control) {
         return Err("must not contain control characters".into());
     }
     Ok(())

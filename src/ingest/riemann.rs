@@ -9,13 +9,13 @@
 use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, EpochMillis};
 use crate::event::{Event, MetricKind, SeriesKey};
-use crate::ingest::datagrams::{serve_udp, ParseDatagram};
+use crate::ingest::datagrams::{spawn_receiver, BoundUdp, ParseDatagram};
 use crate::ingest::lines::submit_waiting;
 use crate::pipeline::IngestHandle;
 use crate::stats::Stats;
@@ -317,15 +317,16 @@ async fn write_reply(
     stream.write_all(&reply).await
 }
 
-/// Receives bare `Msg` datagrams until `shutdown` (see [`crate::ingest::datagrams`]).
-pub async fn run_udp<C: Clock>(
-    socket: UdpSocket,
+/// Starts the thread that receives bare `Msg` datagrams until `shutdown` (see
+/// [`crate::ingest::datagrams`]).
+pub fn spawn_udp<C: Clock>(
+    udp: BoundUdp,
     ingest: IngestHandle,
     clock: Arc<C>,
     max_name_length: usize,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
-) {
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     let counters = stats.clone();
     let parse: ParseDatagram = Box::new(move |bytes, now, out| {
         let before = out.len();
@@ -338,7 +339,7 @@ pub async fn run_udp<C: Clock>(
             }
         }
     });
-    serve_udp(socket, parse, ingest, clock, stats, shutdown).await;
+    spawn_receiver("riemann", udp, parse, ingest, clock, stats, shutdown)
 }
 
 #[cfg(test)]

@@ -10,12 +10,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, EpochMillis};
 use crate::event::{Event, MetricKind, Sample, SeriesKey};
-use crate::ingest::datagrams::{serve_udp, ParseDatagram};
+use crate::ingest::datagrams::{spawn_receiver, BoundUdp, ParseDatagram};
 use crate::pipeline::IngestHandle;
 use crate::stats::Stats;
 
@@ -71,11 +70,11 @@ pub fn parse_datagram(
     out: &mut Vec<Event>,
 ) -> ParseCounts {
     let mut counts = ParseCounts::default();
-    for line in datagram
-        .split('\n')
-        .map(|l| l.trim_end_matches('\r'))
-        .filter(|l| !l.trim().is_empty())
-    {
+    for line in datagram.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.trim_start().is_empty() {
+            continue;
+        }
         let before = out.len();
         match parse_line(line, now, max_name_length, gauges, out) {
             Ok(()) => counts.values += (out.len() - before) as u64,
@@ -97,7 +96,8 @@ pub fn parse_line(
     gauges: &mut GaugeState,
     out: &mut Vec<Event>,
 ) -> Result<(), String> {
-    if crate::ingest::dattss::looks_like_dattss(line) {
+    let (key, rest) = split_at_byte(line, b':').ok_or("no ':' after the key")?;
+    if !rest.bytes().any(|b| b == b'|') && crate::ingest::dattss::looks_like_dattss(line) {
         out.push(crate::ingest::dattss::parse_line(
             line,
             now,
@@ -105,16 +105,20 @@ pub fn parse_line(
         )?);
         return Ok(());
     }
-    let (key, rest) = line.split_once(':').ok_or("no ':' after the key")?;
     crate::ingest::json::check_text(key, max_name_length)?;
     // `k:1|c:2|c` — the rest is `value|type[|…]` groups split at ':' that start a new value (a
-    // ':' inside DogStatsD tags does not). A bad group fails the line; the caller drops what the
-    // line already pushed.
+    // ':' once DogStatsD tags began does not). A bad group fails the line; the caller drops what
+    // the line already pushed.
     let mut start = 0;
-    for (i, c) in rest.char_indices() {
-        if c == ':' && !rest[start..i].contains('#') {
-            parse_value(key, &rest[start..i], now, gauges, out)?;
-            start = i + 1;
+    let mut in_tags = false;
+    for (i, b) in rest.bytes().enumerate() {
+        match b {
+            b'#' => in_tags = true,
+            b':' if !in_tags => {
+                parse_value(key, &rest[start..i], now, gauges, out)?;
+                start = i + 1;
+            }
+            _ => {}
         }
     }
     parse_value(key, &rest[start..], now, gauges, out)
@@ -127,7 +131,7 @@ fn parse_value(
     gauges: &mut GaugeState,
     out: &mut Vec<Event>,
 ) -> Result<(), String> {
-    let mut fields = group.split('|');
+    let mut fields = Fields::new(group, b'|');
     let value_text = fields.next().ok_or("no value")?;
     let kind = fields.next().ok_or("no type")?;
     let mut rate = 1.0;
@@ -151,12 +155,7 @@ fn parse_value(
             return Err(format!("unknown field {field:?}"));
         }
     }
-    let number = |s: &str| {
-        s.parse::<f64>()
-            .ok()
-            .filter(|v| v.is_finite())
-            .ok_or_else(|| format!("bad value {s:?}"))
-    };
+    let number = |s: &str| parse_number(s).ok_or_else(|| format!("bad value {s:?}"));
     let (kind, sample) = match kind {
         "c" => (
             MetricKind::Counter,
@@ -189,17 +188,72 @@ fn parse_value(
     Ok(())
 }
 
-/// Receives statsd datagrams until `shutdown` (see [`crate::ingest::datagrams`]).
+/// A finite number; plain decimal integers (what most clients send) skip the float parser.
+fn parse_number(s: &str) -> Option<f64> {
+    let (negative, digits) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    // 15 digits stay below 2^53: exact as an f64.
+    if (1..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
+        let n = digits
+            .bytes()
+            .fold(0u64, |n, b| n * 10 + u64::from(b - b'0')) as f64;
+        return Some(if negative { -n } else { n });
+    }
+    s.parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+/// `s` split at the first `sep` (an ASCII byte, so both halves are valid UTF-8).
+fn split_at_byte(s: &str, sep: u8) -> Option<(&str, &str)> {
+    let i = s.bytes().position(|b| b == sep)?;
+    Some((&s[..i], &s[i + 1..]))
+}
+
+/// `s.split(sep)` for an ASCII `sep`, with a plain byte loop: statsd fields are a few bytes
+/// long, too short for a vectorised search to pay for its set-up.
+struct Fields<'a> {
+    rest: Option<&'a str>,
+    sep: u8,
+}
+
+impl<'a> Fields<'a> {
+    fn new(s: &'a str, sep: u8) -> Self {
+        Fields { rest: Some(s), sep }
+    }
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let s = self.rest?;
+        match split_at_byte(s, self.sep) {
+            Some((field, more)) => {
+                self.rest = Some(more);
+                Some(field)
+            }
+            None => {
+                self.rest = None;
+                Some(s)
+            }
+        }
+    }
+}
+
+/// Starts the thread that receives statsd datagrams until `shutdown` (see
+/// [`crate::ingest::datagrams`]).
 #[allow(clippy::too_many_arguments)]
-pub async fn run_udp<C: Clock>(
-    socket: UdpSocket,
+pub fn spawn_udp<C: Clock>(
+    udp: BoundUdp,
     ingest: IngestHandle,
     clock: Arc<C>,
     max_name_length: usize,
     gauges: SharedGauges,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
-) {
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     let counters = stats.clone();
     let parse: ParseDatagram = Box::new(move |bytes, now, out| {
         let Ok(text) = std::str::from_utf8(bytes) else {
@@ -211,7 +265,7 @@ pub async fn run_udp<C: Clock>(
         let counts = parse_datagram(text, now, max_name_length, &mut gauges, out);
         Stats::add(&counters.statsd_bad_lines, counts.bad_lines);
     });
-    serve_udp(socket, parse, ingest, clock, stats, shutdown).await;
+    spawn_receiver("statsd", udp, parse, ingest, clock, stats, shutdown)
 }
 
 fn gauge_key(key: &str, tags: &[(String, String)]) -> String {
@@ -327,5 +381,45 @@ mod tests {
             }
         );
         assert_eq!(events.len(), 2);
+    }
+
+    #[test]
+    fn numbers_parse_like_the_float_parser() {
+        for s in [
+            "0",
+            "7",
+            "-3",
+            "+5",
+            "-0",
+            "123456789012345",
+            "1234567890123456789",
+            "1.5",
+            "-2.25e3",
+            "1e400",
+            "nan",
+            "inf",
+            "",
+            "+",
+            "-",
+            "1x",
+            "0x10",
+        ] {
+            let general = s.parse::<f64>().ok().filter(|v| v.is_finite());
+            assert_eq!(
+                parse_number(s).map(f64::to_bits),
+                general.map(f64::to_bits),
+                "{s:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn fields_split_like_str_split() {
+        for s in ["", "a", "a|b", "|a||b|", "1|c|@0.5|#k:v,k2"] {
+            assert_eq!(
+                Fields::new(s, b'|').collect::<Vec<_>>(),
+                s.split('|').collect::<Vec<_>>()
+            );
+        }
     }
 }
