@@ -83,6 +83,13 @@ pub enum SubmitError {
     Refused(#[from] ConsolidateError),
 }
 
+/// A hand-off the consolidator did not take, with its events.
+#[derive(Debug)]
+pub struct HandOffRefused {
+    pub why: SubmitError,
+    pub events: Vec<Event>,
+}
+
 /// The sending side of the consolidator's input; cheap to clone.
 #[derive(Clone)]
 pub struct IngestHandle {
@@ -105,15 +112,30 @@ impl IngestHandle {
     }
 
     /// Hands `events` to the consolidator and does not wait for its answer: for receivers that
-    /// cannot tell a sender anything (UDP), from any thread. A full queue is `Busy`.
-    pub fn hand_off(&self, events: Vec<Event>) -> Result<(), SubmitError> {
+    /// cannot tell a sender anything (UDP), from any thread. A full queue is `Busy`; the events
+    /// come back with the refusal, so that the caller may try again.
+    pub fn hand_off(&self, events: Vec<Event>) -> Result<(), HandOffRefused> {
         if self.congested.load(Ordering::Relaxed) {
-            return Err(SubmitError::Busy);
+            return Err(HandOffRefused {
+                why: SubmitError::Busy,
+                events,
+            });
         }
-        self.send(Request::Ingest(IngestBatch {
+        let request = Request::Ingest(IngestBatch {
             events,
             reply: None,
-        }))
+        });
+        self.tx.try_send(request).map_err(|e| {
+            let why = match &e {
+                mpsc::error::TrySendError::Full(_) => SubmitError::Busy,
+                mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
+            };
+            let events = match e.into_inner() {
+                Request::Ingest(batch) => batch.events,
+                Request::Live(_) => Vec::new(),
+            };
+            HandOffRefused { why, events }
+        })
     }
 
     fn send(&self, request: Request) -> Result<(), SubmitError> {

@@ -1575,6 +1575,86 @@ async fn live_view_and_home_page_come_from_memory() {
     scope.cleanup().await;
 }
 
+/// 8 000 datagrams sent back to back, faster than one receiver drains them: they wait in the
+/// socket's 8 MiB receive buffer (about 6.8 MB of the kernel's measure) and every one arrives.
+/// (With the kernel's default buffer, `receive_buffer_bytes = 0`, this lost datagrams in two
+/// runs of three.)
+#[tokio::test]
+async fn a_udp_burst_waits_in_the_receive_buffer_and_nothing_is_lost() {
+    const BURST: u64 = 8_000;
+    const KEYS: u64 = 8;
+    let scope = Scope::new("udpburst");
+    let clock = ManualClock::new(ms("2026-03-01T10:00:05Z"));
+    let extra = format!("{FAST}\n[statsd]\nlisten = \"127.0.0.1:0\"\n");
+    let running = start(&scope, &archive_20s(), &extra, &clock).await;
+    let to = running.statsd_addr.unwrap();
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..BURST {
+        let line = format!("burst.k{}:1|c", i % KEYS);
+        sender.send_to(line.as_bytes(), to).unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while running.stats.snapshot().events_accepted < BURST && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stats = running.stats.snapshot();
+    assert_eq!(
+        (
+            stats.events_accepted,
+            stats.udp_dropped,
+            stats.udp_receive_buffer_drops
+        ),
+        (BURST, 0, 0)
+    );
+    clock.set(ms("2026-03-01T10:01:00Z"));
+    let docs = scope.wait_for_documents(KEYS as usize).await;
+    let counts: Vec<u64> = docs.iter().map(|d| d["count"].as_u64().unwrap()).collect();
+    assert_eq!(counts, vec![BURST / KEYS; KEYS as usize], "{docs:?}");
+    running.stop().await.unwrap();
+    scope.cleanup().await;
+}
+
+/// A receive buffer too small for a burst: the kernel drops datagrams, and strata counts each one
+/// it is told of (the kernel tells with the next datagram it queues), so that every datagram
+/// sent was either consolidated or counted.
+#[tokio::test]
+async fn datagrams_a_full_receive_buffer_dropped_are_counted() {
+    const DATAGRAMS: u64 = 2_000;
+    const LINES: u64 = 40;
+    let scope = Scope::new("udpdrops");
+    let clock = ManualClock::new(ms("2026-03-01T10:00:05Z"));
+    let extra =
+        format!("{FAST}\n[statsd]\nlisten = \"127.0.0.1:0\"\nreceive_buffer_bytes = 4096\n");
+    let running = start(&scope, &archive_20s(), &extra, &clock).await;
+    let to = running.statsd_addr.unwrap();
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let datagram = "drops.k:1|c\n".repeat(LINES as usize);
+    for _ in 0..DATAGRAMS {
+        sender.send_to(datagram.as_bytes(), to).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Carries the socket's drop counter to the receiver.
+    sender.send_to(datagram.as_bytes(), to).unwrap();
+    let accounted =
+        |s: &strata::stats::StatsSnapshot| s.events_accepted / LINES + s.udp_receive_buffer_drops;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while accounted(&running.stats.snapshot()) < DATAGRAMS + 1
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stats = running.stats.snapshot();
+    assert!(
+        stats.udp_receive_buffer_drops > 0,
+        "a 4 KiB buffer held every 500-byte datagram of a burst: {stats:?}"
+    );
+    assert_eq!(stats.events_accepted % LINES, 0, "datagrams arrive whole");
+    assert_eq!(accounted(&stats), DATAGRAMS + 1, "{stats:?}");
+    assert_eq!(stats.udp_dropped, 0);
+    running.stop().await.unwrap();
+    scope.cleanup().await;
+}
+
 #[tokio::test]
 async fn python_statsd_client_counters_gauges_and_timers_arrive_exactly() {
     let python = std::env::var("STRATA_TEST_PYTHON").expect("STRATA_TEST_PYTHON is not set: scripts/test installs the Python statsd package and sets it");

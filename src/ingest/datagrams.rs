@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, EpochMillis};
 use crate::event::Event;
-use crate::pipeline::IngestHandle;
+use crate::pipeline::{HandOffRefused, IngestHandle, SubmitError};
 use crate::stats::Stats;
 
 /// Events handed over per batch at most.
@@ -36,6 +36,8 @@ const IDLE: Duration = Duration::from_millis(100);
 /// bookkeeping. Measured on loopback, a 15-byte datagram takes 832 bytes; network drivers that
 /// give each packet its own page fragment cost more, so this assumes 2 KiB.
 const DATAGRAM_OVERHEAD: usize = 2048;
+/// The receive buffer the pacer assumes where the platform does not tell: Linux's usual default.
+const ASSUMED_BUFFER_BYTES: usize = 212_992;
 /// Pausing is worth its delay only when at least this many datagrams arrive per [`MAX_PAUSE`].
 const MIN_ARRIVALS_PER_PAUSE: f64 = 4.0;
 
@@ -43,7 +45,8 @@ const MIN_ARRIVALS_PER_PAUSE: f64 = 4.0;
 /// its own bad input.
 pub type ParseDatagram = Box<dyn FnMut(&[u8], EpochMillis, &mut Vec<Event>) + Send>;
 
-/// A bound UDP socket and the receive buffer the kernel gave it.
+/// A bound UDP socket and the receive buffer the kernel gave it (where the platform does not
+/// tell, [`ASSUMED_BUFFER_BYTES`]).
 pub struct BoundUdp {
     pub socket: UdpSocket,
     pub receive_buffer_bytes: usize,
@@ -57,8 +60,9 @@ pub fn bind_udp(addr: SocketAddr, receive_buffer_bytes: usize) -> io::Result<Bou
     if receive_buffer_bytes > 0 {
         sys::set_receive_buffer(&socket, receive_buffer_bytes)?;
     }
+    sys::count_drops(&socket)?;
     let got = sys::receive_buffer(&socket)?;
-    if got < receive_buffer_bytes {
+    if got.is_some_and(|got| got < receive_buffer_bytes) {
         tracing::warn!(
             %addr,
             asked = receive_buffer_bytes,
@@ -68,7 +72,7 @@ pub fn bind_udp(addr: SocketAddr, receive_buffer_bytes: usize) -> io::Result<Bou
     }
     Ok(BoundUdp {
         socket,
-        receive_buffer_bytes: got,
+        receive_buffer_bytes: got.unwrap_or(ASSUMED_BUFFER_BYTES),
     })
 }
 
@@ -94,6 +98,7 @@ pub fn spawn_receiver<C: Clock>(
                 clock,
                 stats,
                 events: Vec::with_capacity(BATCH),
+                kernel_drops_seen: 0,
             }
             .run(&shutdown)
         })
@@ -155,6 +160,8 @@ struct Receiver<C> {
     stats: Arc<Stats>,
     pacer: Pacer,
     events: Vec<Event>,
+    /// The socket's drop counter when last looked at.
+    kernel_drops_seen: u32,
 }
 
 impl<C: Clock> Receiver<C> {
@@ -164,6 +171,13 @@ impl<C: Clock> Receiver<C> {
         let mut more_queued = false;
         let mut last_drain = Instant::now();
         while !shutdown.is_cancelled() {
+            if self.events.len() >= BATCH {
+                // The pipeline is busy and a batch is waiting: stop reading (the socket's buffer
+                // holds what arrives meanwhile) and offer it again.
+                std::thread::sleep(MAX_PAUSE);
+                self.hand_over();
+                continue;
+            }
             if more_queued {
                 // A full batch left datagrams behind: drain again at once.
             } else if !pause.is_zero() {
@@ -173,6 +187,7 @@ impl<C: Clock> Receiver<C> {
             }
             let started = Instant::now();
             let drained = self.drain(&mut slots);
+            self.count_buffer_drops(&slots);
             self.hand_over();
             more_queued = !drained.emptied;
             let since = started.duration_since(last_drain);
@@ -181,7 +196,7 @@ impl<C: Clock> Receiver<C> {
                 .pacer
                 .after_drain(drained.datagrams, drained.bytes, since);
         }
-        self.hand_over();
+        self.hand_over_before_exit();
     }
 
     /// Parses what the kernel has queued, up to a batch of events.
@@ -212,16 +227,58 @@ impl<C: Clock> Receiver<C> {
         drained
     }
 
-    fn hand_over(&mut self) {
+    /// Adds what the kernel dropped on this socket since the last look to
+    /// `udp_receive_buffer_drops`.
+    fn count_buffer_drops(&mut self, slots: &sys::Slots) {
+        if let Some(total) = slots.kernel_drops() {
+            if total > self.kernel_drops_seen {
+                let new = total - self.kernel_drops_seen;
+                Stats::add(&self.stats.udp_receive_buffer_drops, u64::from(new));
+                self.kernel_drops_seen = total;
+            }
+        }
+    }
+
+    /// Offers what it holds to the pipeline. While the pipeline is busy the events stay here
+    /// (up to a batch); once it is closed they are counted as dropped.
+    fn hand_over(&mut self) -> bool {
         if self.events.is_empty() {
-            return;
+            return true;
         }
-        let batch = std::mem::replace(&mut self.events, Vec::with_capacity(BATCH));
-        let n = batch.len() as u64;
-        if let Err(e) = self.ingest.hand_off(batch) {
-            Stats::add(&self.stats.udp_dropped, n);
-            tracing::debug!(error = %e, events = n, "udp events dropped");
+        match self.ingest.hand_off(std::mem::take(&mut self.events)) {
+            Ok(()) => {
+                self.events = Vec::with_capacity(BATCH);
+                true
+            }
+            Err(HandOffRefused {
+                why: SubmitError::Busy,
+                events,
+            }) => {
+                self.events = events;
+                false
+            }
+            Err(HandOffRefused { why, events }) => {
+                self.drop_events(&why, events.len());
+                false
+            }
         }
+    }
+
+    /// At shutdown: a busy pipeline gets a little longer, then what is left counts as dropped.
+    fn hand_over_before_exit(&mut self) {
+        for _ in 0..200 {
+            if self.hand_over() || self.events.is_empty() {
+                return;
+            }
+            std::thread::sleep(MAX_PAUSE);
+        }
+        self.drop_events(&SubmitError::Busy, self.events.len());
+    }
+
+    fn drop_events(&mut self, why: &SubmitError, n: usize) {
+        self.events.clear();
+        Stats::add(&self.stats.udp_dropped, n as u64);
+        tracing::debug!(error = %why, events = n, "udp events dropped");
     }
 }
 
@@ -236,12 +293,19 @@ mod sys {
 
     use super::{SLOTS, SLOT_BYTES};
 
+    /// Room for the control message that carries the socket's drop counter (`SO_RXQ_OVFL`), in
+    /// u64s so that it is aligned for a `cmsghdr`.
+    const CONTROL_WORDS: usize = 8;
+
     /// Buffers and headers for one `recvmmsg` call, built once per receiver. The headers point
     /// into the buffers, which never move (boxed slices are not resized).
     pub struct Slots {
         buffers: Box<[u8]>,
         _iovecs: Box<[libc::iovec]>,
+        _controls: Box<[u64]>,
         headers: Box<[libc::mmsghdr]>,
+        /// The socket's drop counter as the last datagram that carried it told.
+        drops: Option<u32>,
     }
 
     impl Slots {
@@ -254,27 +318,37 @@ mod sys {
                     iov_len: SLOT_BYTES,
                 })
                 .collect();
+            let mut controls = vec![0u64; SLOTS * CONTROL_WORDS].into_boxed_slice();
             let headers = iovecs
                 .iter_mut()
-                .map(|iov| {
-                    // SAFETY: all-zero is a valid msghdr (no name, no control data).
+                .zip(controls.chunks_exact_mut(CONTROL_WORDS))
+                .map(|(iov, control)| {
+                    // SAFETY: all-zero is a valid msghdr (no name, no control data yet).
                     let mut header: libc::mmsghdr = unsafe { std::mem::zeroed() };
                     header.msg_hdr.msg_iov = iov;
                     header.msg_hdr.msg_iovlen = 1;
+                    header.msg_hdr.msg_control = control.as_mut_ptr().cast();
                     header
                 })
                 .collect();
             Slots {
                 buffers,
                 _iovecs: iovecs,
+                _controls: controls,
                 headers,
+                drops: None,
             }
         }
 
         /// Receives what is queued, up to [`SLOTS`] datagrams, without blocking; 0 when none is.
         pub fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
-            // SAFETY: every header points at its own iovec and SLOT_BYTES of `buffers`, all
-            // owned by `self` and alive for the call; no timeout is passed.
+            for header in self.headers.iter_mut() {
+                // The kernel writes back how much control data it used.
+                header.msg_hdr.msg_controllen = CONTROL_WORDS * 8;
+            }
+            // SAFETY: every header points at its own iovec, SLOT_BYTES of `buffers` and
+            // CONTROL_WORDS of `_controls`, all owned by `self` and alive for the call; no
+            // timeout is passed.
             let n = unsafe {
                 libc::recvmmsg(
                     socket.as_raw_fd(),
@@ -284,8 +358,13 @@ mod sys {
                     std::ptr::null_mut(),
                 )
             };
-            if n >= 0 {
-                return Ok(n as usize);
+            if n > 0 {
+                let n = n as usize;
+                self.drops = self.drop_counter(n - 1).or(self.drops);
+                return Ok(n);
+            }
+            if n == 0 {
+                return Ok(0);
             }
             match io::Error::last_os_error() {
                 e if matches!(
@@ -304,6 +383,39 @@ mod sys {
             let len = self.headers[i].msg_len as usize;
             &self.buffers[i * SLOT_BYTES..][..len.min(SLOT_BYTES)]
         }
+
+        /// How many datagrams the kernel had dropped on this socket (its receive buffer full)
+        /// when it queued the last datagram that told, if it had dropped any. A drop is told by
+        /// the next datagram the kernel queues.
+        pub fn kernel_drops(&self) -> Option<u32> {
+            self.drops
+        }
+
+        /// The drop counter attached to datagram `i` of the last call, if any.
+        fn drop_counter(&self, i: usize) -> Option<u32> {
+            let header = &self.headers[i].msg_hdr;
+            // SAFETY: the header's control buffer was filled by the kernel in the last call;
+            // the CMSG macros stay within msg_controllen.
+            unsafe {
+                let mut cmsg = libc::CMSG_FIRSTHDR(header);
+                while !cmsg.is_null() {
+                    if (*cmsg).cmsg_level == libc::SOL_SOCKET
+                        && (*cmsg).cmsg_type == libc::SO_RXQ_OVFL
+                    {
+                        return Some(std::ptr::read_unaligned(
+                            libc::CMSG_DATA(cmsg).cast::<u32>(),
+                        ));
+                    }
+                    cmsg = libc::CMSG_NXTHDR(header, cmsg);
+                }
+            }
+            None
+        }
+    }
+
+    /// Asks the kernel to attach the socket's drop counter to received datagrams.
+    pub fn count_drops(socket: &UdpSocket) -> io::Result<()> {
+        set_int(socket, libc::SO_RXQ_OVFL, 1)
     }
 
     /// True when a datagram is waiting; false after `timeout` (or a signal).
@@ -330,7 +442,7 @@ mod sys {
     }
 
     /// The receive buffer the socket has, in bytes of the kernel's measure.
-    pub fn receive_buffer(socket: &UdpSocket) -> io::Result<usize> {
+    pub fn receive_buffer(socket: &UdpSocket) -> io::Result<Option<usize>> {
         let mut value: libc::c_int = 0;
         let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
         // SAFETY: `value` and `len` are valid for writes of an int.
@@ -346,7 +458,7 @@ mod sys {
         if rc != 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(value.max(0) as usize)
+        Ok(Some(value.max(0) as usize))
     }
 
     fn set_int(socket: &UdpSocket, option: libc::c_int, value: libc::c_int) -> io::Result<()> {
@@ -404,6 +516,15 @@ mod sys {
         pub fn datagram(&self, _i: usize) -> &[u8] {
             &self.buffer[..self.len]
         }
+
+        /// Not told on this platform.
+        pub fn kernel_drops(&self) -> Option<u32> {
+            None
+        }
+    }
+
+    pub fn count_drops(_socket: &UdpSocket) -> io::Result<()> {
+        Ok(())
     }
 
     /// Without poll(2) at hand: look again after a short sleep.
@@ -412,12 +533,13 @@ mod sys {
         true
     }
 
+    /// Left to the platform's default here.
     pub fn set_receive_buffer(_socket: &UdpSocket, _bytes: usize) -> io::Result<()> {
         Ok(())
     }
 
-    pub fn receive_buffer(_socket: &UdpSocket) -> io::Result<usize> {
-        Ok(0)
+    pub fn receive_buffer(_socket: &UdpSocket) -> io::Result<Option<usize>> {
+        Ok(None)
     }
 }
 
@@ -506,5 +628,31 @@ mod tests {
         assert_eq!(got[0], b"m0:1|c");
         assert_eq!(got[39], b"m39:1|c");
         assert_eq!(got[40].len(), 60_000, "a large datagram is not truncated");
+    }
+
+    #[test]
+    fn the_kernel_tells_how_many_datagrams_a_full_buffer_dropped() {
+        let udp = bind_udp("127.0.0.1:0".parse().unwrap(), 4096).unwrap();
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = udp.socket.local_addr().unwrap();
+        const SENT: usize = 200;
+        for i in 0..SENT {
+            sender.send_to(format!("m{i}:1|c").as_bytes(), to).unwrap();
+        }
+        let mut slots = sys::Slots::new();
+        let (mut received, mut dropped) = (0, 0);
+        // Read one call's worth, send one more (it is queued behind the drops), read the rest.
+        received += slots.receive(&udp.socket).unwrap();
+        sender.send_to(b"last:1|c", to).unwrap();
+        loop {
+            let n = slots.receive(&udp.socket).unwrap();
+            if n == 0 {
+                break;
+            }
+            received += n;
+            dropped = slots.kernel_drops().unwrap_or(dropped);
+        }
+        assert!(dropped > 0, "a 4 KiB buffer cannot hold {SENT} datagrams");
+        assert_eq!(received + dropped as usize, SENT + 1);
     }
 }
