@@ -25,33 +25,108 @@ fn graphite_line(i: u64, now_s: u64, out: &mut Vec<u8>) {
 fn udp(addr: &str, lines: u64, rate: u64, per: u64) {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket.connect(addr).unwrap();
+    let mut batch = SendBatch::default();
     let start = Instant::now();
     let mut sent = 0u64;
-    let mut datagram = Vec::with_capacity(1500);
     while sent < lines {
-        // Pace: never ahead of rate × elapsed.
-        let allowed = (start.elapsed().as_secs_f64() * rate as f64) as u64;
-        if sent >= allowed {
+        // Pace: never ahead of rate × elapsed; what is due goes out in one call.
+        let allowed = ((start.elapsed().as_secs_f64() * rate as f64) as u64).min(lines);
+        if allowed < (sent + per).min(lines) {
             std::hint::spin_loop();
             continue;
         }
-        datagram.clear();
-        let n = per.min(lines - sent);
-        for k in 0..n {
-            if k > 0 {
-                datagram.push(b'\n');
-            }
-            statsd_line(sent + k, &mut datagram);
+        batch.clear();
+        while sent < allowed && batch.len() < SEND_BATCH {
+            let n = per.min(lines - sent);
+            batch.push((0..n).map(|k| sent + k));
+            sent += n;
         }
         // A full socket buffer on loopback is the receiver's loss, not ours: keep sending.
-        let _ = socket.send(&datagram);
-        sent += n;
+        batch.send(&socket);
     }
     let secs = start.elapsed().as_secs_f64();
     println!(
         "{{\"mode\":\"udp\",\"lines\":{lines},\"target_rate\":{rate},\"per_datagram\":{per},\"seconds\":{secs:.3},\"sent_rate\":{:.0}}}",
         lines as f64 / secs
     );
+}
+
+/// Datagrams sent per system call at most: one core sends about 230 000 datagrams/s one call
+/// each, which is less than strata receives; `sendmmsg` lifts that limit.
+const SEND_BATCH: usize = 32;
+
+/// Up to [`SEND_BATCH`] datagrams, sent with one `sendmmsg`.
+#[derive(Default)]
+struct SendBatch {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl SendBatch {
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Adds a datagram of the statsd lines numbered `line_numbers`.
+    fn push(&mut self, line_numbers: impl Iterator<Item = u64>) {
+        for (k, i) in line_numbers.enumerate() {
+            if k > 0 {
+                self.bytes.push(b'\n');
+            }
+            statsd_line(i, &mut self.bytes);
+        }
+        self.ends.push(self.bytes.len());
+    }
+
+    fn send(&mut self, socket: &UdpSocket) {
+        use std::os::fd::AsRawFd;
+        let mut start = 0;
+        let mut iovecs: Vec<libc::iovec> = self
+            .ends
+            .iter()
+            .map(|&end| {
+                let iov = libc::iovec {
+                    iov_base: self.bytes[start..end].as_ptr() as *mut libc::c_void,
+                    iov_len: end - start,
+                };
+                start = end;
+                iov
+            })
+            .collect();
+        let mut headers: Vec<libc::mmsghdr> = iovecs
+            .iter_mut()
+            .map(|iov| {
+                // SAFETY: all-zero is a valid msghdr (connected socket: no name, no control).
+                let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                h.msg_hdr.msg_iov = iov;
+                h.msg_hdr.msg_iovlen = 1;
+                h
+            })
+            .collect();
+        let mut done = 0;
+        while done < headers.len() {
+            // SAFETY: the headers point at iovecs into `self.bytes`, alive for the call.
+            let n = unsafe {
+                libc::sendmmsg(
+                    socket.as_raw_fd(),
+                    headers[done..].as_mut_ptr(),
+                    (headers.len() - done) as libc::c_uint,
+                    0,
+                )
+            };
+            if n <= 0 {
+                // ECONNREFUSED and the like: that datagram is lost, as with send().
+                done += 1;
+            } else {
+                done += n as usize;
+            }
+        }
+    }
 }
 
 /// Sends `lines` lines over one TCP connection as fast as the server reads them, then waits
