@@ -1038,6 +1038,23 @@ mod tests {
     }
 
     #[test]
+    fn udp_receive_buffers_default_to_8_mib_and_bad_sizes_are_named() {
+        let cfg = Config::from_toml(
+            &format!("{GOOD}\n[statsd]\n[graphite]\nreceive_buffer_bytes = 0\n"),
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.statsd.unwrap().receive_buffer_bytes,
+            DEFAULT_RECEIVE_BUFFER_BYTES
+        );
+        assert_eq!(cfg.graphite.unwrap().receive_buffer_bytes, 0);
+        let found = problems(&format!("{GOOD}\n[riemann]\nreceive_buffer_bytes = 100\n"));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].field, "riemann.receive_buffer_bytes");
+    }
+
+    #[test]
     fn good_config_validates_with_defaults() {
         let cfg = Config::from_toml(GOOD, Path::new("t.toml")).unwrap();
         assert_eq!(cfg.archives.len(), 3);
