@@ -780,11 +780,16 @@ mod tests {
     use super::*;
     use crate::event::SeriesKey;
 
-    const S20: ArchiveSpec = ArchiveSpec {
-        step_ms: 20_000,
-        lateness_ms: 10_000,
-        sketches: false,
-    };
+    const S20: ArchiveSpec = spec(20_000, 10_000);
+
+    /// An archive without sketches.
+    const fn spec(step_ms: i64, lateness_ms: i64) -> ArchiveSpec {
+        ArchiveSpec {
+            step_ms,
+            lateness_ms,
+            sketches: false,
+        }
+    }
 
     fn ev(name: &str, value: f64, at_s: i64) -> Event {
         Event::value(
@@ -871,11 +876,7 @@ mod tests {
 
     #[test]
     fn late_events_are_reported_per_archive() {
-        let coarse = ArchiveSpec {
-            step_ms: 600_000,
-            lateness_ms: 10_000,
-            sketches: false,
-        };
+        let coarse = spec(600_000, 10_000);
         let mut c = Consolidator::new(&[S20, coarse], 10);
         c.record_batch(&[ev("m", 1.0, 5)]).unwrap();
         assert_eq!(flush(&mut c, 30).len(), 1);
@@ -926,14 +927,7 @@ mod tests {
     #[test]
     fn three_open_buckets_of_one_series_stay_apart() {
         // Lateness longer than two steps: buckets 0, 20 and 40 s are open at once.
-        let mut c = Consolidator::new(
-            &[ArchiveSpec {
-                step_ms: 20_000,
-                lateness_ms: 60_000,
-                sketches: false,
-            }],
-            10,
-        );
+        let mut c = Consolidator::new(&[spec(20_000, 60_000)], 10);
         let order = [
             (45, 1.0),
             (5, 2.0),
@@ -1025,19 +1019,7 @@ mod tests {
 
     #[test]
     fn many_series_and_archives_sum_up() {
-        let specs = [
-            S20,
-            ArchiveSpec {
-                step_ms: 600_000,
-                lateness_ms: 0,
-                sketches: false,
-            },
-            ArchiveSpec {
-                step_ms: 3_600_000,
-                lateness_ms: 0,
-                sketches: false,
-            },
-        ];
+        let specs = [S20, spec(600_000, 0), spec(3_600_000, 0)];
         let mut c = Consolidator::new(&specs, 1000);
         let mut events = Vec::new();
         for t in 0..7200 {
@@ -1106,11 +1088,7 @@ mod tests {
 
     #[test]
     fn sets_count_distinct_members_per_bucket_and_archive() {
-        let hour = ArchiveSpec {
-            step_ms: 3_600_000,
-            lateness_ms: 0,
-            sketches: false,
-        };
+        let hour = spec(3_600_000, 0);
         let mut c = Consolidator::new(&[S20, hour], 10);
         let key = SeriesKey::new("users", None, &mut []);
         let member = |m: u64, at_s: i64| Event {

@@ -48,20 +48,39 @@ const PART: char = '\u{1f}';
 const PAIR: char = '\u{1e}';
 const LABEL: char = '\u{1d}';
 
-thread_local! {
-    static PACKING: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
-    /// Keys this thread built lately: a key seen again is shared, not allocated again (a
-    /// receiver sees the same few thousand series over and over).
-    static RECENT_KEYS: std::cell::RefCell<hashbrown::HashSet<Arc<str>>> =
-        std::cell::RefCell::new(hashbrown::HashSet::new());
+/// Where this thread packs keys, and the keys it built lately: a key seen again is shared, not
+/// allocated again (a receiver sees the same few thousand series over and over).
+#[derive(Default)]
+struct KeyBuilder {
+    packing: String,
+    recent: hashbrown::HashSet<Arc<str>>,
 }
 
-/// How many keys [`RECENT_KEYS`] holds before it starts over.
+thread_local! {
+    static KEYS: std::cell::RefCell<KeyBuilder> = std::cell::RefCell::new(KeyBuilder::default());
+}
+
+impl KeyBuilder {
+    /// The shared string for what was just packed.
+    fn intern(&mut self) -> Arc<str> {
+        if let Some(key) = self.recent.get(self.packing.as_str()) {
+            return key.clone();
+        }
+        if self.recent.len() >= RECENT_KEYS_CAP {
+            self.recent.clear();
+        }
+        let key: Arc<str> = Arc::from(self.packing.as_str());
+        self.recent.insert(key.clone());
+        key
+    }
+}
+
+/// How many recent keys a thread keeps before it starts over.
 const RECENT_KEYS_CAP: usize = 16_384;
 
 /// Identifies a series: name, host, tags sorted by key and labels (Riemann's list of tags) sorted,
-/// packed into one shared string so that an event costs one allocation and the consolidator can
-/// hash it in one pass.
+/// packed into one shared string so that the consolidator can hash it in one pass. Building one
+/// costs at most one allocation, none when this thread built an equal key lately.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct SeriesKey(Arc<str>);
 
@@ -91,25 +110,11 @@ impl SeriesKey {
             + 1;
         // Packed in a reused buffer, then shared with an earlier equal key or copied once into
         // a new shared string (a `String` turned into an `Arc<str>` would be two allocations).
-        PACKING.with_borrow_mut(|packed| {
-            packed.clear();
-            packed.reserve(len);
-            Self::pack(packed, name, host, tags, labels);
-            Self(Self::intern(packed))
-        })
-    }
-
-    fn intern(packed: &str) -> Arc<str> {
-        RECENT_KEYS.with_borrow_mut(|recent| {
-            if let Some(key) = recent.get(packed) {
-                return key.clone();
-            }
-            if recent.len() >= RECENT_KEYS_CAP {
-                recent.clear();
-            }
-            let key: Arc<str> = Arc::from(packed);
-            recent.insert(key.clone());
-            key
+        KEYS.with_borrow_mut(|keys| {
+            keys.packing.clear();
+            keys.packing.reserve(len);
+            Self::pack(&mut keys.packing, name, host, tags, labels);
+            Self(keys.intern())
         })
     }
 
@@ -341,6 +346,16 @@ impl Partial {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_built_again_shares_the_first_ones_string() {
+        let a = SeriesKey::new("cpu", Some("h1"), &mut [("dc", "x")]);
+        let b = SeriesKey::new("cpu", Some("h1"), &mut [("dc", "x")]);
+        let other = SeriesKey::new("cpu", Some("h2"), &mut [("dc", "x")]);
+        assert!(Arc::ptr_eq(&a.0, &b.0));
+        assert!(!Arc::ptr_eq(&a.0, &other.0));
+        assert_ne!(a, other);
+    }
 
     #[test]
     fn key_parts_round_trip_and_tags_are_sorted() {

@@ -126,10 +126,7 @@ impl IngestHandle {
             reply: None,
         });
         self.tx.try_send(request).map_err(|e| {
-            let why = match &e {
-                mpsc::error::TrySendError::Full(_) => SubmitError::Busy,
-                mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
-            };
+            let why = submit_error(&e);
             let events = match e.into_inner() {
                 Request::Ingest(batch) => batch.events,
                 Request::Live(_) => Vec::new(),
@@ -139,10 +136,7 @@ impl IngestHandle {
     }
 
     fn send(&self, request: Request) -> Result<(), SubmitError> {
-        self.tx.try_send(request).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => SubmitError::Busy,
-            mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
-        })
+        self.tx.try_send(request).map_err(|e| submit_error(&e))
     }
 
     /// The open buckets of up to `limit` series named `name` (any when `None`).
@@ -158,6 +152,14 @@ impl IngestHandle {
 
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
+    }
+}
+
+/// Why the consolidator's queue did not take a request.
+fn submit_error<T>(e: &mpsc::error::TrySendError<T>) -> SubmitError {
+    match e {
+        mpsc::error::TrySendError::Full(_) => SubmitError::Busy,
+        mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
     }
 }
 

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use strata::clock::ManualClock;
 use strata::pipeline::{serve, Running, ServeOptions};
 use strata::replay::{self, ReplayError};
+use strata::stats::StatsSnapshot;
 
 const FAST: &str = "[consolidate]\ntick = \"20ms\"\n[persist]\nflush_interval = \"50ms\"\nretry_initial = \"50ms\"\nretry_max = \"200ms\"\n";
 
@@ -233,6 +234,30 @@ async fn start(scope: &Scope, archives: &str, extra: &str, clock: &ManualClock) 
     )
     .await
     .unwrap()
+}
+
+/// `start` with the 20 s archive and a statsd listener on a free port, its section extended by
+/// `statsd_options` (lines of TOML).
+async fn start_statsd(scope: &Scope, statsd_options: &str, clock: &ManualClock) -> Running {
+    let extra = format!("{FAST}\n[statsd]\nlisten = \"127.0.0.1:0\"\n{statsd_options}");
+    start(scope, &archive_20s(), &extra, clock).await
+}
+
+/// The service's counters once `done` holds for them, or once `limit` has passed (the caller
+/// asserts what it expects).
+async fn stats_when(
+    running: &Running,
+    limit: Duration,
+    done: impl Fn(&StatsSnapshot) -> bool,
+) -> StatsSnapshot {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let stats = running.stats.snapshot();
+        if done(&stats) || std::time::Instant::now() >= deadline {
+            return stats;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn post(scope: &Scope, running: &Running, body: &str) -> (u16, Value, Option<String>) {
@@ -656,12 +681,9 @@ async fn a_blocked_node_pushes_back_with_503_and_loses_nothing() {
         "{body}"
     );
     // The writer is retrying the items the node answers 429 (it may still be on its first try).
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while running.stats.snapshot().docs_retried == 0 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let stats = stats_when(&running, Duration::from_secs(20), |s| s.docs_retried > 0).await;
     assert!(
-        running.stats.snapshot().docs_retried > 0,
+        stats.docs_retried > 0,
         "the writer retried the refused items"
     );
 
@@ -1585,19 +1607,17 @@ async fn a_udp_burst_waits_in_the_receive_buffer_and_nothing_is_lost() {
     const KEYS: u64 = 8;
     let scope = Scope::new("udpburst");
     let clock = ManualClock::new(ms("2026-03-01T10:00:05Z"));
-    let extra = format!("{FAST}\n[statsd]\nlisten = \"127.0.0.1:0\"\n");
-    let running = start(&scope, &archive_20s(), &extra, &clock).await;
+    let running = start_statsd(&scope, "", &clock).await;
     let to = running.statsd_addr.unwrap();
     let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     for i in 0..BURST {
         let line = format!("burst.k{}:1|c", i % KEYS);
         sender.send_to(line.as_bytes(), to).unwrap();
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while running.stats.snapshot().events_accepted < BURST && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let stats = running.stats.snapshot();
+    let stats = stats_when(&running, Duration::from_secs(10), |s| {
+        s.events_accepted >= BURST
+    })
+    .await;
     assert_eq!(
         (
             stats.events_accepted,
@@ -1620,12 +1640,12 @@ async fn a_udp_burst_waits_in_the_receive_buffer_and_nothing_is_lost() {
 #[tokio::test]
 async fn datagrams_a_full_receive_buffer_dropped_are_counted() {
     const DATAGRAMS: u64 = 2_000;
+    /// The burst, then one more that carries the drop counter.
+    const SENT: u64 = DATAGRAMS + 1;
     const LINES: u64 = 40;
     let scope = Scope::new("udpdrops");
     let clock = ManualClock::new(ms("2026-03-01T10:00:05Z"));
-    let extra =
-        format!("{FAST}\n[statsd]\nlisten = \"127.0.0.1:0\"\nreceive_buffer_bytes = 4096\n");
-    let running = start(&scope, &archive_20s(), &extra, &clock).await;
+    let running = start_statsd(&scope, "receive_buffer_bytes = 4096\n", &clock).await;
     let to = running.statsd_addr.unwrap();
     let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let datagram = "drops.k:1|c\n".repeat(LINES as usize);
@@ -1635,21 +1655,14 @@ async fn datagrams_a_full_receive_buffer_dropped_are_counted() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Carries the socket's drop counter to the receiver.
     sender.send_to(datagram.as_bytes(), to).unwrap();
-    let accounted =
-        |s: &strata::stats::StatsSnapshot| s.events_accepted / LINES + s.udp_receive_buffer_drops;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while accounted(&running.stats.snapshot()) < DATAGRAMS + 1
-        && std::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let stats = running.stats.snapshot();
+    let accounted = |s: &StatsSnapshot| s.events_accepted / LINES + s.udp_receive_buffer_drops;
+    let stats = stats_when(&running, Duration::from_secs(10), |s| accounted(s) >= SENT).await;
     assert!(
         stats.udp_receive_buffer_drops > 0,
         "a 4 KiB buffer held every 500-byte datagram of a burst: {stats:?}"
     );
     assert_eq!(stats.events_accepted % LINES, 0, "datagrams arrive whole");
-    assert_eq!(accounted(&stats), DATAGRAMS + 1, "{stats:?}");
+    assert_eq!(accounted(&stats), SENT, "{stats:?}");
     assert_eq!(stats.udp_dropped, 0);
     running.stop().await.unwrap();
     scope.cleanup().await;
@@ -1660,8 +1673,7 @@ async fn python_statsd_client_counters_gauges_and_timers_arrive_exactly() {
     let python = std::env::var("STRATA_TEST_PYTHON").expect("STRATA_TEST_PYTHON is not set: scripts/test installs the Python statsd package and sets it");
     let scope = Scope::new("statsd");
     let clock = ManualClock::new(ms("2026-03-01T10:00:05Z"));
-    let extra = format!("{FAST}\n[statsd]\nlisten = \"127.0.0.1:0\"\n");
-    let running = start(&scope, &archive_20s(), &extra, &clock).await;
+    let running = start_statsd(&scope, "", &clock).await;
     let port = running.statsd_addr.unwrap().port();
     // Every sampled value is sent (the client's coin always lands), so the rate only scales.
     let script = format!(
@@ -1696,11 +1708,11 @@ c.timing("sampled_lat", 8, rate=0.5)
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while running.stats.snapshot().events_accepted < 19 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(running.stats.snapshot().events_accepted, 19);
+    let stats = stats_when(&running, Duration::from_secs(10), |s| {
+        s.events_accepted >= 19
+    })
+    .await;
+    assert_eq!(stats.events_accepted, 19);
     // Then over TCP; the gauge delta applies to the value the UDP listener left.
     let tcp = format!("import statsd\nt = statsd.TCPStatsClient('127.0.0.1', {port})\nt.incr('hits', 2)\nt.gauge('queue', 1, delta=True)\nt.close()\n");
     let out = tokio::process::Command::new(&python)
@@ -1713,11 +1725,12 @@ c.timing("sampled_lat", 8, rate=0.5)
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    while running.stats.snapshot().events_accepted < 21 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(running.stats.snapshot().events_accepted, 21);
-    assert_eq!(running.stats.snapshot().statsd_bad_lines, 0);
+    let stats = stats_when(&running, Duration::from_secs(10), |s| {
+        s.events_accepted >= 21
+    })
+    .await;
+    assert_eq!(stats.events_accepted, 21);
+    assert_eq!(stats.statsd_bad_lines, 0);
     clock.set(ms("2026-03-01T10:01:00Z"));
     let docs = scope.wait_for_documents(6).await;
     let of = |name: &str| {
@@ -1807,11 +1820,10 @@ async fn graphite_plaintext_over_tcp_and_udp() {
     )
     .await
     .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while running.stats.snapshot().events_accepted < 5 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let s = running.stats.snapshot();
+    let s = stats_when(&running, Duration::from_secs(10), |s| {
+        s.events_accepted >= 5
+    })
+    .await;
     assert_eq!((s.events_accepted, s.graphite_bad_lines), (5, 1));
     running.stop().await.unwrap();
     let docs = scope.documents().await;
@@ -1872,14 +1884,10 @@ async fn riemann_client_events_over_tcp_and_udp() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while (running.stats.snapshot().events_accepted < 3
-        || running.stats.snapshot().riemann_skipped < 1)
-        && std::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let s = running.stats.snapshot();
+    let s = stats_when(&running, Duration::from_secs(10), |s| {
+        s.events_accepted >= 3 && s.riemann_skipped >= 1
+    })
+    .await;
     assert_eq!(
         (s.events_accepted, s.riemann_skipped, s.riemann_bad),
         (3, 1, 0)
@@ -2160,11 +2168,10 @@ async fn run_collectd(conf: &std::path::Path, running: &Running, seconds: u64) -
         .kill_on_drop(true)
         .spawn()
         .expect("collectd from Debian's collectd-core (scripts/setup installs it)");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while running.stats.snapshot().events_accepted == before && std::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    stats_when(running, Duration::from_secs(30), |s| {
+        s.events_accepted != before
+    })
+    .await;
     let started = std::time::Instant::now();
     while started.elapsed() < Duration::from_secs(seconds) {
         if collectd.try_wait().unwrap().is_some() {

@@ -1,8 +1,12 @@
 //! The UDP side of every listener (statsd, Graphite, Riemann). Each socket has its own receive
 //! thread: it drains whatever the kernel has queued (`recvmmsg` on Linux, up to [`SLOTS`]
 //! datagrams per call), parses each datagram with the protocol's function, and hands the events
-//! to the consolidator without waiting for its answer. UDP cannot push back on a sender, so a
-//! batch the pipeline refuses is counted as `udp_dropped`.
+//! to the consolidator without waiting for its answer.
+//!
+//! UDP cannot push back on a sender. While the pipeline is busy the thread keeps one batch and
+//! stops reading, so datagrams wait in the socket's receive buffer; what the kernel drops when it
+//! is full is counted as `udp_receive_buffer_drops`, events the pipeline refuses (series limit,
+//! shutdown) as `udp_dropped`.
 //!
 //! A wake-up per datagram cost more than parsing its lines. So under load the thread sleeps
 //! between drains, long enough that a drain finds many datagrams and short enough that the
@@ -12,7 +16,6 @@
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -29,7 +32,7 @@ const SLOTS: usize = 32;
 /// Room for the largest UDP payload, so that nothing is truncated.
 const SLOT_BYTES: usize = 65_536;
 /// The longest sleep between drains: the most a datagram waits before it is parsed.
-pub const MAX_PAUSE: Duration = Duration::from_millis(5);
+const MAX_PAUSE: Duration = Duration::from_millis(5);
 /// How often an idle receiver looks for shutdown.
 const IDLE: Duration = Duration::from_millis(100);
 /// What a queued datagram costs the receive buffer besides its payload: the kernel's own
@@ -86,7 +89,7 @@ pub fn spawn_receiver<C: Clock>(
     clock: Arc<C>,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
-) -> io::Result<JoinHandle<()>> {
+) -> io::Result<()> {
     std::thread::Builder::new()
         .name(format!("udp-{name}"))
         .spawn(move || {
@@ -102,20 +105,21 @@ pub fn spawn_receiver<C: Clock>(
             }
             .run(&shutdown)
         })
+        .map(drop)
 }
 
 /// Decides how long the receive thread sleeps before its next drain: what it expects to arrive
 /// meanwhile fills at most a quarter of the receive buffer, and the sleep is at most
 /// [`MAX_PAUSE`]. Zero means: wait for the socket instead.
 #[derive(Debug)]
-pub struct Pacer {
+struct Pacer {
     buffer_bytes: usize,
     /// Smoothed arrival rate, datagrams per second.
     rate: f64,
 }
 
 impl Pacer {
-    pub fn new(buffer_bytes: usize) -> Self {
+    fn new(buffer_bytes: usize) -> Self {
         Pacer {
             buffer_bytes,
             rate: 0.0,
@@ -124,7 +128,7 @@ impl Pacer {
 
     /// After a drain that emptied the socket and found `datagrams` (of `bytes` payload in all)
     /// `since` the drain before it.
-    pub fn after_drain(&mut self, datagrams: usize, bytes: usize, since: Duration) -> Duration {
+    fn after_drain(&mut self, datagrams: usize, bytes: usize, since: Duration) -> Duration {
         if datagrams == 0 {
             self.rate = 0.0;
             return Duration::ZERO;

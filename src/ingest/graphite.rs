@@ -123,7 +123,7 @@ pub fn spawn_udp<C: Clock>(
     cfg: IngestConfig,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
+) -> std::io::Result<()> {
     let counters = stats.clone();
     let parse: ParseDatagram = Box::new(move |bytes, now, out| {
         let bad = match std::str::from_utf8(bytes) {

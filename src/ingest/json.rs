@@ -216,16 +216,7 @@ pub fn parse_event(json: &str, at: Location, limits: &Limits) -> Result<Event, I
             .map_err(|_| err(Some("labels"), "must be an array of strings".into()))?,
         _ => Vec::new(),
     };
-    if labels.len() > limits.max_tags {
-        return Err(err(
-            Some("labels"),
-            format!(
-                "has {} labels, more than the limit of {}",
-                labels.len(),
-                limits.max_tags
-            ),
-        ));
-    }
+    check_count("labels", labels.len(), limits.max_tags).map_err(|m| err(Some("labels"), m))?;
     for label in &labels {
         check_text(label, limits.max_name_length)
             .map_err(|m| err(Some("labels"), format!("{label:?} {m}")))?;
@@ -236,16 +227,7 @@ pub fn parse_event(json: &str, at: Location, limits: &Limits) -> Result<Event, I
             .map_err(|_| err(Some("tags"), "must be an object of string values".into()))?,
         _ => Vec::new(),
     };
-    if tags.len() > limits.max_tags {
-        return Err(err(
-            Some("tags"),
-            format!(
-                "has {} tags, more than the limit of {}",
-                tags.len(),
-                limits.max_tags
-            ),
-        ));
-    }
+    check_count("tags", tags.len(), limits.max_tags).map_err(|m| err(Some("tags"), m))?;
     for (k, v) in &tags {
         check_text(k, limits.max_name_length)
             .map_err(|m| err(Some("tags"), format!("key {k:?} {m}")))?;
@@ -330,6 +312,14 @@ fn set_member(v: &RawValue) -> Result<Sample, String> {
 fn string_field(v: &RawValue) -> Result<Cow<'_, str>, String> {
     serde_json::from_str::<Cow<str>>(v.get())
         .map_err(|_| format!("must be a string, got {}", v.get()))
+}
+
+/// Checks that a list of `what` (tags, labels) has at most `limit` entries.
+fn check_count(what: &str, n: usize, limit: usize) -> Result<(), String> {
+    if n > limit {
+        return Err(format!("has {n} {what}, more than the limit of {limit}"));
+    }
+    Ok(())
 }
 
 /// Checks a name, host or tag key: non-empty, at most `max_len` bytes, no control characters.

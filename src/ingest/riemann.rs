@@ -326,7 +326,7 @@ pub fn spawn_udp<C: Clock>(
     max_name_length: usize,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
+) -> std::io::Result<()> {
     let counters = stats.clone();
     let parse: ParseDatagram = Box::new(move |bytes, now, out| {
         let before = out.len();

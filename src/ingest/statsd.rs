@@ -3,9 +3,10 @@
 //! bad line is counted and skipped, never fatal.
 //!
 //! Mapping: `c` → counter event of `value / rate`; `g` → gauge (`+n` / `-n` adjust the last value
-//! of that key when there is one, as statsd does); `ms` and `h` → timer events. Sets (`s`) are not
-//! supported yet and count as bad lines. Tag keys may not contain `.` in documents, so dots in
-//! statsd tag keys become `_`.
+//! of that key when there is one, as statsd does); `ms` and `h` → timer events; `s` → a set
+//! member, hashed (buckets count the distinct ones). DaTtSs lines (`auth:process:stat:<int>c`,
+//! no `|`) share the port. Tag keys may not contain `.` in documents, so dots in statsd tag keys
+//! become `_`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -253,7 +254,7 @@ pub fn spawn_udp<C: Clock>(
     gauges: SharedGauges,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
+) -> std::io::Result<()> {
     let counters = stats.clone();
     let parse: ParseDatagram = Box::new(move |bytes, now, out| {
         let Ok(text) = std::str::from_utf8(bytes) else {

@@ -173,6 +173,26 @@ pub struct Point {
     pub coverage: f64,
 }
 
+impl Point {
+    /// The point of `seg` that starts at `t`.
+    fn of_segment(
+        config: &Config,
+        seg: &Segment,
+        t: EpochMillis,
+        value: Option<f64>,
+        coverage: f64,
+    ) -> Self {
+        Point {
+            time: rfc3339(t),
+            timestamp: t,
+            value,
+            archive: config.archives[seg.archive].name.clone(),
+            step: seg.interval_ms / 1000,
+            coverage,
+        }
+    }
+}
+
 /// Reads one segment's histogram into points.
 pub fn points_from_response(
     config: &Config,
@@ -208,14 +228,7 @@ pub fn points_from_response(
                     Stat::Percentile(_) => None,
                 }
             };
-            Some(Point {
-                time: rfc3339(t),
-                timestamp: t,
-                value,
-                archive: config.archives[seg.archive].name.clone(),
-                step: seg.interval_ms / 1000,
-                coverage,
-            })
+            Some(Point::of_segment(config, seg, t, value, coverage))
         })
         .collect()
 }
@@ -269,14 +282,7 @@ pub fn points_from_sketches(
         let value = sketch
             .filter(|_| coverage >= min_coverage)
             .and_then(|s| s.quantile(q));
-        points.push(Point {
-            time: rfc3339(t),
-            timestamp: t,
-            value,
-            archive: config.archives[seg.archive].name.clone(),
-            step: seg.interval_ms / 1000,
-            coverage,
-        });
+        points.push(Point::of_segment(config, seg, t, value, coverage));
         t += seg.interval_ms;
     }
     points
@@ -286,6 +292,17 @@ pub fn points_from_sketches(
 mod tests {
     use super::*;
     use std::path::Path;
+
+    /// Archive 0 (20 s buckets) from 0 to `to`, read as 40 s points.
+    fn segment_of_20s_buckets(to: i64) -> Segment {
+        Segment {
+            archive: 0,
+            from: 0,
+            to,
+            interval_ms: 40_000,
+            stored_step_ms: 20_000,
+        }
+    }
 
     fn config() -> Config {
         let text = "[[archive]]\nname=\"a\"\nstep=\"20s\"\nretention=\"2 days\"\nindex_period=\"day\"\n[[archive]]\nname=\"b\"\nstep=\"1h\"\nretention=\"1 year\"\nindex_period=\"year\"\n";
@@ -316,13 +333,7 @@ mod tests {
     #[test]
     fn points_re_aggregate_exactly_and_respect_min_coverage() {
         let cfg = config();
-        let seg = Segment {
-            archive: 0,
-            from: 0,
-            to: 120_000,
-            interval_ms: 40_000,
-            stored_step_ms: 20_000,
-        };
+        let seg = segment_of_20s_buckets(120_000);
         let response = json!({"aggregations": {"points": {"buckets": [
             {"key": 0, "doc_count": 2, "count": {"value": 3.0}, "sum": {"value": 9.0}, "min": {"value": 1.0}, "max": {"value": 5.0}},
             {"key": 40000, "doc_count": 1, "count": {"value": 2.0}, "sum": {"value": 2.0}, "min": {"value": 1.0}, "max": {"value": 1.0}},
@@ -350,13 +361,7 @@ mod tests {
     #[test]
     fn percentile_points_merge_the_sketches_under_each_point() {
         let cfg = config();
-        let seg = Segment {
-            archive: 0,
-            from: 0,
-            to: 80_000,
-            interval_ms: 40_000,
-            stored_step_ms: 20_000,
-        };
+        let seg = segment_of_20s_buckets(80_000);
         let doc = |t: i64, values: std::ops::RangeInclusive<i32>| {
             let mut s = Sketch::new();
             values.for_each(|v| s.add(f64::from(v)));
