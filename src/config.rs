@@ -6,13 +6,14 @@ use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::calendar::{CalendarSpan, IndexPeriod};
 use crate::clock::EpochMillis;
-use crate::persist::index::{validate_index_name, IndexNaming, IndexPeriod};
+use crate::naming::{validate_index_name, IndexNaming};
+use crate::schedule::Schedule;
 
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -233,8 +234,8 @@ pub struct AliasConfig {
 
 #[derive(Debug, Clone)]
 pub struct MaintainConfig {
-    /// Standard 5-field cron expression, UTC.
-    pub schedule: String,
+    /// When passes run (5-field cron, UTC).
+    pub schedule: Schedule,
     /// A purge that would delete more indices than this refuses unless forced.
     pub max_deletes: usize,
 }
@@ -350,107 +351,6 @@ impl Default for IngestConfig {
     }
 }
 
-/// A calendar-aware length of time ("3 days", "2 months"), added in UTC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CalendarSpan {
-    pub count: u32,
-    pub unit: CalendarUnit,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CalendarUnit {
-    Hour,
-    Day,
-    Week,
-    Month,
-    Year,
-}
-
-impl FromStr for CalendarSpan {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-        let (number, unit) = (&s[..split], s[split..].trim());
-        let count: u32 = number.parse().map_err(|_| {
-            "expected a whole number followed by a unit, e.g. \"3 days\"".to_string()
-        })?;
-        let unit = match unit {
-            "h" | "hour" | "hours" => CalendarUnit::Hour,
-            "d" | "day" | "days" => CalendarUnit::Day,
-            "w" | "week" | "weeks" => CalendarUnit::Week,
-            "M" | "month" | "months" => CalendarUnit::Month,
-            "y" | "year" | "years" => CalendarUnit::Year,
-            other => {
-                return Err(format!(
-                    "unknown unit '{other}' (hours, days, weeks, months or years)"
-                ))
-            }
-        };
-        if count == 0 {
-            return Err("must be longer than zero".into());
-        }
-        Ok(Self { count, unit })
-    }
-}
-
-impl fmt::Display for CalendarSpan {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let unit = match self.unit {
-            CalendarUnit::Hour => "hour",
-            CalendarUnit::Day => "day",
-            CalendarUnit::Week => "week",
-            CalendarUnit::Month => "month",
-            CalendarUnit::Year => "year",
-        };
-        write!(
-            f,
-            "{} {unit}{}",
-            self.count,
-            if self.count == 1 { "" } else { "s" }
-        )
-    }
-}
-
-impl CalendarSpan {
-    /// `t` plus this span, month and year arithmetic on the UTC calendar (clamped to month end).
-    pub fn add_to(self, t: EpochMillis) -> EpochMillis {
-        use chrono::{Months, TimeZone, Utc};
-        let n = i64::from(self.count);
-        match self.unit {
-            CalendarUnit::Hour => t + n * 3_600_000,
-            CalendarUnit::Day => t + n * 86_400_000,
-            CalendarUnit::Week => t + n * 7 * 86_400_000,
-            CalendarUnit::Month | CalendarUnit::Year => {
-                let months = if self.unit == CalendarUnit::Year {
-                    self.count * 12
-                } else {
-                    self.count
-                };
-                Utc.timestamp_millis_opt(t)
-                    .single()
-                    .and_then(|d| d.checked_add_months(Months::new(months)))
-                    .map(|d| d.timestamp_millis())
-                    .unwrap_or(i64::MAX)
-            }
-        }
-    }
-
-    /// The shortest this span can be, in milliseconds.
-    pub fn min_len_ms(self) -> i64 {
-        let day = 86_400_000i64;
-        let n = i64::from(self.count);
-        match self.unit {
-            CalendarUnit::Hour => n * 3_600_000,
-            CalendarUnit::Day => n * day,
-            CalendarUnit::Week => n * 7 * day,
-            CalendarUnit::Month => n * 28 * day,
-            CalendarUnit::Year => n * 365 * day,
-        }
-    }
-}
-
 impl Config {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -533,8 +433,8 @@ impl RawConfig {
             "127.0.0.1:5555",
             &mut problems,
         );
-        match (problems.0.is_empty(), index, http) {
-            (true, Some(index), Some(http)) => Ok(Config {
+        match (problems.0.is_empty(), index, http, maintain) {
+            (true, Some(index), Some(http), Some(maintain)) => Ok(Config {
                 node,
                 index,
                 archives,
@@ -692,7 +592,7 @@ fn validate_archives(
         let retention = match a.retention.parse::<CalendarSpan>() {
             Ok(r) => Some(r),
             Err(why) => {
-                problems.add(field("retention"), quoted(&a.retention), why);
+                problems.add(field("retention"), quoted(&a.retention), why.to_string());
                 None
             }
         };
@@ -900,15 +800,22 @@ fn listener(
     }
 }
 
-fn validate_maintain(raw: RawMaintain, problems: &mut Problems) -> MaintainConfig {
-    let cfg = MaintainConfig {
-        schedule: raw.schedule.unwrap_or_else(|| "5 0 * * *".into()),
-        max_deletes: raw.max_deletes.unwrap_or(50),
-    };
-    if let Err(why) = crate::maintain::schedule::parse_cron(&cfg.schedule) {
-        problems.add("maintain.schedule", quoted(&cfg.schedule), why);
+/// When maintenance runs unless told otherwise: five past midnight UTC, after the day's indices
+/// have rolled over.
+const DEFAULT_SCHEDULE: &str = "5 0 * * *";
+
+fn validate_maintain(raw: RawMaintain, problems: &mut Problems) -> Option<MaintainConfig> {
+    let expr = raw.schedule.unwrap_or_else(|| DEFAULT_SCHEDULE.into());
+    match Schedule::parse(&expr) {
+        Ok(schedule) => Some(MaintainConfig {
+            schedule,
+            max_deletes: raw.max_deletes.unwrap_or(50),
+        }),
+        Err(why) => {
+            problems.add("maintain.schedule", quoted(&expr), why.to_string());
+            None
+        }
     }
-    cfg
 }
 
 fn validate_http(raw: RawHttp, problems: &mut Problems) -> Option<HttpConfig> {
@@ -1002,6 +909,7 @@ fn validate_persist(raw: RawPersist, problems: &mut Problems) -> PersistConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::calendar::CalendarUnit;
 
     const GOOD: &str = r#"
         [node]
@@ -1216,20 +1124,5 @@ mod tests {
             with_archive("name=\"a\"\nstep=\"20s\"\nretention=\"2 days\"\nindex_period=\"day\"")
         ));
         assert_eq!(p[0].field, "node.username");
-    }
-
-    #[test]
-    fn calendar_spans_parse_and_add() {
-        let s: CalendarSpan = "2 months".parse().unwrap();
-        let jan31 = chrono::DateTime::parse_from_rfc3339("2020-01-31T00:00:00Z")
-            .unwrap()
-            .timestamp_millis();
-        let mar31 = chrono::DateTime::parse_from_rfc3339("2020-03-31T00:00:00Z")
-            .unwrap()
-            .timestamp_millis();
-        assert_eq!(s.add_to(jan31), mar31);
-        assert_eq!("3d".parse::<CalendarSpan>().unwrap().to_string(), "3 days");
-        assert!("0 days".parse::<CalendarSpan>().is_err());
-        assert!("days".parse::<CalendarSpan>().is_err());
     }
 }

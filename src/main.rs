@@ -318,7 +318,7 @@ fn read_lines(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
 
 fn parse_alias_lines(
     lines: &[String],
-) -> anyhow::Result<Vec<strata::maintain::plan::ExistingAlias>> {
+) -> anyhow::Result<Vec<strata::persist::backend::ExistingAlias>> {
     lines
         .iter()
         .enumerate()
@@ -338,7 +338,7 @@ fn parse_alias_lines(
                 ),
                 None => None,
             };
-            Ok(strata::maintain::plan::ExistingAlias {
+            Ok(strata::persist::backend::ExistingAlias {
                 alias,
                 index,
                 filter,

@@ -8,20 +8,20 @@
 //! waits to hand over closed buckets, its input fills, and the HTTP handler answers 503.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::consolidate::{ArchiveSpec, BatchReport, Closed, ConsolidateError, Consolidator};
-use crate::event::Event;
-use crate::ingest::datagrams::bind_udp;
+use crate::consolidate::{ArchiveSpec, Closed, Consolidator};
+use crate::ingest::context::ListenerContext;
+use crate::ingest::handle::{ingest_channel, Congestion, IngestBatch, IngestHandle, Request};
 use crate::ingest::http::{router, AppState};
+use crate::ingest::listeners::{at, start_listeners, ListenError};
 use crate::maintain::run::run_scheduled;
 use crate::persist::backend::{BackendError, HttpBackend, SearchBackend};
 use crate::persist::document::DocumentEncoder;
@@ -39,128 +39,14 @@ pub enum ServeError {
     NoNode,
     #[error(transparent)]
     Backend(#[from] BackendError),
-    #[error("cannot listen on {addr}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Listen(#[from] ListenError),
     #[error("http server failed: {0}")]
     Http(std::io::Error),
     #[error(transparent)]
     Resume(#[from] ResumeError),
     #[error("stopped before the node became reachable")]
     StoppedWaiting,
-}
-
-/// Events on their way to the consolidator, with a slot for its answer (`None`: nobody waits,
-/// and a refused batch is counted as `udp_dropped`).
-pub struct IngestBatch {
-    pub events: Vec<Event>,
-    pub reply: Option<oneshot::Sender<Result<BatchReport, ConsolidateError>>>,
-}
-
-/// A request for the open buckets (`/v1/live`).
-pub struct LiveRequest {
-    pub name: Option<String>,
-    pub limit: usize,
-    pub reply: oneshot::Sender<Vec<crate::consolidate::OpenSeries>>,
-}
-
-/// What the consolidator task is asked to do.
-pub enum Request {
-    Ingest(IngestBatch),
-    Live(LiveRequest),
-}
-
-/// Why a batch was not consolidated.
-#[derive(Debug, thiserror::Error)]
-pub enum SubmitError {
-    #[error("ingest queue is full: the node is not keeping up")]
-    Busy,
-    #[error("the pipeline is shutting down")]
-    Closed,
-    #[error(transparent)]
-    Refused(#[from] ConsolidateError),
-}
-
-/// A hand-off the consolidator did not take, with its events.
-#[derive(Debug)]
-pub struct HandOffRefused {
-    pub why: SubmitError,
-    pub events: Vec<Event>,
-}
-
-/// The sending side of the consolidator's input; cheap to clone.
-#[derive(Clone)]
-pub struct IngestHandle {
-    tx: mpsc::Sender<Request>,
-    congested: Arc<AtomicBool>,
-}
-
-impl IngestHandle {
-    /// Hands `events` to the consolidator without waiting for room: a full queue is `Busy`.
-    pub async fn submit(&self, events: Vec<Event>) -> Result<BatchReport, SubmitError> {
-        if self.congested.load(Ordering::Relaxed) {
-            return Err(SubmitError::Busy);
-        }
-        let (reply, answer) = oneshot::channel();
-        self.send(Request::Ingest(IngestBatch {
-            events,
-            reply: Some(reply),
-        }))?;
-        Ok(answer.await.map_err(|_| SubmitError::Closed)??)
-    }
-
-    /// Hands `events` to the consolidator and does not wait for its answer: for receivers that
-    /// cannot tell a sender anything (UDP), from any thread. A full queue is `Busy`; the events
-    /// come back with the refusal, so that the caller may try again.
-    pub fn hand_off(&self, events: Vec<Event>) -> Result<(), HandOffRefused> {
-        if self.congested.load(Ordering::Relaxed) {
-            return Err(HandOffRefused {
-                why: SubmitError::Busy,
-                events,
-            });
-        }
-        let request = Request::Ingest(IngestBatch {
-            events,
-            reply: None,
-        });
-        self.tx.try_send(request).map_err(|e| {
-            let why = submit_error(&e);
-            let events = match e.into_inner() {
-                Request::Ingest(batch) => batch.events,
-                Request::Live(_) => Vec::new(),
-            };
-            HandOffRefused { why, events }
-        })
-    }
-
-    fn send(&self, request: Request) -> Result<(), SubmitError> {
-        self.tx.try_send(request).map_err(|e| submit_error(&e))
-    }
-
-    /// The open buckets of up to `limit` series named `name` (any when `None`).
-    pub async fn live(
-        &self,
-        name: Option<String>,
-        limit: usize,
-    ) -> Result<Vec<crate::consolidate::OpenSeries>, SubmitError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Request::Live(LiveRequest { name, limit, reply }))?;
-        answer.await.map_err(|_| SubmitError::Closed)
-    }
-
-    pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
-    }
-}
-
-/// Why the consolidator's queue did not take a request.
-fn submit_error<T>(e: &mpsc::error::TrySendError<T>) -> SubmitError {
-    match e {
-        mpsc::error::TrySendError::Full(_) => SubmitError::Busy,
-        mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
-    }
 }
 
 /// The consolidator specs of the configured archives.
@@ -185,8 +71,8 @@ pub struct ConsolidatorTask<C> {
     output: mpsc::Sender<Closed>,
     clock: Arc<C>,
     stats: Arc<Stats>,
-    /// Set while the writer's queue is full; the HTTP handlers then answer 503.
-    congested: Arc<AtomicBool>,
+    /// Set while the writer's queue is full; the handles then refuse new batches as busy.
+    congestion: Congestion,
 }
 
 impl<C: Clock> ConsolidatorTask<C> {
@@ -257,7 +143,7 @@ impl<C: Clock> ConsolidatorTask<C> {
             let permit = match self.output.clone().try_reserve_owned() {
                 Ok(permit) => permit,
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    self.congested.store(true, Ordering::Relaxed);
+                    self.congestion.set(true);
                     match self.wait_for_room().await {
                         Some(permit) => permit,
                         None => return self.writer_gone(),
@@ -267,7 +153,7 @@ impl<C: Clock> ConsolidatorTask<C> {
             };
             permit.send(c);
         }
-        self.congested.store(false, Ordering::Relaxed);
+        self.congestion.set(false);
         true
     }
 
@@ -363,19 +249,18 @@ pub async fn start_consolidator<B: SearchBackend, C: Clock>(
         buckets = reopened,
         "reopened buckets written by an earlier run"
     );
-    let (tx, input) = mpsc::channel(config.consolidate.queue_batches);
-    let congested = Arc::new(AtomicBool::new(false));
+    let (handle, queue) = ingest_channel(config.consolidate.queue_batches);
     let task = ConsolidatorTask {
         consolidator,
-        input,
+        input: queue.requests,
         input_open: true,
         output: closed,
         clock,
         stats,
-        congested: congested.clone(),
+        congestion: queue.congestion,
     };
     let task = tokio::spawn(task.run(config.consolidate.tick));
-    Ok((IngestHandle { tx, congested }, task))
+    Ok((handle, task))
 }
 
 /// A running service: its address and how to stop it.
@@ -441,10 +326,8 @@ pub async fn serve<C: Clock>(
     let addr = options.listen.unwrap_or(config.http.listen);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|source| ServeError::Bind { addr, source })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|source| ServeError::Bind { addr, source })?;
+        .map_err(at(addr))?;
+    let addr = listener.local_addr().map_err(at(addr))?;
     tracing::info!(%addr, node = %url, "listening");
     let maintenance = tokio::spawn(run_scheduled(
         backend.clone(),
@@ -453,110 +336,14 @@ pub async fn serve<C: Clock>(
         stats.clone(),
         shutdown.clone(),
     ));
-    let statsd_addr = match &config.statsd {
-        Some(statsd) => {
-            let bind_err = |source| ServeError::Bind {
-                addr: statsd.listen,
-                source,
-            };
-            let udp = bind_udp(statsd.listen, statsd.receive_buffer_bytes).map_err(bind_err)?;
-            let bound = udp.socket.local_addr().map_err(bind_err)?;
-            let tcp = tokio::net::TcpListener::bind(bound)
-                .await
-                .map_err(bind_err)?;
-            tracing::info!(addr = %bound, receive_buffer = udp.receive_buffer_bytes, "statsd listening (udp and tcp)");
-            let max_name = config.ingest.max_name_length;
-            let gauges = crate::ingest::statsd::SharedGauges::default();
-            crate::ingest::statsd::spawn_udp(
-                udp,
-                ingest.clone(),
-                clock.clone(),
-                max_name,
-                gauges.clone(),
-                stats.clone(),
-                shutdown.clone(),
-            )
-            .map_err(bind_err)?;
-            tokio::spawn(crate::ingest::statsd::run_tcp(
-                tcp,
-                ingest.clone(),
-                clock.clone(),
-                max_name,
-                gauges,
-                stats.clone(),
-                shutdown.clone(),
-            ));
-            Some(bound)
-        }
-        None => None,
+    let listeners = ListenerContext {
+        ingest: ingest.clone(),
+        clock: clock.clone(),
+        stats: stats.clone(),
+        shutdown: shutdown.clone(),
     };
-    let graphite_addr = match &config.graphite {
-        Some(graphite) => {
-            let bind_err = |source| ServeError::Bind {
-                addr: graphite.listen,
-                source,
-            };
-            let tcp = tokio::net::TcpListener::bind(graphite.listen)
-                .await
-                .map_err(bind_err)?;
-            let bound = tcp.local_addr().map_err(bind_err)?;
-            let udp = bind_udp(bound, graphite.receive_buffer_bytes).map_err(bind_err)?;
-            tracing::info!(addr = %bound, receive_buffer = udp.receive_buffer_bytes, "graphite listening (tcp and udp)");
-            tokio::spawn(crate::ingest::graphite::run_tcp(
-                tcp,
-                ingest.clone(),
-                clock.clone(),
-                config.ingest.clone(),
-                stats.clone(),
-                shutdown.clone(),
-            ));
-            crate::ingest::graphite::spawn_udp(
-                udp,
-                ingest.clone(),
-                clock.clone(),
-                config.ingest.clone(),
-                stats.clone(),
-                shutdown.clone(),
-            )
-            .map_err(bind_err)?;
-            Some(bound)
-        }
-        None => None,
-    };
-    let riemann_addr = match &config.riemann {
-        Some(riemann) => {
-            let bind_err = |source| ServeError::Bind {
-                addr: riemann.listen,
-                source,
-            };
-            let tcp = tokio::net::TcpListener::bind(riemann.listen)
-                .await
-                .map_err(bind_err)?;
-            let bound = tcp.local_addr().map_err(bind_err)?;
-            let udp = bind_udp(bound, riemann.receive_buffer_bytes).map_err(bind_err)?;
-            tracing::info!(addr = %bound, receive_buffer = udp.receive_buffer_bytes, "riemann listening (tcp and udp)");
-            let max_name = config.ingest.max_name_length;
-            tokio::spawn(crate::ingest::riemann::run_tcp(
-                tcp,
-                ingest.clone(),
-                clock.clone(),
-                max_name,
-                stats.clone(),
-                shutdown.clone(),
-            ));
-            crate::ingest::riemann::spawn_udp(
-                udp,
-                ingest.clone(),
-                clock.clone(),
-                max_name,
-                stats.clone(),
-                shutdown.clone(),
-            )
-            .map_err(bind_err)?;
-            Some(bound)
-        }
-        None => None,
-    };
+    let addrs = start_listeners(&config, &listeners).await?;
+    drop(listeners);
     let (backend_for_reads, clock_for_reads) = (backend.clone(), clock.clone());
     let state = AppState::new(ingest, backend, clock, config.clone(), stats.clone());
     let reads = crate::query::http::router(crate::query::http::QueryState {
@@ -581,9 +368,9 @@ pub async fn serve<C: Clock>(
     });
     Ok(Running {
         addr,
-        statsd_addr,
-        graphite_addr,
-        riemann_addr,
+        statsd_addr: addrs.statsd,
+        graphite_addr: addrs.graphite,
+        riemann_addr: addrs.riemann,
         shutdown,
         stats,
         done,

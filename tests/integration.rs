@@ -997,7 +997,7 @@ async fn samplerr_mode_serves_a_grafana_daily_pattern_each_instant_once() {
             format!(
                 "{}{}",
                 cfg.aliases.prefix,
-                strata::persist::index::IndexPeriod::Day.render(from + d * day)
+                strata::calendar::IndexPeriod::Day.render(from + d * day)
             )
         })
         .collect();
@@ -1011,7 +1011,7 @@ async fn samplerr_mode_serves_a_grafana_daily_pattern_each_instant_once() {
     let one = format!(
         "{}{}",
         cfg.aliases.prefix,
-        strata::persist::index::IndexPeriod::Day.render(old_day)
+        strata::calendar::IndexPeriod::Day.render(old_day)
     );
     let expected = times
         .iter()

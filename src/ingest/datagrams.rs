@@ -22,7 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, EpochMillis};
 use crate::event::Event;
-use crate::pipeline::{HandOffRefused, IngestHandle, SubmitError};
+use crate::ingest::context::ListenerContext;
+use crate::ingest::handle::{HandOffRefused, IngestHandle, SubmitError};
 use crate::stats::Stats;
 
 /// Events handed over per batch at most.
@@ -85,11 +86,14 @@ pub fn spawn_receiver<C: Clock>(
     name: &str,
     udp: BoundUdp,
     parse: ParseDatagram,
-    ingest: IngestHandle,
-    clock: Arc<C>,
-    stats: Arc<Stats>,
-    shutdown: CancellationToken,
+    ctx: ListenerContext<C>,
 ) -> io::Result<()> {
+    let ListenerContext {
+        ingest,
+        clock,
+        stats,
+        shutdown,
+    } = ctx;
     std::thread::Builder::new()
         .name(format!("udp-{name}"))
         .spawn(move || {

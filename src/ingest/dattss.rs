@@ -11,7 +11,8 @@ use serde::Deserialize;
 
 use crate::clock::EpochMillis;
 use crate::event::{Event, MetricKind, Partial, Sample, SeriesKey};
-use crate::ingest::json::{check_text, InvalidEvent, Limits, Location};
+use crate::ingest::json::{InvalidEvent, Location};
+use crate::ingest::limits::{check_text, Limits};
 
 /// Parses a DaTtSs value: `1c` (counter), `153ms` (timer), `23g` (gauge), optionally ending `!`.
 pub fn parse_value(text: &str) -> Result<(MetricKind, f64), String> {
@@ -40,7 +41,7 @@ pub fn parse_line(line: &str, now: EpochMillis, max_name_length: usize) -> Resul
     let (_auth, name) = head
         .split_once(':')
         .ok_or("expected auth:process:stat:value")?;
-    check_text(name, max_name_length)?;
+    check_text(name, max_name_length).map_err(|e| e.to_string())?;
     let (kind, value) = parse_value(value)?;
     Ok(Event::value(
         SeriesKey::new(name, None, &mut []),
@@ -125,7 +126,7 @@ pub fn parse_agg(body: &[u8], limits: &Limits) -> Result<Vec<Event>, InvalidEven
             if let Some(typ) = raw.typ.as_deref().filter(|t| *t != group) {
                 return Err(at("typ", format!("{typ:?} inside the {group:?} list")));
             }
-            check_text(&raw.pth, limits.max_name_length).map_err(|m| at("pth", m))?;
+            check_text(&raw.pth, limits.max_name_length).map_err(|m| at("pth", m.to_string()))?;
             let partial =
                 Partial::from_numbers(raw.cnt, raw.sum, raw.min, raw.max, raw.fst, raw.lst)
                     .map_err(|(field, why)| at(dattss_field(field), why))?;

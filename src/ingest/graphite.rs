@@ -6,15 +6,14 @@
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, EpochMillis};
 use crate::config::IngestConfig;
 use crate::event::{Event, MetricKind, SeriesKey};
+use crate::ingest::context::ListenerContext;
 use crate::ingest::datagrams::{spawn_receiver, BoundUdp, ParseDatagram};
-use crate::ingest::json::Limits;
+use crate::ingest::limits::{check_text, Limits};
 use crate::ingest::lines::{serve_tcp_lines, ParseLine};
-use crate::pipeline::IngestHandle;
 use crate::stats::Stats;
 
 /// Parses one line; `limits.now` stands in for a missing or negative timestamp, and points
@@ -25,7 +24,7 @@ pub fn parse_line(line: &str, limits: &Limits) -> Result<Option<Event>, String> 
     let (Some(path), Some(value)) = (parts.next(), parts.next()) else {
         return Err("expected `path value timestamp`".into());
     };
-    crate::ingest::json::check_text(path, max_name_length)?;
+    check_text(path, max_name_length).map_err(|e| e.to_string())?;
     if value.eq_ignore_ascii_case("nan") {
         // collectd's way of saying "no value this interval" (a rate's first reading).
         return Ok(None);
@@ -81,14 +80,7 @@ pub fn parse_lines(text: &str, limits: &Limits, out: &mut Vec<Event>) -> u64 {
 }
 
 /// Accepts TCP connections until `shutdown`, each read line by line (see [`crate::ingest::lines`]).
-pub async fn run_tcp<C: Clock>(
-    listener: TcpListener,
-    ingest: IngestHandle,
-    clock: Arc<C>,
-    cfg: IngestConfig,
-    stats: Arc<Stats>,
-    shutdown: CancellationToken,
-) {
+pub async fn run_tcp<C: Clock>(listener: TcpListener, cfg: IngestConfig, ctx: ListenerContext<C>) {
     let parse: ParseLine =
         Arc::new(
             move |line, now, out| match parse_line(line, &Limits::new(&cfg, now)) {
@@ -102,29 +94,17 @@ pub async fn run_tcp<C: Clock>(
                 }
             },
         );
-    serve_tcp_lines(
-        listener,
-        parse,
-        |s| &s.graphite_bad_lines,
-        ingest,
-        clock,
-        stats,
-        shutdown,
-    )
-    .await;
+    serve_tcp_lines(listener, parse, |s| &s.graphite_bad_lines, ctx).await;
 }
 
 /// Starts the thread that receives UDP datagrams of lines until `shutdown` (see
 /// [`crate::ingest::datagrams`]).
 pub fn spawn_udp<C: Clock>(
     udp: BoundUdp,
-    ingest: IngestHandle,
-    clock: Arc<C>,
     cfg: IngestConfig,
-    stats: Arc<Stats>,
-    shutdown: CancellationToken,
+    ctx: ListenerContext<C>,
 ) -> std::io::Result<()> {
-    let counters = stats.clone();
+    let counters = ctx.stats.clone();
     let parse: ParseDatagram = Box::new(move |bytes, now, out| {
         let bad = match std::str::from_utf8(bytes) {
             Ok(text) => parse_lines(text, &Limits::new(&cfg, now), out),
@@ -132,7 +112,7 @@ pub fn spawn_udp<C: Clock>(
         };
         Stats::add(&counters.graphite_bad_lines, bad);
     });
-    spawn_receiver("graphite", udp, parse, ingest, clock, stats, shutdown)
+    spawn_receiver("graphite", udp, parse, ctx)
 }
 
 #[cfg(test)]

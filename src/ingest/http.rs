@@ -18,9 +18,10 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::consolidate::BatchReport;
 use crate::event::{MetricKind, SeriesKey};
-use crate::ingest::json::{check_text, parse_body, InvalidEvent, Limits, Location};
+use crate::ingest::handle::{IngestHandle, SubmitError};
+use crate::ingest::json::{parse_body, InvalidEvent, Location};
+use crate::ingest::limits::{check_text, Limits};
 use crate::persist::backend::SearchBackend;
-use crate::pipeline::{IngestHandle, SubmitError};
 use crate::stats::Stats;
 
 /// What the handlers share.
@@ -195,7 +196,7 @@ async fn track<B: SearchBackend, C: Clock>(
         return bad("key", "is required".into());
     };
     if let Err(why) = check_text(key, s.config.ingest.max_name_length) {
-        return bad("key", why);
+        return bad("key", why.to_string());
     }
     let value = match params.get("value").map(|v| v.parse::<f64>()) {
         None => 1.0,

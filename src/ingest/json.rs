@@ -9,8 +9,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::clock::EpochMillis;
-use crate::config::IngestConfig;
 use crate::event::{Event, MetricKind, Partial, Sample, SeriesKey};
+use crate::ingest::limits::{check_count, check_text, Limits};
 
 /// Where in a body a problem is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,27 +42,6 @@ impl fmt::Display for InvalidEvent {
             write!(f, "field '{field}': ")?;
         }
         f.write_str(&self.message)
-    }
-}
-
-/// What validation needs to know besides the event.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Used for events without a timestamp and for the future-skew check.
-    pub now: EpochMillis,
-    pub max_future_skew_ms: i64,
-    pub max_name_length: usize,
-    pub max_tags: usize,
-}
-
-impl Limits {
-    pub fn new(cfg: &IngestConfig, now: EpochMillis) -> Self {
-        Self {
-            now,
-            max_future_skew_ms: cfg.max_future_skew.as_millis() as i64,
-            max_name_length: cfg.max_name_length,
-            max_tags: cfg.max_tags,
-        }
     }
 }
 
@@ -174,7 +153,7 @@ pub fn parse_event(json: &str, at: Location, limits: &Limits) -> Result<Event, I
         Some(v) => string_field(v).map_err(|m| err(Some("name"), m))?,
         None => return Err(err(Some("name"), "is required".into())),
     };
-    check_text(&name, limits.max_name_length).map_err(|m| err(Some("name"), m))?;
+    check_text(&name, limits.max_name_length).map_err(|m| err(Some("name"), m.to_string()))?;
     let timestamp = match raw.timestamp {
         Some(v) if v.get() != "null" => timestamp(v).map_err(|m| err(Some("timestamp"), m))?,
         _ => limits.now,
@@ -184,7 +163,7 @@ pub fn parse_event(json: &str, at: Location, limits: &Limits) -> Result<Event, I
             Some("timestamp"),
             format!(
                 "{} is more than {} ahead of the server clock",
-                crate::persist::index::rfc3339(timestamp),
+                crate::calendar::rfc3339(timestamp),
                 humantime::format_duration(std::time::Duration::from_millis(
                     limits.max_future_skew_ms as u64
                 ))
@@ -196,7 +175,7 @@ pub fn parse_event(json: &str, at: Location, limits: &Limits) -> Result<Event, I
         _ => None,
     };
     if let Some(h) = &host {
-        check_text(h, limits.max_name_length).map_err(|m| err(Some("host"), m))?;
+        check_text(h, limits.max_name_length).map_err(|m| err(Some("host"), m.to_string()))?;
     }
     let kind = match raw.kind {
         Some(v) if v.get() != "null" => {
@@ -216,7 +195,8 @@ pub fn parse_event(json: &str, at: Location, limits: &Limits) -> Result<Event, I
             .map_err(|_| err(Some("labels"), "must be an array of strings".into()))?,
         _ => Vec::new(),
     };
-    check_count("labels", labels.len(), limits.max_tags).map_err(|m| err(Some("labels"), m))?;
+    check_count("labels", labels.len(), limits.max_tags)
+        .map_err(|m| err(Some("labels"), m.to_string()))?;
     for label in &labels {
         check_text(label, limits.max_name_length)
             .map_err(|m| err(Some("labels"), format!("{label:?} {m}")))?;
@@ -227,7 +207,8 @@ pub fn parse_event(json: &str, at: Location, limits: &Limits) -> Result<Event, I
             .map_err(|_| err(Some("tags"), "must be an object of string values".into()))?,
         _ => Vec::new(),
     };
-    check_count("tags", tags.len(), limits.max_tags).map_err(|m| err(Some("tags"), m))?;
+    check_count("tags", tags.len(), limits.max_tags)
+        .map_err(|m| err(Some("tags"), m.to_string()))?;
     for (k, v) in &tags {
         check_text(k, limits.max_name_length)
             .map_err(|m| err(Some("tags"), format!("key {k:?} {m}")))?;
@@ -312,32 +293,6 @@ fn set_member(v: &RawValue) -> Result<Sample, String> {
 fn string_field(v: &RawValue) -> Result<Cow<'_, str>, String> {
     serde_json::from_str::<Cow<str>>(v.get())
         .map_err(|_| format!("must be a string, got {}", v.get()))
-}
-
-/// Checks that a list of `what` (tags, labels) has at most `limit` entries.
-fn check_count(what: &str, n: usize, limit: usize) -> Result<(), String> {
-    if n > limit {
-        return Err(format!("has {n} {what}, more than the limit of {limit}"));
-    }
-    Ok(())
-}
-
-/// Checks a name, host or tag key: non-empty, at most `max_len` bytes, no control characters.
-pub fn check_text(s: &str, max_len: usize) -> Result<(), String> {
-    if s.is_empty() {
-        return Err("must not be empty".into());
-    }
-    if s.len() > max_len {
-        return Err(format!(
-            "is {} bytes long, more than the limit of {max_len}",
-            s.len()
-        ));
-    }
-    let printable_ascii = s.bytes().all(|b| (0x20..0x7f).contains(&b));
-    if !printable_ascii && s.chars().any(char::is_control) {
-        return Err("must not contain control characters".into());
-    }
-    Ok(())
 }
 
 fn finite_number(v: &RawValue) -> Result<f64, String> {

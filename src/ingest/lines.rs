@@ -4,22 +4,19 @@
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::clock::{Clock, EpochMillis};
 use crate::event::Event;
-use crate::pipeline::{IngestHandle, SubmitError};
+use crate::ingest::context::ListenerContext;
+use crate::ingest::tcp::accept_connections;
 use crate::stats::Stats;
 
 /// Longest line accepted; longer ones are bad lines (and never buffered whole).
 pub const MAX_LINE: usize = 4096;
-/// Most connections at once per listener; more wait to be accepted.
-pub const MAX_CONNECTIONS: usize = 1024;
+/// Events handed over per batch at most.
 const BATCH: usize = 5_000;
 
 /// Parses one line into `out` (stamped `now` when the protocol has no time); false for a bad line.
@@ -67,91 +64,57 @@ pub async fn read_line_bounded<R: AsyncBufRead + Unpin>(
     }
 }
 
-/// Hands `events` over, waiting while the pipeline is full (a TCP client is not read meanwhile,
-/// which is the push-back); the error when the pipeline refused them for good.
-pub async fn submit_waiting(ingest: &IngestHandle, events: Vec<Event>) -> Result<(), SubmitError> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let mut pause = Duration::from_millis(10);
-    loop {
-        match ingest.submit(events.clone()).await {
-            Ok(_) => return Ok(()),
-            Err(SubmitError::Busy) => {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(1));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, events = events.len(), "events refused");
-                return Err(e);
-            }
-        }
-    }
-}
-
 /// Accepts connections until `shutdown`; each is read line by line with `parse`.
-#[allow(clippy::too_many_arguments)]
 pub async fn serve_tcp_lines<C: Clock>(
     listener: TcpListener,
     parse: ParseLine,
     bad_lines: BadLines,
-    ingest: IngestHandle,
-    clock: Arc<C>,
-    stats: Arc<Stats>,
-    shutdown: CancellationToken,
+    ctx: ListenerContext<C>,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let shutdown = ctx.shutdown.clone();
+    accept_connections(listener, shutdown, move |stream| {
+        read_connection(stream, parse.clone(), bad_lines, ctx.clone())
+    })
+    .await;
+}
+
+/// Reads one connection until it closes or `shutdown`, handing over a batch whenever it is full
+/// or nothing more is buffered.
+async fn read_connection<C: Clock>(
+    stream: TcpStream,
+    parse: ParseLine,
+    bad_lines: BadLines,
+    ctx: ListenerContext<C>,
+) {
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::with_capacity(256);
+    let mut events = Vec::with_capacity(BATCH);
     loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
+        let next = tokio::select! {
+            l = read_line_bounded(&mut reader, &mut line, MAX_LINE) => l,
+            _ = ctx.shutdown.cancelled() => break,
+        };
+        match next {
+            Ok(Some(true)) => match std::str::from_utf8(&line) {
+                Ok(text) if text.trim().is_empty() => {}
+                Ok(text) if parse(text, ctx.clock.now(), &mut events) => {}
+                _ => Stats::add(bad_lines(&ctx.stats), 1),
+            },
+            Ok(Some(false)) => Stats::add(bad_lines(&ctx.stats), 1),
+            Ok(None) | Err(_) => break,
+        }
+        let ready = events.len() >= BATCH || (!events.is_empty() && reader.buffer().is_empty());
+        if ready
+            && ctx
+                .ingest
+                .submit_waiting(std::mem::take(&mut events))
+                .await
+                .is_err()
+        {
             return;
-        };
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.cancelled() => return,
-        };
-        let Ok((stream, _)) = accepted else { continue };
-        let (parse, ingest, clock, stats, shutdown) = (
-            parse.clone(),
-            ingest.clone(),
-            clock.clone(),
-            stats.clone(),
-            shutdown.clone(),
-        );
-        tokio::spawn(async move {
-            let _permit = permit;
-            let mut reader = BufReader::new(stream);
-            let mut line = Vec::with_capacity(256);
-            let mut events = Vec::with_capacity(BATCH);
-            loop {
-                let next = tokio::select! {
-                    l = read_line_bounded(&mut reader, &mut line, MAX_LINE) => l,
-                    _ = shutdown.cancelled() => break,
-                };
-                match next {
-                    Ok(Some(true)) => match std::str::from_utf8(&line) {
-                        Ok(text) if text.trim().is_empty() => {}
-                        Ok(text) if parse(text, clock.now(), &mut events) => {}
-                        _ => Stats::add(bad_lines(&stats), 1),
-                    },
-                    Ok(Some(false)) => Stats::add(bad_lines(&stats), 1),
-                    Ok(None) | Err(_) => break,
-                }
-                // Hand over a full batch, or whatever there is when nothing more is buffered.
-                let ready =
-                    events.len() >= BATCH || (!events.is_empty() && reader.buffer().is_empty());
-                if ready
-                    && submit_waiting(&ingest, std::mem::take(&mut events))
-                        .await
-                        .is_err()
-                {
-                    break;
-                }
-            }
-            if !events.is_empty() {
-                let _ = submit_waiting(&ingest, events).await;
-            }
-        });
+        }
     }
+    let _ = ctx.ingest.submit_waiting(events).await;
 }
 
 #[cfg(test)]

@@ -3,21 +3,18 @@
 //! metric_sint64 = 13, metric_d = 14, metric_f = 15, attributes = 9 { key = 1, value = 2 } }`.
 //! Over TCP each message is a 4-byte big-endian length and the `Msg`, answered with
 //! `Msg { ok: true }` (or `ok: false` and the error); over UDP a bare `Msg`. `service` becomes
-//! the name, attributes the tags (dots in keys become `_`); events without a metric are
-//! counted and skipped. Riemann's own `tags` list is not kept yet.
-
-use std::sync::Arc;
+//! the name, attributes the tags (dots in keys become `_`), Riemann's own `tags` list the
+//! labels (part of the series); events without a metric are counted and skipped.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::clock::{Clock, EpochMillis};
 use crate::event::{Event, MetricKind, SeriesKey};
+use crate::ingest::context::ListenerContext;
 use crate::ingest::datagrams::{spawn_receiver, BoundUdp, ParseDatagram};
-use crate::ingest::lines::submit_waiting;
-use crate::pipeline::IngestHandle;
+use crate::ingest::limits::check_text;
+use crate::ingest::tcp::accept_connections;
 use crate::stats::Stats;
 
 /// Largest message accepted over TCP.
@@ -175,13 +172,12 @@ fn decode_event(
             .ok_or("event without service")?,
     };
     let name = name.as_ref();
-    crate::ingest::json::check_text(name, max_name_length)?;
+    check_text(name, max_name_length).map_err(|e| e.to_string())?;
     if let Some(h) = host {
-        crate::ingest::json::check_text(h, max_name_length)?;
+        check_text(h, max_name_length).map_err(|e| e.to_string())?;
     }
     for label in &labels {
-        crate::ingest::json::check_text(label, max_name_length)
-            .map_err(|why| format!("tag {label:?} {why}"))?;
+        check_text(label, max_name_length).map_err(|why| format!("tag {label:?} {why}"))?;
     }
     let timestamp = time_us
         .map(|us| us / 1000)
@@ -237,77 +233,65 @@ pub fn encode_reply(error: Option<&str>) -> Vec<u8> {
 /// Accepts TCP connections until `shutdown`: one length-prefixed `Msg` at a time, each answered.
 pub async fn run_tcp<C: Clock>(
     listener: TcpListener,
-    ingest: IngestHandle,
-    clock: Arc<C>,
     max_name_length: usize,
-    stats: Arc<Stats>,
-    shutdown: CancellationToken,
+    ctx: ListenerContext<C>,
 ) {
-    let slots = Arc::new(Semaphore::new(crate::ingest::lines::MAX_CONNECTIONS));
+    let shutdown = ctx.shutdown.clone();
+    accept_connections(listener, shutdown, move |stream| {
+        answer_connection(stream, max_name_length, ctx.clone())
+    })
+    .await;
+}
+
+/// Reads messages from one connection until it closes or `shutdown`, answering each once its
+/// events are handed over (or refused).
+async fn answer_connection<C: Clock>(
+    mut stream: TcpStream,
+    max_name_length: usize,
+    ctx: ListenerContext<C>,
+) {
+    // Each answer is one small message a client waits for: send it at once.
+    let _ = stream.set_nodelay(true);
+    let mut buf = Vec::new();
     loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
+        let len = tokio::select! {
+            l = stream.read_u32() => match l { Ok(l) => l as usize, Err(_) => break },
+            _ = ctx.shutdown.cancelled() => break,
         };
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.cancelled() => return,
-        };
-        let Ok((mut stream, _)) = accepted else {
-            continue;
-        };
-        // Each answer is one small message a client waits for: send it at once.
-        let _ = stream.set_nodelay(true);
-        let (ingest, clock, stats, shutdown) = (
-            ingest.clone(),
-            clock.clone(),
-            stats.clone(),
-            shutdown.clone(),
-        );
-        tokio::spawn(async move {
-            let _permit = permit;
-            let mut buf = Vec::new();
-            loop {
-                let len = tokio::select! {
-                    l = stream.read_u32() => match l { Ok(l) => l as usize, Err(_) => break },
-                    _ = shutdown.cancelled() => break,
-                };
-                if len > MAX_MESSAGE {
-                    let _ = write_reply(&mut stream, Some("message too large")).await;
-                    break;
-                }
-                buf.resize(len, 0);
-                if stream.read_exact(&mut buf).await.is_err() {
-                    break;
-                }
-                let mut events = Vec::new();
-                let reply = match decode_msg(&buf, clock.now(), max_name_length, &mut events) {
-                    Ok(skipped) => {
-                        Stats::add(&stats.riemann_skipped, skipped);
-                        submit_waiting(&ingest, events)
-                            .await
-                            .map_err(|e| e.to_string())
-                    }
-                    Err(e) => {
-                        Stats::add(&stats.riemann_bad, 1);
-                        crate::ingest::badlog::RIEMANN.report(clock.now(), &e, "(a TCP message)");
-                        Err(e)
-                    }
-                };
-                if write_reply(&mut stream, reply.err().as_deref())
+        if len > MAX_MESSAGE {
+            let _ = write_reply(&mut stream, Some("message too large")).await;
+            break;
+        }
+        buf.resize(len, 0);
+        if stream.read_exact(&mut buf).await.is_err() {
+            break;
+        }
+        let now = ctx.clock.now();
+        let mut events = Vec::new();
+        let reply = match decode_msg(&buf, now, max_name_length, &mut events) {
+            Ok(skipped) => {
+                Stats::add(&ctx.stats.riemann_skipped, skipped);
+                ctx.ingest
+                    .submit_waiting(events)
                     .await
-                    .is_err()
-                {
-                    break;
-                }
+                    .map_err(|e| e.to_string())
             }
-        });
+            Err(e) => {
+                Stats::add(&ctx.stats.riemann_bad, 1);
+                crate::ingest::badlog::RIEMANN.report(now, &e, "(a TCP message)");
+                Err(e)
+            }
+        };
+        if write_reply(&mut stream, reply.err().as_deref())
+            .await
+            .is_err()
+        {
+            break;
+        }
     }
 }
 
-async fn write_reply(
-    stream: &mut tokio::net::TcpStream,
-    error: Option<&str>,
-) -> std::io::Result<()> {
+async fn write_reply(stream: &mut TcpStream, error: Option<&str>) -> std::io::Result<()> {
     // One write: a length and a body written apart meet Nagle's algorithm and the client's
     // delayed ACK, and every answer would wait ~40 ms.
     let body = encode_reply(error);
@@ -321,13 +305,10 @@ async fn write_reply(
 /// [`crate::ingest::datagrams`]).
 pub fn spawn_udp<C: Clock>(
     udp: BoundUdp,
-    ingest: IngestHandle,
-    clock: Arc<C>,
     max_name_length: usize,
-    stats: Arc<Stats>,
-    shutdown: CancellationToken,
+    ctx: ListenerContext<C>,
 ) -> std::io::Result<()> {
-    let counters = stats.clone();
+    let counters = ctx.stats.clone();
     let parse: ParseDatagram = Box::new(move |bytes, now, out| {
         let before = out.len();
         match decode_msg(bytes, now, max_name_length, out) {
@@ -339,7 +320,7 @@ pub fn spawn_udp<C: Clock>(
             }
         }
     });
-    spawn_receiver("riemann", udp, parse, ingest, clock, stats, shutdown)
+    spawn_receiver("riemann", udp, parse, ctx)
 }
 
 #[cfg(test)]

@@ -11,12 +11,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tokio_util::sync::CancellationToken;
+use tokio::net::TcpListener;
 
 use crate::clock::{Clock, EpochMillis};
 use crate::event::{Event, MetricKind, Sample, SeriesKey};
+use crate::ingest::context::ListenerContext;
 use crate::ingest::datagrams::{spawn_receiver, BoundUdp, ParseDatagram};
-use crate::pipeline::IngestHandle;
+use crate::ingest::limits::check_text;
+use crate::ingest::lines::{serve_tcp_lines, ParseLine};
 use crate::stats::Stats;
 
 /// What one datagram gave.
@@ -34,32 +36,19 @@ pub type SharedGauges = Arc<std::sync::Mutex<GaugeState>>;
 
 /// statsd over TCP: the same lines, one connection read line by line, pushing back while the
 /// pipeline is full (see [`crate::ingest::lines`]).
-#[allow(clippy::too_many_arguments)]
 pub async fn run_tcp<C: Clock>(
-    listener: tokio::net::TcpListener,
-    ingest: IngestHandle,
-    clock: Arc<C>,
+    listener: TcpListener,
     max_name_length: usize,
     gauges: SharedGauges,
-    stats: Arc<Stats>,
-    shutdown: CancellationToken,
+    ctx: ListenerContext<C>,
 ) {
-    let parse: crate::ingest::lines::ParseLine = Arc::new(move |line, now, out| {
+    let parse: ParseLine = Arc::new(move |line, now, out| {
         let mut gauges = gauges
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         parse_datagram(line, now, max_name_length, &mut gauges, out).bad_lines == 0
     });
-    crate::ingest::lines::serve_tcp_lines(
-        listener,
-        parse,
-        |s| &s.statsd_bad_lines,
-        ingest,
-        clock,
-        stats,
-        shutdown,
-    )
-    .await;
+    serve_tcp_lines(listener, parse, |s| &s.statsd_bad_lines, ctx).await;
 }
 
 /// Parses every line of `datagram` into `out`; `now` stamps the events.
@@ -106,7 +95,7 @@ pub fn parse_line(
         )?);
         return Ok(());
     }
-    crate::ingest::json::check_text(key, max_name_length)?;
+    check_text(key, max_name_length).map_err(|e| e.to_string())?;
     // `k:1|c:2|c` — the rest is `value|type[|…]` groups split at ':' that start a new value (a
     // ':' once DogStatsD tags began does not). A bad group fails the line; the caller drops what
     // the line already pushed.
@@ -245,17 +234,13 @@ impl<'a> Iterator for Fields<'a> {
 
 /// Starts the thread that receives statsd datagrams until `shutdown` (see
 /// [`crate::ingest::datagrams`]).
-#[allow(clippy::too_many_arguments)]
 pub fn spawn_udp<C: Clock>(
     udp: BoundUdp,
-    ingest: IngestHandle,
-    clock: Arc<C>,
     max_name_length: usize,
     gauges: SharedGauges,
-    stats: Arc<Stats>,
-    shutdown: CancellationToken,
+    ctx: ListenerContext<C>,
 ) -> std::io::Result<()> {
-    let counters = stats.clone();
+    let counters = ctx.stats.clone();
     let parse: ParseDatagram = Box::new(move |bytes, now, out| {
         let Ok(text) = std::str::from_utf8(bytes) else {
             return Stats::add(&counters.statsd_bad_lines, 1);
@@ -266,7 +251,7 @@ pub fn spawn_udp<C: Clock>(
         let counts = parse_datagram(text, now, max_name_length, &mut gauges, out);
         Stats::add(&counters.statsd_bad_lines, counts.bad_lines);
     });
-    spawn_receiver("statsd", udp, parse, ingest, clock, stats, shutdown)
+    spawn_receiver("statsd", udp, parse, ctx)
 }
 
 fn gauge_key(key: &str, tags: &[(String, String)]) -> String {

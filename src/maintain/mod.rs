@@ -1,6 +1,5 @@
 //! Maintenance: retention and aliases. `plan` decides (pure), `run` carries a plan out against
-//! the node, `schedule` says when passes run.
+//! the node and runs the scheduled loop (when: [`crate::schedule`]).
 
 pub mod plan;
 pub mod run;
-pub mod schedule;

@@ -13,17 +13,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::calendar::{rfc3339, IndexPeriod};
 use crate::clock::EpochMillis;
 use crate::config::{AliasMode, Config};
-use crate::persist::index::{rfc3339, IndexPeriod};
-
-/// An alias as found on the cluster.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ExistingAlias {
-    pub alias: String,
-    pub index: String,
-    pub filter: Option<Value>,
-}
+use crate::persist::backend::ExistingAlias;
 
 /// An alias as it should be.
 #[derive(Debug, Clone, PartialEq, Serialize)]

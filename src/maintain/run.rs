@@ -6,12 +6,11 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::calendar::rfc3339;
 use crate::clock::{Clock, EpochMillis};
 use crate::config::Config;
 use crate::maintain::plan::{plan, Plan};
-use crate::maintain::schedule::parse_cron;
 use crate::persist::backend::{BackendError, SearchBackend};
-use crate::persist::index::rfc3339;
 use crate::persist::template::index_template;
 use crate::stats::Stats;
 
@@ -138,13 +137,6 @@ pub async fn run_scheduled<B: SearchBackend, C: Clock>(
     stats: Arc<Stats>,
     shutdown: CancellationToken,
 ) {
-    let schedule = match parse_cron(&config.maintain.schedule) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "invalid maintenance schedule; maintenance disabled");
-            return;
-        }
-    };
     loop {
         let now = clock.now();
         let outcome = run_pass(backend.as_ref(), &config, now, now, PassOptions::FULL).await;
@@ -155,12 +147,12 @@ pub async fn run_scheduled<B: SearchBackend, C: Clock>(
                 stats.set_maintenance(rfc3339(now), Some(e.to_string()));
             }
         }
-        let Some(next) = schedule.next_after(clock.now()) else {
+        let Some(next) = config.maintain.schedule.next_after(clock.now()) else {
+            tracing::warn!(schedule = %config.maintain.schedule, "the schedule names no later time; no more maintenance passes");
             return;
         };
-        let wait = std::time::Duration::from_millis((next - clock.now()).max(0) as u64);
         tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
+            _ = clock.sleep_until(next) => {}
             _ = shutdown.cancelled() => return,
         }
     }

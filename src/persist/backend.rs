@@ -16,7 +16,6 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::{NodeAuth, NodeConfig};
-use crate::maintain::plan::ExistingAlias;
 
 /// Why a call to the node failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -43,6 +42,14 @@ impl BackendError {
             _ => None,
         }
     }
+}
+
+/// An alias as found on the cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExistingAlias {
+    pub alias: String,
+    pub index: String,
+    pub filter: Option<Value>,
 }
 
 /// What `GET /` says about the node.

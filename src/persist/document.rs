@@ -4,11 +4,12 @@
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
+use crate::calendar::{rfc3339, IndexPeriod};
 use crate::clock::EpochMillis;
 use crate::config::Config;
 use crate::consolidate::Closed;
 use crate::event::{self, MetricKind};
-use crate::persist::index::{rfc3339, IndexNaming, IndexPeriod};
+use crate::naming::IndexNaming;
 use crate::sketch::Sketch;
 
 /// What the encoder needs to know about an archive.

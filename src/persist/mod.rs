@@ -5,7 +5,6 @@
 
 pub mod backend;
 pub mod document;
-pub mod index;
 pub mod resume;
 pub mod template;
 pub mod writer;

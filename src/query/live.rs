@@ -5,12 +5,12 @@
 
 use serde_json::{json, Value};
 
+use crate::calendar::rfc3339;
 use crate::clock::EpochMillis;
 use crate::config::Config;
 use crate::consolidate::{OpenSeries, Summary};
 use crate::event::{self, MetricKind};
 use crate::persist::document::series_label;
-use crate::persist::index::rfc3339;
 
 fn bucket_json(config: &Config, archive: usize, s: &Summary) -> Value {
     json!({"archive": config.archives[archive].name, "start": rfc3339(s.start), "count": s.count, "sum": s.sum,

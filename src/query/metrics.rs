@@ -11,9 +11,9 @@ use std::str::FromStr;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::calendar::rfc3339;
 use crate::clock::EpochMillis;
 use crate::config::Config;
-use crate::persist::index::rfc3339;
 use crate::query::filter::SeriesSelector;
 use crate::sketch::Sketch;
 

@@ -1,156 +1,9 @@
-//! Index naming: which time-named index a bucket goes to. Periods are UTC calendar periods; the
-//! name is rendered from the configured template (`{prefix}`, `{archive}`, `{period}`).
+//! Index names: the template of `[index] name` (`{prefix}`, `{archive}`, `{period}`), rendered
+//! for a bucket's period and parsed back from the names the node lists, and the rules both
+//! Elasticsearch and OpenSearch apply to index names.
 
-use std::fmt;
-
-use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Timelike, Utc};
-use serde::Deserialize;
-
+use crate::calendar::IndexPeriod;
 use crate::clock::EpochMillis;
-
-const HOUR_MS: i64 = 3_600_000;
-const DAY_MS: i64 = 86_400_000;
-
-/// How much time one index holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum IndexPeriod {
-    Hour,
-    Day,
-    Month,
-    Year,
-}
-
-impl IndexPeriod {
-    /// The chrono format of a period in an index name (samplerr's `YYYY.MM.dd` family).
-    pub fn format_str(self) -> &'static str {
-        match self {
-            IndexPeriod::Hour => "%Y.%m.%d.%H",
-            IndexPeriod::Day => "%Y.%m.%d",
-            IndexPeriod::Month => "%Y.%m",
-            IndexPeriod::Year => "%Y",
-        }
-    }
-
-    /// Start of the period that contains `t`.
-    pub fn start_of(self, t: EpochMillis) -> EpochMillis {
-        match self {
-            IndexPeriod::Hour => t.div_euclid(HOUR_MS) * HOUR_MS,
-            IndexPeriod::Day => t.div_euclid(DAY_MS) * DAY_MS,
-            IndexPeriod::Month => {
-                let d = to_datetime(t);
-                from_ymd(d.year(), d.month())
-            }
-            IndexPeriod::Year => from_ymd(to_datetime(t).year(), 1),
-        }
-    }
-
-    /// Start of the period after the one that starts at `start`.
-    pub fn next_start(self, start: EpochMillis) -> EpochMillis {
-        match self {
-            IndexPeriod::Hour => start + HOUR_MS,
-            IndexPeriod::Day => start + DAY_MS,
-            IndexPeriod::Month => {
-                let d = to_datetime(start);
-                let (y, m) = if d.month() == 12 {
-                    (d.year() + 1, 1)
-                } else {
-                    (d.year(), d.month() + 1)
-                };
-                from_ymd(y, m)
-            }
-            IndexPeriod::Year => from_ymd(to_datetime(start).year() + 1, 1),
-        }
-    }
-
-    /// The shortest this period can be, in milliseconds.
-    pub fn min_len_ms(self) -> i64 {
-        match self {
-            IndexPeriod::Hour => HOUR_MS,
-            IndexPeriod::Day => DAY_MS,
-            IndexPeriod::Month => 28 * DAY_MS,
-            IndexPeriod::Year => 365 * DAY_MS,
-        }
-    }
-
-    /// The unit every period boundary is a multiple of: a step must divide it, or buckets would
-    /// straddle two indices.
-    pub fn boundary_unit_ms(self) -> i64 {
-        match self {
-            IndexPeriod::Hour => HOUR_MS,
-            IndexPeriod::Day | IndexPeriod::Month | IndexPeriod::Year => DAY_MS,
-        }
-    }
-
-    /// The period as it appears in index names.
-    pub fn render(self, start: EpochMillis) -> String {
-        to_datetime(start).format(self.format_str()).to_string()
-    }
-
-    /// Parses a rendered period back to its start (`None` when it is not one of ours).
-    pub fn parse(self, s: &str) -> Option<EpochMillis> {
-        let parts: Vec<&str> = s.split('.').collect();
-        let digits = |p: &str, n: usize| p.len() == n && p.bytes().all(|b| b.is_ascii_digit());
-        let expected = match self {
-            IndexPeriod::Hour => 4,
-            IndexPeriod::Day => 3,
-            IndexPeriod::Month => 2,
-            IndexPeriod::Year => 1,
-        };
-        if parts.len() != expected
-            || !digits(parts[0], 4)
-            || !parts[1..].iter().all(|p| digits(p, 2))
-        {
-            return None;
-        }
-        let num = |i: usize| {
-            parts
-                .get(i)
-                .map(|p| p.parse::<u32>().ok())
-                .unwrap_or(Some(if i == 3 { 0 } else { 1 }))
-        };
-        let date = NaiveDate::from_ymd_opt(parts[0].parse().ok()?, num(1)?, num(2)?)?;
-        let hour = num(3)?;
-        let hour = if self == IndexPeriod::Hour { hour } else { 0 };
-        let t = date.and_hms_opt(hour, 0, 0)?.and_utc().timestamp_millis();
-        (self.render(t) == s).then_some(t)
-    }
-}
-
-impl fmt::Display for IndexPeriod {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            IndexPeriod::Hour => "hour",
-            IndexPeriod::Day => "day",
-            IndexPeriod::Month => "month",
-            IndexPeriod::Year => "year",
-        })
-    }
-}
-
-fn to_datetime(t: EpochMillis) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(t)
-        .single()
-        .unwrap_or(DateTime::<Utc>::MIN_UTC)
-}
-
-fn from_ymd(year: i32, month: u32) -> EpochMillis {
-    Utc.with_ymd_and_hms(year, month, 1, 0, 0, 0)
-        .single()
-        .map(|d| d.timestamp_millis())
-        .unwrap_or(i64::MIN)
-}
-
-/// Renders an instant as RFC 3339 UTC with second precision (`2020-04-09T00:00:00Z`), or with
-/// milliseconds when it has them.
-pub fn rfc3339(t: EpochMillis) -> String {
-    let d = to_datetime(t);
-    if d.nanosecond() == 0 {
-        d.format("%Y-%m-%dT%H:%M:%SZ").to_string()
-    } else {
-        d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
-    }
-}
 
 /// One piece of an index name template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -316,39 +169,9 @@ mod tests {
     use super::*;
 
     fn at(s: &str) -> EpochMillis {
-        DateTime::parse_from_rfc3339(s).unwrap().timestamp_millis()
-    }
-
-    #[test]
-    fn periods_start_on_utc_calendar_boundaries() {
-        let t = at("2020-04-11T13:13:26Z");
-        assert_eq!(IndexPeriod::Hour.start_of(t), at("2020-04-11T13:00:00Z"));
-        assert_eq!(IndexPeriod::Day.start_of(t), at("2020-04-11T00:00:00Z"));
-        assert_eq!(IndexPeriod::Month.start_of(t), at("2020-04-01T00:00:00Z"));
-        assert_eq!(IndexPeriod::Year.start_of(t), at("2020-01-01T00:00:00Z"));
-        assert_eq!(
-            IndexPeriod::Month.next_start(at("2020-12-01T00:00:00Z")),
-            at("2021-01-01T00:00:00Z")
-        );
-        assert_eq!(IndexPeriod::Day.start_of(-1), -86_400_000);
-    }
-
-    #[test]
-    fn periods_render_and_parse_back() {
-        let t = at("2016-03-17T05:00:00Z");
-        for (p, s) in [
-            (IndexPeriod::Hour, "2016.03.17.05"),
-            (IndexPeriod::Day, "2016.03.17"),
-            (IndexPeriod::Month, "2016.03"),
-            (IndexPeriod::Year, "2016"),
-        ] {
-            let start = p.start_of(t);
-            assert_eq!(p.render(start), s);
-            assert_eq!(p.parse(s), Some(start));
-        }
-        assert_eq!(IndexPeriod::Day.parse("2016.02.30"), None);
-        assert_eq!(IndexPeriod::Day.parse("2016.3.17"), None);
-        assert_eq!(IndexPeriod::Month.parse("2016.03.17"), None);
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .timestamp_millis()
     }
 
     #[test]
@@ -436,11 +259,5 @@ mod tests {
         assert!(validate_index_name("Strata-2020").is_err());
         assert!(validate_index_name("_strata").is_err());
         assert!(validate_index_name("a b").is_err());
-    }
-
-    #[test]
-    fn rfc3339_is_utc_with_seconds() {
-        assert_eq!(rfc3339(at("2020-04-09T00:00:00Z")), "2020-04-09T00:00:00Z");
-        assert_eq!(rfc3339(1), "1970-01-01T00:00:00.001Z");
     }
 }

@@ -1,0 +1,288 @@
+//! The ingest stage's outlet: every listener hands its validated events to the consolidator
+//! through an [`IngestHandle`]; the consolidator task reads them from the [`IngestQueue`].
+//!
+//! The queue is bounded and nobody waits for room in it: a full queue is [`SubmitError::Busy`],
+//! which HTTP turns into 503, TCP listeners into a pause in reading (push-back), and the UDP
+//! receivers into keeping their batch while the socket's buffer absorbs the wait. While the
+//! writer behind the consolidator is full, the consolidator raises [`Congestion`] and new
+//! batches are refused the same way, so that the queue drains instead of filling.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::consolidate::{BatchReport, ConsolidateError, OpenSeries};
+use crate::event::Event;
+
+/// Events on their way to the consolidator, with a slot for its answer (`None`: nobody waits,
+/// and a refused batch is counted as `udp_dropped`).
+pub struct IngestBatch {
+    pub events: Vec<Event>,
+    pub reply: Option<oneshot::Sender<Result<BatchReport, ConsolidateError>>>,
+}
+
+/// A request for the open buckets (`/v1/live`).
+pub struct LiveRequest {
+    pub name: Option<String>,
+    pub limit: usize,
+    pub reply: oneshot::Sender<Vec<OpenSeries>>,
+}
+
+/// What the consolidator task is asked to do.
+pub enum Request {
+    Ingest(IngestBatch),
+    Live(LiveRequest),
+}
+
+/// Why a batch was not consolidated.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("ingest queue is full: the node is not keeping up")]
+    Busy,
+    #[error("the pipeline is shutting down")]
+    Closed,
+    #[error(transparent)]
+    Refused(#[from] ConsolidateError),
+}
+
+/// A hand-off the consolidator did not take, with its events.
+#[derive(Debug)]
+pub struct HandOffRefused {
+    pub why: SubmitError,
+    pub events: Vec<Event>,
+}
+
+/// Set by the consolidator while the writer's queue is full; read by every handle.
+#[derive(Debug, Clone, Default)]
+pub struct Congestion(Arc<AtomicBool>);
+
+impl Congestion {
+    pub fn set(&self, congested: bool) {
+        self.0.store(congested, Ordering::Relaxed);
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The receiving side: what the consolidator task reads, and the flag it raises when it cannot
+/// hand its output on.
+pub struct IngestQueue {
+    pub requests: mpsc::Receiver<Request>,
+    pub congestion: Congestion,
+}
+
+/// A bounded queue of `capacity` requests between the listeners and the consolidator.
+pub fn ingest_channel(capacity: usize) -> (IngestHandle, IngestQueue) {
+    let (tx, requests) = mpsc::channel(capacity);
+    let congestion = Congestion::default();
+    let handle = IngestHandle {
+        tx,
+        congestion: congestion.clone(),
+    };
+    (
+        handle,
+        IngestQueue {
+            requests,
+            congestion,
+        },
+    )
+}
+
+/// The first pause of [`IngestHandle::submit_waiting`] while the pipeline is busy; it doubles
+/// up to [`MAX_BUSY_PAUSE`].
+const FIRST_BUSY_PAUSE: Duration = Duration::from_millis(10);
+/// The longest pause between two offers of the same batch: a TCP client waits at most this long
+/// after the pipeline has room again.
+const MAX_BUSY_PAUSE: Duration = Duration::from_secs(1);
+
+/// The sending side of the consolidator's input; cheap to clone.
+#[derive(Clone)]
+pub struct IngestHandle {
+    tx: mpsc::Sender<Request>,
+    congestion: Congestion,
+}
+
+impl IngestHandle {
+    /// Hands `events` to the consolidator without waiting for room (a full queue is `Busy`) and
+    /// waits for its answer.
+    pub async fn submit(&self, events: Vec<Event>) -> Result<BatchReport, SubmitError> {
+        match self.offer(events) {
+            Ok(answer) => Ok(answer.await.map_err(|_| SubmitError::Closed)??),
+            Err(refused) => Err(refused.why),
+        }
+    }
+
+    /// Hands `events` over, waiting while the pipeline is full (a TCP client is not read
+    /// meanwhile, which is the push-back); the error when the pipeline refused them for good.
+    pub async fn submit_waiting(&self, mut events: Vec<Event>) -> Result<(), SubmitError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut pause = FIRST_BUSY_PAUSE;
+        loop {
+            let refused = match self.offer(events) {
+                Ok(answer) => match answer.await {
+                    Ok(Ok(_)) => return Ok(()),
+                    Ok(Err(refused)) => SubmitError::Refused(refused),
+                    Err(_) => SubmitError::Closed,
+                },
+                Err(HandOffRefused {
+                    why: SubmitError::Busy,
+                    events: back,
+                }) => {
+                    events = back;
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(MAX_BUSY_PAUSE);
+                    continue;
+                }
+                Err(HandOffRefused { why, .. }) => why,
+            };
+            tracing::warn!(error = %refused, "events refused");
+            return Err(refused);
+        }
+    }
+
+    /// Hands `events` to the consolidator and does not wait for its answer: for receivers that
+    /// cannot tell a sender anything (UDP), from any thread. A full queue is `Busy`; the events
+    /// come back with the refusal, so that the caller may try again.
+    pub fn hand_off(&self, events: Vec<Event>) -> Result<(), HandOffRefused> {
+        self.enqueue(events, None)
+    }
+
+    /// Queues `events` with a slot for the answer; the events come back when refused.
+    fn offer(
+        &self,
+        events: Vec<Event>,
+    ) -> Result<oneshot::Receiver<Result<BatchReport, ConsolidateError>>, HandOffRefused> {
+        let (reply, answer) = oneshot::channel();
+        self.enqueue(events, Some(reply)).map(|()| answer)
+    }
+
+    fn enqueue(
+        &self,
+        events: Vec<Event>,
+        reply: Option<oneshot::Sender<Result<BatchReport, ConsolidateError>>>,
+    ) -> Result<(), HandOffRefused> {
+        if self.congestion.is_set() {
+            return Err(HandOffRefused {
+                why: SubmitError::Busy,
+                events,
+            });
+        }
+        self.tx
+            .try_send(Request::Ingest(IngestBatch { events, reply }))
+            .map_err(|e| {
+                let why = refusal(&e);
+                let events = match e.into_inner() {
+                    Request::Ingest(batch) => batch.events,
+                    Request::Live(_) => Vec::new(),
+                };
+                HandOffRefused { why, events }
+            })
+    }
+
+    /// The open buckets of up to `limit` series named `name` (any when `None`).
+    pub async fn live(
+        &self,
+        name: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<OpenSeries>, SubmitError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .try_send(Request::Live(LiveRequest { name, limit, reply }))
+            .map_err(|e| refusal(&e))?;
+        answer.await.map_err(|_| SubmitError::Closed)
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+/// Why the consolidator's queue did not take a request.
+fn refusal<T>(e: &mpsc::error::TrySendError<T>) -> SubmitError {
+    match e {
+        mpsc::error::TrySendError::Full(_) => SubmitError::Busy,
+        mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{MetricKind, SeriesKey};
+
+    fn event(name: &str) -> Event {
+        Event::value(
+            SeriesKey::new(name, None, &mut []),
+            MetricKind::Gauge,
+            1.0,
+            0,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_busy_and_the_events_come_back() {
+        let (handle, _queue) = ingest_channel(1);
+        handle.hand_off(vec![event("a")]).unwrap();
+        let refused = handle.hand_off(vec![event("b"), event("c")]).unwrap_err();
+        assert!(matches!(refused.why, SubmitError::Busy));
+        assert_eq!(refused.events.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn congestion_refuses_before_the_queue_fills() {
+        let (handle, queue) = ingest_channel(8);
+        queue.congestion.set(true);
+        let refused = handle.hand_off(vec![event("a")]).unwrap_err();
+        assert!(matches!(refused.why, SubmitError::Busy));
+        queue.congestion.set(false);
+        handle.hand_off(vec![event("a")]).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_closed_queue_is_closed() {
+        let (handle, queue) = ingest_channel(8);
+        drop(queue);
+        assert!(handle.is_closed());
+        let refused = handle.hand_off(vec![event("a")]).unwrap_err();
+        assert!(matches!(refused.why, SubmitError::Closed));
+        assert!(matches!(
+            handle.submit(vec![event("a")]).await,
+            Err(SubmitError::Closed)
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn submit_waiting_offers_the_same_batch_again_until_there_is_room() {
+        let (handle, mut queue) = ingest_channel(1);
+        handle.hand_off(vec![event("first")]).unwrap();
+        let waiting = tokio::spawn({
+            let handle = handle.clone();
+            async move { handle.submit_waiting(vec![event("second")]).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !waiting.is_finished(),
+            "nothing is taken while the queue is full"
+        );
+        let Some(Request::Ingest(first)) = queue.requests.recv().await else {
+            panic!("the first batch")
+        };
+        assert_eq!(first.events[0].series, event("first").series);
+        let Some(Request::Ingest(second)) = queue.requests.recv().await else {
+            panic!("the second batch, offered again")
+        };
+        assert_eq!(second.events[0].series, event("second").series);
+        second
+            .reply
+            .unwrap()
+            .send(Ok(BatchReport::default()))
+            .unwrap();
+        waiting.await.unwrap().unwrap();
+    }
+}
