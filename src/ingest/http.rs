@@ -304,3 +304,216 @@ async fn health<B: SearchBackend, C: Clock>(State(s): State<AppState<B, C>>) -> 
         Err(_) => fail("the node did not answer within 2s".into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The routes' status codes, with the router called in-process (`oneshot`) and a small task
+    //! standing in for the consolidator. Everything here is also exercised against real nodes by
+    //! the integration suite.
+
+    use std::path::Path;
+
+    use axum::body::Body;
+    use axum::http::Request as HttpRequest;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::consolidate::ConsolidateError;
+    use crate::ingest::handle::{ingest_channel, IngestQueue, Request};
+    use crate::persist::canned::CannedBackend;
+
+    const CONFIG: &str = r#"
+[[archive]]
+name = "20s"
+step = "20s"
+retention = "1 day"
+index_period = "day"
+[http]
+max_body_bytes = 1000
+"#;
+    const NOW: i64 = 1_780_000_000_000;
+
+    /// How the stand-in consolidator answers every batch.
+    #[derive(Clone, Copy)]
+    enum Answer {
+        Accept,
+        SeriesLimit,
+    }
+
+    fn consolidate(mut queue: IngestQueue, answer: Answer) {
+        tokio::spawn(async move {
+            while let Some(request) = queue.requests.recv().await {
+                match request {
+                    Request::Ingest(batch) => {
+                        let result = match answer {
+                            Answer::Accept => Ok(BatchReport {
+                                accepted: batch.events.len() as u64,
+                                late: 0,
+                                late_by_archive: vec![0],
+                            }),
+                            Answer::SeriesLimit => Err(ConsolidateError::SeriesLimit {
+                                limit: 1,
+                                series: "x".into(),
+                            }),
+                        };
+                        if let Some(reply) = batch.reply {
+                            let _ = reply.send(result);
+                        }
+                    }
+                    Request::Live(live) => {
+                        let _ = live.reply.send(Vec::new());
+                    }
+                }
+            }
+        });
+    }
+
+    fn app_with(ingest: IngestHandle, backend: CannedBackend) -> Router {
+        let config = Config::from_toml(CONFIG, Path::new("t")).unwrap();
+        let max_body = config.http.max_body_bytes;
+        let state = AppState::new(
+            ingest,
+            Arc::new(backend),
+            Arc::new(ManualClock::new(NOW)),
+            config,
+            Arc::new(Stats::default()),
+        );
+        router(state, max_body)
+    }
+
+    fn app(answer: Answer) -> Router {
+        let (ingest, queue) = ingest_channel(8);
+        consolidate(queue, answer);
+        app_with(ingest, CannedBackend::default())
+    }
+
+    async fn call(app: Router, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
+        let request = HttpRequest::builder()
+            .method(method)
+            .uri(uri)
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        let status = response.status();
+        let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let mut value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if let Some(r) = retry_after {
+            value["retry-after"] = json!(r.to_str().unwrap());
+        }
+        (status, value)
+    }
+
+    const GOOD: &str = r#"[{"name":"a","value":1},{"name":"b","value":2}]"#;
+
+    #[tokio::test]
+    async fn accepted_events_get_200_with_the_counts() {
+        let (status, body) = call(app(Answer::Accept), "POST", "/v1/metrics", GOOD).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["accepted"], 2);
+        assert_eq!(body["late_by_archive"]["20s"], 0);
+    }
+
+    #[tokio::test]
+    async fn a_bad_item_gets_400_naming_item_and_field() {
+        let body = r#"[{"name":"a","value":1},{"name":"b","value":"x"}]"#;
+        let (status, body) = call(app(Answer::Accept), "POST", "/v1/metrics", body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            (body["item"].as_u64(), body["field"].as_str()),
+            (Some(1), Some("value"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_gets_413() {
+        let big = format!("[{}]", vec![r#"{"name":"a","value":1}"#; 100].join(","));
+        let (status, body) = call(app(Answer::Accept), "POST", "/v1/metrics", &big).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(body["error"]
+            .as_str()
+            .unwrap()
+            .contains("max_body_bytes (1000 bytes)"));
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_gets_503_with_retry_after() {
+        let (ingest, _queue) = ingest_channel(1);
+        ingest.hand_off(Vec::new()).unwrap();
+        let app = app_with(ingest, CannedBackend::default());
+        let (status, body) = call(app, "POST", "/v1/metrics", GOOD).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["retry-after"], "1");
+    }
+
+    #[tokio::test]
+    async fn the_series_limit_gets_429_and_shutdown_503() {
+        let (status, _) = call(app(Answer::SeriesLimit), "POST", "/v1/metrics", GOOD).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        let (ingest, queue) = ingest_channel(1);
+        drop(queue);
+        let app = app_with(ingest, CannedBackend::default());
+        let (status, body) = call(app, "POST", "/v1/metrics", GOOD).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("shutting down"))
+        );
+    }
+
+    #[tokio::test]
+    async fn dattss_agg_and_kilometric_track() {
+        let agg = r#"{"prt":{"c":[{"typ":"c","pth":"p:s","sum":3,"cnt":2,"min":1,"max":2,"fst":1,"lst":2}]}}"#;
+        let (status, body) = call(app(Answer::Accept), "PUT", "/agg", agg).await;
+        assert_eq!(
+            (status, body["accepted"].as_u64()),
+            (StatusCode::OK, Some(1))
+        );
+        let (status, _) = call(app(Answer::Accept), "GET", "/track?key=hits", "").await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let (status, body) = call(app(Answer::Accept), "GET", "/track?value=2", "").await;
+        assert_eq!(
+            (status, body["param"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("key"))
+        );
+    }
+
+    #[tokio::test]
+    async fn health_follows_the_node_and_the_pipeline() {
+        let health = |status: Option<&str>| {
+            let backend = CannedBackend::default();
+            *backend.health.lock().unwrap() = status.map(String::from);
+            let (ingest, queue) = ingest_channel(8);
+            consolidate(queue, Answer::Accept);
+            app_with(ingest, backend)
+        };
+        let (status, body) = call(health(Some("green")), "GET", "/health", "").await;
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (StatusCode::OK, Some("ok"))
+        );
+        let (status, body) = call(health(Some("red")), "GET", "/health", "").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body["reason"].as_str().unwrap().contains("red"));
+        let (status, _) = call(health(None), "GET", "/health", "").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+
+        let (ingest, queue) = ingest_channel(8);
+        drop(queue);
+        let backend = CannedBackend::default();
+        *backend.health.lock().unwrap() = Some("green".into());
+        let (status, body) = call(app_with(ingest, backend), "GET", "/health", "").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["reason"], "the pipeline has stopped");
+    }
+
+    #[tokio::test]
+    async fn live_and_home_answer_from_memory() {
+        let (status, _) = call(app(Answer::Accept), "GET", "/v1/live", "").await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = call(app(Answer::Accept), "GET", "/", "").await;
+        assert_eq!(status, StatusCode::OK);
+    }
+}

@@ -157,3 +157,197 @@ pub async fn run_scheduled<B: SearchBackend, C: Clock>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::persist::canned::{Call, CannedBackend};
+
+    const CONFIG: &str = r#"
+[[archive]]
+name = "1d"
+step = "1d"
+retention = "3 days"
+index_period = "day"
+[maintain]
+schedule = "5 0 * * *"
+max_deletes = 2
+"#;
+
+    fn config() -> Config {
+        Config::from_toml(CONFIG, Path::new("t")).unwrap()
+    }
+
+    fn at(s: &str) -> EpochMillis {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .timestamp_millis()
+    }
+
+    fn day_indices(days: &[&str]) -> Vec<String> {
+        days.iter().map(|d| format!("strata-1d-{d}")).collect()
+    }
+
+    /// Lets the spawned loop run until it waits again (the canned node answers at once).
+    async fn settle() {
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    fn passes(backend: &CannedBackend) -> usize {
+        backend
+            .calls()
+            .iter()
+            .filter(|c| matches!(c, Call::ListIndices(_)))
+            .count()
+    }
+
+    struct Loop {
+        backend: Arc<CannedBackend>,
+        clock: ManualClock,
+        stats: Arc<Stats>,
+        shutdown: CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    fn start_loop(backend: CannedBackend, now: EpochMillis) -> Loop {
+        let backend = Arc::new(backend);
+        let clock = ManualClock::new(now);
+        let stats = Arc::new(Stats::default());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run_scheduled(
+            backend.clone(),
+            Arc::new(config()),
+            Arc::new(clock.clone()),
+            stats.clone(),
+            shutdown.clone(),
+        ));
+        Loop {
+            backend,
+            clock,
+            stats,
+            shutdown,
+            task,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pass_at_start_then_one_at_each_tick_of_the_schedule() {
+        let m = start_loop(CannedBackend::default(), at("2026-11-30T15:00:00Z"));
+        settle().await;
+        assert_eq!(passes(&m.backend), 1, "one pass at start-up");
+        assert!(m
+            .backend
+            .calls()
+            .contains(&Call::CreateIndex("strata-1d-2026.11.30".into())));
+        let status = m.stats.snapshot().maintenance.unwrap();
+        assert_eq!(
+            (status.at.as_str(), status.error),
+            ("2026-11-30T15:00:00Z", None)
+        );
+
+        m.clock.set(at("2026-12-01T00:04:59Z"));
+        settle().await;
+        assert_eq!(passes(&m.backend), 1, "not before 00:05");
+        m.clock.set(at("2026-12-01T00:05:00Z"));
+        settle().await;
+        assert_eq!(passes(&m.backend), 2, "the 00:05 pass");
+        m.clock.advance(Duration::from_secs(3 * 86_400));
+        settle().await;
+        assert_eq!(
+            passes(&m.backend),
+            3,
+            "missed ticks make one pass, not three"
+        );
+
+        m.shutdown.cancel();
+        m.task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_failed_pass_is_reported_and_the_next_tick_tries_again() {
+        let backend = CannedBackend::default();
+        *backend.list_failing.lock().unwrap() = Some(503);
+        let m = start_loop(backend, at("2026-11-30T15:00:00Z"));
+        settle().await;
+        let status = m.stats.snapshot().maintenance.unwrap();
+        assert!(
+            status.error.unwrap().contains("503"),
+            "the failure is shown"
+        );
+        assert!(!m.task.is_finished(), "the loop carries on");
+
+        *m.backend.list_failing.lock().unwrap() = None;
+        m.clock.set(at("2026-12-01T00:05:00Z"));
+        settle().await;
+        let status = m.stats.snapshot().maintenance.unwrap();
+        assert_eq!(
+            (status.at.as_str(), status.error),
+            ("2026-12-01T00:05:00Z", None)
+        );
+        m.shutdown.cancel();
+        m.task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn shutdown_ends_the_loop_while_it_waits() {
+        let m = start_loop(CannedBackend::default(), at("2026-11-30T15:00:00Z"));
+        settle().await;
+        m.shutdown.cancel();
+        m.task.await.unwrap();
+        assert_eq!(passes(&m.backend), 1);
+    }
+
+    #[test]
+    fn a_purge_of_more_than_max_deletes_is_refused() {
+        let config = config();
+        let indices = day_indices(&["2026.11.20", "2026.11.21", "2026.11.22", "2026.11.30"]);
+        let now = at("2026-11-30T15:00:00Z");
+        let plan = plan(&config, now, &indices, &[]);
+        assert_eq!(plan.delete.len(), 3);
+        let refused = check_purge(&plan, &config, now).unwrap_err();
+        assert!(refused
+            .to_string()
+            .contains("more than maintain.max_deletes = 2"));
+    }
+
+    #[test]
+    fn a_purge_ahead_of_the_wall_clock_is_refused() {
+        let config = config();
+        let indices = day_indices(&["2026.11.20", "2026.11.30"]);
+        let plan = plan(&config, at("2026-11-30T15:00:00Z"), &indices, &[]);
+        assert_eq!(plan.delete, ["strata-1d-2026.11.20"]);
+        assert!(check_purge(&plan, &config, at("2026-11-30T15:00:00Z")).is_ok());
+        let refused = check_purge(&plan, &config, at("2026-11-22T00:00:00Z")).unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains("strata-1d-2026.11.20 is younger than its retention"),
+            "{refused}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_changes_nothing() {
+        let backend = CannedBackend::default();
+        *backend.indices.lock().unwrap() = day_indices(&["2026.11.20"]);
+        let options = PassOptions {
+            dry_run: true,
+            ..PassOptions::FULL
+        };
+        let now = at("2026-11-30T15:00:00Z");
+        let plan = run_pass(&backend, &config(), now, now, options)
+            .await
+            .unwrap();
+        assert_eq!(plan.delete, ["strata-1d-2026.11.20"]);
+        assert!(backend
+            .calls()
+            .iter()
+            .all(|c| matches!(c, Call::ListIndices(_) | Call::GetAliases(_))));
+    }
+}

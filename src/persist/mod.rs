@@ -4,6 +4,8 @@
 //! at start the buckets an earlier run wrote at shutdown.
 
 pub mod backend;
+#[cfg(test)]
+pub mod canned;
 pub mod document;
 pub mod resume;
 pub mod template;

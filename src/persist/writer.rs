@@ -322,4 +322,217 @@ mod tests {
         assert_eq!(&sub.body[..], b"a\nA\nc\nC\n");
         assert_eq!(sub.ends, vec![4, 8]);
     }
+
+    // The decisions above on canned `_bulk` answers, with tokio's clock paused: backoff and the
+    // shutdown deadline pass in virtual time.
+
+    use std::path::Path;
+
+    use crate::config::Config;
+    use crate::consolidate::{ArchiveSpec, Consolidator};
+    use crate::event::{Event, MetricKind, SeriesKey};
+    use crate::persist::canned::{item, status_error, CannedBackend};
+
+    const CONFIG: &str = r#"
+[node]
+url = "http://127.0.0.1:9200"
+[[archive]]
+name = "20s"
+step = "20s"
+retention = "1 day"
+index_period = "day"
+[persist]
+batch_docs = 4
+flush_interval = "1s"
+retry_initial = "100ms"
+retry_max = "1s"
+shutdown_timeout = "2s"
+"#;
+
+    fn config() -> Config {
+        Config::from_toml(CONFIG, Path::new("t")).unwrap()
+    }
+
+    /// `n` closed buckets of `n` series.
+    fn closed(n: usize) -> Vec<Closed> {
+        let spec = ArchiveSpec {
+            step_ms: 20_000,
+            lateness_ms: 0,
+            sketches: false,
+        };
+        let mut consolidator = Consolidator::new(&[spec], 1000);
+        let events: Vec<Event> = (0..n)
+            .map(|i| {
+                let name = format!("s{i}");
+                Event::value(
+                    SeriesKey::new(&name, None, &mut []),
+                    MetricKind::Gauge,
+                    1.0,
+                    0,
+                )
+            })
+            .collect();
+        consolidator.record_batch(&events).unwrap();
+        let mut out = Vec::new();
+        consolidator.flush_all(&mut out);
+        out
+    }
+
+    struct Run {
+        backend: Arc<CannedBackend>,
+        stats: Arc<Stats>,
+        shutdown: CancellationToken,
+        input: mpsc::Sender<Closed>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    fn start(backend: CannedBackend) -> Run {
+        let config = config();
+        let backend = Arc::new(backend);
+        let stats = Arc::new(Stats::default());
+        let shutdown = CancellationToken::new();
+        let writer = BulkWriter::new(
+            backend.clone(),
+            DocumentEncoder::new(&config),
+            config.persist.clone(),
+            stats.clone(),
+            shutdown.clone(),
+        );
+        let (input, rx) = mpsc::channel(16);
+        Run {
+            backend,
+            stats,
+            shutdown,
+            input,
+            task: tokio::spawn(writer.run(rx)),
+        }
+    }
+
+    /// Sends `n` documents, closes the input and waits for the writer to finish.
+    async fn write_all(backend: CannedBackend, n: usize) -> (Arc<CannedBackend>, Arc<Stats>) {
+        let run = start(backend);
+        for c in closed(n) {
+            run.input.send(c).await.unwrap();
+        }
+        drop(run.input);
+        run.task.await.unwrap();
+        (run.backend, run.stats)
+    }
+
+    fn items_in(body: &Bytes) -> usize {
+        body.split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count()
+            / 2
+    }
+
+    /// The document lines of `body` (every second line).
+    fn documents(body: &Bytes) -> Vec<Bytes> {
+        let lines: Vec<&[u8]> = body
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
+        lines
+            .chunks(2)
+            .map(|pair| Bytes::copy_from_slice(pair[1]))
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_item_is_written_retried_or_rejected_by_its_own_status() {
+        let backend =
+            CannedBackend::answering_bulk([Ok(vec![item(201), item(429), item(400), item(503)])]);
+        let (backend, stats) = write_all(backend, 4).await;
+        let bodies = backend.bulk_bodies();
+        assert_eq!(bodies.iter().map(items_in).collect::<Vec<_>>(), [4, 2]);
+        let (first, retried) = (documents(&bodies[0]), documents(&bodies[1]));
+        assert_eq!(
+            retried,
+            [first[1].clone(), first[3].clone()],
+            "only the 429 and the 503 again"
+        );
+        let s = stats.snapshot();
+        assert_eq!(
+            (
+                s.docs_written,
+                s.docs_rejected,
+                s.docs_retried,
+                s.docs_dropped
+            ),
+            (3, 1, 2, 0)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_413_halves_the_request_until_a_single_document_is_refused() {
+        let backend = CannedBackend::answering_bulk([
+            Err(status_error("_bulk", 413)),
+            Ok(vec![item(201), item(201)]),
+            Err(status_error("_bulk", 413)),
+            Ok(vec![item(201)]),
+            Err(status_error("_bulk", 413)),
+        ]);
+        let (backend, stats) = write_all(backend, 4).await;
+        let sizes: Vec<usize> = backend.bulk_bodies().iter().map(items_in).collect();
+        assert_eq!(sizes, [4, 2, 2, 1, 1]);
+        let s = stats.snapshot();
+        assert_eq!((s.docs_written, s.docs_rejected, s.docs_retried), (3, 1, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_refused_whole_with_a_4xx_is_rejected_not_retried() {
+        let backend = CannedBackend::answering_bulk([Err(status_error("_bulk", 400))]);
+        let (backend, stats) = write_all(backend, 3).await;
+        assert_eq!(backend.bulk_bodies().len(), 1);
+        let s = stats.snapshot();
+        assert_eq!((s.docs_written, s.docs_rejected, s.docs_retried), (0, 3, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_with_the_wrong_item_count_is_sent_again_whole() {
+        let backend = CannedBackend::answering_bulk([Ok(vec![item(201)])]);
+        let (backend, stats) = write_all(backend, 3).await;
+        let sizes: Vec<usize> = backend.bulk_bodies().iter().map(items_in).collect();
+        assert_eq!(sizes, [3, 3]);
+        let s = stats.snapshot();
+        assert_eq!((s.docs_written, s.docs_retried), (3, 3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_back_off_exponentially_up_to_the_cap() {
+        let backend =
+            CannedBackend::answering_bulk((0..5).map(|_| Err(status_error("_bulk", 503))));
+        let started = Instant::now();
+        let (backend, stats) = write_all(backend, 1).await;
+        assert_eq!(backend.bulk_bodies().len(), 6);
+        // 100 + 200 + 400 + 800 + 1000 ms of backoff (the closed input flushed at once).
+        assert_eq!(started.elapsed(), Duration::from_millis(2500));
+        assert_eq!(stats.snapshot().docs_written, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_shutdown_retries_stop_after_the_timeout_and_what_is_left_is_counted_dropped() {
+        let backend = CannedBackend::default();
+        *backend.bulk_failing.lock().unwrap() = Some(503);
+        let run = start(backend);
+        for c in closed(4) {
+            run.input.send(c).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(
+            !run.task.is_finished(),
+            "a failing node is retried for as long as strata runs"
+        );
+        let cancelled_at = Instant::now();
+        run.shutdown.cancel();
+        drop(run.input);
+        run.task.await.unwrap();
+        let waited = cancelled_at.elapsed();
+        assert!(
+            waited >= Duration::from_secs(2) && waited <= Duration::from_secs(3),
+            "gave up {waited:?} after the signal, shutdown_timeout is 2 s"
+        );
+        let s = run.stats.snapshot();
+        assert_eq!((s.docs_written, s.docs_dropped), (0, 4));
+    }
 }

@@ -445,3 +445,103 @@ async fn series<B: SearchBackend, C: Clock>(
         Err(e) => node_error(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The read routes' status codes, called in-process (`oneshot`) over a canned node; what
+    //! they read is tested against real nodes by the integration suite.
+
+    use std::path::Path;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::persist::canned::CannedBackend;
+    use serde_json::Value;
+
+    const CONFIG: &str = r#"
+[[archive]]
+name = "1d"
+step = "1d"
+retention = "1 year"
+index_period = "year"
+"#;
+    /// 2026-11-30T00:00:00Z.
+    const NOW: i64 = 1_796_083_200_000;
+
+    fn app(backend: CannedBackend) -> Router {
+        router(QueryState {
+            backend: Arc::new(backend),
+            clock: Arc::new(ManualClock::new(NOW)),
+            config: Arc::new(Config::from_toml(CONFIG, Path::new("t")).unwrap()),
+        })
+    }
+
+    fn with_index() -> CannedBackend {
+        let backend = CannedBackend::default();
+        *backend.indices.lock().unwrap() = vec!["strata-1d-2026".into()];
+        backend
+    }
+
+    async fn get(app: Router, uri: &str) -> (StatusCode, Value) {
+        let request = Request::builder().uri(uri).body(Body::empty()).unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    const RANGE: &str = "start=2026-11-01T00:00:00Z&end=2026-11-29T00:00:00Z";
+
+    #[tokio::test]
+    async fn bad_parameters_get_400_naming_the_parameter() {
+        let (status, body) = get(app(with_index()), &format!("/v1/stats?{RANGE}")).await;
+        assert_eq!(
+            (status, body["param"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("name"))
+        );
+        let backwards = "/v1/stats?name=a&start=2026-11-02T00:00:00Z&end=2026-11-01T00:00:00Z";
+        let (status, body) = get(app(with_index()), backwards).await;
+        assert_eq!(
+            (status, body["param"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("end"))
+        );
+        let (status, body) = get(app(with_index()), "/v1/metrics?name=a&from=yesterday").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let (status, _) = get(app(with_index()), "/read?key=a&type=nonsense").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn a_range_no_archive_covers_is_404() {
+        let (status, _) = get(
+            app(CannedBackend::default()),
+            &format!("/v1/stats?name=a&{RANGE}"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn a_failing_node_is_502() {
+        let listing = CannedBackend::default();
+        *listing.list_failing.lock().unwrap() = Some(503);
+        let (status, body) = get(app(listing), &format!("/v1/stats?name=a&{RANGE}")).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
+        assert!(body["error"].as_str().unwrap().contains("503"));
+        // The canned node refuses every search.
+        let (status, _) = get(app(with_index()), &format!("/v1/stats?name=a&{RANGE}")).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
+        let metrics = "/v1/metrics?name=a&from=2026-11-01T00:00:00Z&to=2026-11-29T00:00:00Z";
+        let (status, _) = get(app(with_index()), metrics).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
+    }
+}
