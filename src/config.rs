@@ -80,6 +80,9 @@ pub struct RawConfig {
 pub struct RawListener {
     pub listen: Option<String>,
     pub receive_buffer_bytes: Option<u64>,
+    /// statsd only.
+    #[serde(default, with = "humantime_serde")]
+    pub gauge_idle: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -205,7 +208,13 @@ pub struct ListenerConfig {
     pub listen: SocketAddr,
     /// The kernel receive buffer asked for the UDP socket, in bytes; 0 keeps the kernel default.
     pub receive_buffer_bytes: usize,
+    /// statsd: how long a gauge's last value is kept for `+n` / `-n` deltas without a new one.
+    pub gauge_idle: Duration,
 }
+
+/// How long statsd keeps a gauge that is not sent: long enough for any reporting interval in
+/// use, short enough that gauges of hosts gone do not pile up.
+pub const DEFAULT_GAUGE_IDLE: Duration = Duration::from_secs(3600);
 
 /// The UDP receive buffer a listener asks for unless told otherwise: about 10 000 small
 /// datagrams, 50 ms at 200 000 datagrams per second.
@@ -637,7 +646,7 @@ fn validate_archives(
             }
         }
         let lateness = a.lateness.unwrap_or(Duration::from_secs(10));
-        if lateness.subsec_millis() != 0 && lateness.subsec_nanos() % 1_000_000 != 0 {
+        if lateness.subsec_nanos() % 1_000_000 != 0 {
             problems.add(
                 field("lateness"),
                 human(lateness),
@@ -783,11 +792,31 @@ fn listener(
             return None;
         }
     };
+    let gauge_idle = match raw.gauge_idle {
+        Some(_) if section != "statsd" => {
+            problems.add(
+                format!("{section}.gauge_idle"),
+                human(raw.gauge_idle.unwrap_or_default()),
+                "only [statsd] keeps gauge values",
+            );
+            return None;
+        }
+        Some(idle) if idle.is_zero() => {
+            problems.add(
+                format!("{section}.gauge_idle"),
+                human(idle),
+                "must be longer than zero",
+            );
+            return None;
+        }
+        idle => idle.unwrap_or(DEFAULT_GAUGE_IDLE),
+    };
     let listen = raw.listen.unwrap_or_else(|| default.into());
     match listen.parse::<SocketAddr>() {
         Ok(listen) => Some(ListenerConfig {
             listen,
             receive_buffer_bytes,
+            gauge_idle,
         }),
         Err(_) => {
             problems.add(
@@ -1011,6 +1040,25 @@ mod tests {
             assert_eq!(p[0].field, "archive[0].percentiles");
             assert!(p[0].why.contains(why), "{list}: {p:?}");
         }
+    }
+
+    #[test]
+    fn lateness_must_be_whole_milliseconds() {
+        let archive = |lateness: &str| {
+            with_archive(&format!(
+                "name=\"a\"\nstep=\"20s\"\nretention=\"1 day\"\nindex_period=\"day\"\nlateness=\"{lateness}\""
+            ))
+        };
+        for bad in ["1s 500us", "1500us", "1ms 1ns"] {
+            let p = problems(&archive(bad));
+            assert_eq!(p.len(), 1, "{bad}: {p:?}");
+            assert_eq!(
+                (p[0].field.as_str(), p[0].why.as_str()),
+                ("archive[0].lateness", "must be whole milliseconds")
+            );
+        }
+        let cfg = Config::from_toml(&archive("1s 500ms"), Path::new("t")).unwrap();
+        assert_eq!(cfg.archives[0].lateness, Duration::from_millis(1500));
     }
 
     #[test]

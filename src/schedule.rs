@@ -16,7 +16,7 @@ use croner::Cron;
 use crate::clock::EpochMillis;
 
 /// A parsed maintenance schedule.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Schedule {
     expr: String,
     cron: Cron,
@@ -58,6 +58,12 @@ impl Schedule {
             .find_next_occurrence(&start, false)
             .ok()
             .map(|next| next.timestamp_millis())
+    }
+}
+
+impl fmt::Debug for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Schedule({:?})", self.expr)
     }
 }
 

@@ -19,6 +19,8 @@ pub struct Stats {
     pub docs_dropped: AtomicU64,
     pub bulk_requests: AtomicU64,
     pub statsd_bad_lines: AtomicU64,
+    /// statsd gauges forgotten after `gauge_idle` without a value.
+    pub statsd_gauges_evicted: AtomicU64,
     pub udp_dropped: AtomicU64,
     /// Datagrams the kernel dropped because a listener's receive buffer was full.
     pub udp_receive_buffer_drops: AtomicU64,
@@ -50,6 +52,7 @@ pub struct StatsSnapshot {
     pub docs_dropped: u64,
     pub bulk_requests: u64,
     pub statsd_bad_lines: u64,
+    pub statsd_gauges_evicted: u64,
     pub udp_dropped: u64,
     pub udp_receive_buffer_drops: u64,
     pub graphite_bad_lines: u64,
@@ -96,6 +99,7 @@ impl Stats {
             docs_dropped: get(&self.docs_dropped),
             bulk_requests: get(&self.bulk_requests),
             statsd_bad_lines: get(&self.statsd_bad_lines),
+            statsd_gauges_evicted: get(&self.statsd_gauges_evicted),
             udp_dropped: get(&self.udp_dropped),
             udp_receive_buffer_drops: get(&self.udp_receive_buffer_drops),
             graphite_bad_lines: get(&self.graphite_bad_lines),

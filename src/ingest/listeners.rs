@@ -38,7 +38,7 @@ pub async fn start_listeners<C: Clock>(
     let max_name = config.ingest.max_name_length;
     if let Some(listener) = &config.statsd {
         let (tcp, udp, bound) = bind_pair("statsd", listener).await?;
-        let gauges = statsd::SharedGauges::default();
+        let gauges = statsd::shared_gauges(listener.gauge_idle);
         statsd::spawn_udp(udp, max_name, gauges.clone(), ctx.clone()).map_err(at(bound))?;
         tokio::spawn(statsd::run_tcp(tcp, max_name, gauges, ctx.clone()));
         addrs.statsd = Some(bound);

@@ -8,8 +8,10 @@
 //! no `|`) share the port. Tag keys may not contain `.` in documents, so dots in statsd tag keys
 //! become `_`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
+
+use hashbrown::HashMap;
 
 use tokio::net::TcpListener;
 
@@ -28,11 +30,86 @@ pub struct ParseCounts {
     pub bad_lines: u64,
 }
 
-/// Gauge values by key, for `+n` / `-n` deltas (kept by the listener across datagrams).
-pub type GaugeState = HashMap<String, f64>;
+/// The last value of each gauge series, for `+n` / `-n` deltas, kept across datagrams and
+/// connections. A gauge not sent for `idle` is forgotten (as Etsy statsd's `deleteGauges` does
+/// after a flush), so memory follows the gauges in use, not every gauge ever seen; a delta for a
+/// forgotten gauge starts again from 0.
+#[derive(Debug)]
+pub struct GaugeState {
+    values: HashMap<SeriesKey, Gauge>,
+    idle_ms: i64,
+    next_sweep: EpochMillis,
+    evicted: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Gauge {
+    value: f64,
+    seen: EpochMillis,
+}
+
+/// The shortest time between two sweeps for idle gauges: a sweep walks every gauge.
+const MIN_SWEEP_INTERVAL_MS: i64 = 1_000;
+
+impl GaugeState {
+    pub fn new(idle: Duration) -> Self {
+        Self {
+            values: HashMap::new(),
+            idle_ms: idle.as_millis() as i64,
+            next_sweep: EpochMillis::MIN,
+            evicted: 0,
+        }
+    }
+
+    /// Sets the gauge of `series` to `value`, or adds it when `delta`; the gauge's new value.
+    fn apply(&mut self, series: &SeriesKey, value: f64, delta: bool, now: EpochMillis) -> f64 {
+        self.forget_idle(now);
+        let gauge = match self.values.get_mut(series) {
+            Some(gauge) => gauge,
+            None => self.values.entry(series.clone()).or_insert(Gauge {
+                value: 0.0,
+                seen: now,
+            }),
+        };
+        gauge.value = if delta { gauge.value + value } else { value };
+        gauge.seen = now;
+        gauge.value
+    }
+
+    /// Forgets gauges idle for longer than `idle`, at most once per quarter of it.
+    fn forget_idle(&mut self, now: EpochMillis) {
+        if now < self.next_sweep {
+            return;
+        }
+        let before = self.values.len();
+        let oldest = now.saturating_sub(self.idle_ms);
+        self.values.retain(|_, g| g.seen >= oldest);
+        self.evicted += (before - self.values.len()) as u64;
+        self.next_sweep = now.saturating_add((self.idle_ms / 4).max(MIN_SWEEP_INTERVAL_MS));
+    }
+
+    /// Gauges kept.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Gauges forgotten since the last call.
+    pub fn take_evicted(&mut self) -> u64 {
+        std::mem::take(&mut self.evicted)
+    }
+}
 
 /// The gauge values shared by the UDP and TCP listeners.
 pub type SharedGauges = Arc<std::sync::Mutex<GaugeState>>;
+
+/// Gauge state shared by a statsd listener's UDP and TCP sides.
+pub fn shared_gauges(idle: Duration) -> SharedGauges {
+    Arc::new(std::sync::Mutex::new(GaugeState::new(idle)))
+}
 
 /// statsd over TCP: the same lines, one connection read line by line, pushing back while the
 /// pipeline is full (see [`crate::ingest::lines`]).
@@ -42,11 +119,14 @@ pub async fn run_tcp<C: Clock>(
     gauges: SharedGauges,
     ctx: ListenerContext<C>,
 ) {
+    let counters = ctx.stats.clone();
     let parse: ParseLine = Arc::new(move |line, now, out| {
         let mut gauges = gauges
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        parse_datagram(line, now, max_name_length, &mut gauges, out).bad_lines == 0
+        let bad = parse_datagram(line, now, max_name_length, &mut gauges, out).bad_lines;
+        Stats::add(&counters.statsd_gauges_evicted, gauges.take_evicted());
+        bad == 0
     });
     serve_tcp_lines(listener, parse, |s| &s.statsd_bad_lines, ctx).await;
 }
@@ -145,6 +225,8 @@ fn parse_value(
             return Err(format!("unknown field {field:?}"));
         }
     }
+    let mut pairs: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let series = SeriesKey::new(key, None, &mut pairs);
     let number = |s: &str| parse_number(s).ok_or_else(|| format!("bad value {s:?}"));
     let (kind, sample) = match kind {
         "c" => (
@@ -154,10 +236,9 @@ fn parse_value(
         "ms" | "h" => (MetricKind::Timer, Sample::Value(number(value_text)?)),
         "g" => {
             let v = number(value_text)?;
-            let signed = value_text.starts_with(['+', '-']);
-            let gauge = gauges.entry(gauge_key(key, &tags)).or_insert(0.0);
-            *gauge = if signed { *gauge + v } else { v };
-            (MetricKind::Gauge, Sample::Value(*gauge))
+            let delta = value_text.starts_with(['+', '-']);
+            let value = gauges.apply(&series, v, delta, now);
+            (MetricKind::Gauge, Sample::Value(value))
         }
         "s" => {
             if value_text.is_empty() {
@@ -168,9 +249,8 @@ fn parse_value(
         }
         other => return Err(format!("unsupported type {other:?}")),
     };
-    let mut pairs: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     out.push(Event {
-        series: SeriesKey::new(key, None, &mut pairs),
+        series,
         kind,
         sample,
         timestamp: now,
@@ -250,19 +330,9 @@ pub fn spawn_udp<C: Clock>(
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let counts = parse_datagram(text, now, max_name_length, &mut gauges, out);
         Stats::add(&counters.statsd_bad_lines, counts.bad_lines);
+        Stats::add(&counters.statsd_gauges_evicted, gauges.take_evicted());
     });
     spawn_receiver("statsd", udp, parse, ctx)
-}
-
-fn gauge_key(key: &str, tags: &[(String, String)]) -> String {
-    let mut k = key.to_string();
-    for (tk, tv) in tags {
-        k.push('\u{1f}');
-        k.push_str(tk);
-        k.push('=');
-        k.push_str(tv);
-    }
-    k
 }
 
 #[cfg(test)]
@@ -296,7 +366,7 @@ mod tests {
 
     #[test]
     fn counters_timers_gauges_rates_and_tags() {
-        let mut g = GaugeState::new();
+        let mut g = GaugeState::new(Duration::from_secs(3600));
         let (events, counts) = parse(
             "hits:2|c|@0.5\nlat:12.5|ms\nlat:3|h|#env:prod,k8s.pod:a\nk:1|c:2|c",
             &mut g,
@@ -322,7 +392,7 @@ mod tests {
 
     #[test]
     fn gauge_deltas_apply_to_the_last_value() {
-        let mut g = GaugeState::new();
+        let mut g = GaugeState::new(Duration::from_secs(3600));
         let (events, _) = parse("q:10|g\nq:+5|g\nq:-3|g\nq:7|g", &mut g);
         assert_eq!(
             events.iter().map(|e| e.2).collect::<Vec<_>>(),
@@ -333,8 +403,32 @@ mod tests {
     }
 
     #[test]
+    fn idle_gauges_are_forgotten_and_counted() {
+        let mut g = GaugeState::new(Duration::from_secs(60));
+        let mut out = Vec::new();
+        let lines: String = (0..1000).map(|i| format!("g{i}:{i}|g\n")).collect();
+        parse_datagram(&lines, 0, 255, &mut g, &mut out);
+        parse_datagram("kept:1|g", 50_000, 255, &mut g, &mut out);
+        assert_eq!((g.len(), g.take_evicted()), (1001, 0));
+        out.clear();
+        parse_datagram("kept:+1|g\ng7:+1|g", 70_000, 255, &mut g, &mut out);
+        assert_eq!(
+            g.take_evicted(),
+            1000,
+            "the gauges idle for more than a minute"
+        );
+        assert_eq!(g.len(), 2);
+        let values: Vec<f64> = out.iter().map(|e| e.sample.as_value().unwrap()).collect();
+        assert_eq!(
+            values,
+            [2.0, 1.0],
+            "a forgotten gauge's delta starts from 0"
+        );
+    }
+
+    #[test]
     fn set_members_are_hashed_and_equal_members_hash_equal() {
-        let mut g = GaugeState::new();
+        let mut g = GaugeState::new(Duration::from_secs(3600));
         let mut out = Vec::new();
         parse_datagram("u:alice|s\nu:bob|s\nu:alice|s", 1000, 255, &mut g, &mut out);
         let members: Vec<&Sample> = out.iter().map(|e| &e.sample).collect();
@@ -345,7 +439,7 @@ mod tests {
 
     #[test]
     fn dattss_lines_share_the_port() {
-        let mut g = GaugeState::new();
+        let mut g = GaugeState::new(Duration::from_secs(3600));
         let (events, counts) = parse("auth:app:latency:153ms!\napp.hits:1|c", &mut g);
         assert_eq!(counts.values, 2);
         assert_eq!(events[0].0, "app:latency");
@@ -354,7 +448,7 @@ mod tests {
 
     #[test]
     fn bad_lines_are_counted_and_skipped() {
-        let mut g = GaugeState::new();
+        let mut g = GaugeState::new(Duration::from_secs(3600));
         let (events, counts) = parse(
             "ok:1|c\nnovalue\nx:abc|c\ny:1|zz\nz:1|c|@2\nw:|s\n:1|c\nok:2|c",
             &mut g,
