@@ -149,11 +149,13 @@ impl HttpBackend {
             NodeAuth::Basic { username, password } => {
                 builder = builder.auth(Credentials::Basic(
                     username.clone(),
-                    password.read().map_err(setup)?,
+                    password.read().map_err(|e| setup(e.to_string()))?,
                 ));
             }
             NodeAuth::ApiKey(key) => {
-                builder = builder.auth(Credentials::EncodedApiKey(key.read().map_err(setup)?))
+                builder = builder.auth(Credentials::EncodedApiKey(
+                    key.read().map_err(|e| setup(e.to_string()))?,
+                ))
             }
         }
         if let Some(ca) = &node.ca_file {

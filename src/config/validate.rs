@@ -1,36 +1,22 @@
-//! `archives.toml` in two steps: strict serde structs ([`RawConfig`], unknown keys refused) are
-//! read first, then [`RawConfig::validate`] turns them into a [`Config`] the rest of the program
-//! trusts, or into every problem found, each naming the field, the value and why.
+//! Step 2 of reading `archives.toml`: [`RawConfig::validate`] checks every section and builds
+//! the trusted [`Config`], or returns every problem found at once, each naming the field, the
+//! value and why — so that `strata check` and `strata serve` print the same list.
 
 use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
-
-use crate::calendar::{CalendarSpan, IndexPeriod};
+use crate::calendar::CalendarSpan;
 use crate::clock::EpochMillis;
+use crate::config::raw::*;
+use crate::config::types::*;
 use crate::naming::{validate_index_name, IndexNaming};
 use crate::schedule::Schedule;
 
-/// Why a configuration could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read {path}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("{path}: {} problem(s):\n{}", problems.len(), problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
-    Invalid {
-        path: PathBuf,
-        problems: Vec<Problem>,
-    },
-}
+/// The largest receive buffer a listener may ask for.
+const MAX_RECEIVE_BUFFER_BYTES: u64 = 1 << 30;
 
 /// One validation failure: which field, which value, and why it is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,347 +29,6 @@ pub struct Problem {
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} = {}: {}", self.field, self.value, self.why)
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Step 1: the file as written.
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawConfig {
-    #[serde(default)]
-    pub node: RawNode,
-    #[serde(default)]
-    pub index: RawIndex,
-    #[serde(default, rename = "archive")]
-    pub archives: Vec<RawArchive>,
-    #[serde(default)]
-    pub http: RawHttp,
-    #[serde(default)]
-    pub ingest: RawIngest,
-    #[serde(default)]
-    pub consolidate: RawConsolidate,
-    #[serde(default)]
-    pub persist: RawPersist,
-    #[serde(default)]
-    pub aliases: RawAliases,
-    #[serde(default)]
-    pub maintain: RawMaintain,
-    pub statsd: Option<RawListener>,
-    pub graphite: Option<RawListener>,
-    pub riemann: Option<RawListener>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawListener {
-    pub listen: Option<String>,
-    pub receive_buffer_bytes: Option<u64>,
-    /// statsd only.
-    #[serde(default, with = "humantime_serde")]
-    pub gauge_idle: Option<Duration>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAliases {
-    pub mode: Option<AliasMode>,
-    pub prefix: Option<String>,
-    pub umbrella: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawMaintain {
-    pub schedule: Option<String>,
-    pub max_deletes: Option<usize>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawNode {
-    pub url: Option<String>,
-    pub username: Option<String>,
-    pub password_env: Option<String>,
-    pub password_file: Option<PathBuf>,
-    pub api_key_env: Option<String>,
-    pub api_key_file: Option<PathBuf>,
-    pub ca_file: Option<PathBuf>,
-    #[serde(default, with = "humantime_serde")]
-    pub timeout: Option<Duration>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawIndex {
-    pub prefix: Option<String>,
-    pub name: Option<String>,
-    pub template: Option<String>,
-    pub template_priority: Option<u32>,
-    pub replicas: Option<u32>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawArchive {
-    pub name: String,
-    #[serde(with = "humantime_serde")]
-    pub step: Duration,
-    pub retention: String,
-    pub index_period: IndexPeriod,
-    #[serde(default, with = "humantime_serde")]
-    pub lateness: Option<Duration>,
-    #[serde(default)]
-    pub percentiles: Option<Vec<f64>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawHttp {
-    pub listen: Option<String>,
-    pub max_body_bytes: Option<usize>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawIngest {
-    #[serde(default, with = "humantime_serde")]
-    pub max_future_skew: Option<Duration>,
-    pub max_name_length: Option<usize>,
-    pub max_tags: Option<usize>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawConsolidate {
-    pub max_series: Option<usize>,
-    #[serde(default, with = "humantime_serde")]
-    pub tick: Option<Duration>,
-    pub queue_batches: Option<usize>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawPersist {
-    pub batch_docs: Option<usize>,
-    pub batch_bytes: Option<usize>,
-    #[serde(default, with = "humantime_serde")]
-    pub flush_interval: Option<Duration>,
-    pub queue_docs: Option<usize>,
-    #[serde(default, with = "humantime_serde")]
-    pub retry_initial: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    pub retry_max: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    pub shutdown_timeout: Option<Duration>,
-}
-
-// ---------------------------------------------------------------------------------------------
-// Step 2: what the program trusts.
-
-/// A validated configuration.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub node: NodeConfig,
-    pub index: IndexConfig,
-    pub archives: Vec<Archive>,
-    pub http: HttpConfig,
-    pub ingest: IngestConfig,
-    pub consolidate: ConsolidateConfig,
-    pub persist: PersistConfig,
-    pub aliases: AliasConfig,
-    pub maintain: MaintainConfig,
-    /// `None`: no statsd listener.
-    pub statsd: Option<ListenerConfig>,
-    /// `None`: no Graphite listener (TCP and UDP on one address).
-    pub graphite: Option<ListenerConfig>,
-    /// `None`: no Riemann listener (TCP and UDP on one address).
-    pub riemann: Option<ListenerConfig>,
-}
-
-#[derive(Debug, Clone)]
-pub struct ListenerConfig {
-    /// UDP address (port 0 picks a free one).
-    pub listen: SocketAddr,
-    /// The kernel receive buffer asked for the UDP socket, in bytes; 0 keeps the kernel default.
-    pub receive_buffer_bytes: usize,
-    /// statsd: how long a gauge's last value is kept for `+n` / `-n` deltas without a new one.
-    pub gauge_idle: Duration,
-}
-
-/// How long statsd keeps a gauge that is not sent: long enough for any reporting interval in
-/// use, short enough that gauges of hosts gone do not pile up.
-pub const DEFAULT_GAUGE_IDLE: Duration = Duration::from_secs(3600);
-
-/// The UDP receive buffer a listener asks for unless told otherwise: about 10 000 small
-/// datagrams, 50 ms at 200 000 datagrams per second.
-pub const DEFAULT_RECEIVE_BUFFER_BYTES: usize = 8 << 20;
-/// The largest receive buffer a listener may ask for.
-const MAX_RECEIVE_BUFFER_BYTES: u64 = 1 << 30;
-
-/// How aliases expose the archives to dashboards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AliasMode {
-    /// One alias per serving index plus an umbrella alias, filtered so that each instant is
-    /// served once, by the finest archive that keeps it.
-    Stitched,
-    /// samplerr's per-period aliases over the finest archive's periods, each pointing at the
-    /// finest index that still covers that period (filtered to the period).
-    Samplerr,
-}
-
-#[derive(Debug, Clone)]
-pub struct AliasConfig {
-    pub mode: AliasMode,
-    pub prefix: String,
-    pub umbrella: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct MaintainConfig {
-    /// When passes run (5-field cron, UTC).
-    pub schedule: Schedule,
-    /// A purge that would delete more indices than this refuses unless forced.
-    pub max_deletes: usize,
-}
-
-#[derive(Debug, Clone)]
-pub struct NodeConfig {
-    /// `None`: no node configured (`scripts/run` then provisions a local one).
-    pub url: Option<String>,
-    pub auth: NodeAuth,
-    pub ca_file: Option<PathBuf>,
-    pub timeout: Duration,
-}
-
-/// Where credentials come from; secrets are read when connecting, never stored in the file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NodeAuth {
-    None,
-    Basic {
-        username: String,
-        password: SecretSource,
-    },
-    ApiKey(SecretSource),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretSource {
-    Env(String),
-    File(PathBuf),
-}
-
-impl SecretSource {
-    /// Reads the secret (trailing newline removed).
-    pub fn read(&self) -> Result<String, String> {
-        match self {
-            SecretSource::Env(var) => {
-                std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))
-            }
-            SecretSource::File(path) => std::fs::read_to_string(path)
-                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
-                .map_err(|e| format!("cannot read {}: {e}", path.display())),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct IndexConfig {
-    pub prefix: String,
-    pub naming: IndexNaming,
-    pub template: String,
-    pub template_priority: u32,
-    pub replicas: u32,
-}
-
-/// One resolution: its bucket length, how long it is kept, how its indices are cut.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Archive {
-    pub name: String,
-    pub step: Duration,
-    pub retention: CalendarSpan,
-    pub index_period: IndexPeriod,
-    pub lateness: Duration,
-    /// Percentiles (0–100, ascending) written as `p<N>` fields, from a sketch kept per bucket;
-    /// empty when the archive keeps no sketches.
-    pub percentiles: Vec<f64>,
-}
-
-/// Most percentiles one archive may list.
-pub const MAX_PERCENTILES: usize = 10;
-
-/// The document field of percentile `p`: `p99`, `p99_9`.
-pub fn percentile_field(p: f64) -> String {
-    format!("p{}", p.to_string().replace('.', "_"))
-}
-
-#[derive(Debug, Clone)]
-pub struct HttpConfig {
-    pub listen: SocketAddr,
-    pub max_body_bytes: usize,
-}
-
-#[derive(Debug, Clone)]
-pub struct IngestConfig {
-    pub max_future_skew: Duration,
-    pub max_name_length: usize,
-    pub max_tags: usize,
-}
-
-#[derive(Debug, Clone)]
-pub struct ConsolidateConfig {
-    pub max_series: usize,
-    pub tick: Duration,
-    pub queue_batches: usize,
-}
-
-#[derive(Debug, Clone)]
-pub struct PersistConfig {
-    pub batch_docs: usize,
-    pub batch_bytes: usize,
-    pub flush_interval: Duration,
-    pub queue_docs: usize,
-    pub retry_initial: Duration,
-    pub retry_max: Duration,
-    pub shutdown_timeout: Duration,
-}
-
-impl Default for IngestConfig {
-    fn default() -> Self {
-        Self {
-            max_future_skew: Duration::from_secs(60),
-            max_name_length: 255,
-            max_tags: 32,
-        }
-    }
-}
-
-impl Config {
-    /// Reads and validates `path`.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.into(),
-            source,
-        })?;
-        Self::from_toml(&text, path)
-    }
-
-    /// Parses and validates `text`; `path` only names the source in errors.
-    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.into(),
-            message: e.to_string().trim_end().to_string(),
-        })?;
-        raw.validate().map_err(|problems| ConfigError::Invalid {
-            path: path.into(),
-            problems,
-        })
-    }
-
-    pub fn archive(&self, name: &str) -> Option<&Archive> {
-        self.archives.iter().find(|a| a.name == name)
     }
 }
 
@@ -937,8 +582,11 @@ fn validate_persist(raw: RawPersist, problems: &mut Problems) -> PersistConfig {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
     use crate::calendar::CalendarUnit;
+    use crate::config::ConfigError;
 
     const GOOD: &str = r#"
         [node]

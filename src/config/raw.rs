@@ -1,0 +1,141 @@
+//! Step 1 of reading `archives.toml`: the file as written, in strict serde structs (unknown keys
+//! refused, durations in humantime). Nothing here is trusted yet; [`super::validate`] turns it
+//! into a [`super::Config`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::calendar::IndexPeriod;
+use crate::config::types::AliasMode;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub node: RawNode,
+    #[serde(default)]
+    pub index: RawIndex,
+    #[serde(default, rename = "archive")]
+    pub archives: Vec<RawArchive>,
+    #[serde(default)]
+    pub http: RawHttp,
+    #[serde(default)]
+    pub ingest: RawIngest,
+    #[serde(default)]
+    pub consolidate: RawConsolidate,
+    #[serde(default)]
+    pub persist: RawPersist,
+    #[serde(default)]
+    pub aliases: RawAliases,
+    #[serde(default)]
+    pub maintain: RawMaintain,
+    pub statsd: Option<RawListener>,
+    pub graphite: Option<RawListener>,
+    pub riemann: Option<RawListener>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    pub listen: Option<String>,
+    pub receive_buffer_bytes: Option<u64>,
+    /// statsd only.
+    #[serde(default, with = "humantime_serde")]
+    pub gauge_idle: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAliases {
+    pub mode: Option<AliasMode>,
+    pub prefix: Option<String>,
+    pub umbrella: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMaintain {
+    pub schedule: Option<String>,
+    pub max_deletes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNode {
+    pub url: Option<String>,
+    pub username: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub api_key_env: Option<String>,
+    pub api_key_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIndex {
+    pub prefix: Option<String>,
+    pub name: Option<String>,
+    pub template: Option<String>,
+    pub template_priority: Option<u32>,
+    pub replicas: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawArchive {
+    pub name: String,
+    #[serde(with = "humantime_serde")]
+    pub step: Duration,
+    pub retention: String,
+    pub index_period: IndexPeriod,
+    #[serde(default, with = "humantime_serde")]
+    pub lateness: Option<Duration>,
+    #[serde(default)]
+    pub percentiles: Option<Vec<f64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    pub listen: Option<String>,
+    pub max_body_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIngest {
+    #[serde(default, with = "humantime_serde")]
+    pub max_future_skew: Option<Duration>,
+    pub max_name_length: Option<usize>,
+    pub max_tags: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsolidate {
+    pub max_series: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    pub tick: Option<Duration>,
+    pub queue_batches: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPersist {
+    pub batch_docs: Option<usize>,
+    pub batch_bytes: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    pub flush_interval: Option<Duration>,
+    pub queue_docs: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    pub retry_initial: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub retry_max: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub shutdown_timeout: Option<Duration>,
+}

@@ -1,0 +1,205 @@
+//! Step 2's result: the configuration the rest of the program trusts. Every value here was
+//! checked by [`super::validate`]; durations are `Duration`, periods and spans typed, the index
+//! naming and the maintenance schedule parsed.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::calendar::{CalendarSpan, IndexPeriod};
+use crate::naming::IndexNaming;
+use crate::schedule::Schedule;
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub node: NodeConfig,
+    pub index: IndexConfig,
+    pub archives: Vec<Archive>,
+    pub http: HttpConfig,
+    pub ingest: IngestConfig,
+    pub consolidate: ConsolidateConfig,
+    pub persist: PersistConfig,
+    pub aliases: AliasConfig,
+    pub maintain: MaintainConfig,
+    /// `None`: no statsd listener.
+    pub statsd: Option<ListenerConfig>,
+    /// `None`: no Graphite listener (TCP and UDP on one address).
+    pub graphite: Option<ListenerConfig>,
+    /// `None`: no Riemann listener (TCP and UDP on one address).
+    pub riemann: Option<ListenerConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// UDP address (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// The kernel receive buffer asked for the UDP socket, in bytes; 0 keeps the kernel default.
+    pub receive_buffer_bytes: usize,
+    /// statsd: how long a gauge's last value is kept for `+n` / `-n` deltas without a new one.
+    pub gauge_idle: Duration,
+}
+
+/// How long statsd keeps a gauge that is not sent: long enough for any reporting interval in
+/// use, short enough that gauges of hosts gone do not pile up.
+pub const DEFAULT_GAUGE_IDLE: Duration = Duration::from_secs(3600);
+
+/// The UDP receive buffer a listener asks for unless told otherwise: about 10 000 small
+/// datagrams, 50 ms at 200 000 datagrams per second.
+pub const DEFAULT_RECEIVE_BUFFER_BYTES: usize = 8 << 20;
+
+/// How aliases expose the archives to dashboards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AliasMode {
+    /// One alias per serving index plus an umbrella alias, filtered so that each instant is
+    /// served once, by the finest archive that keeps it.
+    Stitched,
+    /// samplerr's per-period aliases over the finest archive's periods, each pointing at the
+    /// finest index that still covers that period (filtered to the period).
+    Samplerr,
+}
+
+#[derive(Debug, Clone)]
+pub struct AliasConfig {
+    pub mode: AliasMode,
+    pub prefix: String,
+    pub umbrella: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct MaintainConfig {
+    /// When passes run (5-field cron, UTC).
+    pub schedule: Schedule,
+    /// A purge that would delete more indices than this refuses unless forced.
+    pub max_deletes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// `None`: no node configured (`scripts/run` then provisions a local one).
+    pub url: Option<String>,
+    pub auth: NodeAuth,
+    pub ca_file: Option<PathBuf>,
+    pub timeout: Duration,
+}
+
+/// Where credentials come from; secrets are read when connecting, never stored in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeAuth {
+    None,
+    Basic {
+        username: String,
+        password: SecretSource,
+    },
+    ApiKey(SecretSource),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    Env(String),
+    File(PathBuf),
+}
+
+/// A secret that could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("environment variable {0} is not set")]
+    EnvUnset(String),
+    #[error("cannot read {}", path.display())]
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl SecretSource {
+    /// Reads the secret (trailing newline removed).
+    pub fn read(&self) -> Result<String, SecretError> {
+        match self {
+            SecretSource::Env(var) => {
+                std::env::var(var).map_err(|_| SecretError::EnvUnset(var.clone()))
+            }
+            SecretSource::File(path) => std::fs::read_to_string(path)
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+                .map_err(|source| SecretError::File {
+                    path: path.clone(),
+                    source,
+                }),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct IndexConfig {
+    pub prefix: String,
+    pub naming: IndexNaming,
+    pub template: String,
+    pub template_priority: u32,
+    pub replicas: u32,
+}
+
+/// One resolution: its bucket length, how long it is kept, how its indices are cut.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Archive {
+    pub name: String,
+    pub step: Duration,
+    pub retention: CalendarSpan,
+    pub index_period: IndexPeriod,
+    pub lateness: Duration,
+    /// Percentiles (0–100, ascending) written as `p<N>` fields, from a sketch kept per bucket;
+    /// empty when the archive keeps no sketches.
+    pub percentiles: Vec<f64>,
+}
+
+/// Most percentiles one archive may list.
+pub const MAX_PERCENTILES: usize = 10;
+
+/// The document field of percentile `p`: `p99`, `p99_9`.
+pub fn percentile_field(p: f64) -> String {
+    format!("p{}", p.to_string().replace('.', "_"))
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    pub max_future_skew: Duration,
+    pub max_name_length: usize,
+    pub max_tags: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsolidateConfig {
+    pub max_series: usize,
+    pub tick: Duration,
+    pub queue_batches: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct PersistConfig {
+    pub batch_docs: usize,
+    pub batch_bytes: usize,
+    pub flush_interval: Duration,
+    pub queue_docs: usize,
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_future_skew: Duration::from_secs(60),
+            max_name_length: 255,
+            max_tags: 32,
+        }
+    }
+}
