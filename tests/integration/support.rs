@@ -3,10 +3,15 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use strata::clock::ManualClock;
 use strata::config::Config;
+use strata::pipeline::{serve, Running, ServeOptions};
+use strata::replay;
+use strata::stats::StatsSnapshot;
 
 /// The node under test; scripts/test starts it and sets the variable.
 pub fn node_url() -> String {
@@ -190,4 +195,117 @@ pub fn ms(rfc3339: &str) -> i64 {
     chrono::DateTime::parse_from_rfc3339(rfc3339)
         .unwrap()
         .timestamp_millis()
+}
+
+// Helpers shared by several areas of the suite.
+
+pub const FAST: &str = "[consolidate]\ntick = \"20ms\"\n[persist]\nflush_interval = \"50ms\"\nretry_initial = \"50ms\"\nretry_max = \"200ms\"\n";
+
+pub fn events_ndjson(name: &str, base: i64, points: &[(i64, f64)]) -> String {
+    points.iter().map(|(t, v)| format!("{{\"name\":\"{name}\",\"host\":\"h1\",\"tags\":{{\"dc\":\"par\"}},\"value\":{v},\"timestamp\":{}}}\n", base + t * 1000)).collect()
+}
+
+pub fn stats_of(doc: &Value) -> (u64, f64, f64, f64, f64, f64, f64) {
+    let f = |k: &str| doc[k].as_f64().unwrap();
+    (
+        doc["count"].as_u64().unwrap(),
+        f("sum"),
+        f("min"),
+        f("max"),
+        f("avg"),
+        f("first"),
+        f("last"),
+    )
+}
+
+pub fn archive_20s() -> String {
+    archive("20s", "20s", "2 days", "day", "10s")
+}
+
+pub async fn start(scope: &Scope, archives: &str, extra: &str, clock: &ManualClock) -> Running {
+    let cfg = scope.config(archives, extra);
+    let listen = Some("127.0.0.1:0".parse().unwrap());
+    serve(
+        cfg,
+        ServeOptions {
+            node_url: None,
+            listen,
+        },
+        Arc::new(clock.clone()),
+    )
+    .await
+    .unwrap()
+}
+
+/// The service's counters once `done` holds for them, or once `limit` has passed (the caller
+/// asserts what it expects).
+pub async fn stats_when(
+    running: &Running,
+    limit: Duration,
+    done: impl Fn(&StatsSnapshot) -> bool,
+) -> StatsSnapshot {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let stats = running.stats.snapshot();
+        if done(&stats) || std::time::Instant::now() >= deadline {
+            return stats;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub async fn post(scope: &Scope, running: &Running, body: &str) -> (u16, Value, Option<String>) {
+    let r = scope
+        .http
+        .post(format!("http://{}/v1/metrics", running.addr))
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let retry_after = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    (status, r.json().await.unwrap_or(Value::Null), retry_after)
+}
+
+/// One event every 29 days for three years, and one every two hours over the last five days
+/// (those not within the last minute), in time order.
+pub fn three_years_of_times(now: i64) -> Vec<i64> {
+    let day = 86_400_000i64;
+    let today = now - now.rem_euclid(day);
+    let mut times: Vec<i64> = (1..=38).map(|i| today - i * 29 * day + 3_600_000).collect();
+    times.extend(
+        (0..60)
+            .map(|i| today - 5 * day + i * 2 * 3_600_000)
+            .filter(|&t| t < now - 60_000),
+    );
+    times.sort();
+    times
+}
+
+/// NDJSON of the gauge `g` with value 1 at each of `times`.
+pub fn gauge_ones(times: &[i64]) -> String {
+    times
+        .iter()
+        .map(|t| format!("{{\"name\":\"g\",\"value\":1,\"timestamp\":{t}}}\n"))
+        .collect()
+}
+
+/// Replays NDJSON events into the node through the same path as `strata replay`.
+pub async fn replay_into_node(cfg: &strata::config::Config, ndjson: &str) {
+    let limits = replay::limits_now(cfg, &strata::clock::SystemClock);
+    replay::to_node(
+        cfg,
+        None,
+        replay::read_events(ndjson.as_bytes(), &limits).unwrap(),
+    )
+    .await
+    .unwrap();
+}
+
+pub async fn get_json(scope: &Scope, url: String) -> (u16, Value) {
+    let r = scope.http.get(url).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }

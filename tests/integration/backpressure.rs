@@ -1,0 +1,293 @@
+//! Refusals and push-back: documents the node refuses, bad input that writes nothing, the series
+//! limit, and a blocked node answered with 503 without losing anything.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use strata::clock::ManualClock;
+use strata::replay::{self, ReplayError};
+
+use crate::support::*;
+
+#[tokio::test]
+async fn documents_the_node_refuses_are_counted_not_retried_forever() {
+    let scope = Scope::new("poison");
+    let cfg = scope.config(&archive("20s", "20s", "2 days", "day", "10s"), FAST);
+    let index = format!("{}20s-2026.01.01", scope.prefix);
+    // Install strata's template, then pre-create the index with a name mapping that cannot take
+    // a document's name.
+    let template = strata::persist::template::index_template(&cfg);
+    assert_eq!(
+        scope
+            .send(
+                reqwest::Method::PUT,
+                &format!("/_index_template/{}", cfg.index.template),
+                template
+            )
+            .await
+            .0,
+        200
+    );
+    let (status, v) = scope
+        .send(
+            reqwest::Method::PUT,
+            &format!("/{index}"),
+            json!({"mappings": {"properties": {"name": {"type": "long"}}}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let base = ms("2026-01-01T00:00:00Z");
+    let mut input = events_ndjson("12", base, &[(0, 1.0)]);
+    input.push_str(&events_ndjson("not-a-number", base, &[(0, 1.0)]));
+    let events = replay::read_events(
+        input.as_bytes(),
+        &replay::limits_now(&cfg, &strata::clock::SystemClock),
+    )
+    .unwrap();
+    let err = replay::to_node(&cfg, None, events).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ReplayError::Incomplete {
+                rejected: 1,
+                dropped: 0
+            }
+        ),
+        "{err}"
+    );
+    let docs = scope.documents().await;
+    assert_eq!(docs.len(), 1, "the good document was written");
+    scope.cleanup().await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_400_and_nothing_of_it_reaches_the_node() {
+    let scope = Scope::new("badinput");
+    let clock = ManualClock::new(ms("2026-03-01T10:00:05Z"));
+    let extra = format!("{FAST}\n[http]\nmax_body_bytes = 2048\n[ingest]\nmax_name_length = 64\n");
+    let running = start(
+        &scope,
+        &archive("20s", "20s", "2 days", "day", "10s"),
+        &extra,
+        &clock,
+    )
+    .await;
+    let good = r#"{"name":"poisoned","value":1}"#;
+    let cases: Vec<(String, &str)> = vec![
+        (
+            format!("[{good}, {{\"name\":\"x\",\"value\":1"),
+            "malformed JSON",
+        ),
+        (
+            format!("[{good}, {{\"value\":1}}]"),
+            "item 1: field 'name': is required",
+        ),
+        (
+            format!("[{good}, {{\"name\":\"x\"}}]"),
+            "item 1: field 'value': is required",
+        ),
+        (
+            format!("[{good}, {{\"name\":\"x\",\"value\":NaN}}]"),
+            "malformed JSON",
+        ),
+        (
+            format!("[{good}, {{\"name\":\"x\",\"value\":\"Infinity\"}}]"),
+            "field 'value': must be a finite number",
+        ),
+        (
+            format!("[{good}, {{\"name\":\"x\",\"value\":1e999}}]"),
+            "field 'value': must be a finite number",
+        ),
+        (
+            format!("[{good}, {{\"name\":\"\",\"value\":1}}]"),
+            "field 'name': must not be empty",
+        ),
+        (
+            format!("[{good}, {{\"name\":\"{}\",\"value\":1}}]", "n".repeat(65)),
+            "field 'name': is 65 bytes long",
+        ),
+        (
+            format!("[{good}, {{\"name\":\"a\\nb\",\"value\":1}}]"),
+            "field 'name': must not contain control characters",
+        ),
+        (
+            format!("[{good}, {{\"name\":\"x\",\"value\":1,\"timestamp\":\"noon\"}}]"),
+            "field 'timestamp': \"noon\" is not an RFC 3339 time",
+        ),
+        (
+            format!(
+                "[{good}, {{\"name\":\"x\",\"value\":1,\"timestamp\":\"2026-03-01T11:00:00Z\"}}]"
+            ),
+            "ahead of the server clock",
+        ),
+        (
+            format!("{good}\n{{\"name\":\"x\",\"value\":[1]}}\n"),
+            "line 2: field 'value': must be a finite number",
+        ),
+    ];
+    for (body, expected) in &cases {
+        let (status, answer, _) = post(&scope, &running, body).await;
+        assert_eq!(status, 400, "{body} -> {answer}");
+        let message = answer["error"].as_str().unwrap();
+        assert!(
+            message.contains(expected),
+            "{body}: expected {expected:?} in {message:?}"
+        );
+    }
+    let (_, answer, _) = post(&scope, &running, &cases[1].0).await;
+    assert_eq!(
+        (answer["item"].as_u64(), answer["field"].as_str()),
+        (Some(1), Some("name"))
+    );
+
+    let huge = format!("[{}]", vec![good; 100].join(","));
+    let (status, answer, _) = post(&scope, &running, &huge).await;
+    assert_eq!(status, 413, "{answer}");
+
+    // One good request with another series, then stop: only it reaches the node.
+    let (status, _, _) = post(&scope, &running, r#"{"name":"clean","value":7}"#).await;
+    assert_eq!(status, 200);
+    running.stop().await.unwrap();
+    let docs = scope.documents().await;
+    assert_eq!(docs.len(), 1, "{docs:?}");
+    assert_eq!(docs[0]["name"], "clean");
+    scope.cleanup().await;
+}
+
+#[tokio::test]
+async fn new_series_over_the_limit_are_refused_whole() {
+    let scope = Scope::new("limit");
+    let clock = ManualClock::new(ms("2026-03-01T10:00:05Z"));
+    let extra = FAST.replace("[consolidate]\n", "[consolidate]\nmax_series = 2\n");
+    let running = start(
+        &scope,
+        &archive("20s", "20s", "2 days", "day", "10s"),
+        &extra,
+        &clock,
+    )
+    .await;
+    let (status, body, _) = post(
+        &scope,
+        &running,
+        r#"[{"name":"a","value":1},{"name":"b","value":1},{"name":"c","value":1}]"#,
+    )
+    .await;
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("active series limit 2 reached: new series 'c' refused"),
+        "{body}"
+    );
+    let (status, _, _) = post(
+        &scope,
+        &running,
+        r#"[{"name":"a","value":1},{"name":"b","value":1}]"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    running.stop().await.unwrap();
+    let names: Vec<Value> = scope
+        .documents()
+        .await
+        .iter()
+        .map(|d| d["name"].clone())
+        .collect();
+    assert_eq!(
+        names,
+        vec![json!("a"), json!("b")],
+        "nothing of the refused request was recorded"
+    );
+    scope.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_blocked_node_pushes_back_with_503_and_loses_nothing() {
+    let scope = Scope::new("pushback");
+    let start_at = ms("2026-03-01T01:00:00Z");
+    let clock = ManualClock::new(start_at);
+    let extra = "[consolidate]\ntick = \"5ms\"\nqueue_batches = 1\n[persist]\nqueue_docs = 1\nbatch_docs = 1\nflush_interval = \"5ms\"\nretry_initial = \"20ms\"\nretry_max = \"50ms\"\n";
+    let running = start(
+        &scope,
+        &archive("20s", "20s", "2 days", "day", "0s"),
+        extra,
+        &clock,
+    )
+    .await;
+    // The day's index refuses writes with 429 until the block is lifted.
+    let index = format!("{}20s-2026.03.01", scope.prefix);
+    assert_eq!(
+        scope
+            .send(reqwest::Method::PUT, &format!("/{index}"), json!({}))
+            .await
+            .0,
+        200
+    );
+    let block = |on: bool| json!({"index.blocks.read_only_allow_delete": if on { json!(true) } else { Value::Null }});
+    assert_eq!(
+        scope
+            .send(
+                reqwest::Method::PUT,
+                &format!("/{index}/_settings"),
+                block(true)
+            )
+            .await
+            .0,
+        200
+    );
+
+    let mut accepted = 0u64;
+    let mut refused = None;
+    for i in 0..400 {
+        let (status, body, retry_after) = post(
+            &scope,
+            &running,
+            &format!("{{\"name\":\"s{i}\",\"value\":{i}}}"),
+        )
+        .await;
+        match status {
+            200 => accepted += body["accepted"].as_u64().unwrap(),
+            503 => {
+                refused = Some((body, retry_after));
+                break;
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+        clock.advance(Duration::from_secs(20));
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+    let (body, retry_after) =
+        refused.expect("ingest never pushed back while the node refused writes");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    assert!(
+        body["error"].as_str().unwrap().contains("queue is full"),
+        "{body}"
+    );
+    // The writer is retrying the items the node answers 429 (it may still be on its first try).
+    let stats = stats_when(&running, Duration::from_secs(20), |s| s.docs_retried > 0).await;
+    assert!(
+        stats.docs_retried > 0,
+        "the writer retried the refused items"
+    );
+
+    assert_eq!(
+        scope
+            .send(
+                reqwest::Method::PUT,
+                &format!("/{index}/_settings"),
+                block(false)
+            )
+            .await
+            .0,
+        200
+    );
+    running.stop().await.unwrap();
+    let docs = scope.documents().await;
+    assert_eq!(
+        docs.len() as u64,
+        accepted,
+        "every accepted event's bucket was written once the node recovered"
+    );
+    scope.cleanup().await;
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests against the real node in STRATA_TEST_NODE (scripts/test starts one per
+//! flavour and runs this binary against each): one test binary, a module per area, each test in
+//! its own index prefix.
+
+mod backpressure;
+mod maintenance;
+mod protocols;
+mod reads;
+mod replay;
+mod serve;
+mod support;

@@ -1,0 +1,190 @@
+//! `strata replay`: events consolidated with their own times into the node, idempotent, each
+//! archive in its own indices, and `--dry-run` without a node.
+
+use serde_json::Value;
+use strata::replay::{self};
+
+use crate::support::*;
+
+#[tokio::test]
+async fn issue_example_gives_three_documents_and_replay_is_idempotent() {
+    let scope = Scope::new("example");
+    let cfg = scope.config(&archive("20s", "20s", "2 days", "day", "10s"), FAST);
+    let base = ms("2026-01-01T00:00:00Z");
+    let input = events_ndjson(
+        "m",
+        base,
+        &[(0, 1.0), (10, 3.0), (20, 5.0), (30, 7.0), (40, 2.0)],
+    );
+    let limits = replay::limits_now(&cfg, &strata::clock::SystemClock);
+
+    for round in 0..2 {
+        let events = replay::read_events(input.as_bytes(), &limits).unwrap();
+        let summary = replay::to_node(&cfg, None, events).await.unwrap();
+        assert_eq!(
+            (summary.events, summary.documents, summary.late),
+            (5, 3, 0),
+            "round {round}"
+        );
+        let docs = scope.documents().await;
+        assert_eq!(
+            docs.len(),
+            3,
+            "round {round}: replaying again overwrites, it does not duplicate"
+        );
+        assert_eq!(stats_of(&docs[0]), (2, 4.0, 1.0, 3.0, 2.0, 1.0, 3.0));
+        assert_eq!(stats_of(&docs[1]), (2, 12.0, 5.0, 7.0, 6.0, 5.0, 7.0));
+        assert_eq!(stats_of(&docs[2]), (1, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0));
+        let d = &docs[0];
+        assert_eq!(
+            (
+                d["@timestamp"].as_str(),
+                d["name"].as_str(),
+                d["host"].as_str()
+            ),
+            (Some("2026-01-01T00:00:00Z"), Some("m"), Some("h1"))
+        );
+        assert_eq!(
+            (
+                d["tags"]["dc"].as_str(),
+                d["type"].as_str(),
+                d["archive"].as_str(),
+                d["step"].as_u64()
+            ),
+            (Some("par"), Some("gauge"), Some("20s"), Some(20))
+        );
+    }
+    let index = format!("{}20s-2026.01.01", scope.prefix);
+    assert_eq!(scope.indices().await, vec![index.clone()]);
+
+    // The template typed the fields: statistics are doubles, dimensions keywords.
+    let (_, mapping) = scope.get(&format!("/{index}/_mapping")).await;
+    let props = &mapping[&index]["mappings"]["properties"];
+    assert_eq!(props["sum"]["type"], "double");
+    assert_eq!(props["count"]["type"], "long");
+    assert_eq!(props["name"]["type"], "keyword");
+    assert_eq!(props["tags"]["properties"]["dc"]["type"], "keyword");
+    assert_eq!(props["@timestamp"]["type"], "date");
+    let (_, settings) = scope.get(&format!("/{index}/_settings")).await;
+    assert_eq!(
+        settings[&index]["settings"]["index"]["codec"],
+        "best_compression"
+    );
+    assert_eq!(
+        settings[&index]["settings"]["index"]["number_of_shards"],
+        "1"
+    );
+    scope.cleanup().await;
+}
+
+#[tokio::test]
+async fn replay_spreads_archives_over_their_own_indices() {
+    let scope = Scope::new("archives");
+    let archives = [
+        archive("20s", "20s", "2 days", "day", "10s"),
+        archive("10m", "10m", "2 months", "month", "10s"),
+        archive("1h", "1h", "10 years", "year", "10s"),
+    ]
+    .concat();
+    let cfg = scope.config(&archives, FAST);
+    // One event a minute for two hours across a day boundary.
+    let base = ms("2025-12-31T23:00:00Z");
+    let points: Vec<(i64, f64)> = (0..120).map(|i| (i * 60, i as f64)).collect();
+    let events = replay::read_events(
+        events_ndjson("cpu", base, &points).as_bytes(),
+        &replay::limits_now(&cfg, &strata::clock::SystemClock),
+    )
+    .unwrap();
+    let summary = replay::to_node(&cfg, None, events).await.unwrap();
+    assert_eq!(summary.documents, 120 + 12 + 2);
+    let p = &scope.prefix;
+    assert_eq!(
+        scope.indices().await,
+        vec![
+            format!("{p}10m-2025.12"),
+            format!("{p}10m-2026.01"),
+            format!("{p}1h-2025"),
+            format!("{p}1h-2026"),
+            format!("{p}20s-2025.12.31"),
+            format!("{p}20s-2026.01.01")
+        ]
+    );
+    let docs = scope.documents().await;
+    for name in ["20s", "10m", "1h"] {
+        let of: Vec<&Value> = docs.iter().filter(|d| d["archive"] == name).collect();
+        assert_eq!(
+            of.iter().map(|d| d["count"].as_u64().unwrap()).sum::<u64>(),
+            120,
+            "{name}"
+        );
+        assert_eq!(
+            of.iter().map(|d| d["sum"].as_f64().unwrap()).sum::<f64>(),
+            (0..120).sum::<i64>() as f64,
+            "{name}"
+        );
+    }
+    let hourly: Vec<(u64, f64, f64)> = docs
+        .iter()
+        .filter(|d| d["archive"] == "1h")
+        .map(|d| {
+            (
+                d["count"].as_u64().unwrap(),
+                d["min"].as_f64().unwrap(),
+                d["max"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(hourly, vec![(60, 0.0, 59.0), (60, 60.0, 119.0)]);
+    scope.cleanup().await;
+}
+
+#[tokio::test]
+async fn replay_dry_run_prints_the_bulk_body_without_a_node() {
+    let dir = std::env::temp_dir().join(format!("strata-dry-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("archives.toml");
+    std::fs::write(&config, archive("20s", "20s", "2 days", "day", "10s")).unwrap();
+    let input = events_ndjson(
+        "m",
+        0,
+        &[(0, 1.0), (10, 3.0), (20, 5.0), (30, 7.0), (40, 2.0)],
+    );
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args([
+            "replay",
+            "--dry-run",
+            "--config",
+            config.to_str().unwrap(),
+            "-",
+        ])
+        .env_remove("STRATA_NODE_URL")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncWriteExt;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .await
+        .unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 6, "three action lines and three documents");
+    assert_eq!(lines[0]["index"]["_index"], "strata-20s-1970.01.01");
+    assert_eq!(lines[1]["count"], 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("replayed 5 events: 3 documents, 0 late"));
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,0 +1,300 @@
+//! The service: buckets written when the clock passes them, a restart that continues open buckets,
+//! `/health`, `/v1/live` and `/`, and the binary writing everything on SIGTERM.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use strata::clock::ManualClock;
+
+use crate::support::*;
+
+/// Reads the service's log until it says where it listens; keeps draining it afterwards.
+async fn read_listen_addr(stderr: tokio::process::ChildStderr) -> String {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut lines = BufReader::new(stderr).lines();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let line = tokio::time::timeout_at(deadline, lines.next_line())
+            .await
+            .expect("service did not start")
+            .unwrap()
+            .expect("service exited");
+        eprintln!("strata: {line}");
+        if line.contains("listening") {
+            let addr = line
+                .split("addr=")
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_string();
+            tokio::spawn(async move {
+                while let Ok(Some(line)) = lines.next_line().await {
+                    eprintln!("strata: {line}");
+                }
+            });
+            return addr;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_series_that_stops_still_gets_its_last_bucket() {
+    let scope = Scope::new("stops");
+    let clock = ManualClock::new(ms("2026-03-01T10:00:05Z"));
+    let running = start(&scope, &archive_20s(), FAST, &clock).await;
+    let (status, body, _) = post(&scope, &running, r#"{"name":"quiet","value":42}"#).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"accepted": 1, "late": 0, "late_by_archive": {"20s": 0}})
+    );
+
+    // Just before end (10:00:20) + lateness (10 s): nothing may be written yet.
+    clock.set(ms("2026-03-01T10:00:29.999Z"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(running.stats.snapshot().buckets_open, 1);
+    assert!(scope.documents().await.is_empty());
+
+    // Past it: the bucket is written without any further event of that series.
+    clock.set(ms("2026-03-01T10:00:30Z"));
+    let docs = scope.wait_for_documents(1).await;
+    assert_eq!(docs.len(), 1);
+    assert_eq!(
+        (
+            docs[0]["@timestamp"].as_str(),
+            docs[0]["count"].as_u64(),
+            docs[0]["last"].as_f64()
+        ),
+        (Some("2026-03-01T10:00:00Z"), Some(1), Some(42.0))
+    );
+
+    // An event for the written bucket is late, reported, and does not overwrite it.
+    let (status, body, _) = post(
+        &scope,
+        &running,
+        r#"{"name":"quiet","value":1,"timestamp":"2026-03-01T10:00:10Z"}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, &body["late"], &body["accepted"]),
+        (200, &json!(1), &json!(0))
+    );
+    running.stop().await.unwrap();
+    let docs = scope.documents().await;
+    assert_eq!(docs.len(), 1);
+    assert_eq!(docs[0]["count"], 1);
+    scope.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_restart_continues_the_open_buckets_instead_of_overwriting_them() {
+    let scope = Scope::new("restart");
+    let archives = [
+        archive("20s", "20s", "2 days", "day", "10s"),
+        archive("1h", "1h", "10 years", "year", "10s"),
+    ]
+    .concat();
+    let clock = ManualClock::new(ms("2026-03-01T10:00:05Z"));
+    let running = start(&scope, &archives, FAST, &clock).await;
+    let (status, _, _) = post(
+        &scope,
+        &running,
+        r#"[{"name":"r","value":1},{"name":"r","value":3}]"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    running.stop().await.unwrap();
+    assert_eq!(
+        scope.documents().await.len(),
+        2,
+        "shutdown wrote both partial buckets"
+    );
+
+    // Restart within the same 20 s bucket: both buckets continue.
+    clock.set(ms("2026-03-01T10:00:12Z"));
+    let running = start(&scope, &archives, FAST, &clock).await;
+    let (status, _, _) = post(&scope, &running, r#"{"name":"r","value":10}"#).await;
+    assert_eq!(status, 200);
+    running.stop().await.unwrap();
+
+    // Restart after the 20 s bucket closed: only the hourly one continues.
+    clock.set(ms("2026-03-01T10:30:00Z"));
+    let running = start(&scope, &archives, FAST, &clock).await;
+    let (status, _, _) = post(&scope, &running, r#"{"name":"r","value":-2}"#).await;
+    assert_eq!(status, 200);
+    running.stop().await.unwrap();
+
+    let docs = scope.documents().await;
+    let by_archive = |a: &str| {
+        docs.iter()
+            .filter(|d| d["archive"] == a)
+            .map(stats_of)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        by_archive("1h"),
+        vec![(4, 12.0, -2.0, 10.0, 3.0, 1.0, -2.0)]
+    );
+    assert_eq!(
+        by_archive("20s"),
+        vec![
+            (3, 14.0, 1.0, 10.0, 14.0 / 3.0, 1.0, 10.0),
+            (1, -2.0, -2.0, -2.0, -2.0, -2.0, -2.0)
+        ]
+    );
+    scope.cleanup().await;
+}
+
+#[tokio::test]
+async fn health_is_ok_while_the_node_answers() {
+    let scope = Scope::new("health");
+    let clock = ManualClock::new(ms("2026-03-01T10:00:05Z"));
+    let running = start(&scope, &archive_20s(), FAST, &clock).await;
+    let r = scope
+        .http
+        .get(format!("http://{}/health", running.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"], "ok");
+    assert!(
+        matches!(body["node"]["status"].as_str(), Some("green" | "yellow")),
+        "{body}"
+    );
+    // The start-up maintenance pass reports in the health details.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let maintenance = loop {
+        let body: Value = scope
+            .http
+            .get(format!("http://{}/health", running.addr))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if !body["pipeline"]["maintenance"].is_null() || std::time::Instant::now() > deadline {
+            break body["pipeline"]["maintenance"].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(maintenance["at"], "2026-03-01T10:00:05Z", "{maintenance}");
+    assert!(maintenance["error"].is_null(), "{maintenance}");
+    running.stop().await.unwrap();
+    scope.cleanup().await;
+}
+
+#[tokio::test]
+async fn sigterm_writes_every_open_bucket_before_exit() {
+    let scope = Scope::new("sigterm");
+    let dir = std::env::temp_dir().join(format!("strata-{}", scope.prefix));
+    std::fs::create_dir_all(&dir).unwrap();
+    let archives = [
+        archive("20s", "20s", "2 days", "day", "10s"),
+        archive("10m", "10m", "2 months", "month", "10s"),
+        archive("1h", "1h", "10 years", "year", "10s"),
+    ]
+    .concat();
+    let config = format!(
+        "[index]\nprefix = \"{p}\"\ntemplate = \"{p}tpl\"\nreplicas = 0\n[aliases]\nprefix = \"{p}alias-\"\numbrella = \"{p}all\"\n{archives}",
+        p = scope.prefix
+    );
+    std::fs::write(dir.join("archives.toml"), config).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args([
+            "serve",
+            "--config",
+            dir.join("archives.toml").to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--node-url",
+            &scope.node,
+        ])
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let addr = read_listen_addr(child.stderr.take().unwrap()).await;
+    let r = scope
+        .http
+        .post(format!("http://{addr}/v1/metrics"))
+        .body(r#"[{"name":"open","value":1},{"name":"open","value":3}]"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let docs = scope.documents().await;
+    assert_eq!(
+        docs.len(),
+        3,
+        "one open bucket per archive, all written: {docs:?}"
+    );
+    assert!(docs.iter().all(|d| d["count"] == 2 && d["sum"] == 4.0));
+    scope.cleanup().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn live_view_and_home_page_come_from_memory() {
+    let scope = Scope::new("live");
+    let clock = ManualClock::new(ms("2026-03-01T10:00:05Z"));
+    let running = start(&scope, &archive_20s(), FAST, &clock).await;
+    let events = r#"[{"name":"req","type":"counter","value":10,"timestamp":"2026-03-01T10:00:01Z"},
+        {"name":"req","type":"counter","value":20,"timestamp":"2026-03-01T10:00:04Z"},
+        {"name":"temp","host":"h","value":3,"timestamp":"2026-03-01T10:00:02Z"},
+        {"name":"temp","host":"h","value":5,"timestamp":"2026-03-01T10:00:03Z"}]"#;
+    assert_eq!(post(&scope, &running, events).await.0, 200);
+    let (status, live) = get_json(&scope, format!("http://{}/v1/live", running.addr)).await;
+    assert_eq!(status, 200, "{live}");
+    let series = live["series"].as_array().unwrap();
+    let of = |name: &str| series.iter().find(|s| s["name"] == name).unwrap().clone();
+    let req = of("req");
+    assert_eq!(req["open"][0]["count"], 2);
+    assert_eq!(req["last_60s"]["window_seconds"], 5.0);
+    assert_eq!(
+        req["last_60s"]["rate"], 6.0,
+        "30 over the 5 s since the bucket began"
+    );
+    let temp = of("temp");
+    assert_eq!(
+        (
+            temp["last_60s"]["last"].as_f64(),
+            temp["last_60s"]["avg"].as_f64(),
+            temp["last_60s"]["min"].as_f64(),
+            temp["last_60s"]["max"].as_f64()
+        ),
+        (Some(5.0), Some(4.0), Some(3.0), Some(5.0))
+    );
+    let (_, only) = get_json(&scope, format!("http://{}/v1/live?name=temp", running.addr)).await;
+    assert_eq!(only["series"].as_array().unwrap().len(), 1);
+    let home = scope
+        .http
+        .get(format!("http://{}/", running.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(home.status().as_u16(), 200);
+    let html = home.text().await.unwrap();
+    assert!(
+        html.contains("<td>20s</td><td>20s</td><td>2 days</td><td>day</td><td>10s</td>"),
+        "{html}"
+    );
+    assert!(html.contains("href=\"/health\""));
+    running.stop().await.unwrap();
+    scope.cleanup().await;
+}
