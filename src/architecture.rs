@@ -10,8 +10,21 @@ use std::path::{Path, PathBuf};
 /// A module path without the leading `crate`: `["ingest", "handle"]`.
 type ModPath = Vec<String>;
 
-/// Every library source file by its module path (`main.rs` is the binary, above everything).
+/// The top-level modules `lib.rs` declares (the binary's own modules, beside it in `src/`, are
+/// not part of the library).
+fn declared_modules(src: &Path) -> BTreeSet<String> {
+    let lib = std::fs::read_to_string(src.join("lib.rs")).expect("readable lib.rs");
+    lib.lines()
+        .filter_map(|l| {
+            let (_, declared) = l.trim().split_once("mod ")?;
+            declared.strip_suffix(';').map(String::from)
+        })
+        .collect()
+}
+
+/// Every library source file by its module path.
 fn library_files(src: &Path) -> BTreeMap<ModPath, PathBuf> {
+    let declared = declared_modules(src);
     let mut files = BTreeMap::new();
     let mut pending = vec![src.to_path_buf()];
     while let Some(dir) = pending.pop() {
@@ -31,14 +44,15 @@ fn library_files(src: &Path) -> BTreeMap<ModPath, PathBuf> {
                 .map(|c| c.as_os_str().to_string_lossy().into_owned())
                 .collect();
             match module.last().map(String::as_str) {
-                Some("main") if module.len() == 1 => continue,
                 Some("lib") if module.len() == 1 => module.clear(),
                 Some("mod") => {
                     module.pop();
                 }
                 _ => {}
             }
-            files.insert(module, path);
+            if module.first().is_none_or(|top| declared.contains(top)) {
+                files.insert(module, path);
+            }
         }
     }
     files

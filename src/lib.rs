@@ -1,9 +1,17 @@
 //! strata: a round-robin downsampling archiver for metrics on Elasticsearch and OpenSearch.
 //!
-//! The modules follow the data path: [`ingest`] (protocols → validated events) →
-//! [`consolidate`] (pure: events → per-bucket summaries) → [`persist`] (summaries → documents in
-//! time-named indices). [`pipeline`] wires them with bounded channels; [`replay`] runs the same
-//! path offline; [`config`] and [`clock`] sit beside them.
+//! The modules follow the data path, and imports only point down it (`cargo test --lib
+//! architecture` checks that there is no cycle):
+//!
+//! - the shell: [`pipeline`] (wires the stages with bounded channels and stops them in order),
+//!   [`replay`] (the same path offline);
+//! - [`ingest`] (protocols → validated events) → [`consolidate`] (pure: events → per-bucket
+//!   summaries) → [`persist`] (summaries → documents in time-named indices) → [`maintain`]
+//!   (aliases and retention) → [`query`] (reads across the archives);
+//! - what they stand on: [`config`] (the trusted configuration), [`event`] (series keys and
+//!   samples), [`sketch`] and [`distinct`] (percentiles and set members, pure), [`calendar`] (UTC
+//!   periods and spans), [`naming`] (index names), [`schedule`] (cron), [`stats`] (counters),
+//!   [`clock`] (the only wall-clock read and wait).
 
 pub mod calendar;
 pub mod clock;

@@ -1,128 +1,23 @@
-//! The `strata` command line: `serve`, `check`, `replay`. The only place that uses `anyhow`.
+//! The `strata` binary: parses the command line ([`cli`]), runs the subcommand, installs the
+//! signal handlers, and turns errors into messages and exit codes. The only place that uses
+//! `anyhow`.
+
+mod cli;
 
 use std::io::{BufReader, Write};
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use cli::{ChangeArgs, Cli, Command, Format, Halves, MaintainArgs};
 
 use strata::clock::SystemClock;
 use strata::config::Config;
 use strata::pipeline::{serve, ServeOptions};
 use strata::replay;
-
-#[derive(Parser)]
-#[command(
-    name = "strata",
-    version,
-    about = "Round-robin downsampling archiver for metrics on Elasticsearch and OpenSearch"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the service: HTTP ingest, consolidation, bulk writes to the node.
-    Serve {
-        /// The configuration file.
-        #[arg(long, short, default_value = "archives.toml")]
-        config: PathBuf,
-        /// The node to write to, overriding [node] url.
-        #[arg(long, env = "STRATA_NODE_URL")]
-        node_url: Option<String>,
-        /// The HTTP address to listen on, overriding [http] listen (port 0 picks a free port).
-        #[arg(long)]
-        listen: Option<SocketAddr>,
-    },
-    /// Validate the configuration and print every problem found.
-    Check {
-        #[arg(long, short, default_value = "archives.toml")]
-        config: PathBuf,
-        /// Print only the configured node URL (empty when none), for scripts.
-        #[arg(long)]
-        print_node_url: bool,
-    },
-    /// Compute the maintenance plan (indices to create and delete, aliases) without changing
-    /// anything; offline with --indices, otherwise from the node.
-    Plan {
-        #[command(flatten)]
-        common: MaintainArgs,
-        /// One index name per line: plan against these instead of the node.
-        #[arg(long)]
-        indices: Option<PathBuf>,
-        /// Lines `alias index [filter-json]`: the existing aliases (with --indices; absent = none).
-        #[arg(long, requires = "indices")]
-        aliases: Option<PathBuf>,
-    },
-    /// One maintenance pass: create the coming indices, update aliases, delete expired indices.
-    Maintain {
-        #[command(flatten)]
-        common: MaintainArgs,
-        #[command(flatten)]
-        change: ChangeArgs,
-    },
-    /// The alias half of a pass: create the coming indices and update aliases.
-    Rotate {
-        #[command(flatten)]
-        common: MaintainArgs,
-        #[command(flatten)]
-        change: ChangeArgs,
-    },
-    /// The purge half of a pass: delete expired indices.
-    Purge {
-        #[command(flatten)]
-        common: MaintainArgs,
-        #[command(flatten)]
-        change: ChangeArgs,
-    },
-    /// Consolidate NDJSON events from a file (or - for stdin) with their own timestamps as the
-    /// clock and write the documents to the node, or print the _bulk body with --dry-run.
-    Replay {
-        #[arg(long, short, default_value = "archives.toml")]
-        config: PathBuf,
-        #[arg(long, env = "STRATA_NODE_URL")]
-        node_url: Option<String>,
-        /// Print the NDJSON _bulk body to stdout instead of sending it; touches no node.
-        #[arg(long)]
-        dry_run: bool,
-        /// The events, one JSON object per line; - reads stdin.
-        events: PathBuf,
-    },
-}
-
-#[derive(clap::Args)]
-struct MaintainArgs {
-    #[arg(long, short, default_value = "archives.toml")]
-    config: PathBuf,
-    #[arg(long, env = "STRATA_NODE_URL")]
-    node_url: Option<String>,
-    /// Plan as of this instant (RFC 3339, any offset) instead of the clock.
-    #[arg(long)]
-    now: Option<String>,
-    #[arg(long, value_enum, default_value = "text")]
-    format: Format,
-}
-
-#[derive(clap::Args)]
-struct ChangeArgs {
-    /// Print what would be done; change nothing.
-    #[arg(long)]
-    dry_run: bool,
-    /// Go ahead with a purge the safety checks refuse.
-    #[arg(long)]
-    force: bool,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum Format {
-    Json,
-    Text,
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -209,7 +104,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(path) => {
                     let names = read_lines(&path)?;
                     let existing = match aliases {
-                        Some(path) => parse_alias_lines(&read_lines(&path)?)?,
+                        Some(path) => {
+                            strata::maintain::plan::parse_alias_lines(&read_lines(&path)?)?
+                        }
                         None => Vec::new(),
                     };
                     strata::maintain::plan::plan(&cfg, now, &names, &existing)
@@ -221,9 +118,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             print_plan(&plan, common.format)
         }
-        Command::Maintain { common, change } => maintain(common, change, true, true),
-        Command::Rotate { common, change } => maintain(common, change, true, false),
-        Command::Purge { common, change } => maintain(common, change, false, true),
+        Command::Maintain { common, change } => maintain(common, change, Halves::Both),
+        Command::Rotate { common, change } => maintain(common, change, Halves::Rotate),
+        Command::Purge { common, change } => maintain(common, change, Halves::Purge),
         Command::Replay {
             config,
             node_url,
@@ -246,7 +143,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 out.flush()?;
                 summary
             } else {
-                runtime()?.block_on(replay::to_node(&cfg, node_url, parsed))?
+                runtime()?.block_on(async {
+                    let shutdown = CancellationToken::new();
+                    let signal = shutdown_signal()?;
+                    let stop = shutdown.clone();
+                    tokio::spawn(async move {
+                        signal.await;
+                        tracing::info!("signal received: stopping the replay");
+                        stop.cancel();
+                    });
+                    anyhow::Ok(replay::to_node(&cfg, node_url, parsed, shutdown).await?)
+                })?
             };
             eprintln!(
                 "replayed {} events: {} documents, {} late",
@@ -257,19 +164,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn maintain(
-    common: MaintainArgs,
-    change: ChangeArgs,
-    rotate: bool,
-    purge: bool,
-) -> anyhow::Result<()> {
+fn maintain(common: MaintainArgs, change: ChangeArgs, halves: Halves) -> anyhow::Result<()> {
     use strata::clock::Clock;
     let cfg = Config::load(&common.config)?;
     let now = instant(&common.now)?;
     let backend = connect(&cfg, common.node_url.clone())?;
     let options = strata::maintain::run::PassOptions {
-        rotate,
-        purge,
+        rotate: halves.rotate(),
+        purge: halves.purge(),
         dry_run: change.dry_run,
         force: change.force,
     };
@@ -287,9 +189,7 @@ fn connect(
     cfg: &Config,
     url: Option<String>,
 ) -> anyhow::Result<strata::persist::backend::HttpBackend> {
-    let url = url
-        .or_else(|| cfg.node.url.clone())
-        .context("no node configured: set [node] url in the config or pass --node-url")?;
+    let url = cfg.node.url_or(url)?;
     Ok(strata::persist::backend::HttpBackend::connect(
         &url, &cfg.node,
     )?)
@@ -314,37 +214,6 @@ fn read_lines(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(String::from)
         .collect())
-}
-
-fn parse_alias_lines(
-    lines: &[String],
-) -> anyhow::Result<Vec<strata::persist::backend::ExistingAlias>> {
-    lines
-        .iter()
-        .enumerate()
-        .map(|(n, line)| {
-            let mut parts = line.splitn(3, char::is_whitespace);
-            let (alias, index) = match (parts.next(), parts.next()) {
-                (Some(a), Some(i)) => (a.to_string(), i.trim().to_string()),
-                _ => anyhow::bail!(
-                    "aliases line {}: expected `alias index [filter-json]`, got {line:?}",
-                    n + 1
-                ),
-            };
-            let filter = match parts.next().map(str::trim).filter(|f| !f.is_empty()) {
-                Some(f) => Some(
-                    serde_json::from_str(f)
-                        .with_context(|| format!("aliases line {}: filter is not JSON", n + 1))?,
-                ),
-                None => None,
-            };
-            Ok(strata::persist::backend::ExistingAlias {
-                alias,
-                index,
-                filter,
-            })
-        })
-        .collect()
 }
 
 fn print_plan(plan: &strata::maintain::plan::Plan, format: Format) -> anyhow::Result<()> {

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, NoNode};
 use crate::consolidate::{ArchiveSpec, Closed, Consolidator};
 use crate::ingest::context::ListenerContext;
 use crate::ingest::handle::{ingest_channel, Congestion, IngestBatch, IngestHandle, Request};
@@ -33,16 +33,16 @@ use crate::stats::Stats;
 /// Why the service could not start or run.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error(
-        "no node configured: set [node] url in the config, pass --node-url, or use scripts/run"
-    )]
-    NoNode,
+    #[error(transparent)]
+    NoNode(#[from] NoNode),
     #[error(transparent)]
     Backend(#[from] BackendError),
     #[error(transparent)]
     Listen(#[from] ListenError),
-    #[error("http server failed: {0}")]
-    Http(std::io::Error),
+    #[error("http server failed")]
+    Http(#[source] std::io::Error),
+    #[error("a task of the service panicked")]
+    Panicked(#[source] tokio::task::JoinError),
     #[error(transparent)]
     Resume(#[from] ResumeError),
     #[error("stopped before the node became reachable")]
@@ -288,7 +288,7 @@ impl Running {
     pub async fn wait(self) -> Result<(), ServeError> {
         self.done
             .await
-            .unwrap_or_else(|e| Err(ServeError::Http(std::io::Error::other(e.to_string()))))
+            .unwrap_or_else(|e| Err(ServeError::Panicked(e)))
     }
 }
 
@@ -305,10 +305,7 @@ pub async fn serve<C: Clock>(
     options: ServeOptions,
     clock: Arc<C>,
 ) -> Result<Running, ServeError> {
-    let url = options
-        .node_url
-        .or_else(|| config.node.url.clone())
-        .ok_or(ServeError::NoNode)?;
+    let url = config.node.url_or(options.node_url)?;
     let backend = Arc::new(HttpBackend::connect(&url, &config.node)?);
     let shutdown = CancellationToken::new();
     let stats = Arc::new(Stats::default());

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, EpochMillis};
-use crate::config::Config;
+use crate::config::{Config, NoNode};
 use crate::consolidate::{BatchReport, Closed, ConsolidateError, Consolidator};
 use crate::event::Event;
 use crate::ingest::json::{parse_event, InvalidEvent, Location};
@@ -32,10 +32,10 @@ pub enum ReplayError {
     Serve(#[from] ServeError),
     #[error(transparent)]
     Backend(#[from] BackendError),
-    #[error(
-        "no node configured: set [node] url in the config or pass --node-url (or use --dry-run)"
-    )]
-    NoNode,
+    #[error("{0} (or use --dry-run)")]
+    NoNode(#[from] NoNode),
+    #[error("the consolidation thread panicked")]
+    Panicked(#[source] tokio::task::JoinError),
     #[error(
         "{rejected} document(s) were rejected and {dropped} could not be written; see the log"
     )]
@@ -118,23 +118,17 @@ pub fn dry_run(
     })
 }
 
-/// Writes `events` to the node at `url` (or the configured one).
+/// Writes `events` to the node at `url` (or the configured one). Cancelling `shutdown` (the
+/// binary does on SIGINT/SIGTERM) stops waiting for an absent node and bounds the writer's
+/// retries by `persist.shutdown_timeout`.
 pub async fn to_node(
     config: &Config,
     url: Option<String>,
     events: Vec<Event>,
+    shutdown: CancellationToken,
 ) -> Result<ReplaySummary, ReplayError> {
-    let url = url
-        .or_else(|| config.node.url.clone())
-        .ok_or(ReplayError::NoNode)?;
+    let url = config.node.url_or(url)?;
     let backend = Arc::new(HttpBackend::connect(&url, &config.node)?);
-    let shutdown = CancellationToken::new();
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            stop.cancel();
-        }
-    });
     wait_for_node(backend.as_ref(), &shutdown).await?;
     let stats = Arc::new(Stats::default());
     let write = start_write_path(config, backend, stats.clone(), shutdown).await?;
@@ -155,9 +149,7 @@ pub async fn to_node(
         })?;
         Ok::<_, ConsolidateError>((report, documents))
     });
-    let (report, documents) = feeder
-        .await
-        .map_err(|e| ReplayError::Read(std::io::Error::other(e)))??;
+    let (report, documents) = feeder.await.map_err(ReplayError::Panicked)??;
     let _ = write.writer.await;
     let s = stats.snapshot();
     if s.docs_rejected > 0 || s.docs_dropped > 0 {

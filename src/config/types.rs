@@ -86,6 +86,18 @@ pub struct NodeConfig {
     pub timeout: Duration,
 }
 
+/// No node to talk to: neither the command line nor the file names one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no node configured: set [node] url in the config, pass --node-url or set STRATA_NODE_URL (scripts/run provisions a local node)")]
+pub struct NoNode;
+
+impl NodeConfig {
+    /// The node to use: `overriding` (the command line) or the configured one.
+    pub fn url_or(&self, overriding: Option<String>) -> Result<String, NoNode> {
+        overriding.or_else(|| self.url.clone()).ok_or(NoNode)
+    }
+}
+
 /// Where credentials come from; secrets are read when connecting, never stored in the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeAuth {

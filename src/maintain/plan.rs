@@ -331,6 +331,53 @@ pub fn render_text(plan: &Plan) -> String {
     out
 }
 
+/// A line of `strata plan --aliases FILE` that is not `alias index [filter-json]`.
+#[derive(Debug, thiserror::Error)]
+pub enum AliasLineError {
+    #[error("aliases line {line}: expected `alias index [filter-json]`, got {text:?}")]
+    Shape { line: usize, text: String },
+    #[error("aliases line {line}: the filter is not JSON")]
+    Filter {
+        line: usize,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Parses the offline alias listing of `strata plan --aliases`: one `alias index [filter-json]`
+/// per line (lines numbered from 1 in errors).
+pub fn parse_alias_lines(lines: &[String]) -> Result<Vec<ExistingAlias>, AliasLineError> {
+    lines
+        .iter()
+        .enumerate()
+        .map(|(n, text)| {
+            let line = n + 1;
+            let mut parts = text.trim().splitn(3, char::is_whitespace);
+            let (alias, index) = match (parts.next(), parts.next()) {
+                (Some(a), Some(i)) if !i.trim().is_empty() => (a.to_string(), i.trim().to_string()),
+                _ => {
+                    return Err(AliasLineError::Shape {
+                        line,
+                        text: text.clone(),
+                    })
+                }
+            };
+            let filter = match parts.next().map(str::trim).filter(|f| !f.is_empty()) {
+                Some(f) => Some(
+                    serde_json::from_str(f)
+                        .map_err(|source| AliasLineError::Filter { line, source })?,
+                ),
+                None => None,
+            };
+            Ok(ExistingAlias {
+                alias,
+                index,
+                filter,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -609,5 +656,38 @@ mod tests {
             )]
         );
         assert!(daily("samplerr-1970.01.01").is_empty());
+    }
+
+    #[test]
+    fn alias_lines_parse_with_and_without_filters() {
+        let lines: Vec<String> = [
+            "metrics strata-20s-2026.11.30",
+            r#"metrics-10m strata-10m-2026.11  {"range":{"@timestamp":{"lt":1}}}"#,
+        ]
+        .map(String::from)
+        .to_vec();
+        let aliases = parse_alias_lines(&lines).unwrap();
+        assert_eq!(aliases[0].alias, "metrics");
+        assert_eq!(aliases[0].index, "strata-20s-2026.11.30");
+        assert_eq!(aliases[0].filter, None);
+        assert_eq!(aliases[1].index, "strata-10m-2026.11");
+        assert_eq!(
+            aliases[1].filter,
+            Some(json!({"range":{"@timestamp":{"lt":1}}}))
+        );
+    }
+
+    #[test]
+    fn bad_alias_lines_are_named_by_number() {
+        let err = parse_alias_lines(&["a b".into(), "lonely".into()]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "aliases line 2: expected `alias index [filter-json]`, got \"lonely\""
+        );
+        let err = parse_alias_lines(&["a b {not json".into()]).unwrap_err();
+        assert!(
+            matches!(err, AliasLineError::Filter { line: 1, .. }),
+            "{err}"
+        );
     }
 }

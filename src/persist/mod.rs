@@ -1,7 +1,7 @@
 //! Persistence: closed buckets become documents in time-named indices, written in bulk with
-//! per-item retries. `index` names indices, `document` encodes `_bulk` lines, `template` is the
-//! mapping, `backend` hides the search client, `writer` is the batching task, `resume` reopens
-//! at start the buckets an earlier run wrote at shutdown.
+//! per-item retries. `document` encodes `_bulk` lines (index names from [`crate::naming`]),
+//! `template` is the mapping, `backend` hides the search client, `writer` is the batching task,
+//! `resume` reopens at start the buckets an earlier run wrote at shutdown.
 
 pub mod backend;
 #[cfg(test)]

@@ -44,7 +44,9 @@ async fn documents_the_node_refuses_are_counted_not_retried_forever() {
         &replay::limits_now(&cfg, &strata::clock::SystemClock),
     )
     .unwrap();
-    let err = replay::to_node(&cfg, None, events).await.unwrap_err();
+    let err = replay::to_node(&cfg, None, events, Default::default())
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             err,

@@ -20,7 +20,9 @@ async fn issue_example_gives_three_documents_and_replay_is_idempotent() {
 
     for round in 0..2 {
         let events = replay::read_events(input.as_bytes(), &limits).unwrap();
-        let summary = replay::to_node(&cfg, None, events).await.unwrap();
+        let summary = replay::to_node(&cfg, None, events, Default::default())
+            .await
+            .unwrap();
         assert_eq!(
             (summary.events, summary.documents, summary.late),
             (5, 3, 0),
@@ -95,7 +97,9 @@ async fn replay_spreads_archives_over_their_own_indices() {
         &replay::limits_now(&cfg, &strata::clock::SystemClock),
     )
     .unwrap();
-    let summary = replay::to_node(&cfg, None, events).await.unwrap();
+    let summary = replay::to_node(&cfg, None, events, Default::default())
+        .await
+        .unwrap();
     assert_eq!(summary.documents, 120 + 12 + 2);
     let p = &scope.prefix;
     assert_eq!(

@@ -300,6 +300,7 @@ pub async fn replay_into_node(cfg: &strata::config::Config, ndjson: &str) {
         cfg,
         None,
         replay::read_events(ndjson.as_bytes(), &limits).unwrap(),
+        Default::default(),
     )
     .await
     .unwrap();

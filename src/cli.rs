@@ -1,0 +1,169 @@
+//! The command line as users type it: `strata serve | check | plan | maintain | rotate | purge |
+//! replay`, each with `--config FILE` (default `./archives.toml`) and its own `--help`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "strata",
+    version,
+    about = "Round-robin downsampling archiver for metrics on Elasticsearch and OpenSearch"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the service: HTTP ingest, consolidation, bulk writes to the node.
+    Serve {
+        /// The configuration file.
+        #[arg(long, short, default_value = "archives.toml")]
+        config: PathBuf,
+        /// The node to write to, overriding [node] url.
+        #[arg(long, env = "STRATA_NODE_URL")]
+        node_url: Option<String>,
+        /// The HTTP address to listen on, overriding [http] listen (port 0 picks a free port).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Validate the configuration and print every problem found.
+    Check {
+        #[arg(long, short, default_value = "archives.toml")]
+        config: PathBuf,
+        /// Print only the configured node URL (empty when none), for scripts.
+        #[arg(long)]
+        print_node_url: bool,
+    },
+    /// Compute the maintenance plan (indices to create and delete, aliases) without changing
+    /// anything; offline with --indices, otherwise from the node.
+    Plan {
+        #[command(flatten)]
+        common: MaintainArgs,
+        /// One index name per line: plan against these instead of the node.
+        #[arg(long)]
+        indices: Option<PathBuf>,
+        /// Lines `alias index [filter-json]`: the existing aliases (with --indices; absent = none).
+        #[arg(long, requires = "indices")]
+        aliases: Option<PathBuf>,
+    },
+    /// One maintenance pass: create the coming indices, update aliases, delete expired indices.
+    Maintain {
+        #[command(flatten)]
+        common: MaintainArgs,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// The alias half of a pass: create the coming indices and update aliases.
+    Rotate {
+        #[command(flatten)]
+        common: MaintainArgs,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// The purge half of a pass: delete expired indices.
+    Purge {
+        #[command(flatten)]
+        common: MaintainArgs,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// Consolidate NDJSON events from a file (or - for stdin) with their own timestamps as the
+    /// clock and write the documents to the node, or print the _bulk body with --dry-run.
+    Replay {
+        #[arg(long, short, default_value = "archives.toml")]
+        config: PathBuf,
+        #[arg(long, env = "STRATA_NODE_URL")]
+        node_url: Option<String>,
+        /// Print the NDJSON _bulk body to stdout instead of sending it; touches no node.
+        #[arg(long)]
+        dry_run: bool,
+        /// The events, one JSON object per line; - reads stdin.
+        events: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct MaintainArgs {
+    #[arg(long, short, default_value = "archives.toml")]
+    pub config: PathBuf,
+    #[arg(long, env = "STRATA_NODE_URL")]
+    pub node_url: Option<String>,
+    /// Plan as of this instant (RFC 3339, any offset) instead of the clock.
+    #[arg(long)]
+    pub now: Option<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+}
+
+#[derive(clap::Args)]
+pub struct ChangeArgs {
+    /// Print what would be done; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Go ahead with a purge the safety checks refuse.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    Json,
+    Text,
+}
+
+/// Which halves of a maintenance pass to carry out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Halves {
+    /// Create the coming indices, update aliases, delete expired indices.
+    Both,
+    /// Create the coming indices and update aliases only.
+    Rotate,
+    /// Delete expired indices only.
+    Purge,
+}
+
+impl Halves {
+    pub fn rotate(self) -> bool {
+        matches!(self, Halves::Both | Halves::Rotate)
+    }
+
+    pub fn purge(self) -> bool {
+        matches!(self, Halves::Both | Halves::Purge)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn each_maintenance_subcommand_does_its_halves() {
+        assert!(Halves::Both.rotate() && Halves::Both.purge());
+        assert!(Halves::Rotate.rotate() && !Halves::Rotate.purge());
+        assert!(!Halves::Purge.rotate() && Halves::Purge.purge());
+        let Command::Purge { change, .. } = Cli::parse_from([
+            "strata",
+            "purge",
+            "--dry-run",
+            "--now",
+            "2026-11-30T00:00:00Z",
+        ])
+        .command
+        else {
+            panic!("purge parses as purge")
+        };
+        assert!(change.dry_run && !change.force);
+    }
+}
