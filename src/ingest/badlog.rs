@@ -31,7 +31,7 @@ impl BadInputLog {
     }
 
     /// Reports one bad input seen at `now`; true when it was logged.
-    pub fn report(&self, now: EpochMillis, problem: &str, input: &str) -> bool {
+    pub fn report(&self, now: EpochMillis, problem: &dyn std::fmt::Display, input: &str) -> bool {
         let next = self.next_at.load(Ordering::Relaxed);
         let due = now >= next
             && self
@@ -50,7 +50,7 @@ impl BadInputLog {
         let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
         tracing::warn!(
             protocol = self.protocol,
-            problem,
+            %problem,
             input = excerpt(input),
             not_logged_since_last = suppressed,
             "bad input skipped"
@@ -78,11 +78,11 @@ mod tests {
     #[test]
     fn one_warning_per_interval_and_the_rest_counted() {
         let log = BadInputLog::new("test");
-        assert!(log.report(1_000, "bad", "x"));
-        assert!(!log.report(1_001, "bad", "x"));
-        assert!(!log.report(10_999, "bad", "x"));
+        assert!(log.report(1_000, &"bad", "x"));
+        assert!(!log.report(1_001, &"bad", "x"));
+        assert!(!log.report(10_999, &"bad", "x"));
         assert_eq!(log.suppressed.load(Ordering::Relaxed), 2);
-        assert!(log.report(11_000, "bad", "x"));
+        assert!(log.report(11_000, &"bad", "x"));
         assert_eq!(log.suppressed.load(Ordering::Relaxed), 0);
         assert_eq!(excerpt(&"é".repeat(200)).len(), EXCERPT);
     }

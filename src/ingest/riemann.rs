@@ -13,7 +13,7 @@ use crate::clock::{Clock, EpochMillis};
 use crate::event::{Event, MetricKind, SeriesKey};
 use crate::ingest::context::ListenerContext;
 use crate::ingest::datagrams::{spawn_receiver, BoundUdp, ParseDatagram};
-use crate::ingest::limits::check_text;
+use crate::ingest::limits::{check_text, TextError};
 use crate::ingest::tcp::accept_connections;
 use crate::stats::Stats;
 
@@ -28,36 +28,69 @@ enum Field<'a> {
     Fixed32(u32),
 }
 
+/// Why a Riemann message was refused (the whole message: nothing of it is ingested).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RiemannError {
+    #[error("truncated varint")]
+    TruncatedVarint,
+    #[error("varint too long")]
+    VarintTooLong,
+    #[error("truncated field")]
+    TruncatedField,
+    #[error("unsupported wire type {0}")]
+    WireType(u64),
+    #[error("string field is not UTF-8")]
+    NotUtf8,
+    #[error("attribute without key")]
+    AttributeWithoutKey,
+    #[error("metric is not finite")]
+    NotFinite,
+    #[error("event without service")]
+    NoService,
+    #[error("{field} {why}")]
+    Text {
+        field: &'static str,
+        #[source]
+        why: TextError,
+    },
+    #[error("tag {tag:?} {why}")]
+    Tag {
+        tag: String,
+        #[source]
+        why: TextError,
+    },
+}
+
 /// Iterates the fields of one protobuf message.
 struct Fields<'a> {
     buf: &'a [u8],
 }
 
-fn varint(buf: &mut &[u8]) -> Result<u64, String> {
+fn varint(buf: &mut &[u8]) -> Result<u64, RiemannError> {
     let mut value = 0u64;
     for shift in (0..64).step_by(7) {
-        let (&byte, rest) = buf.split_first().ok_or("truncated varint")?;
+        let (&byte, rest) = buf.split_first().ok_or(RiemannError::TruncatedVarint)?;
         *buf = rest;
         value |= u64::from(byte & 0x7f) << shift;
         if byte & 0x80 == 0 {
             return Ok(value);
         }
     }
-    Err("varint too long".into())
+    Err(RiemannError::VarintTooLong)
 }
 
 impl<'a> Iterator for Fields<'a> {
-    type Item = Result<(u64, Field<'a>), String>;
+    type Item = Result<(u64, Field<'a>), RiemannError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.buf.is_empty() {
             return None;
         }
-        let mut field = || -> Result<(u64, Field<'a>), String> {
+        let mut field = || -> Result<(u64, Field<'a>), RiemannError> {
             let key = varint(&mut self.buf)?;
-            let take = |buf: &mut &'a [u8], n: usize| -> Result<&'a [u8], String> {
+            let take = |buf: &mut &'a [u8], n: usize| -> Result<&'a [u8], RiemannError> {
                 if buf.len() < n {
-                    return Err("truncated field".into());
+                    return Err(RiemannError::TruncatedField);
                 }
                 let (head, rest) = buf.split_at(n);
                 *buf = rest;
@@ -65,21 +98,13 @@ impl<'a> Iterator for Fields<'a> {
             };
             let value = match key & 7 {
                 0 => Field::Varint(varint(&mut self.buf)?),
-                1 => Field::Fixed64(u64::from_le_bytes(
-                    take(&mut self.buf, 8)?
-                        .try_into()
-                        .map_err(|_| "bad fixed64")?,
-                )),
+                1 => Field::Fixed64(u64::from_le_bytes(fixed(take(&mut self.buf, 8)?))),
                 2 => {
                     let n = varint(&mut self.buf)? as usize;
                     Field::Bytes(take(&mut self.buf, n)?)
                 }
-                5 => Field::Fixed32(u32::from_le_bytes(
-                    take(&mut self.buf, 4)?
-                        .try_into()
-                        .map_err(|_| "bad fixed32")?,
-                )),
-                other => return Err(format!("unsupported wire type {other}")),
+                5 => Field::Fixed32(u32::from_le_bytes(fixed(take(&mut self.buf, 4)?))),
+                other => return Err(RiemannError::WireType(other)),
             };
             Ok((key >> 3, value))
         };
@@ -91,8 +116,15 @@ impl<'a> Iterator for Fields<'a> {
     }
 }
 
-fn text(bytes: &[u8]) -> Result<&str, String> {
-    std::str::from_utf8(bytes).map_err(|_| "string field is not UTF-8".to_string())
+/// `N` bytes that `take` returned (it checked the length).
+fn fixed<const N: usize>(bytes: &[u8]) -> [u8; N] {
+    let mut out = [0; N];
+    out.copy_from_slice(bytes);
+    out
+}
+
+fn text(bytes: &[u8]) -> Result<&str, RiemannError> {
+    std::str::from_utf8(bytes).map_err(|_| RiemannError::NotUtf8)
 }
 
 /// The service collectd's `write_riemann` means, rebuilt from its attributes
@@ -126,7 +158,7 @@ fn decode_event(
     buf: &[u8],
     now: EpochMillis,
     max_name_length: usize,
-) -> Result<Option<Event>, String> {
+) -> Result<Option<Event>, RiemannError> {
     let (mut service, mut host) = (None, None);
     let (mut time_s, mut time_us) = (None, None);
     let mut metric = None;
@@ -148,7 +180,7 @@ fn decode_event(
                         _ => {}
                     }
                 }
-                let key = key.ok_or("attribute without key")?;
+                let key = key.ok_or(RiemannError::AttributeWithoutKey)?;
                 attributes.push((key.replace('.', "_"), value.to_string()));
             }
             (10, Field::Varint(v)) => time_us = Some(v as i64),
@@ -163,21 +195,27 @@ fn decode_event(
         return Ok(None);
     };
     if !value.is_finite() {
-        return Err("metric is not finite".into());
+        return Err(RiemannError::NotFinite);
     }
     let name = match service.filter(|s| !s.is_empty()) {
         Some(s) => std::borrow::Cow::Borrowed(s),
         None => collectd_service(&attributes)
             .map(std::borrow::Cow::Owned)
-            .ok_or("event without service")?,
+            .ok_or(RiemannError::NoService)?,
     };
     let name = name.as_ref();
-    check_text(name, max_name_length).map_err(|e| e.to_string())?;
+    check_text(name, max_name_length).map_err(|why| RiemannError::Text {
+        field: "service",
+        why,
+    })?;
     if let Some(h) = host {
-        check_text(h, max_name_length).map_err(|e| e.to_string())?;
+        check_text(h, max_name_length).map_err(|why| RiemannError::Text { field: "host", why })?;
     }
     for label in &labels {
-        check_text(label, max_name_length).map_err(|why| format!("tag {label:?} {why}"))?;
+        check_text(label, max_name_length).map_err(|why| RiemannError::Tag {
+            tag: label.to_string(),
+            why,
+        })?;
     }
     let timestamp = time_us
         .map(|us| us / 1000)
@@ -201,7 +239,7 @@ pub fn decode_msg(
     now: EpochMillis,
     max_name_length: usize,
     out: &mut Vec<Event>,
-) -> Result<u64, String> {
+) -> Result<u64, RiemannError> {
     let mut skipped = 0;
     for field in (Fields { buf }) {
         if let (6, Field::Bytes(b)) = field? {
@@ -279,7 +317,7 @@ async fn answer_connection<C: Clock>(
             Err(e) => {
                 Stats::add(&ctx.stats.riemann_bad, 1);
                 crate::ingest::badlog::RIEMANN.report(now, &e, "(a TCP message)");
-                Err(e)
+                Err(e.to_string())
             }
         };
         if write_reply(&mut stream, reply.err().as_deref())
@@ -413,5 +451,204 @@ mod tests {
             Some("load/load/shortterm".into())
         );
         assert_eq!(collectd_service(&attrs(&[("dc", "par")])), None);
+    }
+
+    /// Riemann's own schema (riemann.proto), encoded by `prost`: what real clients send.
+    mod wire {
+        #[derive(Clone, PartialEq, prost::Message)]
+        pub struct Msg {
+            #[prost(bool, optional, tag = "2")]
+            pub ok: Option<bool>,
+            #[prost(string, optional, tag = "3")]
+            pub error: Option<String>,
+            #[prost(message, repeated, tag = "6")]
+            pub events: Vec<Event>,
+        }
+
+        #[derive(Clone, PartialEq, prost::Message)]
+        pub struct Event {
+            #[prost(int64, optional, tag = "1")]
+            pub time: Option<i64>,
+            #[prost(string, optional, tag = "2")]
+            pub state: Option<String>,
+            #[prost(string, optional, tag = "3")]
+            pub service: Option<String>,
+            #[prost(string, optional, tag = "4")]
+            pub host: Option<String>,
+            #[prost(string, optional, tag = "5")]
+            pub description: Option<String>,
+            #[prost(string, repeated, tag = "7")]
+            pub tags: Vec<String>,
+            #[prost(float, optional, tag = "8")]
+            pub ttl: Option<f32>,
+            #[prost(message, repeated, tag = "9")]
+            pub attributes: Vec<Attribute>,
+            #[prost(int64, optional, tag = "10")]
+            pub time_micros: Option<i64>,
+            #[prost(sint64, optional, tag = "13")]
+            pub metric_sint64: Option<i64>,
+            #[prost(double, optional, tag = "14")]
+            pub metric_d: Option<f64>,
+            #[prost(float, optional, tag = "15")]
+            pub metric_f: Option<f32>,
+        }
+
+        #[derive(Clone, PartialEq, prost::Message)]
+        pub struct Attribute {
+            #[prost(string, required, tag = "1")]
+            pub key: String,
+            #[prost(string, optional, tag = "2")]
+            pub value: Option<String>,
+        }
+    }
+
+    /// A small deterministic generator (xorshift64*), so that a failure can be replayed.
+    struct Gen(u64);
+
+    impl Gen {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+
+        fn word(&mut self, prefix: &str) -> String {
+            const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789-_/ .:";
+            let len = 1 + self.below(12) as usize;
+            let mut w = String::from(prefix);
+            w.extend((0..len).map(|_| CHARS[self.below(CHARS.len() as u64) as usize] as char));
+            w
+        }
+
+        fn event(&mut self) -> wire::Event {
+            let mut e = wire::Event {
+                service: Some(self.word("svc")),
+                host: (self.below(3) > 0).then(|| self.word("host")),
+                state: (self.below(2) == 0).then(|| "ok".into()),
+                description: (self.below(4) == 0).then(|| self.word("d")),
+                ttl: (self.below(3) == 0).then_some(60.0),
+                ..Default::default()
+            };
+            e.tags = (0..self.below(4))
+                .map(|i| self.word(&format!("t{i}")))
+                .collect();
+            e.attributes = (0..self.below(4))
+                .map(|i| wire::Attribute {
+                    key: self.word(&format!("k{i}.")),
+                    value: Some(self.word("v")),
+                })
+                .collect();
+            match self.below(4) {
+                0 => e.metric_sint64 = Some(self.next() as i64 >> self.below(60)),
+                1 => e.metric_d = Some((self.next() as i64 >> 20) as f64 / 1024.0),
+                2 => e.metric_f = Some((self.below(1 << 20) as f32) / 8.0),
+                _ => {} // no metric: skipped
+            }
+            match self.below(3) {
+                0 => e.time = Some(1_700_000_000 + self.below(1 << 20) as i64),
+                1 => e.time_micros = Some(1_700_000_000_000_000 + self.below(1 << 40) as i64),
+                _ => {}
+            }
+            e
+        }
+    }
+
+    type Decoded = (
+        String,
+        Option<String>,
+        Vec<(String, String)>,
+        Vec<String>,
+        f64,
+        i64,
+    );
+
+    /// What the decoder should make of `e`: name, host, tags, labels, value, time.
+    fn expected(e: &wire::Event, now: EpochMillis) -> Option<Decoded> {
+        let value = e
+            .metric_f
+            .map(f64::from)
+            .or(e.metric_d)
+            .or(e.metric_sint64.map(|v| v as f64))?;
+        let mut tags: Vec<(String, String)> = e
+            .attributes
+            .iter()
+            .map(|a| (a.key.replace('.', "_"), a.value.clone().unwrap_or_default()))
+            .collect();
+        tags.sort();
+        let mut labels = e.tags.clone();
+        labels.sort();
+        let time = e
+            .time_micros
+            .map(|us| us / 1000)
+            .or(e.time.map(|s| s * 1000))
+            .unwrap_or(now);
+        Some((
+            e.service.clone()?,
+            e.host.clone(),
+            tags,
+            labels,
+            value,
+            time,
+        ))
+    }
+
+    fn decoded(e: &Event) -> Decoded {
+        let mut tags: Vec<(String, String)> = e
+            .series
+            .tags()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        tags.sort();
+        let mut labels: Vec<String> = e.series.labels().map(String::from).collect();
+        labels.sort();
+        (
+            e.series.name().to_string(),
+            e.series.host().map(String::from),
+            tags,
+            labels,
+            e.sample.as_value().unwrap(),
+            e.timestamp,
+        )
+    }
+
+    #[test]
+    fn messages_encoded_by_prost_decode_to_the_same_events() {
+        use prost::Message;
+        let mut gen = Gen(0x5eed_1234_abcd_0001);
+        let now = 1_800_000_000_000;
+        for round in 0..500 {
+            let msg = wire::Msg {
+                events: (0..gen.below(6)).map(|_| gen.event()).collect(),
+                ..Default::default()
+            };
+            let mut out = Vec::new();
+            let skipped = decode_msg(&msg.encode_to_vec(), now, 255, &mut out)
+                .unwrap_or_else(|e| panic!("round {round}: {e} for {msg:?}"));
+            let want: Vec<Decoded> = msg.events.iter().filter_map(|e| expected(e, now)).collect();
+            let got: Vec<Decoded> = out.iter().map(decoded).collect();
+            assert_eq!(got, want, "round {round}: {msg:?}");
+            assert_eq!(
+                skipped as usize,
+                msg.events.len() - want.len(),
+                "round {round}"
+            );
+        }
+    }
+
+    #[test]
+    fn replies_decode_with_prost() {
+        use prost::Message;
+        let ok = wire::Msg::decode(encode_reply(None).as_slice()).unwrap();
+        assert_eq!((ok.ok, ok.error), (Some(true), None));
+        let refused = wire::Msg::decode(encode_reply(Some("queue full")).as_slice()).unwrap();
+        assert_eq!(
+            (refused.ok, refused.error.as_deref()),
+            (Some(false), Some("queue full"))
+        );
     }
 }
