@@ -373,3 +373,136 @@ pub async fn serve<C: Clock>(
         done,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    //! The consolidator task on a manual clock and tokio's paused time: what it records, when it
+    //! hands buckets on, how it pushes back while the writer is full, and what it writes at the
+    //! end of input.
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::event::{Event, MetricKind, SeriesKey};
+    use crate::ingest::handle::SubmitError;
+
+    const STEP_MS: i64 = 20_000;
+
+    fn gauge(name: &str, value: f64, at: i64) -> Event {
+        Event::value(
+            SeriesKey::new(name, None, &mut []),
+            MetricKind::Gauge,
+            value,
+            at,
+        )
+    }
+
+    struct Harness {
+        ingest: IngestHandle,
+        closed: mpsc::Receiver<Closed>,
+        clock: ManualClock,
+        stats: Arc<Stats>,
+        task: JoinHandle<()>,
+    }
+
+    /// A consolidator task of one 20 s archive (no lateness) whose writer queue holds `room`.
+    fn start(room: usize) -> Harness {
+        let spec = ArchiveSpec {
+            step_ms: STEP_MS,
+            lateness_ms: 0,
+            sketches: false,
+        };
+        let (ingest, queue) = ingest_channel(8);
+        let (output, closed) = mpsc::channel(room);
+        let clock = ManualClock::new(0);
+        let stats = Arc::new(Stats::default());
+        let task = ConsolidatorTask {
+            consolidator: Consolidator::new(&[spec], 100),
+            input: queue.requests,
+            input_open: true,
+            output,
+            clock: Arc::new(clock.clone()),
+            stats: stats.clone(),
+            congestion: queue.congestion,
+        };
+        Harness {
+            ingest,
+            closed,
+            clock,
+            stats,
+            task: tokio::spawn(task.run(Duration::from_millis(100))),
+        }
+    }
+
+    /// Lets a few ticks pass in virtual time.
+    async fn a_few_ticks() {
+        tokio::time::sleep(Duration::from_millis(350)).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn buckets_are_handed_on_once_the_clock_passes_their_end() {
+        let mut h = start(16);
+        let report = h
+            .ingest
+            .submit(vec![gauge("a", 1.0, 1_000), gauge("a", 3.0, 2_000)])
+            .await
+            .unwrap();
+        assert_eq!((report.accepted, report.late), (2, 0));
+        h.clock.set(STEP_MS - 1);
+        a_few_ticks().await;
+        assert!(h.closed.try_recv().is_err(), "not before the bucket's end");
+        h.clock.set(STEP_MS);
+        a_few_ticks().await;
+        let bucket = h.closed.try_recv().unwrap();
+        assert_eq!((bucket.summary.count, bucket.summary.sum), (2, 4.0));
+        let late = h.ingest.submit(vec![gauge("a", 5.0, 3_000)]).await.unwrap();
+        assert_eq!(late.late, 1, "its bucket is written");
+        assert_eq!(h.stats.snapshot().events_late, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_writer_raises_congestion_and_input_is_still_served() {
+        let mut h = start(1);
+        let events: Vec<Event> = (0..3).map(|i| gauge(&format!("s{i}"), 1.0, 0)).collect();
+        h.ingest.submit(events).await.unwrap();
+        h.clock.set(STEP_MS);
+        a_few_ticks().await;
+        assert!(matches!(
+            h.ingest.submit(vec![gauge("new", 1.0, STEP_MS)]).await,
+            Err(SubmitError::Busy)
+        ));
+        let live = h.ingest.live(None, 10).await.unwrap();
+        assert!(
+            live.is_empty(),
+            "while it waits for the writer it still answers"
+        );
+        for _ in 0..3 {
+            h.closed.recv().await.unwrap();
+        }
+        a_few_ticks().await;
+        h.ingest
+            .submit(vec![gauge("new", 1.0, STEP_MS)])
+            .await
+            .expect("congestion cleared once the writer took everything");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_end_of_input_writes_every_open_bucket() {
+        let mut h = start(16);
+        h.ingest
+            .submit(vec![gauge("a", 1.0, 0), gauge("b", 2.0, 5_000)])
+            .await
+            .unwrap();
+        drop(h.ingest);
+        h.task.await.unwrap();
+        let mut written = Vec::new();
+        while let Some(c) = h.closed.recv().await {
+            written.push(c.summary.sum);
+        }
+        written.sort_by(f64::total_cmp);
+        assert_eq!(
+            written,
+            [1.0, 2.0],
+            "partial buckets too, and then the output closes"
+        );
+    }
+}
