@@ -172,14 +172,6 @@ impl Summary {
         self.sum / self.count as f64
     }
 
-    pub fn first_at(&self) -> EpochMillis {
-        self.start + EpochMillis::from(self.first_offset)
-    }
-
-    pub fn last_at(&self) -> EpochMillis {
-        self.start + EpochMillis::from(self.last_offset)
-    }
-
     fn is_empty(&self) -> bool {
         self.count == 0
     }

@@ -9,7 +9,7 @@
 //! common case) costs a binary search.
 
 /// Members counted exactly, at most; past this the count is an estimate.
-pub const MAX_EXACT: usize = 2048;
+pub(crate) const MAX_EXACT: usize = 2048;
 const PRECISION: u32 = 14;
 const REGISTERS: usize = 1 << PRECISION;
 

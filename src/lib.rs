@@ -13,21 +13,24 @@
 //!   periods and spans), [`naming`] (index names), [`schedule`] (cron), [`stats`] (counters),
 //!   [`clock`] (the only wall-clock read and wait).
 
+#![deny(unsafe_code)]
+#![warn(unreachable_pub, clippy::undocumented_unsafe_blocks)]
+
 pub mod calendar;
 pub mod clock;
 pub mod config;
 pub mod consolidate;
-pub mod distinct;
+pub(crate) mod distinct;
 pub mod event;
-pub mod ingest;
+pub(crate) mod ingest;
 pub mod maintain;
-pub mod naming;
+pub(crate) mod naming;
 pub mod persist;
 pub mod pipeline;
-pub mod query;
+pub(crate) mod query;
 pub mod replay;
-pub mod schedule;
-pub mod sketch;
+pub(crate) mod schedule;
+pub(crate) mod sketch;
 pub mod stats;
 
 #[cfg(test)]

@@ -96,11 +96,6 @@ impl IndexNaming {
         pattern
     }
 
-    /// Whether the template names the archive (without it, archives must differ in period).
-    pub fn has_archive(&self) -> bool {
-        self.pieces.contains(&Piece::Archive)
-    }
-
     /// The period start encoded in `name` if it is the index of `archive`'s period, else `None`.
     pub fn parse_name(
         &self,
@@ -131,7 +126,7 @@ impl IndexNaming {
 }
 
 /// Checks the rules both Elasticsearch and OpenSearch apply to index names.
-pub fn validate_index_name(name: &str) -> Result<(), NamingError> {
+pub(crate) fn validate_index_name(name: &str) -> Result<(), NamingError> {
     let invalid = |why| {
         Err(NamingError::InvalidName {
             name: name.to_string(),
@@ -187,7 +182,6 @@ mod tests {
             ".samplerr-2016"
         );
         assert_eq!(naming.wildcard(), ".samplerr-*");
-        assert!(!naming.has_archive());
     }
 
     #[test]

@@ -11,11 +11,12 @@
 use base64::Engine as _;
 
 /// The documented bound on the relative error of a quantile.
-pub const RELATIVE_ACCURACY: f64 = 0.01;
+pub(crate) const RELATIVE_ACCURACY: f64 = 0.01;
 /// Slightly tighter than documented, so that rounding in `ln` at bin edges stays inside the bound.
 const INTERNAL_ACCURACY: f64 = 0.0099;
+const _: () = assert!(INTERNAL_ACCURACY < RELATIVE_ACCURACY);
 /// Bins per sign.
-pub const MAX_BINS: usize = 2048;
+pub(crate) const MAX_BINS: usize = 2048;
 /// Magnitudes below this count as zero.
 const MIN_MAGNITUDE: f64 = 1e-12;
 const FORMAT_VERSION: u8 = 1;
@@ -89,7 +90,7 @@ impl Store {
             let lowest = (high - MAX_BINS as i32 + 1).max(index);
             let grow = (self.offset - lowest) as usize;
             if grow > 0 {
-                self.counts.splice(0..0, std::iter::repeat(0).take(grow));
+                self.counts.splice(0..0, std::iter::repeat_n(0, grow));
                 self.offset = lowest;
             }
             return (index.max(lowest) - self.offset) as usize;
@@ -386,7 +387,8 @@ impl Reader<'_> {
 }
 
 /// The exact nearest-rank quantile of `sorted` (the definition the sketch approximates).
-pub fn nearest_rank(sorted: &[f64], q: f64) -> Option<f64> {
+#[cfg(test)]
+fn nearest_rank(sorted: &[f64], q: f64) -> Option<f64> {
     if sorted.is_empty() {
         return None;
     }

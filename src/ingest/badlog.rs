@@ -7,22 +7,22 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use crate::clock::EpochMillis;
 
 /// At most one warning per protocol per this many milliseconds.
-pub const LOG_INTERVAL_MS: i64 = 10_000;
+pub(crate) const LOG_INTERVAL_MS: i64 = 10_000;
 const EXCERPT: usize = 160;
 
 /// The rate-limited warning of one protocol.
-pub struct BadInputLog {
+pub(crate) struct BadInputLog {
     protocol: &'static str,
     next_at: AtomicI64,
     suppressed: AtomicU64,
 }
 
-pub static STATSD: BadInputLog = BadInputLog::new("statsd");
-pub static GRAPHITE: BadInputLog = BadInputLog::new("graphite");
-pub static RIEMANN: BadInputLog = BadInputLog::new("riemann");
+pub(crate) static STATSD: BadInputLog = BadInputLog::new("statsd");
+pub(crate) static GRAPHITE: BadInputLog = BadInputLog::new("graphite");
+pub(crate) static RIEMANN: BadInputLog = BadInputLog::new("riemann");
 
 impl BadInputLog {
-    pub const fn new(protocol: &'static str) -> Self {
+    pub(crate) const fn new(protocol: &'static str) -> Self {
         Self {
             protocol,
             next_at: AtomicI64::new(i64::MIN),
@@ -31,7 +31,12 @@ impl BadInputLog {
     }
 
     /// Reports one bad input seen at `now`; true when it was logged.
-    pub fn report(&self, now: EpochMillis, problem: &dyn std::fmt::Display, input: &str) -> bool {
+    pub(crate) fn report(
+        &self,
+        now: EpochMillis,
+        problem: &dyn std::fmt::Display,
+        input: &str,
+    ) -> bool {
         let next = self.next_at.load(Ordering::Relaxed);
         let due = now >= next
             && self

@@ -9,7 +9,7 @@ use crate::ingest::handle::IngestHandle;
 use crate::stats::Stats;
 
 /// Shared by every listener; cheap to clone (one clone per connection or receive thread).
-pub struct ListenerContext<C> {
+pub(crate) struct ListenerContext<C> {
     pub ingest: IngestHandle,
     pub clock: Arc<C>,
     pub stats: Arc<Stats>,

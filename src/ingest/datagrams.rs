@@ -47,18 +47,18 @@ const MIN_ARRIVALS_PER_PAUSE: f64 = 4.0;
 
 /// Parses one datagram into `out` (stamped `now` when the protocol carries no time), counting
 /// its own bad input.
-pub type ParseDatagram = Box<dyn FnMut(&[u8], EpochMillis, &mut Vec<Event>) + Send>;
+pub(crate) type ParseDatagram = Box<dyn FnMut(&[u8], EpochMillis, &mut Vec<Event>) + Send>;
 
 /// A bound UDP socket and the receive buffer the kernel gave it (where the platform does not
 /// tell, [`ASSUMED_BUFFER_BYTES`]).
-pub struct BoundUdp {
+pub(crate) struct BoundUdp {
     pub socket: UdpSocket,
     pub receive_buffer_bytes: usize,
 }
 
 /// Binds a non-blocking UDP socket on `addr` with a receive buffer of `receive_buffer_bytes`
 /// (0: the kernel default). A smaller buffer than asked is logged, not an error.
-pub fn bind_udp(addr: SocketAddr, receive_buffer_bytes: usize) -> io::Result<BoundUdp> {
+pub(crate) fn bind_udp(addr: SocketAddr, receive_buffer_bytes: usize) -> io::Result<BoundUdp> {
     let socket = UdpSocket::bind(addr)?;
     socket.set_nonblocking(true)?;
     if receive_buffer_bytes > 0 {
@@ -82,7 +82,7 @@ pub fn bind_udp(addr: SocketAddr, receive_buffer_bytes: usize) -> io::Result<Bou
 
 /// Starts the receive thread for `udp`; it stops within [`IDLE`] of `shutdown`, after handing
 /// over what it holds.
-pub fn spawn_receiver<C: Clock>(
+pub(crate) fn spawn_receiver<C: Clock>(
     name: &str,
     udp: BoundUdp,
     parse: ParseDatagram,
@@ -291,8 +291,9 @@ impl<C: Clock> Receiver<C> {
 }
 
 /// The system calls behind the receiver: `recvmmsg` and socket options on Linux, one datagram
-/// per call elsewhere.
+/// per call elsewhere. The only module allowed `unsafe` (each block says why it holds).
 #[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
 mod sys {
     use std::io;
     use std::net::UdpSocket;
@@ -307,7 +308,7 @@ mod sys {
 
     /// Buffers and headers for one `recvmmsg` call, built once per receiver. The headers point
     /// into the buffers, which never move (boxed slices are not resized).
-    pub struct Slots {
+    pub(super) struct Slots {
         buffers: Box<[u8]>,
         _iovecs: Box<[libc::iovec]>,
         _controls: Box<[u64]>,
@@ -317,7 +318,7 @@ mod sys {
     }
 
     impl Slots {
-        pub fn new() -> Self {
+        pub(super) fn new() -> Self {
             let mut buffers = vec![0u8; SLOTS * SLOT_BYTES].into_boxed_slice();
             let mut iovecs: Box<[libc::iovec]> = buffers
                 .chunks_exact_mut(SLOT_BYTES)
@@ -349,7 +350,7 @@ mod sys {
         }
 
         /// Receives what is queued, up to [`SLOTS`] datagrams, without blocking; 0 when none is.
-        pub fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        pub(super) fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
             for header in self.headers.iter_mut() {
                 // The kernel writes back how much control data it used.
                 header.msg_hdr.msg_controllen = CONTROL_WORDS * 8;
@@ -387,7 +388,7 @@ mod sys {
         }
 
         /// The payload of datagram `i` of the last [`Slots::receive`].
-        pub fn datagram(&self, i: usize) -> &[u8] {
+        pub(super) fn datagram(&self, i: usize) -> &[u8] {
             let len = self.headers[i].msg_len as usize;
             &self.buffers[i * SLOT_BYTES..][..len.min(SLOT_BYTES)]
         }
@@ -395,7 +396,7 @@ mod sys {
         /// How many datagrams the kernel had dropped on this socket (its receive buffer full)
         /// when it queued the last datagram that told, if it had dropped any. A drop is told by
         /// the next datagram the kernel queues.
-        pub fn kernel_drops(&self) -> Option<u32> {
+        pub(super) fn kernel_drops(&self) -> Option<u32> {
             self.drops
         }
 
@@ -422,12 +423,12 @@ mod sys {
     }
 
     /// Asks the kernel to attach the socket's drop counter to received datagrams.
-    pub fn count_drops(socket: &UdpSocket) -> io::Result<()> {
+    pub(super) fn count_drops(socket: &UdpSocket) -> io::Result<()> {
         set_int(socket, libc::SO_RXQ_OVFL, 1)
     }
 
     /// True when a datagram is waiting; false after `timeout` (or a signal).
-    pub fn wait_readable(socket: &UdpSocket, timeout: Duration) -> bool {
+    pub(super) fn wait_readable(socket: &UdpSocket, timeout: Duration) -> bool {
         let mut fd = libc::pollfd {
             fd: socket.as_raw_fd(),
             events: libc::POLLIN,
@@ -441,7 +442,7 @@ mod sys {
     /// Asks for `bytes` of receive buffer: beyond `net.core.rmem_max` when the process may
     /// (CAP_NET_ADMIN), else up to it. Linux doubles the size it is given (the other half pays
     /// for its bookkeeping, which the measure counts too), so it is given half.
-    pub fn set_receive_buffer(socket: &UdpSocket, bytes: usize) -> io::Result<()> {
+    pub(super) fn set_receive_buffer(socket: &UdpSocket, bytes: usize) -> io::Result<()> {
         let half = (bytes / 2).min(libc::c_int::MAX as usize) as libc::c_int;
         if set_int(socket, libc::SO_RCVBUFFORCE, half).is_ok() {
             return Ok(());
@@ -450,7 +451,7 @@ mod sys {
     }
 
     /// The receive buffer the socket has, in bytes of the kernel's measure.
-    pub fn receive_buffer(socket: &UdpSocket) -> io::Result<Option<usize>> {
+    pub(super) fn receive_buffer(socket: &UdpSocket) -> io::Result<Option<usize>> {
         let mut value: libc::c_int = 0;
         let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
         // SAFETY: `value` and `len` are valid for writes of an int.

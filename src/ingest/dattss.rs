@@ -15,7 +15,7 @@ use crate::ingest::json::{InvalidEvent, Location};
 use crate::ingest::limits::{check_text, Limits};
 
 /// Parses a DaTtSs value: `1c` (counter), `153ms` (timer), `23g` (gauge), optionally ending `!`.
-pub fn parse_value(text: &str) -> Result<(MetricKind, f64), String> {
+pub(crate) fn parse_value(text: &str) -> Result<(MetricKind, f64), String> {
     let text = text.strip_suffix('!').unwrap_or(text);
     let digits_end = text
         .char_indices()
@@ -36,7 +36,11 @@ pub fn parse_value(text: &str) -> Result<(MetricKind, f64), String> {
 
 /// Parses a DaTtSs v1 line `auth:process:stat:value`; the name is `process:stat` (the auth key
 /// is the account, not part of the series).
-pub fn parse_line(line: &str, now: EpochMillis, max_name_length: usize) -> Result<Event, String> {
+pub(crate) fn parse_line(
+    line: &str,
+    now: EpochMillis,
+    max_name_length: usize,
+) -> Result<Event, String> {
     let (head, value) = line.rsplit_once(':').ok_or("no ':' before the value")?;
     let (_auth, name) = head
         .split_once(':')
@@ -52,7 +56,7 @@ pub fn parse_line(line: &str, now: EpochMillis, max_name_length: usize) -> Resul
 }
 
 /// True when `line` is DaTtSs rather than statsd (statsd lines always have a `|`).
-pub fn looks_like_dattss(line: &str) -> bool {
+pub(crate) fn looks_like_dattss(line: &str) -> bool {
     !line.contains('|') && line.matches(':').count() >= 3
 }
 
@@ -101,7 +105,7 @@ struct RawPartial<'a> {
 
 /// Parses a whole `PUT /agg` body into one partial event per entry, stamped `limits.now`; the
 /// first bad entry fails the request, naming it (`c[2]`) and the field.
-pub fn parse_agg(body: &[u8], limits: &Limits) -> Result<Vec<Event>, InvalidEvent> {
+pub(crate) fn parse_agg(body: &[u8], limits: &Limits) -> Result<Vec<Event>, InvalidEvent> {
     let whole = |message: String| InvalidEvent {
         at: Location::Body,
         field: None,

@@ -18,7 +18,7 @@ use crate::stats::Stats;
 
 /// Parses one line; `limits.now` stands in for a missing or negative timestamp, and points
 /// further ahead of it than the configured skew are refused, as on the HTTP API.
-pub fn parse_line(line: &str, limits: &Limits) -> Result<Option<Event>, String> {
+pub(crate) fn parse_line(line: &str, limits: &Limits) -> Result<Option<Event>, String> {
     let (now, max_name_length) = (limits.now, limits.max_name_length);
     let mut parts = line.split_whitespace();
     let (Some(path), Some(value)) = (parts.next(), parts.next()) else {
@@ -64,7 +64,7 @@ pub fn parse_line(line: &str, limits: &Limits) -> Result<Option<Event>, String> 
 }
 
 /// Parses every line of `text` into `out`; returns the number of bad lines.
-pub fn parse_lines(text: &str, limits: &Limits, out: &mut Vec<Event>) -> u64 {
+pub(crate) fn parse_lines(text: &str, limits: &Limits, out: &mut Vec<Event>) -> u64 {
     let mut bad = 0;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         match parse_line(line, limits) {
@@ -80,7 +80,11 @@ pub fn parse_lines(text: &str, limits: &Limits, out: &mut Vec<Event>) -> u64 {
 }
 
 /// Accepts TCP connections until `shutdown`, each read line by line (see [`crate::ingest::lines`]).
-pub async fn run_tcp<C: Clock>(listener: TcpListener, cfg: IngestConfig, ctx: ListenerContext<C>) {
+pub(crate) async fn run_tcp<C: Clock>(
+    listener: TcpListener,
+    cfg: IngestConfig,
+    ctx: ListenerContext<C>,
+) {
     let parse: ParseLine =
         Arc::new(
             move |line, now, out| match parse_line(line, &Limits::new(&cfg, now)) {
@@ -99,7 +103,7 @@ pub async fn run_tcp<C: Clock>(listener: TcpListener, cfg: IngestConfig, ctx: Li
 
 /// Starts the thread that receives UDP datagrams of lines until `shutdown` (see
 /// [`crate::ingest::datagrams`]).
-pub fn spawn_udp<C: Clock>(
+pub(crate) fn spawn_udp<C: Clock>(
     udp: BoundUdp,
     cfg: IngestConfig,
     ctx: ListenerContext<C>,

@@ -18,20 +18,20 @@ use crate::event::Event;
 
 /// Events on their way to the consolidator, with a slot for its answer (`None`: nobody waits,
 /// and a refused batch is counted as `udp_dropped`).
-pub struct IngestBatch {
+pub(crate) struct IngestBatch {
     pub events: Vec<Event>,
     pub reply: Option<oneshot::Sender<Result<BatchReport, ConsolidateError>>>,
 }
 
 /// A request for the open buckets (`/v1/live`).
-pub struct LiveRequest {
+pub(crate) struct LiveRequest {
     pub name: Option<String>,
     pub limit: usize,
     pub reply: oneshot::Sender<Vec<OpenSeries>>,
 }
 
 /// What the consolidator task is asked to do.
-pub enum Request {
+pub(crate) enum Request {
     Ingest(IngestBatch),
     Live(LiveRequest),
 }
@@ -56,27 +56,27 @@ pub struct HandOffRefused {
 
 /// Set by the consolidator while the writer's queue is full; read by every handle.
 #[derive(Debug, Clone, Default)]
-pub struct Congestion(Arc<AtomicBool>);
+pub(crate) struct Congestion(Arc<AtomicBool>);
 
 impl Congestion {
-    pub fn set(&self, congested: bool) {
+    pub(crate) fn set(&self, congested: bool) {
         self.0.store(congested, Ordering::Relaxed);
     }
 
-    pub fn is_set(&self) -> bool {
+    pub(crate) fn is_set(&self) -> bool {
         self.0.load(Ordering::Relaxed)
     }
 }
 
 /// The receiving side: what the consolidator task reads, and the flag it raises when it cannot
 /// hand its output on.
-pub struct IngestQueue {
+pub(crate) struct IngestQueue {
     pub requests: mpsc::Receiver<Request>,
     pub congestion: Congestion,
 }
 
 /// A bounded queue of `capacity` requests between the listeners and the consolidator.
-pub fn ingest_channel(capacity: usize) -> (IngestHandle, IngestQueue) {
+pub(crate) fn ingest_channel(capacity: usize) -> (IngestHandle, IngestQueue) {
     let (tx, requests) = mpsc::channel(capacity);
     let congestion = Congestion::default();
     let handle = IngestHandle {

@@ -25,7 +25,7 @@ use crate::persist::backend::SearchBackend;
 use crate::stats::Stats;
 
 /// What the handlers share.
-pub struct AppState<B, C> {
+pub(crate) struct AppState<B, C> {
     ingest: IngestHandle,
     backend: Arc<B>,
     clock: Arc<C>,
@@ -46,7 +46,7 @@ impl<B, C> Clone for AppState<B, C> {
 }
 
 impl<B, C> AppState<B, C> {
-    pub fn new(
+    pub(crate) fn new(
         ingest: IngestHandle,
         backend: Arc<B>,
         clock: Arc<C>,
@@ -64,7 +64,10 @@ impl<B, C> AppState<B, C> {
 }
 
 /// The API's routes.
-pub fn router<B: SearchBackend, C: Clock>(state: AppState<B, C>, max_body_bytes: usize) -> Router {
+pub(crate) fn router<B: SearchBackend, C: Clock>(
+    state: AppState<B, C>,
+    max_body_bytes: usize,
+) -> Router {
     Router::new()
         .route("/v1/metrics", post(post_metrics::<B, C>))
         .route("/agg", put(put_agg::<B, C>))

@@ -92,7 +92,7 @@ impl RawEvent<'_> {
 }
 
 /// Parses and validates a whole body, or returns the first problem.
-pub fn parse_body(body: &[u8], limits: &Limits) -> Result<Vec<Event>, InvalidEvent> {
+pub(crate) fn parse_body(body: &[u8], limits: &Limits) -> Result<Vec<Event>, InvalidEvent> {
     let body_err = |message: String| InvalidEvent {
         at: Location::Body,
         field: None,
@@ -143,7 +143,11 @@ fn line_of(body: &[u8], offset: usize) -> usize {
 }
 
 /// Parses and validates one event object.
-pub fn parse_event(json: &str, at: Location, limits: &Limits) -> Result<Event, InvalidEvent> {
+pub(crate) fn parse_event(
+    json: &str,
+    at: Location,
+    limits: &Limits,
+) -> Result<Event, InvalidEvent> {
     let err = |field: Option<&'static str>, message: String| InvalidEvent { at, field, message };
     if !json.starts_with('{') {
         return Err(err(None, "expected a JSON object".into()));

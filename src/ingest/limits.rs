@@ -29,7 +29,7 @@ impl Limits {
 
 /// Why a name, host, tag key or label was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TextError {
+pub(crate) enum TextError {
     #[error("must not be empty")]
     Empty,
     #[error("is {len} bytes long, more than the limit of {max}")]
@@ -39,7 +39,7 @@ pub enum TextError {
 }
 
 /// Checks a name, host or tag key: non-empty, at most `max_len` bytes, no control characters.
-pub fn check_text(s: &str, max_len: usize) -> Result<(), TextError> {
+pub(crate) fn check_text(s: &str, max_len: usize) -> Result<(), TextError> {
     if s.is_empty() {
         return Err(TextError::Empty);
     }
@@ -59,14 +59,14 @@ pub fn check_text(s: &str, max_len: usize) -> Result<(), TextError> {
 /// Too many entries in a list of tags or labels.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("has {count} {what}, more than the limit of {limit}")]
-pub struct TooMany {
+pub(crate) struct TooMany {
     pub what: &'static str,
     pub count: usize,
     pub limit: usize,
 }
 
 /// Checks that a list of `what` (tags, labels) has at most `limit` entries.
-pub fn check_count(what: &'static str, count: usize, limit: usize) -> Result<(), TooMany> {
+pub(crate) fn check_count(what: &'static str, count: usize, limit: usize) -> Result<(), TooMany> {
     if count > limit {
         return Err(TooMany { what, count, limit });
     }

@@ -15,19 +15,19 @@ use crate::ingest::tcp::accept_connections;
 use crate::stats::Stats;
 
 /// Longest line accepted; longer ones are bad lines (and never buffered whole).
-pub const MAX_LINE: usize = 4096;
+pub(crate) const MAX_LINE: usize = 4096;
 /// Events handed over per batch at most.
 const BATCH: usize = 5_000;
 
 /// Parses one line into `out` (stamped `now` when the protocol has no time); false for a bad line.
-pub type ParseLine = Arc<dyn Fn(&str, EpochMillis, &mut Vec<Event>) -> bool + Send + Sync>;
+pub(crate) type ParseLine = Arc<dyn Fn(&str, EpochMillis, &mut Vec<Event>) -> bool + Send + Sync>;
 
 /// Which counter of [`Stats`] counts a listener's bad lines.
-pub type BadLines = fn(&Stats) -> &AtomicU64;
+pub(crate) type BadLines = fn(&Stats) -> &AtomicU64;
 
 /// Reads one line of at most `max` bytes into `buf` (without the newline). `Ok(None)` at end of
 /// input; `Ok(Some(false))` for a longer line, which is skipped up to its newline.
-pub async fn read_line_bounded<R: AsyncBufRead + Unpin>(
+pub(crate) async fn read_line_bounded<R: AsyncBufRead + Unpin>(
     reader: &mut R,
     buf: &mut Vec<u8>,
     max: usize,
@@ -65,7 +65,7 @@ pub async fn read_line_bounded<R: AsyncBufRead + Unpin>(
 }
 
 /// Accepts connections until `shutdown`; each is read line by line with `parse`.
-pub async fn serve_tcp_lines<C: Clock>(
+pub(crate) async fn serve_tcp_lines<C: Clock>(
     listener: TcpListener,
     parse: ParseLine,
     bad_lines: BadLines,

@@ -23,14 +23,14 @@ pub struct ListenError {
 
 /// Where each configured listener ended up (`None`: not configured).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ListenerAddrs {
+pub(crate) struct ListenerAddrs {
     pub statsd: Option<SocketAddr>,
     pub graphite: Option<SocketAddr>,
     pub riemann: Option<SocketAddr>,
 }
 
 /// Binds and starts every configured listener; they stop on `ctx.shutdown`.
-pub async fn start_listeners<C: Clock>(
+pub(crate) async fn start_listeners<C: Clock>(
     config: &Config,
     ctx: &ListenerContext<C>,
 ) -> Result<ListenerAddrs, ListenError> {
@@ -78,6 +78,6 @@ async fn bind_pair(
 }
 
 /// Names the address in an I/O error.
-pub fn at(addr: SocketAddr) -> impl Fn(std::io::Error) -> ListenError {
+pub(crate) fn at(addr: SocketAddr) -> impl Fn(std::io::Error) -> ListenError {
     move |source| ListenError { addr, source }
 }

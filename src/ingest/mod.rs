@@ -7,17 +7,17 @@
 //! - transports: `tcp` (the accept loop), `lines` (line-oriented TCP), `datagrams` (UDP);
 //! - protocols: `json` and `http` (the HTTP API), `dattss`, `statsd`, `graphite`, `riemann`.
 
-pub mod badlog;
-pub mod context;
-pub mod datagrams;
-pub mod dattss;
-pub mod graphite;
-pub mod handle;
-pub mod http;
-pub mod json;
-pub mod limits;
-pub mod lines;
-pub mod listeners;
-pub mod riemann;
-pub mod statsd;
-pub mod tcp;
+pub(crate) mod badlog;
+pub(crate) mod context;
+pub(crate) mod datagrams;
+pub(crate) mod dattss;
+pub(crate) mod graphite;
+pub(crate) mod handle;
+pub(crate) mod http;
+pub(crate) mod json;
+pub(crate) mod limits;
+pub(crate) mod lines;
+pub(crate) mod listeners;
+pub(crate) mod riemann;
+pub(crate) mod statsd;
+pub(crate) mod tcp;

@@ -18,7 +18,7 @@ use crate::ingest::tcp::accept_connections;
 use crate::stats::Stats;
 
 /// Largest message accepted over TCP.
-pub const MAX_MESSAGE: usize = 4 * 1024 * 1024;
+pub(crate) const MAX_MESSAGE: usize = 4 * 1024 * 1024;
 
 /// A protobuf field: number and value.
 enum Field<'a> {
@@ -30,7 +30,7 @@ enum Field<'a> {
 
 /// Why a Riemann message was refused (the whole message: nothing of it is ingested).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RiemannError {
+pub(crate) enum RiemannError {
     #[error("truncated varint")]
     TruncatedVarint,
     #[error("varint too long")]
@@ -234,7 +234,7 @@ fn decode_event(
 }
 
 /// Decodes a `Msg` into `out`; returns the number of events skipped for having no metric.
-pub fn decode_msg(
+pub(crate) fn decode_msg(
     buf: &[u8],
     now: EpochMillis,
     max_name_length: usize,
@@ -253,7 +253,7 @@ pub fn decode_msg(
 }
 
 /// `Msg { ok, error }` encoded.
-pub fn encode_reply(error: Option<&str>) -> Vec<u8> {
+pub(crate) fn encode_reply(error: Option<&str>) -> Vec<u8> {
     let mut out = vec![0x10, u8::from(error.is_none())];
     if let Some(e) = error {
         out.push(0x1a);
@@ -269,7 +269,7 @@ pub fn encode_reply(error: Option<&str>) -> Vec<u8> {
 }
 
 /// Accepts TCP connections until `shutdown`: one length-prefixed `Msg` at a time, each answered.
-pub async fn run_tcp<C: Clock>(
+pub(crate) async fn run_tcp<C: Clock>(
     listener: TcpListener,
     max_name_length: usize,
     ctx: ListenerContext<C>,
@@ -341,7 +341,7 @@ async fn write_reply(stream: &mut TcpStream, error: Option<&str>) -> std::io::Re
 
 /// Starts the thread that receives bare `Msg` datagrams until `shutdown` (see
 /// [`crate::ingest::datagrams`]).
-pub fn spawn_udp<C: Clock>(
+pub(crate) fn spawn_udp<C: Clock>(
     udp: BoundUdp,
     max_name_length: usize,
     ctx: ListenerContext<C>,
@@ -456,7 +456,7 @@ mod tests {
     /// Riemann's own schema (riemann.proto), encoded by `prost`: what real clients send.
     mod wire {
         #[derive(Clone, PartialEq, prost::Message)]
-        pub struct Msg {
+        pub(super) struct Msg {
             #[prost(bool, optional, tag = "2")]
             pub ok: Option<bool>,
             #[prost(string, optional, tag = "3")]
@@ -466,7 +466,7 @@ mod tests {
         }
 
         #[derive(Clone, PartialEq, prost::Message)]
-        pub struct Event {
+        pub(super) struct Event {
             #[prost(int64, optional, tag = "1")]
             pub time: Option<i64>,
             #[prost(string, optional, tag = "2")]
@@ -494,7 +494,7 @@ mod tests {
         }
 
         #[derive(Clone, PartialEq, prost::Message)]
-        pub struct Attribute {
+        pub(super) struct Attribute {
             #[prost(string, required, tag = "1")]
             pub key: String,
             #[prost(string, optional, tag = "2")]

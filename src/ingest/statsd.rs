@@ -25,7 +25,7 @@ use crate::stats::Stats;
 
 /// What one datagram gave.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ParseCounts {
+pub(crate) struct ParseCounts {
     pub values: u64,
     pub bad_lines: u64,
 }
@@ -35,7 +35,7 @@ pub struct ParseCounts {
 /// after a flush), so memory follows the gauges in use, not every gauge ever seen; a delta for a
 /// forgotten gauge starts again from 0.
 #[derive(Debug)]
-pub struct GaugeState {
+pub(crate) struct GaugeState {
     values: HashMap<SeriesKey, Gauge>,
     idle_ms: i64,
     next_sweep: EpochMillis,
@@ -52,7 +52,7 @@ struct Gauge {
 const MIN_SWEEP_INTERVAL_MS: i64 = 1_000;
 
 impl GaugeState {
-    pub fn new(idle: Duration) -> Self {
+    pub(crate) fn new(idle: Duration) -> Self {
         Self {
             values: HashMap::new(),
             idle_ms: idle.as_millis() as i64,
@@ -89,31 +89,28 @@ impl GaugeState {
     }
 
     /// Gauges kept.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.values.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
-    }
-
     /// Gauges forgotten since the last call.
-    pub fn take_evicted(&mut self) -> u64 {
+    pub(crate) fn take_evicted(&mut self) -> u64 {
         std::mem::take(&mut self.evicted)
     }
 }
 
 /// The gauge values shared by the UDP and TCP listeners.
-pub type SharedGauges = Arc<std::sync::Mutex<GaugeState>>;
+pub(crate) type SharedGauges = Arc<std::sync::Mutex<GaugeState>>;
 
 /// Gauge state shared by a statsd listener's UDP and TCP sides.
-pub fn shared_gauges(idle: Duration) -> SharedGauges {
+pub(crate) fn shared_gauges(idle: Duration) -> SharedGauges {
     Arc::new(std::sync::Mutex::new(GaugeState::new(idle)))
 }
 
 /// statsd over TCP: the same lines, one connection read line by line, pushing back while the
 /// pipeline is full (see [`crate::ingest::lines`]).
-pub async fn run_tcp<C: Clock>(
+pub(crate) async fn run_tcp<C: Clock>(
     listener: TcpListener,
     max_name_length: usize,
     gauges: SharedGauges,
@@ -132,7 +129,7 @@ pub async fn run_tcp<C: Clock>(
 }
 
 /// Parses every line of `datagram` into `out`; `now` stamps the events.
-pub fn parse_datagram(
+pub(crate) fn parse_datagram(
     datagram: &str,
     now: EpochMillis,
     max_name_length: usize,
@@ -159,7 +156,7 @@ pub fn parse_datagram(
 }
 
 /// Parses one line (possibly several values for one key).
-pub fn parse_line(
+pub(crate) fn parse_line(
     line: &str,
     now: EpochMillis,
     max_name_length: usize,
@@ -314,7 +311,7 @@ impl<'a> Iterator for Fields<'a> {
 
 /// Starts the thread that receives statsd datagrams until `shutdown` (see
 /// [`crate::ingest::datagrams`]).
-pub fn spawn_udp<C: Clock>(
+pub(crate) fn spawn_udp<C: Clock>(
     udp: BoundUdp,
     max_name_length: usize,
     gauges: SharedGauges,

@@ -10,11 +10,11 @@ use tokio_util::sync::CancellationToken;
 
 /// Most connections at once per listener; more wait in the kernel's accept queue until one
 /// closes, so a flood of idle connections costs no more than this many tasks.
-pub const MAX_CONNECTIONS: usize = 1024;
+pub(crate) const MAX_CONNECTIONS: usize = 1024;
 
 /// Accepts connections until `shutdown` and runs `connection` for each in its own task. The
 /// task is expected to watch `shutdown` too and end after handing over what it holds.
-pub async fn accept_connections<F, Fut>(
+pub(crate) async fn accept_connections<F, Fut>(
     listener: TcpListener,
     shutdown: CancellationToken,
     connection: F,

@@ -26,7 +26,7 @@ struct ArchiveInfo {
 
 /// Turns closed buckets into `_bulk` action and document lines.
 #[derive(Debug, Clone)]
-pub struct DocumentEncoder {
+pub(crate) struct DocumentEncoder {
     naming: IndexNaming,
     archives: Vec<ArchiveInfo>,
 }
@@ -105,7 +105,7 @@ impl Serialize for Tags<'_> {
 }
 
 impl DocumentEncoder {
-    pub fn new(config: &Config) -> Self {
+    pub(crate) fn new(config: &Config) -> Self {
         Self {
             naming: config.index.naming.clone(),
             archives: config
@@ -127,7 +127,7 @@ impl DocumentEncoder {
     }
 
     /// The index a bucket of `archive` starting at `start` belongs to.
-    pub fn index_for(&mut self, archive: usize, start: EpochMillis) -> &str {
+    pub(crate) fn index_for(&mut self, archive: usize, start: EpochMillis) -> &str {
         let info = &mut self.archives[archive];
         let fresh = matches!(&info.cached, Some((from, to, _)) if (*from..*to).contains(&start));
         if !fresh {
@@ -142,7 +142,7 @@ impl DocumentEncoder {
     }
 
     /// Appends the action line and the document line of `closed` to `out`.
-    pub fn encode(&mut self, closed: &Closed, out: &mut Vec<u8>) {
+    pub(crate) fn encode(&mut self, closed: &Closed, out: &mut Vec<u8>) {
         let s = &closed.summary;
         let archive_name = self.archives[closed.archive].name.clone();
         let id = document_id(&closed.series, &archive_name, s.start);
@@ -201,7 +201,7 @@ fn write_json<T: Serialize>(out: &mut Vec<u8>, value: &T) {
 
 /// The readable form of a packed series key: `name{host="h",k="v",#label}` (just `name` when
 /// bare).
-pub fn series_label(packed: &str) -> String {
+pub(crate) fn series_label(packed: &str) -> String {
     let mut labels: Vec<String> = Vec::new();
     if let Some(h) = event::host(packed) {
         labels.push(format!("host={h:?}"));
@@ -218,7 +218,7 @@ pub fn series_label(packed: &str) -> String {
 
 /// A stable id for (series, archive, bucket start): a retried or replayed write overwrites the
 /// same document instead of adding another.
-pub fn document_id(series: &str, archive: &str, start: EpochMillis) -> String {
+pub(crate) fn document_id(series: &str, archive: &str, start: EpochMillis) -> String {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     h.update(series.as_bytes());
     h.update(&[0]);

@@ -6,7 +6,7 @@
 pub mod backend;
 #[cfg(test)]
 pub mod canned;
-pub mod document;
-pub mod resume;
+pub(crate) mod document;
+pub(crate) mod resume;
 pub mod template;
-pub mod writer;
+pub(crate) mod writer;

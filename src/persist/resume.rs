@@ -23,7 +23,12 @@ pub enum ResumeError {
 
 /// The query for documents of `archive` whose bucket is still open at `now`: start + step +
 /// lateness > now.
-pub fn open_bucket_query(archive: &str, step_ms: i64, lateness_ms: i64, now: EpochMillis) -> Value {
+pub(crate) fn open_bucket_query(
+    archive: &str,
+    step_ms: i64,
+    lateness_ms: i64,
+    now: EpochMillis,
+) -> Value {
     let from = now - step_ms - lateness_ms + 1;
     json!({"bool": {"filter": [
         {"term": {"archive": archive}},
@@ -33,7 +38,7 @@ pub fn open_bucket_query(archive: &str, step_ms: i64, lateness_ms: i64, now: Epo
 
 /// Parses one of our documents back into its series key, bucket summary and what it kept besides
 /// (its sketch, its count of distinct set members).
-pub fn summary_of(doc: &Value) -> Option<(SeriesKey, Summary, Option<Extras>)> {
+pub(crate) fn summary_of(doc: &Value) -> Option<(SeriesKey, Summary, Option<Extras>)> {
     let start = chrono::DateTime::parse_from_rfc3339(doc["@timestamp"].as_str()?)
         .ok()?
         .timestamp_millis();
@@ -81,7 +86,7 @@ pub fn summary_of(doc: &Value) -> Option<(SeriesKey, Summary, Option<Extras>)> {
 
 /// Reopens in `consolidator` every bucket of every archive still open at `now`; returns how
 /// many were reopened.
-pub async fn reopen_buckets<B: SearchBackend>(
+pub(crate) async fn reopen_buckets<B: SearchBackend>(
     backend: &B,
     config: &Config,
     consolidator: &mut Consolidator,

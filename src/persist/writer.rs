@@ -110,7 +110,7 @@ fn judge_items(items: &[ItemStatus], stats: &Stats) -> Verdict {
 }
 
 /// Batches documents and writes them with retries.
-pub struct BulkWriter<B> {
+pub(crate) struct BulkWriter<B> {
     backend: Arc<B>,
     encoder: DocumentEncoder,
     cfg: PersistConfig,
@@ -121,7 +121,7 @@ pub struct BulkWriter<B> {
 }
 
 impl<B: SearchBackend> BulkWriter<B> {
-    pub fn new(
+    pub(crate) fn new(
         backend: Arc<B>,
         encoder: DocumentEncoder,
         cfg: PersistConfig,
@@ -140,7 +140,7 @@ impl<B: SearchBackend> BulkWriter<B> {
 
     /// Runs until `input` is closed and everything received has been written (or, after shutdown
     /// began, `shutdown_timeout` has passed).
-    pub async fn run(mut self, mut input: mpsc::Receiver<Closed>) {
+    pub(crate) async fn run(mut self, mut input: mpsc::Receiver<Closed>) {
         let mut batch = Batch::default();
         let mut deadline: Option<Instant> = None;
         loop {
@@ -282,7 +282,7 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 }
 
 /// `initial · 2^attempt`, capped at `max`.
-pub fn backoff_delay(initial: Duration, max: Duration, attempt: u32) -> Duration {
+pub(crate) fn backoff_delay(initial: Duration, max: Duration, attempt: u32) -> Duration {
     initial.saturating_mul(1u32 << attempt.min(20)).min(max)
 }
 

@@ -9,7 +9,7 @@ use crate::clock::EpochMillis;
 /// A parameter that is missing or malformed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("parameter '{param}': {why}")]
-pub struct BadParam {
+pub(crate) struct BadParam {
     pub param: String,
     pub why: String,
 }
@@ -22,7 +22,10 @@ fn bad(param: &str, why: impl Into<String>) -> BadParam {
 }
 
 /// A required parameter.
-pub fn required<'a>(params: &'a BTreeMap<String, String>, name: &str) -> Result<&'a str, BadParam> {
+pub(crate) fn required<'a>(
+    params: &'a BTreeMap<String, String>,
+    name: &str,
+) -> Result<&'a str, BadParam> {
     params
         .get(name)
         .map(String::as_str)
@@ -31,7 +34,10 @@ pub fn required<'a>(params: &'a BTreeMap<String, String>, name: &str) -> Result<
 }
 
 /// An instant as RFC 3339 (any offset) or epoch milliseconds.
-pub fn instant(params: &BTreeMap<String, String>, name: &str) -> Result<EpochMillis, BadParam> {
+pub(crate) fn instant(
+    params: &BTreeMap<String, String>,
+    name: &str,
+) -> Result<EpochMillis, BadParam> {
     let text = required(params, name)?;
     if let Ok(ms) = text.parse::<i64>() {
         return Ok(ms);
@@ -48,14 +54,14 @@ pub fn instant(params: &BTreeMap<String, String>, name: &str) -> Result<EpochMil
 
 /// Which series a read is about: `name`, optional `host` and `tag.<key>=<value>` parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SeriesSelector {
+pub(crate) struct SeriesSelector {
     pub name: String,
     pub host: Option<String>,
     pub tags: Vec<(String, String)>,
 }
 
 impl SeriesSelector {
-    pub fn from_params(
+    pub(crate) fn from_params(
         params: &BTreeMap<String, String>,
         name_param: &str,
     ) -> Result<Self, BadParam> {
@@ -67,7 +73,7 @@ impl SeriesSelector {
     }
 
     /// Like [`SeriesSelector::from_params`] with `name` optional (empty: any name).
-    pub fn any_name(params: &BTreeMap<String, String>) -> Self {
+    pub(crate) fn any_name(params: &BTreeMap<String, String>) -> Self {
         let name = params.get("name").cloned().unwrap_or_default();
         let host = params.get("host").filter(|h| !h.is_empty()).cloned();
         let tags = params
@@ -78,7 +84,7 @@ impl SeriesSelector {
     }
 
     /// Term filters on the document fields.
-    pub fn filters(&self) -> Vec<Value> {
+    pub(crate) fn filters(&self) -> Vec<Value> {
         let mut f = Vec::new();
         if !self.name.is_empty() {
             f.push(json!({"term": {"name": self.name}}));

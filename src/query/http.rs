@@ -23,7 +23,7 @@ use crate::query::stats::{stats_from_response, stats_query};
 use crate::sketch::Sketch;
 
 /// What the read handlers share.
-pub struct QueryState<B, C> {
+pub(crate) struct QueryState<B, C> {
     pub backend: Arc<B>,
     pub clock: Arc<C>,
     pub config: Arc<Config>,
@@ -101,7 +101,7 @@ impl<B: SearchBackend, C: Clock> QueryState<B, C> {
 }
 
 /// The read routes.
-pub fn router<B: SearchBackend, C: Clock>(state: QueryState<B, C>) -> Router {
+pub(crate) fn router<B: SearchBackend, C: Clock>(state: QueryState<B, C>) -> Router {
     Router::new()
         .route("/v1/stats", get(stats::<B, C>))
         .route("/v1/metrics", get(metrics::<B, C>))

@@ -11,7 +11,7 @@ use crate::query::filter::SeriesSelector;
 use crate::query::stats::stats_query;
 
 /// A number as Kilometric writes it: whole values without a fraction.
-pub fn number(v: f64) -> Value {
+pub(crate) fn number(v: f64) -> Value {
     if v.fract() == 0.0 && v.abs() < 9e15 {
         json!(v as i64)
     } else {
@@ -20,7 +20,7 @@ pub fn number(v: f64) -> Value {
 }
 
 /// The counter query: the stats query plus the first and last stored point.
-pub fn counter_query(
+pub(crate) fn counter_query(
     config: &Config,
     selector: &SeriesSelector,
     from: EpochMillis,
@@ -34,7 +34,7 @@ pub fn counter_query(
 }
 
 /// `{"name", "values": [{"from", "to", "value"}]}`, or `"values": []` when nothing is stored.
-pub fn counter_answer(key: &str, response: Option<&Value>) -> Value {
+pub(crate) fn counter_answer(key: &str, response: Option<&Value>) -> Value {
     let aggs = response.map(|r| &r["aggregations"]);
     let values = match aggs {
         Some(a) if a["count"]["value"].as_f64().unwrap_or(0.0) > 0.0 => vec![json!({
@@ -48,7 +48,7 @@ pub fn counter_answer(key: &str, response: Option<&Value>) -> Value {
 }
 
 /// `{"name", "values": [{"from", "value"}]}` from per-period sums, chronological, empty omitted.
-pub fn points_answer(key: &str, points: &[(EpochMillis, Option<f64>)]) -> Value {
+pub(crate) fn points_answer(key: &str, points: &[(EpochMillis, Option<f64>)]) -> Value {
     let values: Vec<Value> = points
         .iter()
         .filter_map(|&(t, v)| v.map(|v| json!({"from": t, "value": number(v)})))

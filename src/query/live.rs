@@ -56,7 +56,7 @@ fn last_minute(config: &Config, now: EpochMillis, buckets: &[(usize, Summary)]) 
 }
 
 /// The `/v1/live` answer.
-pub fn live_json(config: &Config, now: EpochMillis, series: &[OpenSeries]) -> Value {
+pub(crate) fn live_json(config: &Config, now: EpochMillis, series: &[OpenSeries]) -> Value {
     let items: Vec<Value> = series
         .iter()
         .map(|OpenSeries { key, buckets }| {

@@ -19,7 +19,7 @@ use crate::sketch::Sketch;
 
 /// Which statistic a point carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stat {
+pub(crate) enum Stat {
     Avg,
     Min,
     Max,
@@ -33,7 +33,7 @@ pub enum Stat {
 
 impl Stat {
     /// The quantile (0–1) of a percentile stat.
-    pub fn quantile(self) -> Option<f64> {
+    pub(crate) fn quantile(self) -> Option<f64> {
         match self {
             Stat::Percentile(milli) => Some(f64::from(milli) / 100_000.0),
             _ => None,
@@ -42,7 +42,7 @@ impl Stat {
 }
 
 /// Parses `99`, `99.9` or `99_9` as a percentile in thousandths of a percent.
-pub fn parse_percentile(text: &str) -> Result<u32, String> {
+pub(crate) fn parse_percentile(text: &str) -> Result<u32, String> {
     let p = text
         .replace('_', ".")
         .parse::<f64>()
@@ -77,11 +77,11 @@ impl FromStr for Stat {
 }
 
 /// The most points one request may return.
-pub const MAX_POINTS: i64 = 20_000;
+pub(crate) const MAX_POINTS: i64 = 20_000;
 
 /// One part of the range, read from one archive at one interval.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Segment {
+pub(crate) struct Segment {
     pub archive: usize,
     pub from: EpochMillis,
     pub to: EpochMillis,
@@ -91,7 +91,7 @@ pub struct Segment {
 }
 
 /// Splits `[from, to)` over the archives' spans; `None` when the points would exceed [`MAX_POINTS`].
-pub fn segments(
+pub(crate) fn segments(
     config: &Config,
     from: EpochMillis,
     to: EpochMillis,
@@ -126,7 +126,7 @@ pub fn segments(
 }
 
 /// The `_search` body of one segment.
-pub fn segment_query(
+pub(crate) fn segment_query(
     config: &Config,
     selector: &SeriesSelector,
     seg: &Segment,
@@ -162,7 +162,7 @@ pub fn segment_query(
 
 /// One point of the answer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Point {
+pub(crate) struct Point {
     pub time: String,
     pub timestamp: EpochMillis,
     pub value: Option<f64>,
@@ -194,7 +194,7 @@ impl Point {
 }
 
 /// Reads one segment's histogram into points.
-pub fn points_from_response(
+pub(crate) fn points_from_response(
     config: &Config,
     seg: &Segment,
     response: &Value,
@@ -235,7 +235,7 @@ pub fn points_from_response(
 
 /// The query of one segment's documents: the series, the archive, the range. Also what a scroll
 /// reads the sketches with.
-pub fn segment_filter(config: &Config, selector: &SeriesSelector, seg: &Segment) -> Value {
+pub(crate) fn segment_filter(config: &Config, selector: &SeriesSelector, seg: &Segment) -> Value {
     let mut filters = selector.filters();
     filters.push(json!({"term": {"archive": config.archives[seg.archive].name}}));
     filters.push(
@@ -247,7 +247,7 @@ pub fn segment_filter(config: &Config, selector: &SeriesSelector, seg: &Segment)
 }
 
 /// The bucket start and sketch of a stored document.
-pub fn document_sketch(doc: &Value) -> Option<(EpochMillis, Sketch)> {
+pub(crate) fn document_sketch(doc: &Value) -> Option<(EpochMillis, Sketch)> {
     let start = chrono::DateTime::parse_from_rfc3339(doc["@timestamp"].as_str()?)
         .ok()?
         .timestamp_millis();
@@ -256,7 +256,7 @@ pub fn document_sketch(doc: &Value) -> Option<(EpochMillis, Sketch)> {
 
 /// Points of one segment from its documents' sketches: each point merges the sketches of the
 /// stored buckets under it and reads quantile `q`.
-pub fn points_from_sketches(
+pub(crate) fn points_from_sketches(
     config: &Config,
     seg: &Segment,
     docs: &[Value],

@@ -4,10 +4,10 @@
 //! is `/v1/metrics`, `series` is `/v1/series`, `kilometric` is Kilometric's `/read`, `live`
 //! renders the open buckets of `/v1/live`, `http` the routes.
 
-pub mod filter;
-pub mod http;
-pub mod kilometric;
-pub mod live;
-pub mod metrics;
-pub mod series;
-pub mod stats;
+pub(crate) mod filter;
+pub(crate) mod http;
+pub(crate) mod kilometric;
+pub(crate) mod live;
+pub(crate) mod metrics;
+pub(crate) mod series;
+pub(crate) mod stats;

@@ -9,10 +9,10 @@ use crate::query::filter::SeriesSelector;
 use crate::query::stats::stats_query;
 
 /// Most series one answer lists.
-pub const MAX_SERIES: usize = 10_000;
+pub(crate) const MAX_SERIES: usize = 10_000;
 
 /// The `_search` body.
-pub fn series_query(
+pub(crate) fn series_query(
     config: &Config,
     selector: &SeriesSelector,
     from: EpochMillis,
@@ -31,7 +31,7 @@ pub fn series_query(
 }
 
 /// `[{"series", "name", "host", "tags", "archives"}]`, ordered by series.
-pub fn series_answer(response: &Value) -> Vec<Value> {
+pub(crate) fn series_answer(response: &Value) -> Vec<Value> {
     let Some(buckets) = response["aggregations"]["series"]["buckets"].as_array() else {
         return Vec::new();
     };

@@ -12,7 +12,7 @@ use crate::query::filter::SeriesSelector;
 
 /// cricket's statistics object.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RangeStats {
+pub(crate) struct RangeStats {
     pub count: u64,
     pub sum: f64,
     pub min: f64,
@@ -24,7 +24,7 @@ pub struct RangeStats {
 }
 
 /// The `_search` body for `selector` over `[from, to)`, split across `spans` (archive, from, to).
-pub fn stats_query(
+pub(crate) fn stats_query(
     config: &Config,
     selector: &SeriesSelector,
     from: EpochMillis,
@@ -61,7 +61,7 @@ pub fn stats_query(
 }
 
 /// Reads the aggregations; `None` when nothing was in range.
-pub fn stats_from_response(response: &Value) -> Option<RangeStats> {
+pub(crate) fn stats_from_response(response: &Value) -> Option<RangeStats> {
     let aggs = &response["aggregations"];
     let count = aggs["count"]["value"].as_f64()? as u64;
     if count == 0 {
