@@ -21,6 +21,7 @@ pub mod clock;
 pub mod config;
 pub mod consolidate;
 pub(crate) mod distinct;
+pub(crate) mod errors;
 pub mod event;
 pub(crate) mod ingest;
 pub mod maintain;

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::config::{Config, NoNode};
 use crate::consolidate::{ArchiveSpec, Closed, Consolidator};
+use crate::errors::Chain;
 use crate::ingest::context::ListenerContext;
 use crate::ingest::handle::{ingest_channel, Congestion, IngestBatch, IngestHandle, Request};
 use crate::ingest::http::{router, AppState};
@@ -188,7 +189,7 @@ pub async fn wait_for_node<B: SearchBackend>(
                 tracing::info!(distribution = %info.distribution, version = %info.version, "node reachable");
                 return Ok(());
             }
-            Err(e) => tracing::warn!(error = %e, retry_in = ?delay, "waiting for the node"),
+            Err(e) => tracing::warn!(error = %Chain(&e), retry_in = ?delay, "waiting for the node"),
         }
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}

@@ -17,6 +17,7 @@ use serde_json::{json, Map, Value};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::consolidate::BatchReport;
+use crate::errors::Chain;
 use crate::event::{MetricKind, SeriesKey};
 use crate::ingest::handle::{IngestHandle, SubmitError};
 use crate::ingest::json::{parse_body, InvalidEvent, Location};
@@ -303,7 +304,7 @@ async fn health<B: SearchBackend, C: Clock>(State(s): State<AppState<B, C>>) -> 
         )
             .into_response(),
         Ok(Ok(_)) => fail("the node's cluster health is red".into()),
-        Ok(Err(e)) => fail(e.to_string()),
+        Ok(Err(e)) => fail(Chain(&e).to_string()),
         Err(_) => fail("the node did not answer within 2s".into()),
     }
 }

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::calendar::rfc3339;
 use crate::clock::{Clock, EpochMillis};
 use crate::config::Config;
+use crate::errors::Chain;
 use crate::maintain::plan::{plan, Plan};
 use crate::persist::backend::{BackendError, SearchBackend};
 use crate::persist::template::index_template;
@@ -143,8 +144,8 @@ pub async fn run_scheduled<B: SearchBackend, C: Clock>(
         match &outcome {
             Ok(_) => stats.set_maintenance(rfc3339(now), None),
             Err(e) => {
-                tracing::error!(error = %e, "maintenance pass failed; retrying at the next tick");
-                stats.set_maintenance(rfc3339(now), Some(e.to_string()));
+                tracing::error!(error = %Chain(e), "maintenance pass failed; retrying at the next tick");
+                stats.set_maintenance(rfc3339(now), Some(Chain(e).to_string()));
             }
         }
         let Some(next) = config.maintain.schedule.next_after(clock.now()) else {

@@ -18,21 +18,34 @@ use serde_json::Value;
 use crate::config::{NodeAuth, NodeConfig};
 
 /// Why a call to the node failed.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum BackendError {
-    #[error("cannot set up the node client: {0}")]
-    Setup(String),
-    #[error("node unreachable: {0}")]
-    Transport(String),
+    #[error("cannot set up the node client: {what}")]
+    Setup {
+        what: String,
+        #[source]
+        cause: Option<Cause>,
+    },
+    #[error("node unreachable")]
+    Transport(#[source] elasticsearch::Error),
     #[error("node answered {status} to {call}: {body}")]
     Status {
         call: String,
         status: u16,
         body: String,
     },
-    #[error("cannot read the node's answer to {call}: {message}")]
-    Decode { call: String, message: String },
+    #[error("cannot read the node's answer to {call}")]
+    Decode {
+        call: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("refusing to delete indices by pattern: {0:?}")]
+    DeleteByPattern(Vec<String>),
 }
+
+/// What a client set-up failure came from.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 impl BackendError {
     /// HTTP status, when the node answered at all.
@@ -139,8 +152,11 @@ pub struct HttpBackend {
 impl HttpBackend {
     /// A client for `url` with the node settings (credentials and CA are read now).
     pub fn connect(url: &str, node: &NodeConfig) -> Result<Self, BackendError> {
-        let setup = |e: String| BackendError::Setup(e);
-        let url = Url::parse(url).map_err(|e| setup(format!("node url {url:?}: {e}")))?;
+        let setup = |what: String, cause: Cause| BackendError::Setup {
+            what,
+            cause: Some(cause),
+        };
+        let url = Url::parse(url).map_err(|e| setup(format!("node url {url:?}"), e.into()))?;
         let mut builder = TransportBuilder::new(SingleNodeConnectionPool::new(url))
             .timeout(node.timeout)
             .disable_proxy();
@@ -149,23 +165,27 @@ impl HttpBackend {
             NodeAuth::Basic { username, password } => {
                 builder = builder.auth(Credentials::Basic(
                     username.clone(),
-                    password.read().map_err(|e| setup(e.to_string()))?,
+                    password
+                        .read()
+                        .map_err(|e| setup("password".into(), e.into()))?,
                 ));
             }
             NodeAuth::ApiKey(key) => {
                 builder = builder.auth(Credentials::EncodedApiKey(
-                    key.read().map_err(|e| setup(e.to_string()))?,
+                    key.read().map_err(|e| setup("API key".into(), e.into()))?,
                 ))
             }
         }
         if let Some(ca) = &node.ca_file {
             let pem = std::fs::read(ca)
-                .map_err(|e| setup(format!("cannot read CA file {}: {e}", ca.display())))?;
+                .map_err(|e| setup(format!("cannot read CA file {}", ca.display()), e.into()))?;
             let cert = Certificate::from_pem(&pem)
-                .map_err(|e| setup(format!("CA file {}: {e}", ca.display())))?;
+                .map_err(|e| setup(format!("CA file {}", ca.display()), e.into()))?;
             builder = builder.cert_validation(CertificateValidation::Full(cert));
         }
-        let transport = builder.build().map_err(|e| setup(e.to_string()))?;
+        let transport = builder
+            .build()
+            .map_err(|e| setup("transport".into(), e.into()))?;
         Ok(Self {
             transport,
             timeout: node.timeout,
@@ -190,12 +210,9 @@ impl HttpBackend {
             .transport
             .send(method, path, headers, None::<&()>, body, Some(self.timeout))
             .await
-            .map_err(|e| BackendError::Transport(e.to_string()))?;
+            .map_err(BackendError::Transport)?;
         let status = response.status_code().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| BackendError::Transport(e.to_string()))?;
+        let bytes = response.bytes().await.map_err(BackendError::Transport)?;
         Ok((status, bytes))
     }
 
@@ -226,9 +243,9 @@ fn truncate(body: &[u8]) -> String {
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(call: &str, bytes: &[u8]) -> Result<T, BackendError> {
-    serde_json::from_slice(bytes).map_err(|e| BackendError::Decode {
+    serde_json::from_slice(bytes).map_err(|source| BackendError::Decode {
         call: call.to_string(),
-        message: e.to_string(),
+        source,
     })
 }
 
@@ -415,9 +432,7 @@ impl SearchBackend for HttpBackend {
     async fn delete_indices(&self, names: &[String]) -> Result<(), BackendError> {
         for chunk in names.chunks(20) {
             if chunk.iter().any(|n| n.contains(['*', '?', ','])) {
-                return Err(BackendError::Setup(format!(
-                    "refusing to delete by pattern: {chunk:?}"
-                )));
+                return Err(BackendError::DeleteByPattern(chunk.to_vec()));
             }
             self.call_ok(Method::Delete, &format!("/{}", chunk.join(",")), None)
                 .await?;

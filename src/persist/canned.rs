@@ -93,11 +93,9 @@ impl SearchBackend for CannedBackend {
     }
 
     async fn health(&self) -> Result<String, BackendError> {
-        self.health
-            .lock()
-            .unwrap()
-            .clone()
-            .ok_or_else(|| BackendError::Transport("canned node is away".into()))
+        self.health.lock().unwrap().clone().ok_or_else(|| {
+            BackendError::Transport(std::io::Error::other("canned node is away").into())
+        })
     }
 
     async fn put_index_template(&self, name: &str, _body: &Value) -> Result<(), BackendError> {

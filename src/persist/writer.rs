@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::PersistConfig;
 use crate::consolidate::Closed;
+use crate::errors::Chain;
 use crate::persist::backend::{BackendError, ItemStatus, SearchBackend};
 use crate::persist::document::DocumentEncoder;
 use crate::stats::Stats;
@@ -210,11 +211,11 @@ impl<B: SearchBackend> BulkWriter<B> {
                     },
                 ) => {
                     Stats::add(&self.stats.docs_rejected, req.ends.len() as u64);
-                    tracing::error!(error = %e, docs = req.ends.len(), "node refused a whole _bulk request; not retried");
+                    tracing::error!(error = %Chain(&e), docs = req.ends.len(), "node refused a whole _bulk request; not retried");
                     Verdict::Done
                 }
                 Err(e) => {
-                    self.note_failure(e.to_string());
+                    self.note_failure(Chain(&e).to_string());
                     Verdict::Retry((0..req.ends.len()).collect())
                 }
             };

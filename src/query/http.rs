@@ -12,8 +12,9 @@ use serde_json::json;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::errors::Chain;
 use crate::maintain::plan::archive_spans;
-use crate::persist::backend::SearchBackend;
+use crate::persist::backend::{BackendError, SearchBackend};
 use crate::query::filter::{instant, BadParam, SeriesSelector};
 use crate::query::metrics::{
     document_sketch, parse_percentile, points_from_response, points_from_sketches, segment_filter,
@@ -118,10 +119,10 @@ fn bad_request(e: BadParam) -> Response {
         .into_response()
 }
 
-fn node_error(e: impl std::fmt::Display) -> Response {
+fn node_error(e: BackendError) -> Response {
     (
         StatusCode::BAD_GATEWAY,
-        Json(json!({"error": e.to_string()})),
+        Json(json!({"error": Chain(&e).to_string()})),
     )
         .into_response()
 }
