@@ -2,7 +2,8 @@
 //! day-of-week), evaluated in UTC, parsed once into a [`Schedule`] that `Config` keeps.
 //!
 //! Parsing and matching are `croner`'s, set to Vixie cron's meaning: five fields (no seconds, no
-//! year), 0 and 7 both Sunday, and when both day fields are restricted either may match. The
+//! year) or a nickname (`@daily`), 0 and 7 both Sunday, and when both day fields are restricted
+//! either may match. The
 //! `cron` crate was not used: it needs a seconds field and numbers Sunday 1, so an existing
 //! schedule would silently change meaning. Steps need a range or `*` (`5-59/2`, `*/15`): a bare
 //! `5/2` is refused rather than guessed at.
@@ -35,7 +36,8 @@ impl Schedule {
     /// Parses `expr`, or says what is wrong with it.
     pub fn parse(expr: &str) -> Result<Self, ScheduleError> {
         let fields = expr.split_whitespace().count();
-        if fields != 5 {
+        let nickname = expr.trim_start().starts_with('@');
+        if fields != 5 && !nickname {
             return Err(ScheduleError::FieldCount(fields));
         }
         let cron = CronParser::builder()
@@ -142,6 +144,18 @@ mod tests {
         assert_eq!(
             parse("0 0 1 jan *").next_after(at("2020-04-11T13:13:26Z")),
             Some(at("2021-01-01T00:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn nicknames_are_the_usual_five_fields() {
+        assert_eq!(
+            parse("@daily").next_after(at("2020-04-11T13:13:26Z")),
+            Some(at("2020-04-12T00:00:00Z"))
+        );
+        assert_eq!(
+            parse("@hourly").next_after(at("2020-04-11T13:13:26Z")),
+            Some(at("2020-04-11T14:00:00Z"))
         );
     }
 
