@@ -12,10 +12,25 @@ use serde::Deserialize;
 use crate::clock::EpochMillis;
 use crate::event::{Event, MetricKind, Partial, Sample, SeriesKey};
 use crate::ingest::json::{InvalidEvent, Location};
-use crate::ingest::limits::{check_text, Limits};
+use crate::ingest::limits::{check_text, Limits, TextError};
+
+/// Why a DaTtSs line or value was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum DattssError {
+    #[error("no ':' before the value")]
+    NoValue,
+    #[error("expected auth:process:stat:value")]
+    Shape,
+    #[error("name {0}")]
+    Name(#[source] TextError),
+    #[error("{0:?} is not an integer")]
+    NotInteger(String),
+    #[error("unit {0:?} is not c, ms or g")]
+    Unit(String),
+}
 
 /// Parses a DaTtSs value: `1c` (counter), `153ms` (timer), `23g` (gauge), optionally ending `!`.
-pub(crate) fn parse_value(text: &str) -> Result<(MetricKind, f64), String> {
+pub(crate) fn parse_value(text: &str) -> Result<(MetricKind, f64), DattssError> {
     let text = text.strip_suffix('!').unwrap_or(text);
     let digits_end = text
         .char_indices()
@@ -24,12 +39,12 @@ pub(crate) fn parse_value(text: &str) -> Result<(MetricKind, f64), String> {
     let (number, unit) = text.split_at(digits_end);
     let value: i64 = number
         .parse()
-        .map_err(|_| format!("{number:?} is not an integer"))?;
+        .map_err(|_| DattssError::NotInteger(number.to_string()))?;
     let kind = match unit {
         "c" => MetricKind::Counter,
         "ms" => MetricKind::Timer,
         "g" => MetricKind::Gauge,
-        other => return Err(format!("unit {other:?} is not c, ms or g")),
+        other => return Err(DattssError::Unit(other.to_string())),
     };
     Ok((kind, value as f64))
 }
@@ -40,12 +55,10 @@ pub(crate) fn parse_line(
     line: &str,
     now: EpochMillis,
     max_name_length: usize,
-) -> Result<Event, String> {
-    let (head, value) = line.rsplit_once(':').ok_or("no ':' before the value")?;
-    let (_auth, name) = head
-        .split_once(':')
-        .ok_or("expected auth:process:stat:value")?;
-    check_text(name, max_name_length).map_err(|e| e.to_string())?;
+) -> Result<Event, DattssError> {
+    let (head, value) = line.rsplit_once(':').ok_or(DattssError::NoValue)?;
+    let (_auth, name) = head.split_once(':').ok_or(DattssError::Shape)?;
+    check_text(name, max_name_length).map_err(DattssError::Name)?;
     let (kind, value) = parse_value(value)?;
     Ok(Event::value(
         SeriesKey::new(name, None, &mut []),
@@ -177,9 +190,12 @@ mod tests {
         assert_eq!(parse_value("153ms"), Ok((MetricKind::Timer, 153.0)));
         assert_eq!(parse_value("23g!"), Ok((MetricKind::Gauge, 23.0)));
         assert_eq!(parse_value("-4g"), Ok((MetricKind::Gauge, -4.0)));
-        assert!(parse_value("1.5c").unwrap_err().contains("unit \".5c\""));
-        assert!(parse_value("12").unwrap_err().contains("unit \"\""));
-        assert!(parse_value("xc").unwrap_err().contains("not an integer"));
+        assert_eq!(parse_value("1.5c"), Err(DattssError::Unit(".5c".into())));
+        assert_eq!(parse_value("12"), Err(DattssError::Unit("".into())));
+        assert!(parse_value("xc")
+            .unwrap_err()
+            .to_string()
+            .contains("not an integer"));
     }
 
     #[test]

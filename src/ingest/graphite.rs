@@ -12,19 +12,36 @@ use crate::config::IngestConfig;
 use crate::event::{Event, MetricKind, SeriesKey};
 use crate::ingest::context::ListenerContext;
 use crate::ingest::datagrams::{spawn_receiver, BoundUdp, ParseDatagram};
-use crate::ingest::limits::{check_text, Limits};
+use crate::ingest::limits::{check_text, Limits, TextError};
 use crate::ingest::lines::{serve_tcp_lines, ParseLine};
 use crate::stats::Stats;
 
+/// Why a Graphite line was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum GraphiteError {
+    #[error("expected `path value timestamp`")]
+    Shape,
+    #[error("path {0}")]
+    Path(#[source] TextError),
+    #[error("bad value {0:?}")]
+    Value(String),
+    #[error("bad timestamp {0:?}")]
+    Timestamp(String),
+    #[error("more than three fields")]
+    TooManyFields,
+    #[error("timestamp too far ahead of the server clock")]
+    TooFarAhead,
+}
+
 /// Parses one line; `limits.now` stands in for a missing or negative timestamp, and points
 /// further ahead of it than the configured skew are refused, as on the HTTP API.
-pub(crate) fn parse_line(line: &str, limits: &Limits) -> Result<Option<Event>, String> {
+pub(crate) fn parse_line(line: &str, limits: &Limits) -> Result<Option<Event>, GraphiteError> {
     let (now, max_name_length) = (limits.now, limits.max_name_length);
     let mut parts = line.split_whitespace();
     let (Some(path), Some(value)) = (parts.next(), parts.next()) else {
-        return Err("expected `path value timestamp`".into());
+        return Err(GraphiteError::Shape);
     };
-    check_text(path, max_name_length).map_err(|e| e.to_string())?;
+    check_text(path, max_name_length).map_err(GraphiteError::Path)?;
     if value.eq_ignore_ascii_case("nan") {
         // collectd's way of saying "no value this interval" (a rate's first reading).
         return Ok(None);
@@ -33,7 +50,7 @@ pub(crate) fn parse_line(line: &str, limits: &Limits) -> Result<Option<Event>, S
         .parse()
         .ok()
         .filter(|v: &f64| v.is_finite())
-        .ok_or_else(|| format!("bad value {value:?}"))?;
+        .ok_or_else(|| GraphiteError::Value(value.to_string()))?;
     let timestamp = match parts.next() {
         None => now,
         Some(t) => {
@@ -41,7 +58,7 @@ pub(crate) fn parse_line(line: &str, limits: &Limits) -> Result<Option<Event>, S
                 .parse()
                 .ok()
                 .filter(|s: &f64| s.is_finite())
-                .ok_or_else(|| format!("bad timestamp {t:?}"))?;
+                .ok_or_else(|| GraphiteError::Timestamp(t.to_string()))?;
             if secs < 0.0 {
                 now
             } else {
@@ -50,10 +67,10 @@ pub(crate) fn parse_line(line: &str, limits: &Limits) -> Result<Option<Event>, S
         }
     };
     if parts.next().is_some() {
-        return Err("more than three fields".into());
+        return Err(GraphiteError::TooManyFields);
     }
     if timestamp > now.saturating_add(limits.max_future_skew_ms) {
-        return Err("timestamp too far ahead of the server clock".into());
+        return Err(GraphiteError::TooFarAhead);
     }
     Ok(Some(Event::value(
         SeriesKey::new(path, None, &mut []),

@@ -19,9 +19,37 @@ use crate::clock::{Clock, EpochMillis};
 use crate::event::{Event, MetricKind, Sample, SeriesKey};
 use crate::ingest::context::ListenerContext;
 use crate::ingest::datagrams::{spawn_receiver, BoundUdp, ParseDatagram};
-use crate::ingest::limits::check_text;
+use crate::ingest::dattss::DattssError;
+use crate::ingest::limits::{check_text, TextError};
 use crate::ingest::lines::{serve_tcp_lines, ParseLine};
 use crate::stats::Stats;
+
+/// Why a statsd line was refused (the whole line: what it already gave is dropped).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum StatsdError {
+    #[error("no ':' after the key")]
+    NoColon,
+    #[error("key {0}")]
+    Key(#[source] TextError),
+    #[error("no value")]
+    NoValue,
+    #[error("no type")]
+    NoType,
+    #[error("bad sample rate {0:?}")]
+    SampleRate(String),
+    #[error("bad tag {0:?}")]
+    Tag(String),
+    #[error("unknown field {0:?}")]
+    UnknownField(String),
+    #[error("bad value {0:?}")]
+    Value(String),
+    #[error("empty set member")]
+    EmptySetMember,
+    #[error("unsupported type {0:?}")]
+    Type(String),
+    #[error(transparent)]
+    Dattss(#[from] DattssError),
+}
 
 /// What one datagram gave.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -162,8 +190,8 @@ pub(crate) fn parse_line(
     max_name_length: usize,
     gauges: &mut GaugeState,
     out: &mut Vec<Event>,
-) -> Result<(), String> {
-    let (key, rest) = split_at_byte(line, b':').ok_or("no ':' after the key")?;
+) -> Result<(), StatsdError> {
+    let (key, rest) = split_at_byte(line, b':').ok_or(StatsdError::NoColon)?;
     if !rest.bytes().any(|b| b == b'|') && crate::ingest::dattss::looks_like_dattss(line) {
         out.push(crate::ingest::dattss::parse_line(
             line,
@@ -172,7 +200,7 @@ pub(crate) fn parse_line(
         )?);
         return Ok(());
     }
-    check_text(key, max_name_length).map_err(|e| e.to_string())?;
+    check_text(key, max_name_length).map_err(StatsdError::Key)?;
     // `k:1|c:2|c` — the rest is `value|type[|…]` groups split at ':' that start a new value (a
     // ':' once DogStatsD tags began does not). A bad group fails the line; the caller drops what
     // the line already pushed.
@@ -197,10 +225,10 @@ fn parse_value(
     now: EpochMillis,
     gauges: &mut GaugeState,
     out: &mut Vec<Event>,
-) -> Result<(), String> {
+) -> Result<(), StatsdError> {
     let mut fields = Fields::new(group, b'|');
-    let value_text = fields.next().ok_or("no value")?;
-    let kind = fields.next().ok_or("no type")?;
+    let value_text = fields.next().ok_or(StatsdError::NoValue)?;
+    let kind = fields.next().ok_or(StatsdError::NoType)?;
     let mut rate = 1.0;
     let mut tags: Vec<(String, String)> = Vec::new();
     for field in fields {
@@ -209,22 +237,22 @@ fn parse_value(
                 .parse::<f64>()
                 .ok()
                 .filter(|r| *r > 0.0 && *r <= 1.0)
-                .ok_or_else(|| format!("bad sample rate {r:?}"))?;
+                .ok_or_else(|| StatsdError::SampleRate(r.to_string()))?;
         } else if let Some(t) = field.strip_prefix('#') {
             for tag in t.split(',').filter(|t| !t.is_empty()) {
                 let (k, v) = tag.split_once(':').unwrap_or((tag, ""));
                 if k.is_empty() || k.chars().chain(v.chars()).any(char::is_control) {
-                    return Err(format!("bad tag {tag:?}"));
+                    return Err(StatsdError::Tag(tag.to_string()));
                 }
                 tags.push((k.replace('.', "_"), v.to_string()));
             }
         } else {
-            return Err(format!("unknown field {field:?}"));
+            return Err(StatsdError::UnknownField(field.to_string()));
         }
     }
     let mut pairs: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let series = SeriesKey::new(key, None, &mut pairs);
-    let number = |s: &str| parse_number(s).ok_or_else(|| format!("bad value {s:?}"));
+    let number = |s: &str| parse_number(s).ok_or_else(|| StatsdError::Value(s.to_string()));
     let (kind, sample) = match kind {
         "c" => (
             MetricKind::Counter,
@@ -239,12 +267,12 @@ fn parse_value(
         }
         "s" => {
             if value_text.is_empty() {
-                return Err("empty set member".into());
+                return Err(StatsdError::EmptySetMember);
             }
             let hash = xxhash_rust::xxh3::xxh3_64(value_text.as_bytes());
             (MetricKind::Set, Sample::Member(hash))
         }
-        other => return Err(format!("unsupported type {other:?}")),
+        other => return Err(StatsdError::Type(other.to_string())),
     };
     out.push(Event {
         series,
