@@ -2,6 +2,7 @@
 //! flavour and runs this binary against each): one test binary, a module per area, each test in
 //! its own index prefix.
 
+mod agents;
 mod backpressure;
 mod maintenance;
 mod protocols;
