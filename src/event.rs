@@ -288,12 +288,9 @@ impl Partial {
         max: f64,
         first: f64,
         last: f64,
-    ) -> Result<Self, (&'static str, String)> {
+    ) -> Result<Self, PartialError> {
         if !(1.0..=9.0e15).contains(&count) || count.fract() != 0.0 {
-            return Err((
-                "count",
-                format!("must be a whole number of at least 1, got {count}"),
-            ));
+            return Err(PartialError::Count(count));
         }
         let p = Partial {
             count: count as u64,
@@ -309,7 +306,7 @@ impl Partial {
 
     /// Checks what a client could get wrong: a count of at least one, finite numbers,
     /// min ≤ first, last, mean ≤ max. The error names the field at fault.
-    pub fn check(&self) -> Result<(), (&'static str, String)> {
+    pub fn check(&self) -> Result<(), PartialError> {
         let fields = [
             ("sum", self.sum),
             ("min", self.min),
@@ -317,29 +314,63 @@ impl Partial {
             ("first", self.first),
             ("last", self.last),
         ];
-        if let Some((field, v)) = fields.iter().find(|(_, v)| !v.is_finite()) {
-            return Err((field, format!("must be a finite number, got {v}")));
+        if let Some(&(field, value)) = fields.iter().find(|(_, v)| !v.is_finite()) {
+            return Err(PartialError::NotFinite { field, value });
         }
         if self.count == 0 {
-            return Err(("count", "must be at least 1".into()));
+            return Err(PartialError::ZeroCount);
         }
         if self.min > self.max {
-            return Err(("min", format!("{} is above max {}", self.min, self.max)));
+            return Err(PartialError::MinAboveMax {
+                min: self.min,
+                max: self.max,
+            });
         }
-        for (field, v) in [("first", self.first), ("last", self.last)] {
-            if v < self.min || v > self.max {
-                return Err((field, format!("{v} is outside min..max")));
+        for (field, value) in [("first", self.first), ("last", self.last)] {
+            if value < self.min || value > self.max {
+                return Err(PartialError::OutsideRange { field, value });
             }
         }
         let mean = self.sum / self.count as f64;
         let slack = 1e-9 * mean.abs().max(1.0);
         if mean < self.min - slack || mean > self.max + slack {
-            return Err((
-                "sum",
-                format!("{} over count {} is outside min..max", self.sum, self.count),
-            ));
+            return Err(PartialError::MeanOutside {
+                sum: self.sum,
+                count: self.count,
+            });
         }
         Ok(())
+    }
+}
+
+/// Why a partial aggregate was refused; [`PartialError::field`] names the field at fault.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PartialError {
+    #[error("must be a whole number of at least 1, got {0}")]
+    Count(f64),
+    #[error("must be a finite number, got {value}")]
+    NotFinite { field: &'static str, value: f64 },
+    #[error("must be at least 1")]
+    ZeroCount,
+    #[error("{min} is above max {max}")]
+    MinAboveMax { min: f64, max: f64 },
+    #[error("{value} is outside min..max")]
+    OutsideRange { field: &'static str, value: f64 },
+    #[error("{sum} over count {count} is outside min..max")]
+    MeanOutside { sum: f64, count: u64 },
+}
+
+impl PartialError {
+    /// The field at fault: `count`, `sum`, `min`, `max`, `first` or `last`.
+    pub fn field(&self) -> &'static str {
+        match self {
+            PartialError::Count(_) | PartialError::ZeroCount => "count",
+            PartialError::NotFinite { field, .. } | PartialError::OutsideRange { field, .. } => {
+                field
+            }
+            PartialError::MinAboveMax { .. } => "min",
+            PartialError::MeanOutside { .. } => "sum",
+        }
     }
 }
 
@@ -398,10 +429,22 @@ mod tests {
             last: 3.0,
         };
         assert_eq!(ok.check(), Ok(()));
-        assert_eq!(Partial { count: 0, ..ok }.check().unwrap_err().0, "count");
-        assert_eq!(Partial { min: 4.0, ..ok }.check().unwrap_err().0, "min");
-        assert_eq!(Partial { last: 9.0, ..ok }.check().unwrap_err().0, "last");
-        assert_eq!(Partial { sum: 60.0, ..ok }.check().unwrap_err().0, "sum");
+        assert_eq!(
+            Partial { count: 0, ..ok }.check().unwrap_err().field(),
+            "count"
+        );
+        assert_eq!(
+            Partial { min: 4.0, ..ok }.check().unwrap_err().field(),
+            "min"
+        );
+        assert_eq!(
+            Partial { last: 9.0, ..ok }.check().unwrap_err().field(),
+            "last"
+        );
+        assert_eq!(
+            Partial { sum: 60.0, ..ok }.check().unwrap_err().field(),
+            "sum"
+        );
     }
 
     #[test]

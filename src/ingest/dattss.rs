@@ -146,7 +146,7 @@ pub(crate) fn parse_agg(body: &[u8], limits: &Limits) -> Result<Vec<Event>, Inva
             check_text(&raw.pth, limits.max_name_length).map_err(|m| at("pth", m.to_string()))?;
             let partial =
                 Partial::from_numbers(raw.cnt, raw.sum, raw.min, raw.max, raw.fst, raw.lst)
-                    .map_err(|(field, why)| at(dattss_field(field), why))?;
+                    .map_err(|e| at(dattss_field(e.field()), e.to_string()))?;
             events.push(Event {
                 series: SeriesKey::new(&raw.pth, None, &mut []),
                 kind,

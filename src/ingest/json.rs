@@ -273,7 +273,7 @@ fn partial(raw: &RawEvent) -> Result<Partial, (&'static str, String)> {
         *slot = finite_number(v).map_err(|m| (field, m))?;
     }
     let [count, sum, min, max, first, last] = numbers;
-    Partial::from_numbers(count, sum, min, max, first, last)
+    Partial::from_numbers(count, sum, min, max, first, last).map_err(|e| (e.field(), e.to_string()))
 }
 
 /// A set member: a string, or a number taken as its JSON text.
