@@ -131,6 +131,15 @@ impl GaugeState {
 /// The gauge values shared by the UDP and TCP listeners.
 pub(crate) type SharedGauges = Arc<std::sync::Mutex<GaugeState>>;
 
+/// Adds the gauges `gauges` forgot to `statsd_gauges_evicted` (no atomic write when none: this
+/// runs per line over TCP).
+fn count_evicted(stats: &Stats, gauges: &mut GaugeState) {
+    let evicted = gauges.take_evicted();
+    if evicted > 0 {
+        Stats::add(&stats.statsd_gauges_evicted, evicted);
+    }
+}
+
 /// Gauge state shared by a statsd listener's UDP and TCP sides.
 pub(crate) fn shared_gauges(idle: Duration) -> SharedGauges {
     Arc::new(std::sync::Mutex::new(GaugeState::new(idle)))
@@ -150,7 +159,7 @@ pub(crate) async fn run_tcp<C: Clock>(
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let bad = parse_datagram(line, now, max_name_length, &mut gauges, out).bad_lines;
-        Stats::add(&counters.statsd_gauges_evicted, gauges.take_evicted());
+        count_evicted(&counters, &mut gauges);
         bad == 0
     });
     serve_tcp_lines(listener, parse, |s| &s.statsd_bad_lines, ctx).await;
@@ -355,7 +364,7 @@ pub(crate) fn spawn_udp<C: Clock>(
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let counts = parse_datagram(text, now, max_name_length, &mut gauges, out);
         Stats::add(&counters.statsd_bad_lines, counts.bad_lines);
-        Stats::add(&counters.statsd_gauges_evicted, gauges.take_evicted());
+        count_evicted(&counters, &mut gauges);
     });
     spawn_receiver("statsd", udp, parse, ctx)
 }
