@@ -6,7 +6,8 @@
 //!   (scripts/bench starts a node and runs every benchmark)
 //!
 //! Knobs (environment): BENCH_SECONDS (20), BENCH_CLIENTS (4), BENCH_BATCH (5000 events per
-//! request), BENCH_SERIES (10000).
+//! request), BENCH_SERIES (10000), BENCH_FORMAT (`array`, the default, or `ndjson`: the same
+//! events one per line).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +34,11 @@ fn main() {
         knob("BENCH_BATCH", 5000),
         knob("BENCH_SERIES", 10_000),
     );
+    let ndjson = match std::env::var("BENCH_FORMAT").as_deref() {
+        Ok("ndjson") => true,
+        Ok("array") | Err(_) => false,
+        Ok(other) => panic!("BENCH_FORMAT is array or ndjson, not {other:?}"),
+    };
     let prefix = format!("bench-{}-", std::process::id());
     let text = format!(
         r#"[index]
@@ -74,7 +80,11 @@ index_period = "year"
                         format!(r#"{{"name":"bench.metric.{}","host":"host-{}","value":{}.5}}"#, s % 100, s / 100, i % 50)
                     })
                     .collect();
-                bytes::Bytes::from(format!("[{}]", items.join(",")))
+                if ndjson {
+                    bytes::Bytes::from(items.join("\n"))
+                } else {
+                    bytes::Bytes::from(format!("[{}]", items.join(",")))
+                }
             })
             .collect();
         let accepted = Arc::new(AtomicU64::new(0));
@@ -113,7 +123,8 @@ index_period = "year"
         let s = stats.snapshot();
         let total = accepted.load(Ordering::Relaxed);
         println!(
-            "http ingest: {total} events accepted in {elapsed:.1} s = {:.0} events/s ({clients} clients, {batch} events/request, {series} series x 3 archives); 503 answers: {}; documents written: {}, rejected: {}, dropped: {}",
+            "http ingest ({}): {total} events accepted in {elapsed:.1} s = {:.0} events/s ({clients} clients, {batch} events/request, {series} series x 3 archives); 503 answers: {}; documents written: {}, rejected: {}, dropped: {}",
+            if ndjson { "ndjson" } else { "array" },
             total as f64 / elapsed,
             busy.load(Ordering::Relaxed),
             s.docs_written,

@@ -100,11 +100,13 @@ pub(crate) fn parse_body(body: &[u8], limits: &Limits) -> Result<Vec<Event>, Inv
     };
     let mut stream = serde_json::Deserializer::from_slice(body).into_iter::<&RawValue>();
     let mut values = Vec::new();
+    let mut lines = LineCounter::default();
     let mut offset = 0;
     while let Some(next) = stream.next() {
-        let line = line_of(body, offset);
+        let line = lines.line_at(body, offset);
+        // serde counts lines from the start of the body, as we do.
         let value = next.map_err(|e| InvalidEvent {
-            at: Location::Line(line_of(body, offset) + e.line().saturating_sub(1)),
+            at: Location::Line(if e.line() > 0 { e.line() } else { line }),
             field: None,
             message: format!("malformed JSON: {e}"),
         })?;
@@ -132,14 +134,30 @@ pub(crate) fn parse_body(body: &[u8], limits: &Limits) -> Result<Vec<Event>, Inv
     }
 }
 
-/// 1-based line of the first non-blank byte at or after `offset`.
-fn line_of(body: &[u8], offset: usize) -> usize {
-    let start = offset
-        + body[offset..]
-            .iter()
-            .take_while(|b| b.is_ascii_whitespace())
-            .count();
-    1 + body[..start].iter().filter(|&&b| b == b'\n').count()
+/// Line numbers of a body read front to back: each call counts only the newlines since the
+/// last one, so numbering every value of an NDJSON body costs one pass over it (counting from
+/// the start each time made a 80 000-line body take 35 s).
+#[derive(Debug, Default)]
+struct LineCounter {
+    /// Bytes already counted.
+    counted: usize,
+    /// Newlines in them.
+    newlines: usize,
+}
+
+impl LineCounter {
+    /// 1-based line of the first non-blank byte at or after `offset`; offsets must not decrease.
+    fn line_at(&mut self, body: &[u8], offset: usize) -> usize {
+        let start = offset
+            + body[offset..]
+                .iter()
+                .take_while(|b| b.is_ascii_whitespace())
+                .count();
+        let from = self.counted.min(start);
+        self.newlines += body[from..start].iter().filter(|&&b| b == b'\n').count();
+        self.counted = start;
+        1 + self.newlines
+    }
 }
 
 /// Parses and validates one event object.
@@ -362,6 +380,25 @@ mod tests {
         assert_eq!(one[0].timestamp, 1000);
         let nd = parse("{\"name\":\"a\",\"value\":1}\n\n{\"name\":\"b\",\"value\":2}\n").unwrap();
         assert_eq!(nd.len(), 2);
+    }
+
+    #[test]
+    fn ndjson_lines_are_numbered_across_blank_lines_and_long_bodies() {
+        let good = "{\"name\":\"a\",\"value\":1}\n";
+        let mut body = good.repeat(999);
+        body.push_str("\n{\"name\":\"b\"}\n");
+        assert!(
+            fails(&body).starts_with("line 1001: field 'value'"),
+            "{}",
+            fails(&body)
+        );
+        let mut malformed = good.repeat(2);
+        malformed.push_str("\n{\"name\":\"a\",\"value\":NaN}\n");
+        assert!(
+            fails(&malformed).starts_with("line 4: malformed JSON"),
+            "{}",
+            fails(&malformed)
+        );
     }
 
     #[test]
