@@ -123,11 +123,20 @@ async fn put_agg<B: SearchBackend, C: Clock>(
     ingest_body(&s, body, crate::ingest::dattss::parse_agg).await
 }
 
+/// Parses a body into events, or says what is wrong with it.
+type ParseBody = fn(&[u8], &Limits) -> Result<Vec<crate::event::Event>, InvalidEvent>;
+
+/// Bodies up to this size are parsed on the request's own task: about a thousand events, a
+/// fraction of a millisecond. Larger ones (up to `http.max_body_bytes`, hundreds of thousands of
+/// events) are parsed on the blocking pool, so that parsing never holds up `/health`, other
+/// requests or the shutdown signal on the runtime's threads.
+const PARSE_INLINE_MAX_BYTES: usize = 64 * 1024;
+
 /// Parses a whole body with `parse` and ingests it, or answers what is wrong with it.
 async fn ingest_body<B, C: Clock>(
     s: &AppState<B, C>,
     body: Result<Bytes, BytesRejection>,
-    parse: fn(&[u8], &Limits) -> Result<Vec<crate::event::Event>, InvalidEvent>,
+    parse: ParseBody,
 ) -> Response {
     let body = match body {
         Ok(body) => body,
@@ -145,7 +154,21 @@ async fn ingest_body<B, C: Clock>(
         }
     };
     let limits = Limits::new(&s.config.ingest, s.clock.now());
-    let events = match parse(&body, &limits) {
+    let parsed = if body.len() <= PARSE_INLINE_MAX_BYTES {
+        parse(&body, &limits)
+    } else {
+        match tokio::task::spawn_blocking(move || parse(&body, &limits)).await {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                tracing::error!(error = %e, "parsing a request body failed");
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"error": "the body could not be parsed: an internal error, logged"}),
+                );
+            }
+        }
+    };
+    let events = match parsed {
         Ok(events) => events,
         Err(e) => return invalid_event(&e),
     };
@@ -519,5 +542,60 @@ max_body_bytes = 1000
         assert_eq!(status, StatusCode::OK);
         let (status, _) = call(app(Answer::Accept), "GET", "/", "").await;
         assert_eq!(status, StatusCode::OK);
+    }
+
+    /// Holds the next parse until the test lets it go; a parse that waits in vain reports that
+    /// the runtime's thread was never free to let it go.
+    static RELEASE: std::sync::Mutex<Option<std::sync::mpsc::Receiver<()>>> =
+        std::sync::Mutex::new(None);
+
+    fn parse_when_released(
+        body: &[u8],
+        limits: &Limits,
+    ) -> Result<Vec<crate::event::Event>, InvalidEvent> {
+        let release = RELEASE
+            .lock()
+            .unwrap()
+            .take()
+            .expect("one parse per release");
+        if release.recv_timeout(Duration::from_secs(2)).is_err() {
+            return Err(InvalidEvent {
+                at: Location::Body,
+                field: None,
+                message: "starved: nothing else ran while this body was parsed".into(),
+            });
+        }
+        parse_body(body, limits)
+    }
+
+    /// On a runtime of one thread, a large body's parse must leave that thread free: the task
+    /// that lets the parse go runs only then. (Parsed inline, the parse waited out its timeout.)
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_large_body_is_parsed_without_holding_the_runtime() {
+        let (release, held) = std::sync::mpsc::channel();
+        *RELEASE.lock().unwrap() = Some(held);
+        let (ingest, queue) = ingest_channel(8);
+        consolidate(queue, Answer::Accept);
+        let state = AppState::new(
+            ingest,
+            Arc::new(CannedBackend::default()),
+            Arc::new(ManualClock::new(NOW)),
+            Config::from_toml(CONFIG, std::path::Path::new("t")).unwrap(),
+            Arc::new(Stats::default()),
+        );
+        let line = "{\"name\":\"big\",\"value\":1}\n";
+        let body = Bytes::from(line.repeat(PARSE_INLINE_MAX_BYTES / line.len() + 1));
+        let events = body.len() / line.len();
+        let handler =
+            tokio::spawn(async move { ingest_body(&state, Ok(body), parse_when_released).await });
+        tokio::spawn(async move { release.send(()).unwrap() });
+        let response = handler.await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let answer: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(answer["accepted"].as_u64(), Some(events as u64));
     }
 }
