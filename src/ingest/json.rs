@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 
 use crate::clock::EpochMillis;
 use crate::event::{Event, MetricKind, Partial, Sample, SeriesKey};
-use crate::ingest::limits::{check_count, check_text, Limits};
+use crate::ingest::limits::{check_count, check_tag, check_text, Limits};
 
 /// Where in a body a problem is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,23 +232,7 @@ pub(crate) fn parse_event(
     check_count("tags", tags.len(), limits.max_tags)
         .map_err(|m| err(Some("tags"), m.to_string()))?;
     for (k, v) in &tags {
-        check_text(k, limits.max_name_length)
-            .map_err(|m| err(Some("tags"), format!("key {k:?} {m}")))?;
-        if k.contains('.') {
-            return Err(err(
-                Some("tags"),
-                format!("key {k:?} must not contain '.' (it would nest fields in the index)"),
-            ));
-        }
-        if v.len() > limits.max_name_length || v.chars().any(char::is_control) {
-            return Err(err(
-                Some("tags"),
-                format!(
-                    "value of {k:?} is longer than {} bytes or has control characters",
-                    limits.max_name_length
-                ),
-            ));
-        }
+        check_tag(k, v, limits.max_name_length).map_err(|m| err(Some("tags"), m.to_string()))?;
     }
     let mut pairs: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (k.as_ref(), v.as_ref())).collect();
     let mut labels: Vec<&str> = labels.iter().map(AsRef::as_ref).collect();
@@ -434,6 +418,10 @@ mod tests {
         assert!(fails(r#"{"name":"a","value":1,"type":"histogram"}"#).contains("field 'type'"));
         assert!(
             fails(r#"{"name":"a","value":1,"tags":{"a.b":"c"}}"#).contains("must not contain '.'")
+        );
+        assert_eq!(
+            fails(r#"{"name":"a","value":1,"tags":{" ":"c"}}"#),
+            "field 'tags': key \" \" is blank (the node refuses such a field name)"
         );
         assert!(
             fails(r#"{"name":"a","value":1,"tags":{"a":"1","b":"2","c":"3"}}"#)

@@ -27,6 +27,14 @@ impl Limits {
     }
 }
 
+#[cfg(test)]
+impl Limits {
+    /// The defaults of `[ingest]` (a minute of skew, 255-byte names, 32 tags) at `now`.
+    pub(crate) fn defaults_at(now: EpochMillis) -> Self {
+        Self::new(&IngestConfig::default(), now)
+    }
+}
+
 /// Why a name, host, tag key or label was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum TextError {
@@ -73,6 +81,46 @@ pub(crate) fn check_count(what: &'static str, count: usize, limit: usize) -> Res
     Ok(())
 }
 
+/// Why a tag (a key and its value) was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum TagError {
+    #[error("key {key:?} {why}")]
+    Key {
+        key: String,
+        #[source]
+        why: TextError,
+    },
+    #[error("key {0:?} is blank (the node refuses such a field name)")]
+    BlankKey(String),
+    #[error("key {0:?} must not contain '.' (it would nest fields in the index)")]
+    DottedKey(String),
+    #[error("value of {key:?} is longer than {max} bytes or has control characters")]
+    Value { key: String, max: usize },
+}
+
+/// Checks one tag as every protocol must before it reaches a series key: the key a non-blank
+/// name without '.', the value at most `max_len` bytes without control characters (they would
+/// forge separators in the packed series key).
+pub(crate) fn check_tag(key: &str, value: &str, max_len: usize) -> Result<(), TagError> {
+    check_text(key, max_len).map_err(|why| TagError::Key {
+        key: key.to_string(),
+        why,
+    })?;
+    if key.trim().is_empty() {
+        return Err(TagError::BlankKey(key.to_string()));
+    }
+    if key.contains('.') {
+        return Err(TagError::DottedKey(key.to_string()));
+    }
+    if value.len() > max_len || value.chars().any(char::is_control) {
+        return Err(TagError::Value {
+            key: key.to_string(),
+            max: max_len,
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +146,25 @@ mod tests {
             check_count("tags", 3, 2).unwrap_err().to_string(),
             "has 3 tags, more than the limit of 2"
         );
+    }
+
+    #[test]
+    fn tags_are_checked_as_the_node_needs_them() {
+        assert_eq!(check_tag("dc", "par1", 10), Ok(()));
+        assert!(matches!(check_tag("", "v", 10), Err(TagError::Key { .. })));
+        assert_eq!(check_tag(" ", "v", 10), Err(TagError::BlankKey(" ".into())));
+        assert_eq!(
+            check_tag("a.b", "v", 10),
+            Err(TagError::DottedKey("a.b".into()))
+        );
+        let forged = check_tag("k", "v\u{1f}injected=1", 100).unwrap_err();
+        assert_eq!(
+            forged.to_string(),
+            "value of \"k\" is longer than 100 bytes or has control characters"
+        );
+        assert!(matches!(
+            check_tag("k", &"v".repeat(11), 10),
+            Err(TagError::Value { .. })
+        ));
     }
 }

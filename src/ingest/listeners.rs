@@ -35,12 +35,17 @@ pub(crate) async fn start_listeners<C: Clock>(
     ctx: &ListenerContext<C>,
 ) -> Result<ListenerAddrs, ListenError> {
     let mut addrs = ListenerAddrs::default();
-    let max_name = config.ingest.max_name_length;
     if let Some(listener) = &config.statsd {
         let (tcp, udp, bound) = bind_pair("statsd", listener).await?;
         let gauges = statsd::shared_gauges(listener.gauge_idle);
-        statsd::spawn_udp(udp, max_name, gauges.clone(), ctx.clone()).map_err(at(bound))?;
-        tokio::spawn(statsd::run_tcp(tcp, max_name, gauges, ctx.clone()));
+        statsd::spawn_udp(udp, config.ingest.clone(), gauges.clone(), ctx.clone())
+            .map_err(at(bound))?;
+        tokio::spawn(statsd::run_tcp(
+            tcp,
+            config.ingest.clone(),
+            gauges,
+            ctx.clone(),
+        ));
         addrs.statsd = Some(bound);
     }
     if let Some(listener) = &config.graphite {
@@ -51,8 +56,8 @@ pub(crate) async fn start_listeners<C: Clock>(
     }
     if let Some(listener) = &config.riemann {
         let (tcp, udp, bound) = bind_pair("riemann", listener).await?;
-        riemann::spawn_udp(udp, max_name, ctx.clone()).map_err(at(bound))?;
-        tokio::spawn(riemann::run_tcp(tcp, max_name, ctx.clone()));
+        riemann::spawn_udp(udp, config.ingest.clone(), ctx.clone()).map_err(at(bound))?;
+        tokio::spawn(riemann::run_tcp(tcp, config.ingest.clone(), ctx.clone()));
         addrs.riemann = Some(bound);
     }
     Ok(addrs)

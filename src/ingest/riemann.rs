@@ -9,11 +9,14 @@
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::clock::{Clock, EpochMillis};
+use crate::clock::Clock;
+use crate::config::IngestConfig;
 use crate::event::{Event, MetricKind, SeriesKey};
 use crate::ingest::context::ListenerContext;
 use crate::ingest::datagrams::{spawn_receiver, BoundUdp, ParseDatagram};
-use crate::ingest::limits::{check_text, TextError};
+use crate::ingest::limits::{
+    check_count, check_tag, check_text, Limits, TagError, TextError, TooMany,
+};
 use crate::ingest::tcp::accept_connections;
 use crate::stats::Stats;
 
@@ -59,6 +62,12 @@ pub(crate) enum RiemannError {
         #[source]
         why: TextError,
     },
+    #[error("attribute {0}")]
+    Attribute(#[from] TagError),
+    #[error(transparent)]
+    TooMany(#[from] TooMany),
+    #[error("time too far ahead of the server clock")]
+    TooFarAhead,
 }
 
 /// Iterates the fields of one protobuf message.
@@ -154,11 +163,8 @@ fn collectd_service(attributes: &[(String, String)]) -> Option<String> {
 }
 
 /// Decodes one Riemann `Event`; `Ok(None)` when it has no metric.
-fn decode_event(
-    buf: &[u8],
-    now: EpochMillis,
-    max_name_length: usize,
-) -> Result<Option<Event>, RiemannError> {
+fn decode_event(buf: &[u8], limits: &Limits) -> Result<Option<Event>, RiemannError> {
+    let max_name_length = limits.max_name_length;
     let (mut service, mut host) = (None, None);
     let (mut time_s, mut time_us) = (None, None);
     let mut metric = None;
@@ -168,7 +174,10 @@ fn decode_event(
         match field? {
             (1, Field::Varint(v)) => time_s = Some(v as i64),
             // An empty tag says nothing (collectd sends some); skip it.
-            (7, Field::Bytes(b)) if !b.is_empty() => labels.push(text(b)?),
+            (7, Field::Bytes(b)) if !b.is_empty() => {
+                check_count("tags", labels.len() + 1, limits.max_tags)?;
+                labels.push(text(b)?);
+            }
             (3, Field::Bytes(b)) => service = Some(text(b)?),
             (4, Field::Bytes(b)) => host = Some(text(b)?),
             (9, Field::Bytes(b)) => {
@@ -180,8 +189,12 @@ fn decode_event(
                         _ => {}
                     }
                 }
-                let key = key.ok_or(RiemannError::AttributeWithoutKey)?;
-                attributes.push((key.replace('.', "_"), value.to_string()));
+                let key = key
+                    .ok_or(RiemannError::AttributeWithoutKey)?
+                    .replace('.', "_");
+                check_count("attributes", attributes.len() + 1, limits.max_tags)?;
+                check_tag(&key, value, max_name_length)?;
+                attributes.push((key, value.to_string()));
             }
             (10, Field::Varint(v)) => time_us = Some(v as i64),
             (13, Field::Varint(v)) => metric = Some(((v >> 1) as i64 ^ -((v & 1) as i64)) as f64),
@@ -219,8 +232,11 @@ fn decode_event(
     }
     let timestamp = time_us
         .map(|us| us / 1000)
-        .or(time_s.map(|s| s * 1000))
-        .unwrap_or(now);
+        .or(time_s.map(|s| s.saturating_mul(1000)))
+        .unwrap_or(limits.now);
+    if timestamp > limits.now.saturating_add(limits.max_future_skew_ms) {
+        return Err(RiemannError::TooFarAhead);
+    }
     let mut tags: Vec<(&str, &str)> = attributes
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -236,14 +252,13 @@ fn decode_event(
 /// Decodes a `Msg` into `out`; returns the number of events skipped for having no metric.
 pub(crate) fn decode_msg(
     buf: &[u8],
-    now: EpochMillis,
-    max_name_length: usize,
+    limits: &Limits,
     out: &mut Vec<Event>,
 ) -> Result<u64, RiemannError> {
     let mut skipped = 0;
     for field in (Fields { buf }) {
         if let (6, Field::Bytes(b)) = field? {
-            match decode_event(b, now, max_name_length)? {
+            match decode_event(b, limits)? {
                 Some(e) => out.push(e),
                 None => skipped += 1,
             }
@@ -271,12 +286,12 @@ pub(crate) fn encode_reply(error: Option<&str>) -> Vec<u8> {
 /// Accepts TCP connections until `shutdown`: one length-prefixed `Msg` at a time, each answered.
 pub(crate) async fn run_tcp<C: Clock>(
     listener: TcpListener,
-    max_name_length: usize,
+    cfg: IngestConfig,
     ctx: ListenerContext<C>,
 ) {
     let shutdown = ctx.shutdown.clone();
     accept_connections(listener, shutdown, move |stream| {
-        answer_connection(stream, max_name_length, ctx.clone())
+        answer_connection(stream, cfg.clone(), ctx.clone())
     })
     .await;
 }
@@ -285,7 +300,7 @@ pub(crate) async fn run_tcp<C: Clock>(
 /// events are handed over (or refused).
 async fn answer_connection<C: Clock>(
     mut stream: TcpStream,
-    max_name_length: usize,
+    cfg: IngestConfig,
     ctx: ListenerContext<C>,
 ) {
     // Each answer is one small message a client waits for: send it at once.
@@ -306,7 +321,7 @@ async fn answer_connection<C: Clock>(
         }
         let now = ctx.clock.now();
         let mut events = Vec::new();
-        let reply = match decode_msg(&buf, now, max_name_length, &mut events) {
+        let reply = match decode_msg(&buf, &Limits::new(&cfg, now), &mut events) {
             Ok(skipped) => {
                 Stats::add(&ctx.stats.riemann_skipped, skipped);
                 ctx.ingest
@@ -343,13 +358,13 @@ async fn write_reply(stream: &mut TcpStream, error: Option<&str>) -> std::io::Re
 /// [`crate::ingest::datagrams`]).
 pub(crate) fn spawn_udp<C: Clock>(
     udp: BoundUdp,
-    max_name_length: usize,
+    cfg: IngestConfig,
     ctx: ListenerContext<C>,
 ) -> std::io::Result<()> {
     let counters = ctx.stats.clone();
     let parse: ParseDatagram = Box::new(move |bytes, now, out| {
         let before = out.len();
-        match decode_msg(bytes, now, max_name_length, out) {
+        match decode_msg(bytes, &Limits::new(&cfg, now), out) {
             Ok(skipped) => Stats::add(&counters.riemann_skipped, skipped),
             Err(why) => {
                 out.truncate(before);
@@ -364,9 +379,16 @@ pub(crate) fn spawn_udp<C: Clock>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::EpochMillis;
 
     fn field_bytes(number: u8, bytes: &[u8]) -> Vec<u8> {
-        let mut out = vec![(number << 3) | 2, bytes.len() as u8];
+        let mut out = vec![(number << 3) | 2];
+        let mut len = bytes.len();
+        while len >= 0x80 {
+            out.push((len as u8 & 0x7f) | 0x80);
+            len >>= 7;
+        }
+        out.push(len as u8);
         out.extend_from_slice(bytes);
         out
     }
@@ -386,7 +408,10 @@ mod tests {
         let mut msg = field_bytes(6, &event);
         msg.extend(field_bytes(6, &no_metric));
         let mut out = Vec::new();
-        assert_eq!(decode_msg(&msg, 7, 255, &mut out), Ok(1));
+        assert_eq!(
+            decode_msg(&msg, &Limits::defaults_at(2_000_000_000_000), &mut out),
+            Ok(1)
+        );
         assert_eq!(out.len(), 1);
         let e = &out[0];
         assert_eq!(
@@ -403,9 +428,92 @@ mod tests {
             vec![("dc_zone", "par")]
         );
         assert!(
-            decode_msg(&[0x32, 0x05, 0x01], 0, 255, &mut out).is_err(),
+            decode_msg(&[0x32, 0x05, 0x01], &Limits::defaults_at(0), &mut out).is_err(),
             "truncated"
         );
+    }
+
+    /// One event `svc` = 1 with these attributes and Riemann tags, at `time_s` when given.
+    fn event_msg(attributes: &[(&str, &str)], tags: &[&str], time_s: Option<u64>) -> Vec<u8> {
+        let mut event = field_bytes(3, b"svc");
+        for (k, v) in attributes {
+            let mut attr = field_bytes(1, k.as_bytes());
+            attr.extend(field_bytes(2, v.as_bytes()));
+            event.extend(field_bytes(9, &attr));
+        }
+        for t in tags {
+            event.extend(field_bytes(7, t.as_bytes()));
+        }
+        if let Some(mut t) = time_s {
+            event.push(0x08);
+            while t >= 0x80 {
+                event.push((t as u8 & 0x7f) | 0x80);
+                t >>= 7;
+            }
+            event.push(t as u8);
+        }
+        event.push(14 << 3 | 1);
+        event.extend(1.0f64.to_le_bytes());
+        field_bytes(6, &event)
+    }
+
+    fn refused(msg: &[u8]) -> RiemannError {
+        decode_msg(msg, &Limits::defaults_at(1_000_000), &mut Vec::new()).unwrap_err()
+    }
+
+    #[test]
+    fn attributes_and_tags_get_the_limits_and_rules_of_http() {
+        // A control character in a value would forge a tag in the packed series key.
+        assert!(matches!(
+            refused(&event_msg(&[("dc", "par\u{1f}evil=1")], &[], None)),
+            RiemannError::Attribute(TagError::Value { .. })
+        ));
+        assert!(matches!(
+            refused(&event_msg(&[(" ", "v")], &[], None)),
+            RiemannError::Attribute(TagError::BlankKey(_))
+        ));
+        let long = "v".repeat(256);
+        assert!(matches!(
+            refused(&event_msg(&[("k", &long)], &[], None)),
+            RiemannError::Attribute(TagError::Value { .. })
+        ));
+        let keys: Vec<String> = (0..33).map(|i| format!("k{i}")).collect();
+        let many: Vec<(&str, &str)> = keys.iter().map(|k| (k.as_str(), "v")).collect();
+        assert_eq!(
+            refused(&event_msg(&many, &[], None)).to_string(),
+            "has 33 attributes, more than the limit of 32"
+        );
+        let tags: Vec<String> = (0..33).map(|i| format!("t{i}")).collect();
+        let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+        assert!(matches!(
+            refused(&event_msg(&[], &tags, None)),
+            RiemannError::TooMany(_)
+        ));
+        let mut out = Vec::new();
+        decode_msg(
+            &event_msg(&many[..32], &tags[..32], None),
+            &Limits::defaults_at(1_000_000),
+            &mut out,
+        )
+        .expect("32 of each is within the limit");
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn times_beyond_the_future_skew_are_refused() {
+        // Year 5000, in seconds: it opened a bucket that never closed.
+        assert_eq!(
+            refused(&event_msg(&[], &[], Some(95_617_584_000))),
+            RiemannError::TooFarAhead
+        );
+        let mut out = Vec::new();
+        decode_msg(
+            &event_msg(&[], &[], Some(1_000 + 60)),
+            &Limits::defaults_at(1_000_000),
+            &mut out,
+        )
+        .expect("within the minute of skew");
+        assert_eq!(out[0].timestamp, 1_060_000);
     }
 
     #[test]
@@ -413,7 +521,7 @@ mod tests {
         let mut event = field_bytes(3, b"n");
         event.extend([13 << 3, 0x03]); // zigzag 3 = -2
         let mut out = Vec::new();
-        decode_msg(&field_bytes(6, &event), 5, 255, &mut out).unwrap();
+        decode_msg(&field_bytes(6, &event), &Limits::defaults_at(5), &mut out).unwrap();
         assert_eq!(
             (out[0].sample.as_value(), out[0].timestamp),
             (Some(-2.0), 5)
@@ -627,7 +735,7 @@ mod tests {
                 ..Default::default()
             };
             let mut out = Vec::new();
-            let skipped = decode_msg(&msg.encode_to_vec(), now, 255, &mut out)
+            let skipped = decode_msg(&msg.encode_to_vec(), &Limits::defaults_at(now), &mut out)
                 .unwrap_or_else(|e| panic!("round {round}: {e} for {msg:?}"));
             let want: Vec<Decoded> = msg.events.iter().filter_map(|e| expected(e, now)).collect();
             let got: Vec<Decoded> = out.iter().map(decoded).collect();

@@ -16,11 +16,14 @@ use hashbrown::HashMap;
 use tokio::net::TcpListener;
 
 use crate::clock::{Clock, EpochMillis};
+use crate::config::IngestConfig;
 use crate::event::{Event, MetricKind, Sample, SeriesKey};
 use crate::ingest::context::ListenerContext;
 use crate::ingest::datagrams::{spawn_receiver, BoundUdp, ParseDatagram};
 use crate::ingest::dattss::DattssError;
-use crate::ingest::limits::{check_text, TextError};
+use crate::ingest::limits::{
+    check_count, check_tag, check_text, Limits, TagError, TextError, TooMany,
+};
 use crate::ingest::lines::{serve_tcp_lines, ParseLine};
 use crate::stats::Stats;
 
@@ -37,8 +40,10 @@ pub(crate) enum StatsdError {
     NoType,
     #[error("bad sample rate {0:?}")]
     SampleRate(String),
-    #[error("bad tag {0:?}")]
-    Tag(String),
+    #[error("tag {0}")]
+    Tag(#[from] TagError),
+    #[error(transparent)]
+    TooMany(#[from] TooMany),
     #[error("unknown field {0:?}")]
     UnknownField(String),
     #[error("bad value {0:?}")]
@@ -149,7 +154,7 @@ pub(crate) fn shared_gauges(idle: Duration) -> SharedGauges {
 /// pipeline is full (see [`crate::ingest::lines`]).
 pub(crate) async fn run_tcp<C: Clock>(
     listener: TcpListener,
-    max_name_length: usize,
+    cfg: IngestConfig,
     gauges: SharedGauges,
     ctx: ListenerContext<C>,
 ) {
@@ -158,18 +163,17 @@ pub(crate) async fn run_tcp<C: Clock>(
         let mut gauges = gauges
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let bad = parse_datagram(line, now, max_name_length, &mut gauges, out).bad_lines;
+        let bad = parse_datagram(line, &Limits::new(&cfg, now), &mut gauges, out).bad_lines;
         count_evicted(&counters, &mut gauges);
         bad == 0
     });
     serve_tcp_lines(listener, parse, |s| &s.statsd_bad_lines, ctx).await;
 }
 
-/// Parses every line of `datagram` into `out`; `now` stamps the events.
+/// Parses every line of `datagram` into `out`; `limits.now` stamps the events.
 pub(crate) fn parse_datagram(
     datagram: &str,
-    now: EpochMillis,
-    max_name_length: usize,
+    limits: &Limits,
     gauges: &mut GaugeState,
     out: &mut Vec<Event>,
 ) -> ParseCounts {
@@ -180,12 +184,12 @@ pub(crate) fn parse_datagram(
             continue;
         }
         let before = out.len();
-        match parse_line(line, now, max_name_length, gauges, out) {
+        match parse_line(line, limits, gauges, out) {
             Ok(()) => counts.values += (out.len() - before) as u64,
             Err(why) => {
                 out.truncate(before);
                 counts.bad_lines += 1;
-                crate::ingest::badlog::STATSD.report(now, &why, line);
+                crate::ingest::badlog::STATSD.report(limits.now, &why, line);
             }
         }
     }
@@ -195,8 +199,7 @@ pub(crate) fn parse_datagram(
 /// Parses one line (possibly several values for one key).
 pub(crate) fn parse_line(
     line: &str,
-    now: EpochMillis,
-    max_name_length: usize,
+    limits: &Limits,
     gauges: &mut GaugeState,
     out: &mut Vec<Event>,
 ) -> Result<(), StatsdError> {
@@ -204,12 +207,12 @@ pub(crate) fn parse_line(
     if !rest.bytes().any(|b| b == b'|') && crate::ingest::dattss::looks_like_dattss(line) {
         out.push(crate::ingest::dattss::parse_line(
             line,
-            now,
-            max_name_length,
+            limits.now,
+            limits.max_name_length,
         )?);
         return Ok(());
     }
-    check_text(key, max_name_length).map_err(StatsdError::Key)?;
+    check_text(key, limits.max_name_length).map_err(StatsdError::Key)?;
     // `k:1|c:2|c` — the rest is `value|type[|…]` groups split at ':' that start a new value (a
     // ':' once DogStatsD tags began does not). A bad group fails the line; the caller drops what
     // the line already pushed.
@@ -219,19 +222,19 @@ pub(crate) fn parse_line(
         match b {
             b'#' => in_tags = true,
             b':' if !in_tags => {
-                parse_value(key, &rest[start..i], now, gauges, out)?;
+                parse_value(key, &rest[start..i], limits, gauges, out)?;
                 start = i + 1;
             }
             _ => {}
         }
     }
-    parse_value(key, &rest[start..], now, gauges, out)
+    parse_value(key, &rest[start..], limits, gauges, out)
 }
 
 fn parse_value(
     key: &str,
     group: &str,
-    now: EpochMillis,
+    limits: &Limits,
     gauges: &mut GaugeState,
     out: &mut Vec<Event>,
 ) -> Result<(), StatsdError> {
@@ -250,10 +253,10 @@ fn parse_value(
         } else if let Some(t) = field.strip_prefix('#') {
             for tag in t.split(',').filter(|t| !t.is_empty()) {
                 let (k, v) = tag.split_once(':').unwrap_or((tag, ""));
-                if k.is_empty() || k.chars().chain(v.chars()).any(char::is_control) {
-                    return Err(StatsdError::Tag(tag.to_string()));
-                }
-                tags.push((k.replace('.', "_"), v.to_string()));
+                let k = k.replace('.', "_");
+                check_count("tags", tags.len() + 1, limits.max_tags)?;
+                check_tag(&k, v, limits.max_name_length)?;
+                tags.push((k, v.to_string()));
             }
         } else {
             return Err(StatsdError::UnknownField(field.to_string()));
@@ -271,7 +274,7 @@ fn parse_value(
         "g" => {
             let v = number(value_text)?;
             let delta = value_text.starts_with(['+', '-']);
-            let value = gauges.apply(&series, v, delta, now);
+            let value = gauges.apply(&series, v, delta, limits.now);
             (MetricKind::Gauge, Sample::Value(value))
         }
         "s" => {
@@ -287,7 +290,7 @@ fn parse_value(
         series,
         kind,
         sample,
-        timestamp: now,
+        timestamp: limits.now,
     });
     Ok(())
 }
@@ -350,7 +353,7 @@ impl<'a> Iterator for Fields<'a> {
 /// [`crate::ingest::datagrams`]).
 pub(crate) fn spawn_udp<C: Clock>(
     udp: BoundUdp,
-    max_name_length: usize,
+    cfg: IngestConfig,
     gauges: SharedGauges,
     ctx: ListenerContext<C>,
 ) -> std::io::Result<()> {
@@ -362,7 +365,7 @@ pub(crate) fn spawn_udp<C: Clock>(
         let mut gauges = gauges
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let counts = parse_datagram(text, now, max_name_length, &mut gauges, out);
+        let counts = parse_datagram(text, &Limits::new(&cfg, now), &mut gauges, out);
         Stats::add(&counters.statsd_bad_lines, counts.bad_lines);
         count_evicted(&counters, &mut gauges);
     });
@@ -377,7 +380,7 @@ mod tests {
 
     fn parse(datagram: &str, gauges: &mut GaugeState) -> (Vec<Parsed>, ParseCounts) {
         let mut out = Vec::new();
-        let counts = parse_datagram(datagram, 1000, 255, gauges, &mut out);
+        let counts = parse_datagram(datagram, &Limits::defaults_at(1000), gauges, &mut out);
         let events = out
             .into_iter()
             .map(|e| {
@@ -437,15 +440,49 @@ mod tests {
     }
 
     #[test]
+    fn dogstatsd_tags_get_the_limits_and_rules_of_http() {
+        let mut g = GaugeState::new(Duration::from_secs(3600));
+        let bad = |line: &str, g: &mut GaugeState| {
+            let mut out = Vec::new();
+            let counts = parse_datagram(line, &Limits::defaults_at(1000), g, &mut out);
+            (counts.bad_lines, out.len())
+        };
+        let tags: Vec<String> = (0..33).map(|i| format!("k{i}:v")).collect();
+        assert_eq!(
+            bad(&format!("m:1|c|#{}", tags.join(",")), &mut g),
+            (1, 0),
+            "33 tags"
+        );
+        assert_eq!(
+            bad(&format!("m:1|c|#{}", tags[..32].join(",")), &mut g),
+            (0, 1),
+            "32 tags"
+        );
+        let long = format!("m:1|c|#k:{}", "v".repeat(256));
+        assert_eq!(bad(&long, &mut g), (1, 0), "a 256-byte value");
+        assert_eq!(bad("m:1|c|# :v", &mut g), (1, 0), "a blank key");
+        assert_eq!(
+            bad("m:1|c|#k:a\u{1f}b", &mut g),
+            (1, 0),
+            "a control character"
+        );
+    }
+
+    #[test]
     fn idle_gauges_are_forgotten_and_counted() {
         let mut g = GaugeState::new(Duration::from_secs(60));
         let mut out = Vec::new();
         let lines: String = (0..1000).map(|i| format!("g{i}:{i}|g\n")).collect();
-        parse_datagram(&lines, 0, 255, &mut g, &mut out);
-        parse_datagram("kept:1|g", 50_000, 255, &mut g, &mut out);
+        parse_datagram(&lines, &Limits::defaults_at(0), &mut g, &mut out);
+        parse_datagram("kept:1|g", &Limits::defaults_at(50_000), &mut g, &mut out);
         assert_eq!((g.len(), g.take_evicted()), (1001, 0));
         out.clear();
-        parse_datagram("kept:+1|g\ng7:+1|g", 70_000, 255, &mut g, &mut out);
+        parse_datagram(
+            "kept:+1|g\ng7:+1|g",
+            &Limits::defaults_at(70_000),
+            &mut g,
+            &mut out,
+        );
         assert_eq!(
             g.take_evicted(),
             1000,
@@ -464,7 +501,12 @@ mod tests {
     fn set_members_are_hashed_and_equal_members_hash_equal() {
         let mut g = GaugeState::new(Duration::from_secs(3600));
         let mut out = Vec::new();
-        parse_datagram("u:alice|s\nu:bob|s\nu:alice|s", 1000, 255, &mut g, &mut out);
+        parse_datagram(
+            "u:alice|s\nu:bob|s\nu:alice|s",
+            &Limits::defaults_at(1000),
+            &mut g,
+            &mut out,
+        );
         let members: Vec<&Sample> = out.iter().map(|e| &e.sample).collect();
         assert!(out.iter().all(|e| e.kind == MetricKind::Set));
         assert_eq!(members[0], members[2]);
