@@ -25,30 +25,52 @@ pub(crate) type ParseLine = Arc<dyn Fn(&str, EpochMillis, &mut Vec<Event>) -> bo
 /// Which counter of [`Stats`] counts a listener's bad lines.
 pub(crate) type BadLines = fn(&Stats) -> &AtomicU64;
 
-/// Reads one line of at most `max` bytes into `buf` (without the newline). `Ok(None)` at end of
-/// input; `Ok(Some(false))` for a longer line, which is skipped up to its newline.
+/// What [`read_line_bounded`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadLine {
+    /// A line ended by a newline, in the buffer without it.
+    Complete,
+    /// The input ended before a newline: the last bytes a client sent, or a line cut short by a
+    /// disconnect (`x 123` arriving as `x 12`); in the buffer.
+    Unterminated,
+    /// A line longer than the limit, skipped up to its newline.
+    TooLong,
+    /// The end of input.
+    End,
+}
+
+/// What a line protocol does with a last line that has no newline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LastLine {
+    /// Parse it (statsd: Etsy's server takes whatever a TCP chunk holds).
+    Parse,
+    /// Count it as bad: a cut line would store a wrong value (Graphite: carbon drops it too).
+    Refuse,
+}
+
+/// Reads one line of at most `max` bytes into `buf` (without the newline).
 pub(crate) async fn read_line_bounded<R: AsyncBufRead + Unpin>(
     reader: &mut R,
     buf: &mut Vec<u8>,
     max: usize,
-) -> std::io::Result<Option<bool>> {
+) -> std::io::Result<ReadLine> {
     buf.clear();
     let n = (&mut *reader)
         .take(max as u64 + 1)
         .read_until(b'\n', buf)
         .await?;
     if n == 0 {
-        return Ok(None);
+        return Ok(ReadLine::End);
     }
     if buf.last() == Some(&b'\n') {
         buf.pop();
         if buf.last() == Some(&b'\r') {
             buf.pop();
         }
-        return Ok(Some(true));
+        return Ok(ReadLine::Complete);
     }
     if buf.len() <= max {
-        return Ok(Some(true)); // the last line, without a newline
+        return Ok(ReadLine::Unterminated);
     }
     // Too long: drop the rest of the line in bounded pieces.
     let mut rest = Vec::with_capacity(1024);
@@ -59,21 +81,29 @@ pub(crate) async fn read_line_bounded<R: AsyncBufRead + Unpin>(
             .read_until(b'\n', &mut rest)
             .await?;
         if n == 0 || rest.last() == Some(&b'\n') {
-            return Ok(Some(false));
+            return Ok(ReadLine::TooLong);
         }
     }
 }
 
-/// Accepts connections until `shutdown`; each is read line by line with `parse`.
+/// A line protocol over TCP: how a line is parsed, which counter counts bad ones, and what a last
+/// line without a newline means.
+#[derive(Clone)]
+pub(crate) struct LineProtocol {
+    pub(crate) parse: ParseLine,
+    pub(crate) bad_lines: BadLines,
+    pub(crate) last_line: LastLine,
+}
+
+/// Accepts connections until `shutdown`; each is read line by line with `protocol`.
 pub(crate) async fn serve_tcp_lines<C: Clock>(
     listener: TcpListener,
-    parse: ParseLine,
-    bad_lines: BadLines,
+    protocol: LineProtocol,
     ctx: ListenerContext<C>,
 ) {
     let shutdown = ctx.shutdown.clone();
     accept_connections(listener, shutdown, move |stream| {
-        read_connection(stream, parse.clone(), bad_lines, ctx.clone())
+        read_connection(stream, protocol.clone(), ctx.clone())
     })
     .await;
 }
@@ -82,10 +112,10 @@ pub(crate) async fn serve_tcp_lines<C: Clock>(
 /// or nothing more is buffered.
 async fn read_connection<C: Clock>(
     stream: TcpStream,
-    parse: ParseLine,
-    bad_lines: BadLines,
+    protocol: LineProtocol,
     ctx: ListenerContext<C>,
 ) {
+    let bad = || Stats::add((protocol.bad_lines)(&ctx.stats), 1);
     let mut reader = BufReader::new(stream);
     let mut line = Vec::with_capacity(256);
     let mut events = Vec::with_capacity(BATCH);
@@ -94,14 +124,16 @@ async fn read_connection<C: Clock>(
             l = read_line_bounded(&mut reader, &mut line, MAX_LINE) => l,
             _ = ctx.shutdown.cancelled() => break,
         };
-        match next {
-            Ok(Some(true)) => match std::str::from_utf8(&line) {
-                Ok(text) if text.trim().is_empty() => {}
-                Ok(text) if parse(text, ctx.clock.now(), &mut events) => {}
-                _ => Stats::add(bad_lines(&ctx.stats), 1),
-            },
-            Ok(Some(false)) => Stats::add(bad_lines(&ctx.stats), 1),
-            Ok(None) | Err(_) => break,
+        let usable = match next {
+            Ok(ReadLine::Complete) => true,
+            Ok(ReadLine::Unterminated) => protocol.last_line == LastLine::Parse,
+            Ok(ReadLine::TooLong) => false,
+            Ok(ReadLine::End) | Err(_) => break,
+        };
+        match std::str::from_utf8(&line) {
+            Ok(text) if text.trim().is_empty() && next.is_ok_and(|r| r != ReadLine::TooLong) => {}
+            Ok(text) if usable && (protocol.parse)(text, ctx.clock.now(), &mut events) => {}
+            _ => bad(),
         }
         let ready = events.len() >= BATCH || (!events.is_empty() && reader.buffer().is_empty());
         if ready
@@ -128,27 +160,27 @@ mod tests {
         let mut buf = Vec::new();
         assert_eq!(
             read_line_bounded(&mut reader, &mut buf, 100).await.unwrap(),
-            Some(true)
+            ReadLine::Complete
         );
         assert_eq!(buf, b"short");
         assert_eq!(
             read_line_bounded(&mut reader, &mut buf, 100).await.unwrap(),
-            Some(false)
+            ReadLine::TooLong
         );
         assert!(buf.len() <= 101);
         assert_eq!(
             read_line_bounded(&mut reader, &mut buf, 100).await.unwrap(),
-            Some(true)
+            ReadLine::Complete
         );
         assert_eq!(buf, b"after");
         assert_eq!(
             read_line_bounded(&mut reader, &mut buf, 100).await.unwrap(),
-            Some(true)
+            ReadLine::Unterminated
         );
         assert_eq!(buf, b"last");
         assert_eq!(
             read_line_bounded(&mut reader, &mut buf, 100).await.unwrap(),
-            None
+            ReadLine::End
         );
     }
 }

@@ -24,7 +24,7 @@ use crate::ingest::dattss::DattssError;
 use crate::ingest::limits::{
     check_count, check_tag, check_text, Limits, TagError, TextError, TooMany,
 };
-use crate::ingest::lines::{serve_tcp_lines, ParseLine};
+use crate::ingest::lines::{serve_tcp_lines, LastLine, LineProtocol, ParseLine};
 use crate::stats::Stats;
 
 /// Why a statsd line was refused (the whole line: what it already gave is dropped).
@@ -167,7 +167,12 @@ pub(crate) async fn run_tcp<C: Clock>(
         count_evicted(&counters, &mut gauges);
         bad == 0
     });
-    serve_tcp_lines(listener, parse, |s| &s.statsd_bad_lines, ctx).await;
+    let protocol = LineProtocol {
+        parse,
+        bad_lines: |s| &s.statsd_bad_lines,
+        last_line: LastLine::Parse,
+    };
+    serve_tcp_lines(listener, protocol, ctx).await;
 }
 
 /// Parses every line of `datagram` into `out`; `limits.now` stamps the events.
