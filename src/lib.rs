@@ -36,3 +36,5 @@ pub mod stats;
 
 #[cfg(test)]
 mod architecture;
+#[cfg(test)]
+mod testing;

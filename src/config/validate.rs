@@ -438,10 +438,10 @@ fn listener(
         }
     };
     let gauge_idle = match raw.gauge_idle {
-        Some(_) if section != "statsd" => {
+        Some(idle) if section != "statsd" => {
             problems.add(
                 format!("{section}.gauge_idle"),
-                human(raw.gauge_idle.unwrap_or_default()),
+                human(idle),
                 "only [statsd] keeps gauge values",
             );
             return None;

@@ -69,9 +69,9 @@ pub(crate) fn parse_line(line: &str, limits: &Limits) -> Result<Option<Event>, G
     if parts.next().is_some() {
         return Err(GraphiteError::TooManyFields);
     }
-    if timestamp > now.saturating_add(limits.max_future_skew_ms) {
-        return Err(GraphiteError::TooFarAhead);
-    }
+    limits
+        .check_time(timestamp)
+        .map_err(|_| GraphiteError::TooFarAhead)?;
     Ok(Some(Event::value(
         SeriesKey::new(path, None, &mut []),
         MetricKind::Gauge,

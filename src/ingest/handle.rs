@@ -16,11 +16,14 @@ use tokio::sync::{mpsc, oneshot};
 use crate::consolidate::{BatchReport, ConsolidateError, OpenSeries};
 use crate::event::Event;
 
+/// Where the consolidator answers a batch.
+pub(crate) type Reply = oneshot::Sender<Result<BatchReport, ConsolidateError>>;
+
 /// Events on their way to the consolidator, with a slot for its answer (`None`: nobody waits,
 /// and a refused batch is counted as `udp_dropped`).
 pub(crate) struct IngestBatch {
     pub events: Vec<Event>,
-    pub reply: Option<oneshot::Sender<Result<BatchReport, ConsolidateError>>>,
+    pub reply: Option<Reply>,
 }
 
 /// A request for the open buckets (`/v1/live`).
@@ -111,7 +114,7 @@ impl IngestHandle {
     /// waits for its answer.
     pub async fn submit(&self, events: Vec<Event>) -> Result<BatchReport, SubmitError> {
         match self.offer(events) {
-            Ok(answer) => Ok(answer.await.map_err(|_| SubmitError::Closed)??),
+            Ok(answer) => answer_of(answer).await,
             Err(refused) => Err(refused.why),
         }
     }
@@ -125,10 +128,9 @@ impl IngestHandle {
         let mut pause = FIRST_BUSY_PAUSE;
         loop {
             let refused = match self.offer(events) {
-                Ok(answer) => match answer.await {
-                    Ok(Ok(_)) => return Ok(()),
-                    Ok(Err(refused)) => SubmitError::Refused(refused),
-                    Err(_) => SubmitError::Closed,
+                Ok(answer) => match answer_of(answer).await {
+                    Ok(_) => return Ok(()),
+                    Err(refused) => refused,
                 },
                 Err(HandOffRefused {
                     why: SubmitError::Busy,
@@ -162,11 +164,7 @@ impl IngestHandle {
         self.enqueue(events, Some(reply)).map(|()| answer)
     }
 
-    fn enqueue(
-        &self,
-        events: Vec<Event>,
-        reply: Option<oneshot::Sender<Result<BatchReport, ConsolidateError>>>,
-    ) -> Result<(), HandOffRefused> {
+    fn enqueue(&self, events: Vec<Event>, reply: Option<Reply>) -> Result<(), HandOffRefused> {
         if self.congestion.is_set() {
             return Err(HandOffRefused {
                 why: SubmitError::Busy,
@@ -201,6 +199,13 @@ impl IngestHandle {
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
     }
+}
+
+/// The consolidator's answer to a batch it took; `Closed` when it ended before answering.
+async fn answer_of(
+    answer: oneshot::Receiver<Result<BatchReport, ConsolidateError>>,
+) -> Result<BatchReport, SubmitError> {
+    Ok(answer.await.map_err(|_| SubmitError::Closed)??)
 }
 
 /// Why the consolidator's queue did not take a request.

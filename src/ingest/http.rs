@@ -349,6 +349,7 @@ mod tests {
     use crate::consolidate::ConsolidateError;
     use crate::ingest::handle::{ingest_channel, IngestQueue, Request};
     use crate::persist::canned::CannedBackend;
+    use crate::testing::json_of;
 
     const CONFIG: &str = r#"
 [[archive]]
@@ -424,10 +425,7 @@ max_body_bytes = 1000
         let response = app.oneshot(request).await.unwrap();
         let status = response.status();
         let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        let mut value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let mut value = json_of(response).await;
         if let Some(r) = retry_after {
             value["retry-after"] = json!(r.to_str().unwrap());
         }
@@ -591,10 +589,7 @@ max_body_bytes = 1000
         tokio::spawn(async move { release.send(()).unwrap() });
         let response = handler.await.unwrap();
         let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        let answer: Value = serde_json::from_slice(&bytes).unwrap();
+        let answer = json_of(response).await;
         assert_eq!(status, StatusCode::OK, "{answer}");
         assert_eq!(answer["accepted"].as_u64(), Some(events as u64));
     }

@@ -3,6 +3,7 @@
 //! Graphite, Riemann and DaTtSs apply the same rules, so that a series accepted by one door is
 //! accepted by every other.
 
+use crate::calendar::rfc3339;
 use crate::clock::EpochMillis;
 use crate::config::IngestConfig;
 
@@ -25,6 +26,30 @@ impl Limits {
             max_tags: cfg.max_tags,
         }
     }
+
+    /// Refuses a time further ahead of `now` than the allowed skew: a bucket that far ahead
+    /// would not close for as long.
+    pub(crate) fn check_time(&self, at: EpochMillis) -> Result<(), TooFarAhead> {
+        if at > self.now.saturating_add(self.max_future_skew_ms) {
+            return Err(TooFarAhead {
+                at,
+                skew_ms: self.max_future_skew_ms,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A time beyond `max_future_skew`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{} is more than {} ahead of the server clock", rfc3339(*.at), skew(*.skew_ms))]
+pub(crate) struct TooFarAhead {
+    pub(crate) at: EpochMillis,
+    pub(crate) skew_ms: i64,
+}
+
+fn skew(ms: i64) -> humantime::FormattedDuration {
+    humantime::format_duration(std::time::Duration::from_millis(ms.max(0) as u64))
 }
 
 #[cfg(test)]

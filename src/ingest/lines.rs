@@ -42,7 +42,7 @@ pub(crate) enum ReadLine {
 /// What a line protocol does with a last line that has no newline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LastLine {
-    /// Parse it (statsd: Etsy's server takes whatever a TCP chunk holds).
+    /// Parse it (what statsd over TCP has done here so far).
     Parse,
     /// Count it as bad: a cut line would store a wrong value (Graphite: carbon drops it too).
     Refuse,
@@ -124,15 +124,16 @@ async fn read_connection<C: Clock>(
             l = read_line_bounded(&mut reader, &mut line, MAX_LINE) => l,
             _ = ctx.shutdown.cancelled() => break,
         };
-        let usable = match next {
-            Ok(ReadLine::Complete) => true,
-            Ok(ReadLine::Unterminated) => protocol.last_line == LastLine::Parse,
-            Ok(ReadLine::TooLong) => false,
+        // `None`: too long, bad whatever it holds; `Some(false)`: a last line left unparsed.
+        let parse = match next {
             Ok(ReadLine::End) | Err(_) => break,
+            Ok(ReadLine::TooLong) => None,
+            Ok(ReadLine::Complete) => Some(true),
+            Ok(ReadLine::Unterminated) => Some(protocol.last_line == LastLine::Parse),
         };
-        match std::str::from_utf8(&line) {
-            Ok(text) if text.trim().is_empty() && next.is_ok_and(|r| r != ReadLine::TooLong) => {}
-            Ok(text) if usable && (protocol.parse)(text, ctx.clock.now(), &mut events) => {}
+        match (parse, std::str::from_utf8(&line)) {
+            (Some(_), Ok(text)) if text.trim().is_empty() => {}
+            (Some(true), Ok(text)) if (protocol.parse)(text, ctx.clock.now(), &mut events) => {}
             _ => bad(),
         }
         let ready = events.len() >= BATCH || (!events.is_empty() && reader.buffer().is_empty());

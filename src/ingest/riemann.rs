@@ -234,9 +234,9 @@ fn decode_event(buf: &[u8], limits: &Limits) -> Result<Option<Event>, RiemannErr
         .map(|us| us / 1000)
         .or(time_s.map(|s| s.saturating_mul(1000)))
         .unwrap_or(limits.now);
-    if timestamp > limits.now.saturating_add(limits.max_future_skew_ms) {
-        return Err(RiemannError::TooFarAhead);
-    }
+    limits
+        .check_time(timestamp)
+        .map_err(|_| RiemannError::TooFarAhead)?;
     let mut tags: Vec<(&str, &str)> = attributes
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))

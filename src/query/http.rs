@@ -461,6 +461,7 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::persist::canned::CannedBackend;
+    use crate::testing::json_of;
     use serde_json::Value;
 
     const CONFIG: &str = r#"
@@ -490,14 +491,7 @@ index_period = "year"
     async fn get(app: Router, uri: &str) -> (StatusCode, Value) {
         let request = Request::builder().uri(uri).body(Body::empty()).unwrap();
         let response = app.oneshot(request).await.unwrap();
-        let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        (response.status(), json_of(response).await)
     }
 
     const RANGE: &str = "start=2026-11-01T00:00:00Z&end=2026-11-29T00:00:00Z";
