@@ -1,7 +1,17 @@
 //! Helpers shared by the unit tests of several modules.
 
+use std::future::Future;
+use std::sync::Arc;
+
 use axum::response::Response;
 use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+
+use crate::clock::ManualClock;
+use crate::ingest::context::ListenerContext;
+use crate::ingest::handle::{ingest_channel, Request};
+use crate::stats::Stats;
 
 /// The JSON body of `response` (`Null` when it has none or it is not JSON).
 pub(crate) async fn json_of(response: Response) -> Value {
@@ -9,4 +19,50 @@ pub(crate) async fn json_of(response: Response) -> Value {
         .await
         .expect("a readable body");
     serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+}
+
+/// Starts a TCP listener with `start`, sends `bytes` over one connection and closes it; the
+/// series names of the first batch it hands over, and its counters once it has read everything.
+pub(crate) async fn names_from_tcp<F, Fut>(start: F, bytes: &[u8]) -> (Vec<String>, Arc<Stats>)
+where
+    F: FnOnce(TcpListener, ListenerContext<ManualClock>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (ingest, mut queue) = ingest_channel(8);
+    let stats = Arc::new(Stats::default());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let ctx = ListenerContext {
+        ingest,
+        clock: Arc::new(ManualClock::new(1_700_000_000_000)),
+        stats: stats.clone(),
+        shutdown: shutdown.clone(),
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(start(listener, ctx));
+    let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+    client.write_all(bytes).await.unwrap();
+    drop(client);
+    let Some(Request::Ingest(batch)) = queue.requests.recv().await else {
+        panic!("a batch")
+    };
+    let names = batch
+        .events
+        .iter()
+        .map(|e| e.series.name().to_string())
+        .collect();
+    if let Some(reply) = batch.reply {
+        let _ = reply.send(Ok(Default::default()));
+    }
+    // The connection's task counts a bad last line after handing over the batch before it.
+    for _ in 0..1000 {
+        let s = stats.snapshot();
+        if s.graphite_bad_lines + s.statsd_bad_lines > 0 || !queue.requests.is_empty() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(queue.requests.is_empty(), "nothing more was handed over");
+    shutdown.cancel();
+    (names, stats)
 }

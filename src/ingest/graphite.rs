@@ -13,7 +13,7 @@ use crate::event::{Event, MetricKind, SeriesKey};
 use crate::ingest::context::ListenerContext;
 use crate::ingest::datagrams::{spawn_receiver, BoundUdp, ParseDatagram};
 use crate::ingest::limits::{check_text, Limits, TextError};
-use crate::ingest::lines::{serve_tcp_lines, LastLine, LineProtocol, ParseLine};
+use crate::ingest::lines::{serve_tcp_lines, ParseLine};
 use crate::stats::Stats;
 
 /// Why a Graphite line was refused.
@@ -115,12 +115,7 @@ pub(crate) async fn run_tcp<C: Clock>(
                 }
             },
         );
-    let protocol = LineProtocol {
-        parse,
-        bad_lines: |s| &s.graphite_bad_lines,
-        last_line: LastLine::Refuse,
-    };
-    serve_tcp_lines(listener, protocol, ctx).await;
+    serve_tcp_lines(listener, parse, |s| &s.graphite_bad_lines, ctx).await;
 }
 
 /// Starts the thread that receives UDP datagrams of lines until `shutdown` (see
@@ -200,43 +195,10 @@ mod tests {
     /// store a wrong value. (It was stored as a complete one.)
     #[tokio::test]
     async fn a_last_line_without_newline_over_tcp_is_bad_not_stored() {
-        use tokio::io::AsyncWriteExt;
-
-        let (ingest, mut queue) = crate::ingest::handle::ingest_channel(8);
-        let stats = Arc::new(Stats::default());
-        let shutdown = tokio_util::sync::CancellationToken::new();
-        let ctx = ListenerContext {
-            ingest,
-            clock: Arc::new(crate::clock::ManualClock::new(1_700_000_000_000)),
-            stats: stats.clone(),
-            shutdown: shutdown.clone(),
-        };
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(run_tcp(listener, IngestConfig::default(), ctx));
-        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
-        client
-            .write_all(b"whole.point 1 1700000000\ncut.point 12")
-            .await
-            .unwrap();
-        drop(client);
-        let Some(crate::ingest::handle::Request::Ingest(batch)) = queue.requests.recv().await
-        else {
-            panic!("a batch")
-        };
-        let names: Vec<&str> = batch.events.iter().map(|e| e.series.name()).collect();
+        let start = |listener, ctx| run_tcp(listener, IngestConfig::default(), ctx);
+        let bytes = b"whole.point 1 1700000000\ncut.point 12";
+        let (names, stats) = crate::testing::names_from_tcp(start, bytes).await;
         assert_eq!(names, ["whole.point"]);
-        if let Some(reply) = batch.reply {
-            let _ = reply.send(Ok(Default::default()));
-        }
-        for _ in 0..1000 {
-            if stats.snapshot().graphite_bad_lines > 0 || !queue.requests.is_empty() {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
-        assert!(queue.requests.is_empty(), "nothing more was handed over");
         assert_eq!(stats.snapshot().graphite_bad_lines, 1);
-        shutdown.cancel();
     }
 }

@@ -39,15 +39,6 @@ pub(crate) enum ReadLine {
     End,
 }
 
-/// What a line protocol does with a last line that has no newline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LastLine {
-    /// Parse it (what statsd over TCP has done here so far).
-    Parse,
-    /// Count it as bad: a cut line would store a wrong value (Graphite: carbon drops it too).
-    Refuse,
-}
-
 /// Reads one line of at most `max` bytes into `buf` (without the newline).
 pub(crate) async fn read_line_bounded<R: AsyncBufRead + Unpin>(
     reader: &mut R,
@@ -86,36 +77,31 @@ pub(crate) async fn read_line_bounded<R: AsyncBufRead + Unpin>(
     }
 }
 
-/// A line protocol over TCP: how a line is parsed, which counter counts bad ones, and what a last
-/// line without a newline means.
-#[derive(Clone)]
-pub(crate) struct LineProtocol {
-    pub(crate) parse: ParseLine,
-    pub(crate) bad_lines: BadLines,
-    pub(crate) last_line: LastLine,
-}
-
-/// Accepts connections until `shutdown`; each is read line by line with `protocol`.
+/// Accepts connections until `shutdown`; each is read line by line with `parse`.
 pub(crate) async fn serve_tcp_lines<C: Clock>(
     listener: TcpListener,
-    protocol: LineProtocol,
+    parse: ParseLine,
+    bad_lines: BadLines,
     ctx: ListenerContext<C>,
 ) {
     let shutdown = ctx.shutdown.clone();
     accept_connections(listener, shutdown, move |stream| {
-        read_connection(stream, protocol.clone(), ctx.clone())
+        read_connection(stream, parse.clone(), bad_lines, ctx.clone())
     })
     .await;
 }
 
 /// Reads one connection until it closes or `shutdown`, handing over a batch whenever it is full
-/// or nothing more is buffered.
+/// or nothing more is buffered. A last line without its newline was cut short by the disconnect
+/// (`x:123|c` arriving as `x:12|c`) and is counted bad, never stored: Etsy's statsd and carbon
+/// drop it too (both keep an unterminated tail in a buffer that is never parsed).
 async fn read_connection<C: Clock>(
     stream: TcpStream,
-    protocol: LineProtocol,
+    parse: ParseLine,
+    bad_lines: BadLines,
     ctx: ListenerContext<C>,
 ) {
-    let bad = || Stats::add((protocol.bad_lines)(&ctx.stats), 1);
+    let bad = || Stats::add(bad_lines(&ctx.stats), 1);
     let mut reader = BufReader::new(stream);
     let mut line = Vec::with_capacity(256);
     let mut events = Vec::with_capacity(BATCH);
@@ -124,16 +110,14 @@ async fn read_connection<C: Clock>(
             l = read_line_bounded(&mut reader, &mut line, MAX_LINE) => l,
             _ = ctx.shutdown.cancelled() => break,
         };
-        // `None`: too long, bad whatever it holds; `Some(false)`: a last line left unparsed.
-        let parse = match next {
+        let kind = match next {
             Ok(ReadLine::End) | Err(_) => break,
-            Ok(ReadLine::TooLong) => None,
-            Ok(ReadLine::Complete) => Some(true),
-            Ok(ReadLine::Unterminated) => Some(protocol.last_line == LastLine::Parse),
+            Ok(kind) => kind,
         };
-        match (parse, std::str::from_utf8(&line)) {
-            (Some(_), Ok(text)) if text.trim().is_empty() => {}
-            (Some(true), Ok(text)) if (protocol.parse)(text, ctx.clock.now(), &mut events) => {}
+        match (kind, std::str::from_utf8(&line)) {
+            (ReadLine::TooLong, _) => bad(),
+            (_, Ok(text)) if text.trim().is_empty() => {}
+            (ReadLine::Complete, Ok(text)) if parse(text, ctx.clock.now(), &mut events) => {}
             _ => bad(),
         }
         let ready = events.len() >= BATCH || (!events.is_empty() && reader.buffer().is_empty());

@@ -24,7 +24,7 @@ use crate::ingest::dattss::DattssError;
 use crate::ingest::limits::{
     check_count, check_tag, check_text, Limits, TagError, TextError, TooMany,
 };
-use crate::ingest::lines::{serve_tcp_lines, LastLine, LineProtocol, ParseLine};
+use crate::ingest::lines::{serve_tcp_lines, ParseLine};
 use crate::stats::Stats;
 
 /// Why a statsd line was refused (the whole line: what it already gave is dropped).
@@ -167,12 +167,7 @@ pub(crate) async fn run_tcp<C: Clock>(
         count_evicted(&counters, &mut gauges);
         bad == 0
     });
-    let protocol = LineProtocol {
-        parse,
-        bad_lines: |s| &s.statsd_bad_lines,
-        last_line: LastLine::Parse,
-    };
-    serve_tcp_lines(listener, protocol, ctx).await;
+    serve_tcp_lines(listener, parse, |s| &s.statsd_bad_lines, ctx).await;
 }
 
 /// Parses every line of `datagram` into `out`; `limits.now` stamps the events.
@@ -582,5 +577,18 @@ mod tests {
                 s.split('|').collect::<Vec<_>>()
             );
         }
+    }
+
+    /// The same over TCP as for Graphite: `hits:123|c` cut to `hits:12|c` by a disconnect would
+    /// count wrong, so the last line without its newline is bad (it was parsed).
+    #[tokio::test]
+    async fn a_last_line_without_newline_over_tcp_is_bad_not_counted() {
+        let start = |listener, ctx| {
+            let gauges = shared_gauges(Duration::from_secs(3600));
+            run_tcp(listener, IngestConfig::default(), gauges, ctx)
+        };
+        let (names, stats) = crate::testing::names_from_tcp(start, b"whole:1|c\nhits:12|c").await;
+        assert_eq!(names, ["whole"]);
+        assert_eq!(stats.snapshot().statsd_bad_lines, 1);
     }
 }
