@@ -44,8 +44,7 @@ fn main() {
         let start = end - 10 * 365 * 24 * hour;
         let input: String = (0..10 * 365 * 24).map(|i| format!("{{\"name\":\"lat\",\"value\":{},\"timestamp\":{}}}\n", i % 100, start + i * hour)).collect();
         let limits = replay::limits_now(&config, &SystemClock);
-        let events = replay::read_events(input.as_bytes(), &limits).unwrap();
-        let summary = replay::to_node(&config, Some(node.clone()), events, Default::default()).await.unwrap();
+        let summary = replay::to_node(&config, Some(node.clone()), Arc::new(input), limits, Default::default()).await.unwrap();
         let http = reqwest::Client::new();
         http.post(format!("{node}/{prefix}*/_refresh")).send().await.unwrap();
         let running = serve(config, ServeOptions { node_url: Some(node.clone()), listen: Some("127.0.0.1:0".parse().unwrap()) }, Arc::new(SystemClock)).await.unwrap();

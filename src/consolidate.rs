@@ -3,9 +3,17 @@
 //! Pure and synchronous: no I/O, no clock reads. Callers pass event times to [`Consolidator::record`]
 //! and "now" to [`Consolidator::flush_due`]. Buckets are aligned to the Unix epoch in UTC
 //! (`start = floor(t / step) * step`), so every series, archive and restart agrees on them. A
-//! bucket is closed once `now` passes its end plus the archive's lateness; events that arrive for
-//! a closed bucket are reported as late instead of reopening it. A series with no open bucket
-//! left is forgotten, so memory follows the active series only.
+//! bucket is closed once `now` passes its end plus the archive's lateness. A series with no open
+//! bucket left is forgotten, so memory follows the active series only.
+//!
+//! Nothing is dropped for being late. An event whose bucket is already closed in an archive goes
+//! to that archive's *late table*: buckets of their own, grouped per (series, archive, bucket),
+//! that [`Consolidator::drain_late`] hands on as [`Closed`] with `late` set, to be merged into the
+//! stored document (see `persist::merge`). Only an event older than an archive's retention (its
+//! bucket starts before the horizon given to [`Consolidator::set_horizons`]) is left out of that
+//! archive, counted as expired. Merging is exact: a [`Summary`] keeps the times of its first and
+//! last values, so merging two summaries of a bucket gives what one would have held had every
+//! event arrived in time order (sums aside, which are floating-point additions in arrival order).
 //!
 //! What does not fit a fixed-size [`Summary`] — the quantile sketch of an archive with
 //! percentiles, the members of a set — lives in a side table per archive, touched only by the
@@ -121,19 +129,23 @@ impl Summary {
         }
     }
 
-    /// A bucket read back from its document: the times of first and last are not stored, so
-    /// first is taken as the earliest and last as the oldest of what may still arrive.
+    /// A bucket read back from its document. `first_at` and `last_at` are clamped into the
+    /// bucket's first day; a document written before they were stored passes `start` for both
+    /// (its first stays first unless a value comes at the same instant, and any value merged
+    /// later becomes last).
     #[allow(clippy::too_many_arguments)]
-    pub fn restored(
+    pub fn stored(
         start: EpochMillis,
         kind: MetricKind,
         count: u64,
         sum: f64,
         min: f64,
         max: f64,
-        first: f64,
-        last: f64,
+        (first, first_at): (f64, EpochMillis),
+        (last, last_at): (f64, EpochMillis),
     ) -> Self {
+        let offset =
+            |at: EpochMillis| at.saturating_sub(start).clamp(0, i64::from(u32::MAX)) as u32;
         Self {
             start,
             count,
@@ -142,16 +154,27 @@ impl Summary {
             max,
             first,
             last,
-            first_offset: 0,
-            last_offset: 0,
+            first_offset: offset(first_at),
+            last_offset: offset(last_at),
             extras: NO_EXTRAS,
             kind,
         }
     }
 
-    /// Adds the statistics of `other`, a summary of the same bucket.
+    /// When the first value of the bucket was taken.
+    pub fn first_at(&self) -> EpochMillis {
+        self.start + i64::from(self.first_offset)
+    }
+
+    /// When the last value of the bucket was taken.
+    pub fn last_at(&self) -> EpochMillis {
+        self.start + i64::from(self.last_offset)
+    }
+
+    /// Adds the statistics of `other`, a summary of the same bucket. On a tie of times the
+    /// earlier arrival (`self`) stays first and the later one becomes last.
     #[inline]
-    fn merge(&mut self, other: &Summary) {
+    pub fn merge(&mut self, other: &Summary) {
         self.count += other.count;
         self.sum += other.sum;
         self.min = self.min.min(other.min);
@@ -184,12 +207,13 @@ pub struct Extras {
     pub sketch: Option<Sketch>,
     /// The distinct members seen (sets), by hash.
     pub members: Option<Distinct>,
-    /// Distinct members counted by an earlier run whose members are not known any more.
+    /// Distinct members counted in a document that did not store its members (written before
+    /// strata stored them): a member seen on both sides of such a merge counts twice.
     pub carried_unique: u64,
 }
 
 impl Extras {
-    /// Distinct members of a set bucket. After a restart a member seen on both sides counts twice.
+    /// Distinct members of a set bucket.
     pub fn unique(&self) -> Option<u64> {
         let now = self.members.as_ref().map(Distinct::count);
         match (now, self.carried_unique) {
@@ -198,7 +222,7 @@ impl Extras {
         }
     }
 
-    fn merge(&mut self, other: Extras) {
+    pub fn merge(&mut self, other: Extras) {
         match (&mut self.sketch, other.sketch) {
             (Some(mine), Some(theirs)) => mine.merge(&theirs),
             (mine @ None, theirs) => *mine = theirs,
@@ -211,6 +235,29 @@ impl Extras {
         }
         self.carried_unique += other.carried_unique;
     }
+}
+
+/// Records what `sample` adds to a bucket beyond its summary: a set's member, or a value for
+/// the sketch (when `sketched`).
+#[inline]
+fn add_extras_to(extras: &mut Extras, sample: &Sample, sketched: bool) {
+    match sample {
+        Sample::Member(hash) => extras
+            .members
+            .get_or_insert_with(Default::default)
+            .insert(*hash),
+        Sample::Value(v) if sketched => extras.sketch.get_or_insert_with(Sketch::new).add(*v),
+        Sample::Partial(p) if sketched => {
+            sketch_partial(extras.sketch.get_or_insert_with(Sketch::new), p)
+        }
+        _ => {}
+    }
+}
+
+/// Whether a bucket of `kind` in `spec` keeps a quantile sketch.
+#[inline]
+fn sketched(spec: &ArchiveSpec, kind: MetricKind) -> bool {
+    spec.sketches && matches!(kind, MetricKind::Gauge | MetricKind::Timer)
 }
 
 /// Adds a client-side aggregate to a sketch: it carries no distribution, so it counts as its
@@ -226,7 +273,7 @@ fn sketch_partial(sketch: &mut Sketch, p: &Partial) {
     }
 }
 
-/// A bucket that will not change any more.
+/// A bucket that will not change any more here: to be written, or merged into its document.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Closed {
     /// The packed series key (see [`crate::event::SeriesKey`]).
@@ -235,6 +282,8 @@ pub struct Closed {
     pub archive: usize,
     pub summary: Summary,
     pub extras: Option<Box<Extras>>,
+    /// From the late table: its bucket was closed before, so a document for it probably exists.
+    pub late: bool,
 }
 
 /// A series' open buckets, by archive index, oldest first per archive.
@@ -244,17 +293,21 @@ pub struct OpenSeries {
     pub buckets: Vec<(usize, Summary)>,
 }
 
-/// Which archives found an event's bucket already closed.
+/// Where one event went, per archive (bit `i` for archive `i`): into an open bucket unless its
+/// bit is set in `late` (the late table, to be merged) or `expired` (left out).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct LateMask(pub u64);
+pub struct Fate {
+    pub late: u64,
+    pub expired: u64,
+}
 
-impl LateMask {
+impl Fate {
     pub fn is_late_in(self, archive: usize) -> bool {
-        self.0 & (1 << archive) != 0
+        self.late & (1 << archive) != 0
     }
 
-    pub fn any(self) -> bool {
-        self.0 != 0
+    pub fn is_expired_in(self, archive: usize) -> bool {
+        self.expired & (1 << archive) != 0
     }
 }
 
@@ -266,6 +319,42 @@ pub enum ConsolidateError {
 }
 
 type SeriesId = u32;
+
+/// A bucket of the late table: which archive, which bucket, which series.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LateKey {
+    archive: u32,
+    start: EpochMillis,
+    series: Arc<str>,
+}
+
+/// [`LateKey`] by reference, to find a bucket without building its key.
+#[derive(Hash)]
+struct LateQuery<'a> {
+    archive: u32,
+    start: EpochMillis,
+    series: &'a str,
+}
+
+impl std::hash::Hash for LateKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        LateQuery {
+            archive: self.archive,
+            start: self.start,
+            series: &self.series,
+        }
+        .hash(state)
+    }
+}
+
+impl hashbrown::Equivalent<LateKey> for LateQuery<'_> {
+    fn equivalent(&self, key: &LateKey) -> bool {
+        self.archive == key.archive && self.start == key.start && self.series == &*key.series
+    }
+}
+
+/// Late events grouped per bucket until [`Consolidator::drain_late`] hands them on.
+type LateTable = HashMap<LateKey, (Summary, Option<Box<Extras>>)>;
 
 struct SeriesEntry {
     key: Arc<str>,
@@ -290,6 +379,8 @@ struct ArchiveState {
     due: BTreeMap<EpochMillis, Vec<SeriesId>>,
     /// Buckets ending at or before this instant are closed.
     watermark: EpochMillis,
+    /// Buckets starting before this instant are past the retention: their events expire.
+    horizon: EpochMillis,
 }
 
 impl ArchiveState {
@@ -360,20 +451,12 @@ impl ArchiveState {
     /// value for the sketch of a sketched gauge or timer.
     #[inline]
     fn add_extras(&mut self, id: SeriesId, start: EpochMillis, kind: MetricKind, sample: &Sample) {
-        let sketched = self.spec.sketches && matches!(kind, MetricKind::Gauge | MetricKind::Timer);
+        let sketched = sketched(&self.spec, kind);
         if !sketched && !matches!(sample, Sample::Member(_)) {
             return;
         }
-        let Some(extras) = self.extras_mut(id, start) else {
-            return;
-        };
-        match sample {
-            Sample::Member(hash) => extras
-                .members
-                .get_or_insert_with(Default::default)
-                .insert(*hash),
-            Sample::Value(v) => extras.sketch.get_or_insert_with(Sketch::new).add(*v),
-            Sample::Partial(p) => sketch_partial(extras.sketch.get_or_insert_with(Sketch::new), p),
+        if let Some(extras) = self.extras_mut(id, start) {
+            add_extras_to(extras, sample, sketched);
         }
     }
 
@@ -443,36 +526,67 @@ impl SeriesIndex {
     }
 }
 
+/// What became of a batch's events in one archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ArchiveCounts {
+    /// Into open buckets.
+    pub recorded: u64,
+    /// Into the late table: to be merged into stored buckets.
+    pub merged: u64,
+    /// Older than the archive's retention: not kept.
+    pub expired: u64,
+}
+
 /// Totals for one batch of events.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BatchReport {
-    /// Events recorded in at least one archive.
+    /// Events kept (recorded or merged) in at least one archive.
     pub accepted: u64,
-    /// Events whose bucket was already closed in at least one archive.
-    pub late: u64,
-    /// Late events per archive, in configuration order.
-    pub late_by_archive: Vec<u64>,
+    /// Events merged into a stored bucket in at least one archive.
+    pub merged: u64,
+    /// Events kept in no archive: older than every archive's retention.
+    pub expired: u64,
+    /// Per archive, in configuration order.
+    pub archives: Vec<ArchiveCounts>,
 }
 
 impl BatchReport {
     pub fn new(archives: usize) -> Self {
         Self {
-            accepted: 0,
-            late: 0,
-            late_by_archive: vec![0; archives],
+            archives: vec![ArchiveCounts::default(); archives],
+            ..Self::default()
         }
     }
 
-    /// Counts one event that was late in the archives of `late`.
-    pub fn count(&mut self, late: LateMask) {
-        if (late.0.count_ones() as usize) < self.late_by_archive.len() {
+    /// Counts one event by its fate.
+    pub fn count(&mut self, fate: Fate) {
+        let n = self.archives.len();
+        if (fate.expired.count_ones() as usize) < n {
             self.accepted += 1;
+        } else {
+            self.expired += 1;
         }
-        if late.any() {
-            self.late += 1;
-            for (i, n) in self.late_by_archive.iter_mut().enumerate() {
-                *n += u64::from(late.is_late_in(i));
+        self.merged += u64::from(fate.late != 0);
+        for (i, counts) in self.archives.iter_mut().enumerate() {
+            if fate.is_expired_in(i) {
+                counts.expired += 1;
+            } else if fate.is_late_in(i) {
+                counts.merged += 1;
+            } else {
+                counts.recorded += 1;
             }
+        }
+    }
+
+    /// Adds another batch's totals (of the same archives).
+    pub fn add(&mut self, other: &BatchReport) {
+        self.accepted += other.accepted;
+        self.merged += other.merged;
+        self.expired += other.expired;
+        for (mine, theirs) in self.archives.iter_mut().zip(&other.archives) {
+            mine.recorded += theirs.recorded;
+            mine.merged += theirs.merged;
+            mine.expired += theirs.expired;
         }
     }
 }
@@ -480,6 +594,7 @@ impl BatchReport {
 /// Consolidates events into per-bucket summaries for every archive.
 pub struct Consolidator {
     archives: Vec<ArchiveState>,
+    late: LateTable,
     index: SeriesIndex,
     series: Vec<Option<SeriesEntry>>,
     free: Vec<SeriesId>,
@@ -506,8 +621,10 @@ impl Consolidator {
                     slab_free: Vec::new(),
                     due: BTreeMap::new(),
                     watermark: EpochMillis::MIN,
+                    horizon: EpochMillis::MIN,
                 })
                 .collect(),
+            late: LateTable::new(),
             index: SeriesIndex::default(),
             series: Vec::new(),
             free: Vec::new(),
@@ -575,7 +692,7 @@ impl Consolidator {
 
     /// Records one event; see [`Consolidator::record`].
     #[inline]
-    pub fn record_event(&mut self, e: &Event) -> Result<LateMask, ConsolidateError> {
+    pub fn record_event(&mut self, e: &Event) -> Result<Fate, ConsolidateError> {
         self.record(e.series.as_str(), &e.series, e.kind, &e.sample, e.timestamp)
     }
 
@@ -598,8 +715,9 @@ impl Consolidator {
         Ok(())
     }
 
-    /// Records one sample at time `at` for the series `key` in every archive whose bucket is still
-    /// open; returns the archives where it was late. `owned` is only cloned when the series is new.
+    /// Records one sample at time `at` for the series `key`: in every archive whose bucket is
+    /// still open, into the late table where it is closed, nowhere where it is past the
+    /// retention. `owned` is only cloned when the series is new.
     #[inline]
     pub fn record(
         &mut self,
@@ -608,16 +726,37 @@ impl Consolidator {
         kind: MetricKind,
         sample: &Sample,
         at: EpochMillis,
-    ) -> Result<LateMask, ConsolidateError> {
-        let mut late = 0u64;
+    ) -> Result<Fate, ConsolidateError> {
+        let mut fate = Fate::default();
         for (i, a) in self.archives.iter().enumerate() {
-            if bucket_start(at, a.spec.step_ms).saturating_add(a.spec.step_ms) <= a.watermark {
-                late |= 1 << i;
+            let start = bucket_start(at, a.spec.step_ms);
+            if start < a.horizon {
+                fate.expired |= 1 << i;
+            } else if start.saturating_add(a.spec.step_ms) <= a.watermark {
+                fate.late |= 1 << i;
             }
         }
-        if late.count_ones() as usize == self.archives.len() {
-            return Ok(LateMask(late));
+        let elsewhere = fate.late | fate.expired;
+        if elsewhere.count_ones() as usize != self.archives.len() {
+            self.record_open(key, owned, kind, sample, at, elsewhere)?;
         }
+        if fate.late != 0 {
+            self.record_late(key, owned, kind, sample, at, fate.late);
+        }
+        Ok(fate)
+    }
+
+    /// Records into the open buckets of the archives not in `skip`.
+    #[inline]
+    fn record_open(
+        &mut self,
+        key: &str,
+        owned: &crate::event::SeriesKey,
+        kind: MetricKind,
+        sample: &Sample,
+        at: EpochMillis,
+        skip: u64,
+    ) -> Result<(), ConsolidateError> {
         let id = match self.index.get(key, &self.series) {
             Some(id) => id,
             None => self.intern(owned)?,
@@ -625,7 +764,7 @@ impl Consolidator {
         let plain = matches!(sample, Sample::Value(_));
         let mut opened = 0;
         for (i, a) in self.archives.iter_mut().enumerate() {
-            if late & (1 << i) != 0 {
+            if skip & (1 << i) != 0 {
                 continue;
             }
             let start = bucket_start(at, a.spec.step_ms);
@@ -641,37 +780,83 @@ impl Consolidator {
                 entry.open += opened;
             }
         }
-        Ok(LateMask(late))
+        Ok(())
     }
 
-    /// Reopens a bucket that an earlier run wrote at shutdown, so that events of the same bucket
-    /// after a restart are merged into it instead of overwriting its document. Ignored (false)
-    /// when the bucket is already closed here.
-    pub fn restore(
+    /// Adds to the late table's buckets of the archives in `late`.
+    fn record_late(
         &mut self,
-        key: &crate::event::SeriesKey,
-        archive: usize,
-        summary: Summary,
-        extras: Option<Extras>,
-    ) -> Result<bool, ConsolidateError> {
-        let a = &self.archives[archive];
-        if summary.count == 0 || summary.start.saturating_add(a.spec.step_ms) <= a.watermark {
-            return Ok(false);
-        }
-        let id = match self.index.get(key.as_str(), &self.series) {
-            Some(id) => id,
-            None => self.intern(key)?,
-        };
-        let a = &mut self.archives[archive];
-        if a.add(id, summary) {
-            if let Some(entry) = self.series[id as usize].as_mut() {
-                entry.open += 1;
+        key: &str,
+        owned: &crate::event::SeriesKey,
+        kind: MetricKind,
+        sample: &Sample,
+        at: EpochMillis,
+        late: u64,
+    ) {
+        for i in 0..self.archives.len() {
+            if late & (1 << i) == 0 {
+                continue;
+            }
+            let spec = self.archives[i].spec;
+            let start = bucket_start(at, spec.step_ms);
+            let incoming = Summary::from_sample(start, kind, sample, at);
+            let query = LateQuery {
+                archive: i as u32,
+                start,
+                series: key,
+            };
+            let bucket = if let Some(bucket) = self.late.get_mut(&query) {
+                bucket.0.merge(&incoming);
+                bucket
+            } else {
+                let key = LateKey {
+                    archive: i as u32,
+                    start,
+                    series: self.shared_key(key, owned),
+                };
+                self.late.entry(key).or_insert((incoming, None))
+            };
+            let sketched = sketched(&spec, kind);
+            if sketched || matches!(sample, Sample::Member(_)) {
+                add_extras_to(
+                    bucket.1.get_or_insert_with(Default::default),
+                    sample,
+                    sketched,
+                );
             }
         }
-        if let (Some(extras), Some(slot)) = (extras, a.extras_mut(id, summary.start)) {
-            slot.merge(extras);
+    }
+
+    /// The series' shared key: the interned one when the series is active, else a new one.
+    fn shared_key(&self, key: &str, owned: &crate::event::SeriesKey) -> Arc<str> {
+        self.index
+            .get(key, &self.series)
+            .and_then(|id| self.series[id as usize].as_ref())
+            .map_or_else(|| owned.shared(), |e| e.key.clone())
+    }
+
+    /// Buckets waiting in the late table.
+    pub fn late_buckets(&self) -> usize {
+        self.late.len()
+    }
+
+    /// Hands on every bucket of the late table, to be merged into its stored document.
+    pub fn drain_late(&mut self, out: &mut Vec<Closed>) {
+        out.extend(self.late.drain().map(|(key, (summary, extras))| Closed {
+            series: key.series,
+            archive: key.archive as usize,
+            summary,
+            extras,
+            late: true,
+        }));
+    }
+
+    /// Sets, per archive in configuration order, the start of the oldest bucket still within its
+    /// retention: events of older buckets expire.
+    pub fn set_horizons(&mut self, horizons: &[EpochMillis]) {
+        for (a, &h) in self.archives.iter_mut().zip(horizons) {
+            a.horizon = h;
         }
-        Ok(true)
     }
 
     fn intern(&mut self, key: &crate::event::SeriesKey) -> Result<SeriesId, ConsolidateError> {
@@ -748,6 +933,7 @@ impl Consolidator {
                     archive,
                     summary,
                     extras: extras.map(Box::new),
+                    late: false,
                 });
                 entry.open -= 1;
                 if entry.open == 0 {
@@ -860,14 +1046,22 @@ mod tests {
         c.record_batch(&[ev("m", 1.0, 25)]).unwrap();
         flush(&mut c, 25);
         let report = c.record_batch(&[ev("m", 2.0, 15)]).unwrap();
-        assert_eq!((report.accepted, report.late), (1, 0));
+        assert_eq!((report.accepted, report.merged), (1, 0));
         let out = flush(&mut c, 30);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].summary.sum, 2.0);
     }
 
+    fn counts(recorded: u64, merged: u64, expired: u64) -> ArchiveCounts {
+        ArchiveCounts {
+            recorded,
+            merged,
+            expired,
+        }
+    }
+
     #[test]
-    fn late_events_are_reported_per_archive() {
+    fn late_events_go_to_the_late_table_per_archive() {
         let coarse = spec(600_000, 10_000);
         let mut c = Consolidator::new(&[S20, coarse], 10);
         c.record_batch(&[ev("m", 1.0, 5)]).unwrap();
@@ -879,10 +1073,12 @@ mod tests {
             report,
             BatchReport {
                 accepted: 2,
-                late: 1,
-                late_by_archive: vec![1, 0]
+                merged: 1,
+                expired: 0,
+                archives: vec![counts(1, 1, 0), counts(2, 0, 0)]
             }
         );
+        assert_eq!(c.late_buckets(), 1);
         let mut out = Vec::new();
         c.flush_all(&mut out);
         let coarse_bucket = out.iter().find(|c| c.archive == 1).unwrap();
@@ -890,15 +1086,66 @@ mod tests {
             coarse_bucket.summary.count, 3,
             "the coarse archive still took the late event"
         );
+        let mut late = Vec::new();
+        c.drain_late(&mut late);
+        assert_eq!(late.len(), 1);
+        let s = late[0].summary;
+        assert!(late[0].late);
+        assert_eq!((late[0].archive, s.start, s.count, s.sum), (0, 0, 1, 9.0));
+        assert_eq!(c.late_buckets(), 0);
     }
 
     #[test]
-    fn event_late_everywhere_does_not_create_a_series() {
-        let mut c = Consolidator::new(&[S20], 10);
+    fn late_events_of_one_bucket_are_grouped_in_time_order_and_create_no_series() {
+        let sketched = ArchiveSpec {
+            sketches: true,
+            ..S20
+        };
+        let mut c = Consolidator::new(&[sketched], 10);
         flush(&mut c, 1000);
-        let report = c.record_batch(&[ev("old", 1.0, 5)]).unwrap();
-        assert_eq!((report.accepted, report.late), (0, 1));
-        assert_eq!(c.active_series(), 0);
+        let report = c
+            .record_batch(&[ev("old", 5.0, 12), ev("old", 1.0, 3), ev("old", 9.0, 7)])
+            .unwrap();
+        assert_eq!((report.accepted, report.merged), (3, 3));
+        assert_eq!(c.active_series(), 0, "late events open no bucket");
+        let mut late = Vec::new();
+        c.drain_late(&mut late);
+        assert_eq!(late.len(), 1);
+        let s = late[0].summary;
+        assert_eq!(
+            (s.count, s.sum, s.min, s.max, s.first, s.last),
+            (3, 15.0, 1.0, 9.0, 1.0, 5.0)
+        );
+        assert_eq!((s.first_at(), s.last_at()), (3_000, 12_000));
+        let sketch = late[0].extras.as_ref().unwrap().sketch.as_ref().unwrap();
+        assert_eq!(sketch.count(), 3);
+    }
+
+    #[test]
+    fn events_before_the_horizon_expire_in_their_archive_only() {
+        let coarse = spec(600_000, 10_000);
+        let mut c = Consolidator::new(&[S20, coarse], 10);
+        c.set_horizons(&[100_000, 0]);
+        let report = c
+            .record_batch(&[ev("m", 1.0, 50), ev("m", 1.0, 150), ev("m", 1.0, -1)])
+            .unwrap();
+        assert_eq!(
+            report,
+            BatchReport {
+                accepted: 2,
+                merged: 0,
+                expired: 1,
+                archives: vec![counts(1, 0, 2), counts(2, 0, 1)]
+            }
+        );
+        let mut out = Vec::new();
+        c.flush_all(&mut out);
+        c.drain_late(&mut out);
+        let got: Vec<(usize, i64, u64)> = out
+            .iter()
+            .map(|c| (c.archive, c.summary.start / 1000, c.summary.count))
+            .collect();
+        assert_eq!(got, vec![(0, 140, 1), (1, 0, 2)]);
     }
 
     #[test]
@@ -951,22 +1198,32 @@ mod tests {
     }
 
     #[test]
-    fn restored_bucket_is_merged_with_new_events() {
-        let mut c = Consolidator::new(&[S20], 10);
-        let key = SeriesKey::new("m", None, &mut []);
-        let partial = Summary::restored(0, MetricKind::Gauge, 2, 4.0, 1.0, 3.0, 1.0, 3.0);
-        assert!(c.restore(&key, 0, partial, None).unwrap());
-        c.record_batch(&[ev("m", 10.0, 15)]).unwrap();
-        let mut out = Vec::new();
-        c.flush_all(&mut out);
-        assert_eq!(out.len(), 1);
-        let s = out[0].summary;
-        assert_eq!(
-            (s.count, s.sum, s.min, s.max, s.first, s.last),
-            (3, 14.0, 1.0, 10.0, 1.0, 10.0)
+    fn merging_slices_of_a_bucket_gives_the_time_ordered_bucket() {
+        let stored = Summary::stored(
+            0,
+            MetricKind::Gauge,
+            2,
+            4.0,
+            1.0,
+            3.0,
+            (1.0, 2_000),
+            (3.0, 8_000),
         );
-        // A bucket already closed here is not reopened.
-        assert!(!c.restore(&key, 0, partial, None).unwrap());
+        let mut merged = stored;
+        merged.merge(&Summary::new(0, MetricKind::Gauge, 10.0, 1_000));
+        merged.merge(&Summary::new(0, MetricKind::Gauge, 0.5, 15_000));
+        assert_eq!(
+            (
+                merged.count,
+                merged.sum,
+                merged.min,
+                merged.max,
+                merged.first,
+                merged.last
+            ),
+            (4, 14.5, 0.5, 10.0, 10.0, 0.5)
+        );
+        assert_eq!((merged.first_at(), merged.last_at()), (1_000, 15_000));
     }
 
     #[test]

@@ -8,6 +8,10 @@
 //! a control byte each). Inserting shifts at most 16 KiB, and a member already present (the
 //! common case) costs a binary search.
 
+use base64::Engine;
+
+use crate::sketch::{put_varint, Reader};
+
 /// Members counted exactly, at most; past this the count is an estimate.
 pub(crate) const MAX_EXACT: usize = 2048;
 const PRECISION: u32 = 14;
@@ -73,6 +77,60 @@ impl Distinct {
     }
 }
 
+impl Distinct {
+    /// The stored form, base64: `0`, the count and the sorted hashes as varint differences
+    /// (about 8 bytes a member), or `1` and the 16 KiB of registers.
+    pub fn to_base64(&self) -> String {
+        let mut out = Vec::new();
+        match self {
+            Distinct::Exact(set) => {
+                out.push(0);
+                put_varint(&mut out, set.len() as u64);
+                let mut previous = 0;
+                for &h in set {
+                    put_varint(&mut out, h - previous);
+                    previous = h;
+                }
+            }
+            Distinct::Estimated(registers) => {
+                out.push(1);
+                out.extend_from_slice(&registers[..]);
+            }
+        }
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(out)
+    }
+
+    /// Reads back [`Distinct::to_base64`]; `None` when it is not that.
+    pub fn from_base64(text: &str) -> Option<Self> {
+        let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(text.trim_end_matches('='))
+            .ok()?;
+        let mut r = Reader(&bytes);
+        match r.byte().ok()? {
+            0 => {
+                let n = r.varint().ok()? as usize;
+                if n > MAX_EXACT {
+                    return None;
+                }
+                let mut set = Vec::with_capacity(n);
+                let mut previous = 0u64;
+                for _ in 0..n {
+                    previous = previous.checked_add(r.varint().ok()?)?;
+                    set.push(previous);
+                }
+                let sorted = set.windows(2).all(|w| w[0] < w[1]);
+                (sorted && r.0.is_empty()).then_some(Distinct::Exact(set))
+            }
+            1 => {
+                let registers: Box<[u8; REGISTERS]> =
+                    r.0.to_vec().into_boxed_slice().try_into().ok()?;
+                Some(Distinct::Estimated(registers))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// The HyperLogLog registers of exact members.
 fn registers_of(members: &[u64]) -> Box<[u8; REGISTERS]> {
     let mut registers = Box::new([0u8; REGISTERS]);
@@ -109,6 +167,24 @@ mod tests {
 
     fn hash(i: u64) -> u64 {
         xxhash_rust::xxh3::xxh3_64(&i.to_le_bytes())
+    }
+
+    #[test]
+    fn both_phases_read_back_as_stored() {
+        let mut d = Distinct::default();
+        (0..100).for_each(|i| d.insert(hash(i)));
+        let text = d.to_base64();
+        assert!(
+            text.len() < 100 * 12,
+            "{} bytes for 100 members",
+            text.len()
+        );
+        assert_eq!(Distinct::from_base64(&text), Some(d.clone()));
+        (100..5000).for_each(|i| d.insert(hash(i)));
+        assert!(matches!(d, Distinct::Estimated(_)));
+        assert_eq!(Distinct::from_base64(&d.to_base64()), Some(d));
+        assert_eq!(Distinct::from_base64("AQ"), None, "registers cut short");
+        assert_eq!(Distinct::from_base64("!"), None);
     }
 
     #[test]

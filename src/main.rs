@@ -4,7 +4,7 @@
 
 mod cli;
 
-use std::io::{BufReader, Write};
+use std::io::{Read, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -129,17 +129,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let cfg = Config::load(&config)?;
             let limits = replay::limits_now(&cfg, &SystemClock);
-            let parsed = if events.as_os_str() == "-" {
-                replay::read_events(std::io::stdin().lock(), &limits)?
+            let source: Arc<dyn replay::Source + Send + Sync> = if events.as_os_str() == "-" {
+                let mut input = Vec::new();
+                std::io::stdin()
+                    .lock()
+                    .read_to_end(&mut input)
+                    .context("cannot read standard input")?;
+                Arc::new(input)
             } else {
-                let file = std::fs::File::open(&events)
+                std::fs::File::open(&events)
                     .with_context(|| format!("cannot open {}", events.display()))?;
-                replay::read_events(BufReader::new(file), &limits)?
+                Arc::new(events)
             };
             let summary = if dry_run {
                 let stdout = std::io::stdout();
                 let mut out = std::io::BufWriter::new(stdout.lock());
-                let summary = replay::dry_run(&cfg, &parsed, &mut out)?;
+                let summary = replay::dry_run(&cfg, source.as_ref(), &limits, &mut out)?;
                 out.flush()?;
                 summary
             } else {
@@ -152,12 +157,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         tracing::info!("signal received: stopping the replay");
                         stop.cancel();
                     });
-                    anyhow::Ok(replay::to_node(&cfg, node_url, parsed, shutdown).await?)
+                    anyhow::Ok(replay::to_node(&cfg, node_url, source, limits, shutdown).await?)
                 })?
             };
             eprintln!(
-                "replayed {} events: {} documents, {} late",
-                summary.events, summary.documents, summary.late
+                "replayed {} events: {} documents; recorded {}, merged {}, expired {} (summed over archives)",
+                summary.events, summary.documents, summary.recorded, summary.merged, summary.expired
             );
             Ok(())
         }

@@ -6,12 +6,14 @@
 //! ```
 //! A full stage pushes back: the writer stops reading while it retries, the consolidator then
 //! waits to hand over closed buckets, its input fills, and the HTTP handler answers 503.
+//! Late buckets take the same channel: the consolidator hands its late table on every tick (or
+//! as soon as it holds [`LATE_TABLE_MAX`] buckets), and the writer merges them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -23,10 +25,10 @@ use crate::ingest::context::ListenerContext;
 use crate::ingest::handle::{ingest_channel, Congestion, IngestBatch, IngestHandle, Request};
 use crate::ingest::http::{router, AppState};
 use crate::ingest::listeners::{at, start_listeners, ListenError};
+use crate::maintain::plan::retention_horizons;
 use crate::maintain::run::run_scheduled;
 use crate::persist::backend::{BackendError, HttpBackend, SearchBackend};
 use crate::persist::document::DocumentEncoder;
-use crate::persist::resume::{reopen_buckets, ResumeError};
 use crate::persist::template::index_template;
 use crate::persist::writer::BulkWriter;
 use crate::stats::Stats;
@@ -44,8 +46,6 @@ pub enum ServeError {
     Http(#[source] std::io::Error),
     #[error("a task of the service panicked")]
     Panicked(#[source] tokio::task::JoinError),
-    #[error(transparent)]
-    Resume(#[from] ResumeError),
     #[error("stopped before the node became reachable")]
     StoppedWaiting,
 }
@@ -63,10 +63,16 @@ pub fn archive_specs(config: &Config) -> Vec<ArchiveSpec> {
         .collect()
 }
 
-/// Owns the [`Consolidator`]: records batches, closes due buckets on every tick, and on end of
-/// input closes everything it holds and hands it to the writer.
+/// Late buckets held before they are handed on without waiting for the tick: a backfill of old
+/// data is merged in slices of this size, and the late table's memory stays bounded (a bucket
+/// is a few hundred bytes, a sketched one up to a few KiB).
+pub const LATE_TABLE_MAX: usize = 16_384;
+
+/// Owns the [`Consolidator`]: records batches, closes due buckets and hands on the late table on
+/// every tick, and on end of input closes everything it holds and hands it to the writer.
 pub struct ConsolidatorTask<C> {
     consolidator: Consolidator,
+    config: Arc<Config>,
     input: mpsc::Receiver<Request>,
     input_open: bool,
     output: mpsc::Sender<Closed>,
@@ -84,20 +90,33 @@ impl<C: Clock> ConsolidatorTask<C> {
         while self.input_open {
             tokio::select! {
                 next = self.input.recv() => match next {
-                    Some(request) => self.handle(request),
+                    Some(request) => {
+                        self.handle(request);
+                        if self.consolidator.late_buckets() >= LATE_TABLE_MAX {
+                            self.consolidator.drain_late(&mut closed);
+                            if !self.hand_over(&mut closed).await {
+                                return;
+                            }
+                        }
+                    }
                     None => self.input_open = false,
                 },
                 _ = ticker.tick() => {
-                    self.consolidator.flush_due(self.clock.now(), &mut closed);
+                    let now = self.clock.now();
+                    self.consolidator.set_horizons(&retention_horizons(&self.config, now));
+                    self.consolidator.flush_due(now, &mut closed);
+                    self.consolidator.drain_late(&mut closed);
                     Stats::set(&self.stats.series_active, self.consolidator.active_series() as u64);
                     Stats::set(&self.stats.buckets_open, self.consolidator.open_buckets() as u64);
                     if !self.hand_over(&mut closed).await {
                         return;
                     }
+                    Stats::set(&self.stats.buckets_late, self.consolidator.late_buckets() as u64);
                 }
             }
         }
         self.consolidator.flush_all(&mut closed);
+        self.consolidator.drain_late(&mut closed);
         let count = closed.len();
         self.hand_over(&mut closed).await;
         Stats::set(&self.stats.series_active, 0);
@@ -122,7 +141,8 @@ impl<C: Clock> ConsolidatorTask<C> {
         match &result {
             Ok(report) => {
                 Stats::add(&self.stats.events_accepted, report.accepted);
-                Stats::add(&self.stats.events_late, report.late);
+                Stats::add(&self.stats.events_merged, report.merged);
+                Stats::add(&self.stats.events_expired, report.expired);
             }
             Err(e) if batch.reply.is_none() => {
                 Stats::add(&self.stats.udp_dropped, batch.events.len() as u64);
@@ -205,12 +225,14 @@ pub struct WritePath {
     pub writer: JoinHandle<()>,
 }
 
-/// Installs the index template and starts the bulk writer.
+/// Installs the index template and starts the bulk writer; it notifies `new_index` after its
+/// first write of this run to an index.
 pub async fn start_write_path<B: SearchBackend>(
     config: &Config,
     backend: Arc<B>,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
+    new_index: Arc<Notify>,
 ) -> Result<WritePath, ServeError> {
     backend
         .put_index_template(&config.index.template, &index_template(config))
@@ -223,7 +245,8 @@ pub async fn start_write_path<B: SearchBackend>(
         config.persist.clone(),
         stats,
         shutdown,
-    );
+    )
+    .announcing_new_indices(new_index);
     Ok(WritePath {
         closed,
         writer: tokio::spawn(writer.run(closed_rx)),
@@ -232,27 +255,24 @@ pub async fn start_write_path<B: SearchBackend>(
 
 /// Starts the consolidator task; returns the handle that feeds it.
 ///
-/// Buckets that ended before now may already be written by an earlier run: events for them are
-/// late. Buckets still open that an earlier run wrote at its shutdown are reopened from the node
-/// and continue where they stopped.
-pub async fn start_consolidator<B: SearchBackend, C: Clock>(
+/// Buckets that ended before now may already be written by an earlier run: events for them go
+/// to the late table and are merged. A bucket still open that an earlier run wrote at its
+/// shutdown starts afresh here and is merged into that document when it closes (its `create`
+/// meets the document).
+pub fn start_consolidator<C: Clock>(
     config: &Config,
-    backend: &B,
     clock: Arc<C>,
     closed: mpsc::Sender<Closed>,
     stats: Arc<Stats>,
-) -> Result<(IngestHandle, JoinHandle<()>), ServeError> {
+) -> (IngestHandle, JoinHandle<()>) {
     let mut consolidator = Consolidator::new(&archive_specs(config), config.consolidate.max_series);
     let now = clock.now();
+    consolidator.set_horizons(&retention_horizons(config, now));
     consolidator.flush_due(now, &mut Vec::new());
-    let reopened = reopen_buckets(backend, config, &mut consolidator, now).await?;
-    tracing::info!(
-        buckets = reopened,
-        "reopened buckets written by an earlier run"
-    );
     let (handle, queue) = ingest_channel(config.consolidate.queue_batches);
     let task = ConsolidatorTask {
         consolidator,
+        config: Arc::new(config.clone()),
         input: queue.requests,
         input_open: true,
         output: closed,
@@ -261,7 +281,7 @@ pub async fn start_consolidator<B: SearchBackend, C: Clock>(
         congestion: queue.congestion,
     };
     let task = tokio::spawn(task.run(config.consolidate.tick));
-    Ok((handle, task))
+    (handle, task)
 }
 
 /// A running service: its address and how to stop it.
@@ -311,15 +331,17 @@ pub async fn serve<C: Clock>(
     let shutdown = CancellationToken::new();
     let stats = Arc::new(Stats::default());
     wait_for_node(backend.as_ref(), &shutdown).await?;
-    let write = start_write_path(&config, backend.clone(), stats.clone(), shutdown.clone()).await?;
-    let (ingest, consolidator) = start_consolidator(
+    let new_index = Arc::new(Notify::new());
+    let write = start_write_path(
         &config,
-        backend.as_ref(),
-        clock.clone(),
-        write.closed,
+        backend.clone(),
         stats.clone(),
+        shutdown.clone(),
+        new_index.clone(),
     )
     .await?;
+    let (ingest, consolidator) =
+        start_consolidator(&config, clock.clone(), write.closed, stats.clone());
 
     let addr = options.listen.unwrap_or(config.http.listen);
     let listener = tokio::net::TcpListener::bind(addr)
@@ -333,6 +355,7 @@ pub async fn serve<C: Clock>(
         clock.clone(),
         stats.clone(),
         shutdown.clone(),
+        new_index,
     ));
     let listeners = ListenerContext {
         ingest: ingest.clone(),
@@ -416,8 +439,14 @@ mod tests {
         let (output, closed) = mpsc::channel(room);
         let clock = ManualClock::new(0);
         let stats = Arc::new(Stats::default());
+        let config = Config::from_toml(
+            "[[archive]]\nname=\"20s\"\nstep=\"20s\"\nretention=\"2 days\"\nindex_period=\"day\"\nlateness=\"0s\"\n",
+            std::path::Path::new("t"),
+        )
+        .unwrap();
         let task = ConsolidatorTask {
             consolidator: Consolidator::new(&[spec], 100),
+            config: Arc::new(config),
             input: queue.requests,
             input_open: true,
             output,
@@ -447,7 +476,7 @@ mod tests {
             .submit(vec![gauge("a", 1.0, 1_000), gauge("a", 3.0, 2_000)])
             .await
             .unwrap();
-        assert_eq!((report.accepted, report.late), (2, 0));
+        assert_eq!((report.accepted, report.merged), (2, 0));
         h.clock.set(STEP_MS - 1);
         a_few_ticks().await;
         assert!(h.closed.try_recv().is_err(), "not before the bucket's end");
@@ -456,8 +485,12 @@ mod tests {
         let bucket = h.closed.try_recv().unwrap();
         assert_eq!((bucket.summary.count, bucket.summary.sum), (2, 4.0));
         let late = h.ingest.submit(vec![gauge("a", 5.0, 3_000)]).await.unwrap();
-        assert_eq!(late.late, 1, "its bucket is written");
-        assert_eq!(h.stats.snapshot().events_late, 1);
+        assert_eq!(late.merged, 1, "its bucket is written");
+        assert_eq!(h.stats.snapshot().events_merged, 1);
+        a_few_ticks().await;
+        let merged = h.closed.try_recv().unwrap();
+        assert!(merged.late, "handed on at the next tick, to be merged");
+        assert_eq!((merged.summary.start, merged.summary.sum), (0, 5.0));
     }
 
     #[tokio::test(start_paused = true)]

@@ -2,7 +2,15 @@
 //! the HTTP API, with the events' own timestamps as the clock, everything flushed at the end.
 //! The whole input is validated before anything is written; `--dry-run` prints the `_bulk` body
 //! instead of sending it.
+//!
+//! A file's order does not matter: an event whose bucket the replay's clock has passed goes to
+//! the late table and is merged into the stored document, as on the HTTP path. What is held open
+//! is bounded (the open buckets within lateness, and at most
+//! [`crate::pipeline::LATE_TABLE_MAX`] late buckets); events are read from the file a second
+//! time rather than kept. A replay adds its events to what is stored: replaying a file twice
+//! counts its events twice (documents are never duplicated: their ids are deterministic).
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::sync::Arc;
 
@@ -14,9 +22,10 @@ use crate::consolidate::{BatchReport, Closed, ConsolidateError, Consolidator};
 use crate::event::Event;
 use crate::ingest::json::{parse_event, InvalidEvent, Location};
 use crate::ingest::limits::Limits;
+use crate::maintain::plan::retention_horizons;
 use crate::persist::backend::{BackendError, HttpBackend};
-use crate::persist::document::DocumentEncoder;
-use crate::pipeline::{archive_specs, start_write_path, wait_for_node, ServeError};
+use crate::persist::document::{DocumentEncoder, Op};
+use crate::pipeline::{archive_specs, start_write_path, wait_for_node, ServeError, LATE_TABLE_MAX};
 use crate::stats::Stats;
 
 /// Why a replay failed.
@@ -46,108 +55,190 @@ pub enum ReplayError {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ReplaySummary {
     pub events: u64,
-    pub late: u64,
+    /// Where the events went, summed over archives: into buckets the replay closed itself, into
+    /// the late table (merged into stored buckets), or nowhere (past the retention).
+    pub recorded: u64,
+    pub merged: u64,
+    pub expired: u64,
+    /// Buckets handed to the writer (a bucket merged in several slices counts each time).
     pub documents: u64,
 }
 
-/// Reads and validates every line (blank lines skipped); the first bad line fails the whole input.
-pub fn read_events(input: impl BufRead, limits: &Limits) -> Result<Vec<Event>, ReplayError> {
-    let mut events = Vec::new();
+impl ReplaySummary {
+    fn new(report: &BatchReport, documents: u64) -> Self {
+        let total = |f: fn(&crate::consolidate::ArchiveCounts) -> u64| {
+            report.archives.iter().map(f).sum::<u64>()
+        };
+        Self {
+            events: report.accepted + report.expired,
+            recorded: total(|a| a.recorded),
+            merged: total(|a| a.merged),
+            expired: total(|a| a.expired),
+            documents,
+        }
+    }
+}
+
+/// Where a replay reads its events; opened twice (validation, then consolidation).
+pub trait Source {
+    fn open(&self) -> std::io::Result<Box<dyn BufRead + '_>>;
+}
+
+/// A file, read twice.
+impl Source for std::path::PathBuf {
+    fn open(&self) -> std::io::Result<Box<dyn BufRead + '_>> {
+        Ok(Box::new(std::io::BufReader::new(std::fs::File::open(
+            self,
+        )?)))
+    }
+}
+
+/// Input held in memory (standard input, tests).
+impl Source for String {
+    fn open(&self) -> std::io::Result<Box<dyn BufRead + '_>> {
+        Ok(Box::new(self.as_bytes()))
+    }
+}
+
+impl Source for Vec<u8> {
+    fn open(&self) -> std::io::Result<Box<dyn BufRead + '_>> {
+        Ok(Box::new(self.as_slice()))
+    }
+}
+
+/// Calls `each` with every event of `input` in order (blank lines skipped); the first bad line
+/// stops it with its error.
+pub fn for_each_event(
+    input: impl BufRead,
+    limits: &Limits,
+    mut each: impl FnMut(Event) -> Result<(), ReplayError>,
+) -> Result<u64, ReplayError> {
+    let mut count = 0;
     for (n, line) in input.lines().enumerate() {
         let line = line?;
         let line = line.trim();
         if !line.is_empty() {
-            events.push(parse_event(line, Location::Line(n + 1), limits)?);
+            each(parse_event(line, Location::Line(n + 1), limits)?)?;
+            count += 1;
         }
     }
-    Ok(events)
+    Ok(count)
 }
 
-/// Consolidates `events` in order with their own times as the clock, passing every closed bucket
-/// to `emit` as soon as it closes, and the rest at the end.
+/// Reads and validates every line; the first bad line fails the whole input.
+pub fn validate(source: &(impl Source + ?Sized), limits: &Limits) -> Result<u64, ReplayError> {
+    for_each_event(source.open()?, limits, |_| Ok(()))
+}
+
+/// Consolidates the events of `input` in order with their own times as the clock and `now` for
+/// the retention, passing closed and late buckets to `emit` as they come, the rest at the end.
 pub fn consolidate_events(
     config: &Config,
-    events: &[Event],
-    mut emit: impl FnMut(&mut Vec<Closed>),
-) -> Result<BatchReport, ConsolidateError> {
+    input: impl BufRead,
+    limits: &Limits,
+    mut emit: impl FnMut(&mut Vec<Closed>) -> Result<(), ReplayError>,
+) -> Result<BatchReport, ReplayError> {
     let mut consolidator = Consolidator::new(&archive_specs(config), config.consolidate.max_series);
+    consolidator.set_horizons(&retention_horizons(config, limits.now));
     let mut report = BatchReport::new(config.archives.len());
     let mut clock = EpochMillis::MIN;
     let mut closed = Vec::new();
-    for event in events {
-        report.count(consolidator.record_event(event)?);
+    for_each_event(input, limits, |event| {
+        report.count(consolidator.record_event(&event)?);
         clock = clock.max(event.timestamp);
         consolidator.flush_due(clock, &mut closed);
-        if !closed.is_empty() {
-            emit(&mut closed);
+        if consolidator.late_buckets() >= LATE_TABLE_MAX {
+            consolidator.drain_late(&mut closed);
         }
-    }
+        if !closed.is_empty() {
+            emit(&mut closed)?;
+        }
+        Ok(())
+    })?;
     consolidator.flush_all(&mut closed);
-    emit(&mut closed);
+    consolidator.drain_late(&mut closed);
+    emit(&mut closed)?;
     Ok(report)
 }
 
-/// Writes the `_bulk` body for `events` to `out`, touching no node.
+/// Writes the `_bulk` body for the events of `source` to `out`, touching no node. The buckets
+/// are merged here (a late slice into the bucket written before it), so each appears once; this
+/// holds every bucket until the end.
 pub fn dry_run(
     config: &Config,
-    events: &[Event],
+    source: &(impl Source + ?Sized),
+    limits: &Limits,
     out: &mut impl Write,
 ) -> Result<ReplaySummary, ReplayError> {
+    validate(source, limits)?;
+    let mut buckets: BTreeMap<(usize, EpochMillis, Arc<str>), Closed> = BTreeMap::new();
+    let report = consolidate_events(config, source.open()?, limits, |closed| {
+        for c in closed.drain(..) {
+            let key = (c.archive, c.summary.start, c.series.clone());
+            match buckets.get_mut(&key) {
+                Some(earlier) => merge_into(earlier, c),
+                None => {
+                    buckets.insert(key, c);
+                }
+            }
+        }
+        Ok(())
+    })?;
     let mut encoder = DocumentEncoder::new(config);
     let mut buf = Vec::new();
-    let mut documents = 0;
-    let mut io_error = None;
-    let report = consolidate_events(config, events, |closed| {
-        for c in closed.drain(..) {
-            encoder.encode(&c, &mut buf);
-            documents += 1;
-        }
-        if io_error.is_none() {
-            io_error = out.write_all(&buf).err();
-        }
+    for c in buckets.values() {
+        encoder.encode(c, Op::Create, 0, &mut buf);
+        out.write_all(&buf)?;
         buf.clear();
-    })?;
-    if let Some(e) = io_error {
-        return Err(e.into());
     }
     out.flush()?;
-    Ok(ReplaySummary {
-        events: events.len() as u64,
-        late: report.late,
-        documents,
-    })
+    Ok(ReplaySummary::new(&report, buckets.len() as u64))
 }
 
-/// Writes `events` to the node at `url` (or the configured one). Cancelling `shutdown` (the
-/// binary does on SIGINT/SIGTERM) stops waiting for an absent node and bounds the writer's
-/// retries by `persist.shutdown_timeout`.
+/// Adds `later`, a slice of the same bucket, to `earlier`.
+fn merge_into(earlier: &mut Closed, later: Closed) {
+    earlier.summary.merge(&later.summary);
+    if let Some(extras) = later.extras {
+        earlier
+            .extras
+            .get_or_insert_with(Default::default)
+            .merge(*extras);
+    }
+}
+
+/// Writes the events of `source` to the node at `url` (or the configured one). Cancelling
+/// `shutdown` (the binary does on SIGINT/SIGTERM) stops waiting for an absent node and bounds
+/// the writer's retries by `persist.shutdown_timeout`.
 pub async fn to_node(
     config: &Config,
     url: Option<String>,
-    events: Vec<Event>,
+    source: Arc<dyn Source + Send + Sync>,
+    limits: Limits,
     shutdown: CancellationToken,
 ) -> Result<ReplaySummary, ReplayError> {
+    validate(source.as_ref(), &limits)?;
     let url = config.node.url_or(url)?;
     let backend = Arc::new(HttpBackend::connect(&url, &config.node)?);
     wait_for_node(backend.as_ref(), &shutdown).await?;
     let stats = Arc::new(Stats::default());
-    let write = start_write_path(config, backend, stats.clone(), shutdown).await?;
+    let new_index = Arc::new(tokio::sync::Notify::new());
+    let write = start_write_path(config, backend, stats.clone(), shutdown, new_index).await?;
     // Consolidation is synchronous; a thread feeds the writer through the bounded channel, so a
     // slow node slows the replay instead of filling memory.
     let tx = write.closed;
     let cfg = config.clone();
-    let total = events.len() as u64;
     let feeder = tokio::task::spawn_blocking(move || {
         let mut documents = 0u64;
-        let report = consolidate_events(&cfg, &events, |closed| {
+        let report = consolidate_events(&cfg, source.open()?, &limits, |closed| {
             for c in closed.drain(..) {
                 documents += 1;
                 if tx.blocking_send(c).is_err() {
-                    return;
+                    break;
                 }
             }
+            Ok(())
         })?;
-        Ok::<_, ConsolidateError>((report, documents))
+        Ok::<_, ReplayError>((report, documents))
     });
     let (report, documents) = feeder.await.map_err(ReplayError::Panicked)??;
     let _ = write.writer.await;
@@ -158,11 +249,7 @@ pub async fn to_node(
             dropped: s.docs_dropped,
         });
     }
-    Ok(ReplaySummary {
-        events: total,
-        late: report.late,
-        documents,
-    })
+    Ok(ReplaySummary::new(&report, documents))
 }
 
 /// `now` for events without a timestamp and the future-skew check.
@@ -183,7 +270,7 @@ mod tests {
 
     fn limits() -> Limits {
         Limits {
-            now: 1_700_000_000_000,
+            now: 86_400_000 + 3_600_000,
             max_future_skew_ms: 0,
             max_name_length: 100,
             max_tags: 4,
@@ -192,36 +279,63 @@ mod tests {
 
     #[test]
     fn bad_line_is_named_and_nothing_is_kept() {
-        let input = "{\"name\":\"a\",\"value\":1,\"timestamp\":0}\n\n{\"name\":\"a\"}\n";
-        let err = read_events(input.as_bytes(), &limits())
-            .unwrap_err()
-            .to_string();
+        let input =
+            "{\"name\":\"a\",\"value\":1,\"timestamp\":0}\n\n{\"name\":\"a\"}\n".to_string();
+        let err = validate(&input, &limits()).unwrap_err().to_string();
         assert_eq!(
             err,
             "line 3: field 'value': is required (or the partial fields count, sum, min, max, first, last); nothing was written"
         );
+        let mut out = Vec::new();
+        assert!(dry_run(&config(), &input, &limits(), &mut out).is_err());
+        assert!(
+            out.is_empty(),
+            "nothing printed before the whole input is valid"
+        );
+    }
+
+    fn ndjson(points: &[(&str, i64, f64)]) -> String {
+        points
+            .iter()
+            .map(|(name, t, v)| {
+                format!(
+                    "{{\"name\":\"{name}\",\"value\":{v},\"timestamp\":{}}}\n",
+                    t * 1000
+                )
+            })
+            .collect()
+    }
+
+    /// The dry run's documents, as JSON.
+    fn dry_documents(input: &String) -> (ReplaySummary, Vec<serde_json::Value>) {
+        let mut out = Vec::new();
+        let summary = dry_run(&config(), input, &limits(), &mut out).unwrap();
+        let lines: Vec<serde_json::Value> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (summary, lines.into_iter().skip(1).step_by(2).collect())
     }
 
     #[test]
     fn dry_run_prints_the_bulk_body_of_the_issue_example() {
-        let input: String = [(0, 1), (10, 3), (20, 5), (30, 7), (40, 2)]
-            .iter()
-            .map(|(t, v)| {
-                format!(
-                    "{{\"name\":\"m\",\"value\":{v},\"timestamp\":{}}}\n",
-                    t * 1000
-                )
-            })
-            .collect();
-        let events = read_events(input.as_bytes(), &limits()).unwrap();
+        let input = ndjson(&[
+            ("m", 0, 1.0),
+            ("m", 10, 3.0),
+            ("m", 20, 5.0),
+            ("m", 30, 7.0),
+            ("m", 40, 2.0),
+        ]);
         let mut out = Vec::new();
-        let summary = dry_run(&config(), &events, &mut out).unwrap();
+        let summary = dry_run(&config(), &input, &limits(), &mut out).unwrap();
         assert_eq!(
             summary,
             ReplaySummary {
                 events: 5,
-                late: 0,
-                documents: 3
+                recorded: 5,
+                documents: 3,
+                ..ReplaySummary::default()
             }
         );
         let lines: Vec<serde_json::Value> = String::from_utf8(out)
@@ -230,7 +344,7 @@ mod tests {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
         assert_eq!(lines.len(), 6);
-        assert_eq!(lines[0]["index"]["_index"], "strata-20s-1970.01.01");
+        assert_eq!(lines[0]["create"]["_index"], "strata-20s-1970.01.01");
         let counts: Vec<u64> = lines
             .iter()
             .skip(1)
@@ -241,17 +355,38 @@ mod tests {
     }
 
     #[test]
-    fn out_of_order_events_beyond_lateness_are_late() {
-        let input = "{\"name\":\"a\",\"value\":1,\"timestamp\":100000}\n{\"name\":\"a\",\"value\":1,\"timestamp\":0}\n";
-        let events = read_events(input.as_bytes(), &limits()).unwrap();
-        let mut docs = 0;
-        let report =
-            consolidate_events(&config(), &events, |c| docs += c.drain(..).count()).unwrap();
+    fn a_file_grouped_by_series_gives_what_time_order_gives() {
+        let mut points = Vec::new();
+        for name in ["a", "b"] {
+            for t in 0..100 {
+                points.push((name, t * 7, (t % 13) as f64));
+            }
+        }
+        let grouped = ndjson(&points);
+        points.sort_by_key(|&(name, t, _)| (t, name));
+        let sorted = ndjson(&points);
+        points.reverse();
+        let reversed = ndjson(&points);
+        let (in_order, docs) = dry_documents(&sorted);
+        assert_eq!(in_order.merged, 0);
+        let (by_series, grouped_docs) = dry_documents(&grouped);
+        assert!(by_series.merged > 0, "series b came after a's clock");
+        assert_eq!(grouped_docs, docs);
+        let (backwards, reversed_docs) = dry_documents(&reversed);
+        assert!(backwards.merged > 0);
+        assert_eq!(reversed_docs, docs);
+    }
+
+    #[test]
+    fn events_older_than_the_retention_expire() {
+        // now is 1970-01-02T01:00:00Z; the retention is 2 days of daily indices, so the index
+        // of 1970-01-01 is kept until 1970-01-03, and that of 1969-12-31 expired at 01-02.
+        let input = ndjson(&[("a", -10, 1.0), ("a", 5, 1.0)]);
+        let (summary, docs) = dry_documents(&input);
         assert_eq!(
-            (report.accepted, report.late),
-            (1, 1),
-            "t=0 arrives after the clock reached 100 s"
+            (summary.recorded, summary.merged, summary.expired),
+            (1, 0, 1)
         );
-        assert_eq!(docs, 1);
+        assert_eq!(docs.len(), 1);
     }
 }

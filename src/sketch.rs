@@ -338,7 +338,7 @@ fn bin_value(index: i32) -> f64 {
     2.0 * g.powi(index) / (1.0 + g)
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -355,10 +355,10 @@ fn unzigzag(v: u64) -> Option<i32> {
     Some(((v >> 1) as i32) ^ -((v & 1) as i32))
 }
 
-struct Reader<'a>(&'a [u8]);
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
 impl Reader<'_> {
-    fn byte(&mut self) -> Result<u8, SketchError> {
+    pub(crate) fn byte(&mut self) -> Result<u8, SketchError> {
         let (&b, rest) = self.0.split_first().ok_or(SketchError::Malformed)?;
         self.0 = rest;
         Ok(b)
@@ -373,7 +373,7 @@ impl Reader<'_> {
         Ok(head.try_into().expect("length checked"))
     }
 
-    fn varint(&mut self) -> Result<u64, SketchError> {
+    pub(crate) fn varint(&mut self) -> Result<u64, SketchError> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.byte()?;

@@ -9,7 +9,12 @@ use serde::Serialize;
 #[derive(Debug, Default)]
 pub struct Stats {
     pub events_accepted: AtomicU64,
-    pub events_late: AtomicU64,
+    /// Events that went to the late table of at least one archive (merged into stored buckets).
+    pub events_merged: AtomicU64,
+    /// Events older than every archive's retention.
+    pub events_expired: AtomicU64,
+    /// Buckets waiting in the late table.
+    pub buckets_late: AtomicU64,
     pub requests_refused_busy: AtomicU64,
     pub series_active: AtomicU64,
     pub buckets_open: AtomicU64,
@@ -17,6 +22,10 @@ pub struct Stats {
     pub docs_rejected: AtomicU64,
     pub docs_retried: AtomicU64,
     pub docs_dropped: AtomicU64,
+    /// Buckets merged into a document already stored.
+    pub docs_merged: AtomicU64,
+    /// Conditional writes that lost a race (409) and were read and merged again.
+    pub write_conflicts: AtomicU64,
     pub bulk_requests: AtomicU64,
     pub statsd_bad_lines: AtomicU64,
     /// statsd gauges forgotten after `gauge_idle` without a value.
@@ -42,7 +51,9 @@ pub struct MaintenanceStatus {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct StatsSnapshot {
     pub events_accepted: u64,
-    pub events_late: u64,
+    pub events_merged: u64,
+    pub events_expired: u64,
+    pub buckets_late: u64,
     pub requests_refused_busy: u64,
     pub series_active: u64,
     pub buckets_open: u64,
@@ -50,6 +61,8 @@ pub struct StatsSnapshot {
     pub docs_rejected: u64,
     pub docs_retried: u64,
     pub docs_dropped: u64,
+    pub docs_merged: u64,
+    pub write_conflicts: u64,
     pub bulk_requests: u64,
     pub statsd_bad_lines: u64,
     pub statsd_gauges_evicted: u64,
@@ -89,7 +102,9 @@ impl Stats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         StatsSnapshot {
             events_accepted: get(&self.events_accepted),
-            events_late: get(&self.events_late),
+            events_merged: get(&self.events_merged),
+            events_expired: get(&self.events_expired),
+            buckets_late: get(&self.buckets_late),
             requests_refused_busy: get(&self.requests_refused_busy),
             series_active: get(&self.series_active),
             buckets_open: get(&self.buckets_open),
@@ -97,6 +112,8 @@ impl Stats {
             docs_rejected: get(&self.docs_rejected),
             docs_retried: get(&self.docs_retried),
             docs_dropped: get(&self.docs_dropped),
+            docs_merged: get(&self.docs_merged),
+            write_conflicts: get(&self.write_conflicts),
             bulk_requests: get(&self.bulk_requests),
             statsd_bad_lines: get(&self.statsd_bad_lines),
             statsd_gauges_evicted: get(&self.statsd_gauges_evicted),

@@ -98,14 +98,19 @@ fn invalid_event(e: &InvalidEvent) -> Response {
     error(StatusCode::BAD_REQUEST, Value::Object(body))
 }
 
+/// The answer to an accepted body: how many events were kept, how many of them go into stored
+/// buckets, how many were too old for every archive; then the same per archive.
 fn report_json(report: &BatchReport, config: &Config) -> Value {
-    let by_archive: Map<String, Value> = config
+    let archives: Map<String, Value> = config
         .archives
         .iter()
-        .zip(&report.late_by_archive)
-        .map(|(a, n)| (a.name.clone(), json!(n)))
+        .zip(&report.archives)
+        .map(|(a, n)| {
+            let counts = json!({"recorded": n.recorded, "merged": n.merged, "expired": n.expired});
+            (a.name.clone(), counts)
+        })
         .collect();
-    json!({"accepted": report.accepted, "late": report.late, "late_by_archive": by_archive})
+    json!({"accepted": report.accepted, "merged": report.merged, "expired": report.expired, "archives": archives})
 }
 
 async fn post_metrics<B: SearchBackend, C: Clock>(
@@ -346,6 +351,7 @@ mod tests {
 
     use super::*;
     use crate::clock::ManualClock;
+    use crate::consolidate::ArchiveCounts;
     use crate::consolidate::ConsolidateError;
     use crate::ingest::handle::{ingest_channel, IngestQueue, Request};
     use crate::persist::canned::CannedBackend;
@@ -377,8 +383,11 @@ max_body_bytes = 1000
                         let result = match answer {
                             Answer::Accept => Ok(BatchReport {
                                 accepted: batch.events.len() as u64,
-                                late: 0,
-                                late_by_archive: vec![0],
+                                archives: vec![ArchiveCounts {
+                                    recorded: batch.events.len() as u64,
+                                    ..ArchiveCounts::default()
+                                }],
+                                ..BatchReport::default()
                             }),
                             Answer::SeriesLimit => Err(ConsolidateError::SeriesLimit {
                                 limit: 1,
@@ -439,7 +448,10 @@ max_body_bytes = 1000
         let (status, body) = call(app(Answer::Accept), "POST", "/v1/metrics", GOOD).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body["accepted"], 2);
-        assert_eq!(body["late_by_archive"]["20s"], 0);
+        assert_eq!(
+            body["archives"]["20s"],
+            json!({"recorded": 2, "merged": 0, "expired": 0})
+        );
     }
 
     #[tokio::test]

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use crate::calendar::{rfc3339, IndexPeriod};
 use crate::clock::EpochMillis;
-use crate::config::{AliasMode, Config};
+use crate::config::{AliasMode, Archive, Config};
 use crate::persist::backend::ExistingAlias;
 
 /// An alias as it should be.
@@ -81,6 +81,35 @@ pub fn managed_indices(config: &Config, names: &[String]) -> Vec<ManagedIndex> {
     found
 }
 
+/// Whether the index of `archive` whose period starts at `start` has expired at `now`: the one
+/// retention rule, for deletion here and for late events in the consolidator.
+pub fn is_expired(archive: &Archive, start: EpochMillis, now: EpochMillis) -> bool {
+    archive.retention.add_to(start) <= now
+}
+
+/// The start of the oldest index period of `archive` not expired at `now`: buckets before it
+/// are past the retention.
+pub fn retention_horizon(archive: &Archive, now: EpochMillis) -> EpochMillis {
+    let period = archive.index_period;
+    // Step back more than the longest the retention can be (a month is at most 31 days, a year
+    // 366), then forward to the first period that has not expired.
+    let longest = archive.retention.min_len_ms() / 28 * 31 + period.min_len_ms() * 2;
+    let mut start = period.start_of(now.saturating_sub(longest));
+    while is_expired(archive, start, now) {
+        start = period.next_start(start);
+    }
+    start
+}
+
+/// The retention horizon of every archive, in configuration order.
+pub fn retention_horizons(config: &Config, now: EpochMillis) -> Vec<EpochMillis> {
+    config
+        .archives
+        .iter()
+        .map(|a| retention_horizon(a, now))
+        .collect()
+}
+
 /// Computes the plan for `now`.
 pub fn plan(
     config: &Config,
@@ -106,7 +135,7 @@ pub fn plan(
             }
         }
     }
-    let is_expired = |m: &ManagedIndex| config.archives[m.archive].retention.add_to(m.start) <= now;
+    let is_expired = |m: &ManagedIndex| is_expired(&config.archives[m.archive], m.start, now);
     let expired: Vec<(ManagedIndex, EpochMillis)> = indices
         .iter()
         .filter(|m| is_expired(m))

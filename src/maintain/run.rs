@@ -128,15 +128,17 @@ pub async fn run_pass<B: SearchBackend>(
     Ok(plan)
 }
 
-/// `serve`'s maintenance: one pass at start-up, then one at every tick of the schedule. Passes
-/// run one after another in this task, so two never overlap; a failed pass is logged, shown by
-/// `/health`, and the next tick tries again.
+/// `serve`'s maintenance: one pass at start-up, then one at every tick of the schedule, and one
+/// whenever `new_index` is notified (the writer opened an index). Passes run one after another
+/// in this task, so two never overlap; a failed pass is logged, shown by `/health`, and the
+/// next tick tries again.
 pub async fn run_scheduled<B: SearchBackend, C: Clock>(
     backend: Arc<B>,
     config: Arc<Config>,
     clock: Arc<C>,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
+    new_index: Arc<tokio::sync::Notify>,
 ) {
     loop {
         let now = clock.now();
@@ -154,6 +156,8 @@ pub async fn run_scheduled<B: SearchBackend, C: Clock>(
         };
         tokio::select! {
             _ = clock.sleep_until(next) => {}
+            // The writer opened an index (old data, say): alias it now, not at the next match.
+            _ = new_index.notified() => tracing::debug!("new index written: maintenance pass now"),
             _ = shutdown.cancelled() => return,
         }
     }
@@ -213,6 +217,7 @@ max_deletes = 2
         clock: ManualClock,
         stats: Arc<Stats>,
         shutdown: CancellationToken,
+        new_index: Arc<tokio::sync::Notify>,
         task: tokio::task::JoinHandle<()>,
     }
 
@@ -221,20 +226,38 @@ max_deletes = 2
         let clock = ManualClock::new(now);
         let stats = Arc::new(Stats::default());
         let shutdown = CancellationToken::new();
+        let new_index = Arc::new(tokio::sync::Notify::new());
         let task = tokio::spawn(run_scheduled(
             backend.clone(),
             Arc::new(config()),
             Arc::new(clock.clone()),
             stats.clone(),
             shutdown.clone(),
+            new_index.clone(),
         ));
         Loop {
             backend,
             clock,
             stats,
             shutdown,
+            new_index,
             task,
         }
+    }
+
+    #[tokio::test]
+    async fn a_new_index_brings_a_pass_at_once_and_the_schedule_stays() {
+        let m = start_loop(CannedBackend::default(), at("2026-11-30T15:00:00Z"));
+        settle().await;
+        assert_eq!(passes(&m.backend), 1);
+        m.new_index.notify_one();
+        settle().await;
+        assert_eq!(passes(&m.backend), 2, "a pass at once");
+        m.clock.set(at("2026-12-01T00:05:00Z"));
+        settle().await;
+        assert_eq!(passes(&m.backend), 3, "the 00:05 pass still comes");
+        m.shutdown.cancel();
+        m.task.await.unwrap();
     }
 
     #[tokio::test]

@@ -81,6 +81,19 @@ pub struct ItemStatus {
     pub error: Option<String>,
 }
 
+/// A document as `_mget` found it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fetched {
+    /// No such document (or no such index).
+    Missing,
+    /// The document's `_source` and the version it was read at.
+    Found {
+        seq_no: u64,
+        primary_term: u64,
+        source: Value,
+    },
+}
+
 /// The calls strata needs.
 pub trait SearchBackend: Send + Sync + 'static {
     /// Product and version.
@@ -98,6 +111,12 @@ pub trait SearchBackend: Send + Sync + 'static {
         &self,
         body: Bytes,
     ) -> impl Future<Output = Result<Vec<ItemStatus>, BackendError>> + Send;
+    /// Reads documents by (index, id) in one `_mget` (real time: the latest write, refreshed
+    /// or not); one answer per document, in order.
+    fn mget(
+        &self,
+        docs: &[(String, String)],
+    ) -> impl Future<Output = Result<Vec<Fetched>, BackendError>> + Send;
     /// Names of the indices matching `pattern`.
     fn list_indices(
         &self,
@@ -272,6 +291,49 @@ struct BulkResponse {
 }
 
 #[derive(Deserialize)]
+struct MgetResponse {
+    docs: Vec<MgetDoc>,
+}
+
+#[derive(Deserialize)]
+struct MgetDoc {
+    #[serde(default)]
+    found: bool,
+    _seq_no: Option<u64>,
+    _primary_term: Option<u64>,
+    _source: Option<Value>,
+    error: Option<Value>,
+}
+
+impl MgetDoc {
+    fn into_fetched(self) -> Result<Fetched, BackendError> {
+        if let Some(error) = &self.error {
+            if error.get("type").and_then(Value::as_str) == Some("index_not_found_exception") {
+                return Ok(Fetched::Missing);
+            }
+            return Err(BackendError::Status {
+                call: "_mget".into(),
+                status: 500,
+                body: describe_error(error),
+            });
+        }
+        match (self.found, self._seq_no, self._primary_term, self._source) {
+            (false, ..) => Ok(Fetched::Missing),
+            (true, Some(seq_no), Some(primary_term), Some(source)) => Ok(Fetched::Found {
+                seq_no,
+                primary_term,
+                source,
+            }),
+            _ => Err(BackendError::Status {
+                call: "_mget".into(),
+                status: 500,
+                body: "a found document without its version or source".into(),
+            }),
+        }
+    }
+}
+
+#[derive(Deserialize)]
 struct BulkItem {
     status: u16,
     #[serde(default)]
@@ -363,6 +425,32 @@ impl SearchBackend for HttpBackend {
                 },
             })
             .collect())
+    }
+
+    async fn mget(&self, docs: &[(String, String)]) -> Result<Vec<Fetched>, BackendError> {
+        let docs: Vec<Value> = docs
+            .iter()
+            .map(|(index, id)| serde_json::json!({"_index": index, "_id": id}))
+            .collect();
+        let body = Bytes::from(serde_json::json!({ "docs": docs }).to_string());
+        let bytes = self.call_ok(Method::Post, "/_mget", Some(body)).await?;
+        let response: MgetResponse = decode("_mget", &bytes)?;
+        if response.docs.len() != docs.len() {
+            return Err(BackendError::Status {
+                call: "_mget".into(),
+                status: 500,
+                body: format!(
+                    "{} documents answered for {} asked",
+                    response.docs.len(),
+                    docs.len()
+                ),
+            });
+        }
+        response
+            .docs
+            .into_iter()
+            .map(MgetDoc::into_fetched)
+            .collect()
     }
 
     async fn list_indices(&self, pattern: &str) -> Result<Vec<String>, BackendError> {

@@ -9,7 +9,9 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use serde_json::Value;
 
-use crate::persist::backend::{BackendError, ExistingAlias, ItemStatus, NodeInfo, SearchBackend};
+use crate::persist::backend::{
+    BackendError, ExistingAlias, Fetched, ItemStatus, NodeInfo, SearchBackend,
+};
 
 /// One answer to `_bulk`.
 pub type BulkAnswer = Result<Vec<ItemStatus>, BackendError>;
@@ -18,6 +20,7 @@ pub type BulkAnswer = Result<Vec<ItemStatus>, BackendError>;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Call {
     Bulk(Bytes),
+    Mget(Vec<(String, String)>),
     ListIndices(String),
     GetAliases(String),
     UpdateAliases(Vec<Value>),
@@ -37,6 +40,10 @@ pub struct CannedBackend {
     /// When set, index listings fail with this status.
     pub list_failing: Mutex<Option<u16>>,
     pub health: Mutex<Option<String>>,
+    /// `_mget` answers in order; once they run out every document is missing, or, with
+    /// `mget_echo`, is the document last sent for its id in a `_bulk` (at version 1).
+    pub mget_answers: Mutex<VecDeque<Result<Vec<Fetched>, BackendError>>>,
+    pub mget_echo: Mutex<bool>,
     pub calls: Mutex<Vec<Call>>,
 }
 
@@ -79,6 +86,25 @@ impl CannedBackend {
             .collect()
     }
 
+    /// The document line last sent in a `_bulk` for `id`.
+    fn last_sent(&self, id: &str) -> Option<Value> {
+        let mut found = None;
+        for body in self.bulk_bodies() {
+            let lines: Vec<&[u8]> = body
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .collect();
+            for pair in lines.chunks(2) {
+                let action: Value = serde_json::from_slice(pair[0]).ok()?;
+                let meta = action.as_object()?.values().next()?;
+                if meta["_id"] == id {
+                    found = serde_json::from_slice(pair[1]).ok();
+                }
+            }
+        }
+        found
+    }
+
     fn record(&self, call: Call) {
         self.calls.lock().unwrap().push(call);
     }
@@ -117,6 +143,27 @@ impl SearchBackend for CannedBackend {
             Some(status) => Err(status_error("_bulk", status)),
             None => Ok(vec![item(201); items]),
         }
+    }
+
+    async fn mget(&self, docs: &[(String, String)]) -> Result<Vec<Fetched>, BackendError> {
+        self.record(Call::Mget(docs.to_vec()));
+        if let Some(answer) = self.mget_answers.lock().unwrap().pop_front() {
+            return answer;
+        }
+        if !*self.mget_echo.lock().unwrap() {
+            return Ok(vec![Fetched::Missing; docs.len()]);
+        }
+        Ok(docs
+            .iter()
+            .map(|(_, id)| match self.last_sent(id) {
+                Some(source) => Fetched::Found {
+                    seq_no: 1,
+                    primary_term: 1,
+                    source,
+                },
+                None => Fetched::Missing,
+            })
+            .collect())
     }
 
     async fn list_indices(&self, pattern: &str) -> Result<Vec<String>, BackendError> {

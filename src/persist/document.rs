@@ -1,5 +1,10 @@
 //! The document written for each closed bucket, its deterministic `_id`, and the `_bulk` lines
 //! that carry it. Pure encoding: no I/O.
+//!
+//! Besides the statistics a document keeps what merging needs (`merge`, an object the node
+//! stores but does not index): the times of `first` and `last`, a set's members, and the token
+//! of the write that stored it, so a writer that retries after an unclear answer can tell its
+//! own write from someone else's (see `persist::merge`).
 
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
@@ -31,15 +36,43 @@ pub(crate) struct DocumentEncoder {
     archives: Vec<ArchiveInfo>,
 }
 
+/// How a document is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    /// Only if no document has the id (a 409 otherwise: merge).
+    Create,
+    /// Replaces the document read at this version (a 409 if it changed since: read again).
+    Replace { seq_no: u64, primary_term: u64 },
+}
+
 #[derive(Serialize)]
-struct Action<'a> {
-    index: ActionMeta<'a>,
+enum Action<'a> {
+    #[serde(rename = "create")]
+    Create(ActionMeta<'a>),
+    #[serde(rename = "index")]
+    Index(ActionMeta<'a>),
 }
 
 #[derive(Serialize)]
 struct ActionMeta<'a> {
     _index: &'a str,
     _id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    if_seq_no: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    if_primary_term: Option<u64>,
+}
+
+/// What merging needs, stored but not indexed.
+#[derive(Serialize)]
+struct MergeFields {
+    first_at: EpochMillis,
+    last_at: EpochMillis,
+    /// The write's token (16 hex digits).
+    w: String,
+    /// A set's members (see [`crate::distinct::Distinct::to_base64`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    members: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -77,6 +110,7 @@ struct Document<'a> {
     /// The bucket's quantile sketch (see [`crate::sketch`]), stored but not indexed.
     #[serde(skip_serializing_if = "Option::is_none")]
     sketch: Option<String>,
+    merge: MergeFields,
 }
 
 /// `p<N>` fields, one per configured percentile, when the bucket has a sketch.
@@ -141,19 +175,43 @@ impl DocumentEncoder {
             .unwrap_or_default()
     }
 
-    /// Appends the action line and the document line of `closed` to `out`.
-    pub(crate) fn encode(&mut self, closed: &Closed, out: &mut Vec<u8>) {
+    /// The archive named `name`, by configuration order.
+    pub(crate) fn archive_named(&self, name: &str) -> Option<usize> {
+        self.archives.iter().position(|a| a.name == name)
+    }
+
+    /// The index and id of the document of `closed`.
+    pub(crate) fn target(&mut self, closed: &Closed) -> (String, String) {
+        let s = &closed.summary;
+        let id = document_id(&closed.series, &self.archives[closed.archive].name, s.start);
+        (self.index_for(closed.archive, s.start).to_string(), id)
+    }
+
+    /// Appends the action line (`op`) and the document line of `closed`, stamped with `token`,
+    /// to `out`.
+    pub(crate) fn encode(&mut self, closed: &Closed, op: Op, token: u64, out: &mut Vec<u8>) {
         let s = &closed.summary;
         let archive_name = self.archives[closed.archive].name.clone();
         let id = document_id(&closed.series, &archive_name, s.start);
         let index = self.index_for(closed.archive, s.start);
+        let (if_seq_no, if_primary_term) = match op {
+            Op::Create => (None, None),
+            Op::Replace {
+                seq_no,
+                primary_term,
+            } => (Some(seq_no), Some(primary_term)),
+        };
+        let meta = ActionMeta {
+            _index: index,
+            _id: &id,
+            if_seq_no,
+            if_primary_term,
+        };
         write_json(
             out,
-            &Action {
-                index: ActionMeta {
-                    _index: index,
-                    _id: &id,
-                },
+            &match op {
+                Op::Create => Action::Create(meta),
+                Op::Replace { .. } => Action::Index(meta),
             },
         );
         let timestamp = rfc3339(s.start);
@@ -188,6 +246,16 @@ impl DocumentEncoder {
             unique: closed.extras.as_ref().and_then(|e| e.unique()),
             percentiles: Percentiles(percentiles),
             sketch: sketch.map(Sketch::to_base64),
+            merge: MergeFields {
+                first_at: s.first_at(),
+                last_at: s.last_at(),
+                w: token_text(token),
+                members: closed
+                    .extras
+                    .as_ref()
+                    .and_then(|e| e.members.as_ref())
+                    .map(crate::distinct::Distinct::to_base64),
+            },
         };
         write_json(out, &doc);
     }
@@ -197,6 +265,11 @@ fn write_json<T: Serialize>(out: &mut Vec<u8>, value: &T) {
     // Serializing these plain structs into a Vec cannot fail.
     serde_json::to_writer(&mut *out, value).expect("serialize bulk line");
     out.push(b'\n');
+}
+
+/// A write token as stored in `merge.w`.
+pub(crate) fn token_text(token: u64) -> String {
+    format!("{token:016x}")
 }
 
 /// The readable form of a packed series key: `name{host="h",k="v",#label}` (just `name` when
@@ -255,6 +328,7 @@ mod tests {
                 s
             },
             extras: None,
+            late: false,
         }
     }
 
@@ -262,15 +336,15 @@ mod tests {
     fn bulk_lines_carry_index_id_and_all_statistics() {
         let mut enc = DocumentEncoder::new(&config());
         let mut out = Vec::new();
-        enc.encode(&closed(1_458_172_800_000), &mut out);
+        enc.encode(&closed(1_458_172_800_000), Op::Create, 7, &mut out);
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<serde_json::Value> = text
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
         assert_eq!(lines.len(), 2);
-        assert_eq!(lines[0]["index"]["_index"], "strata-20s-2016.03.17");
-        assert_eq!(lines[0]["index"]["_id"].as_str().unwrap().len(), 32);
+        assert_eq!(lines[0]["create"]["_index"], "strata-20s-2016.03.17");
+        assert_eq!(lines[0]["create"]["_id"].as_str().unwrap().len(), 32);
         let doc = &lines[1];
         assert_eq!(doc["@timestamp"], "2016-03-17T00:00:00Z");
         assert_eq!(doc["name"], "cpu");
@@ -297,6 +371,10 @@ mod tests {
             ),
             (Some(1.0), Some(3.0), Some(1.0), Some(3.0))
         );
+        assert_eq!(
+            doc["merge"],
+            serde_json::json!({"first_at": 1_458_172_800_000i64, "last_at": 1_458_172_800_000i64, "w": "0000000000000007"})
+        );
         assert!(text.ends_with('\n'));
         for absent in ["labels", "rate", "unique", "sketch", "p50"] {
             assert!(doc.get(absent).is_none(), "{absent}");
@@ -309,7 +387,7 @@ mod tests {
         let mut enc = DocumentEncoder::new(&Config::from_toml(text, Path::new("t")).unwrap());
         let encode = |enc: &mut DocumentEncoder, c: &Closed| {
             let mut out = Vec::new();
-            enc.encode(c, &mut out);
+            enc.encode(c, Op::Create, 0, &mut out);
             let text = String::from_utf8(out).unwrap();
             serde_json::from_str::<serde_json::Value>(text.lines().nth(1).unwrap()).unwrap()
         };
@@ -337,8 +415,28 @@ mod tests {
         assert!((p50 - 500.0).abs() <= 5.0, "{p50}");
         assert!((p999 - 999.0).abs() <= 9.99, "{p999}");
         assert_eq!(doc["unique"], 3);
+        let members = doc["merge"]["members"].as_str().unwrap();
+        assert_eq!(
+            crate::distinct::Distinct::from_base64(members).map(|d| d.count()),
+            Some(3)
+        );
         let back = Sketch::from_base64(doc["sketch"].as_str().unwrap()).unwrap();
         assert_eq!(back.count(), 1000);
+    }
+
+    #[test]
+    fn a_replacement_names_the_version_it_replaces() {
+        let mut enc = DocumentEncoder::new(&config());
+        let mut out = Vec::new();
+        let op = Op::Replace {
+            seq_no: 12,
+            primary_term: 3,
+        };
+        enc.encode(&closed(0), op, 1, &mut out);
+        let action: serde_json::Value =
+            serde_json::from_str(String::from_utf8(out).unwrap().lines().next().unwrap()).unwrap();
+        assert_eq!(action["index"]["if_seq_no"], 12);
+        assert_eq!(action["index"]["if_primary_term"], 3);
     }
 
     #[test]

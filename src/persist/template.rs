@@ -37,7 +37,10 @@ pub fn index_template(config: &Config) -> Value {
                     "rate": double,
                     "unique": {"type": "long"},
                     "labels": keyword,
-                    "sketch": {"type": "binary"}
+                    "sketch": {"type": "binary"},
+                    // What merging needs (times of first and last, set members, write token):
+                    // kept in _source, never indexed.
+                    "merge": {"type": "object", "enabled": false}
                 }
             }
         }
@@ -74,6 +77,7 @@ mod tests {
             "unique",
             "labels",
             "sketch",
+            "merge",
         ] {
             assert!(props.get(f).is_some(), "{f} is mapped");
         }

@@ -1,13 +1,22 @@
 //! The bulk writer task: closed buckets in from a bounded channel, `_bulk` requests out, batched
 //! by count, size and time. Each item's status decides its fate: 2xx written, 429 and 5xx retried
-//! with exponential backoff, anything else counted as rejected and logged with the node's reason.
-//! While it retries it stops reading its input, so a slow or absent node pushes back on ingest.
+//! with exponential backoff, 409 merged (below), anything else counted as rejected and logged
+//! with the node's reason. While it retries it stops reading its input, so a slow or absent node
+//! pushes back on ingest.
+//!
+//! A bucket is written with `create`: if a document for it exists already (written before a
+//! restart, by the late path, or by another writer) the node answers 409 and the bucket is merged
+//! into it instead. Buckets from the late table go to the merge at once. Merging reads the stored
+//! documents in one `_mget`, lets [`merge::decide`] say what to write, and writes conditionally;
+//! a 409 there means someone wrote in between: read and merge again.
 
+use std::collections::HashSet;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -15,30 +24,31 @@ use crate::config::PersistConfig;
 use crate::consolidate::Closed;
 use crate::errors::Chain;
 use crate::persist::backend::{BackendError, ItemStatus, SearchBackend};
-use crate::persist::document::DocumentEncoder;
+use crate::persist::document::{DocumentEncoder, Op};
+use crate::persist::merge::{self, parse_document, Pending, Step};
 use crate::stats::Stats;
 
-/// Encoded items waiting to be sent: an NDJSON body and where each item ends in it.
+/// Encoded items waiting to be sent: an NDJSON body and where each item ends in it, and the
+/// buckets of the late table, which go to the merge.
 #[derive(Debug, Default)]
 struct Batch {
     body: Vec<u8>,
     ends: Vec<usize>,
+    late: Vec<Closed>,
+    /// Goes to an index this run had not written to.
+    opens_index: bool,
 }
 
 impl Batch {
     fn len(&self) -> usize {
-        self.ends.len()
+        self.ends.len() + self.late.len()
     }
 
-    fn take(&mut self) -> Request {
+    fn take(&mut self) -> (Request, Vec<Closed>) {
         let ends = std::mem::take(&mut self.ends);
         let capacity = self.body.capacity();
         let body = std::mem::replace(&mut self.body, Vec::with_capacity(capacity));
-        Request {
-            body: Bytes::from(body),
-            ends,
-            attempt: 0,
-        }
+        (Request::new(body, ends), std::mem::take(&mut self.late))
     }
 }
 
@@ -47,10 +57,21 @@ impl Batch {
 struct Request {
     body: Bytes,
     ends: Vec<usize>,
+    /// Each item's number in the request first sent.
+    numbers: Vec<usize>,
     attempt: u32,
 }
 
 impl Request {
+    fn new(body: Vec<u8>, ends: Vec<usize>) -> Self {
+        Self {
+            body: Bytes::from(body),
+            numbers: (0..ends.len()).collect(),
+            ends,
+            attempt: 0,
+        }
+    }
+
     fn item(&self, i: usize) -> Bytes {
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
         self.body.slice(start..self.ends[i])
@@ -67,30 +88,47 @@ impl Request {
         Request {
             body: body.freeze(),
             ends,
+            numbers: items.iter().map(|&i| self.numbers[i]).collect(),
             attempt,
         }
     }
 }
 
+/// What became of one item of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    Written,
+    /// 409: the document exists (`create`) or changed since it was read (`index`).
+    Conflict(Bytes),
+    Rejected,
+    /// Given up at shutdown.
+    Dropped,
+}
+
 /// What to do after a `_bulk` answer.
 #[derive(Debug, PartialEq, Eq)]
 enum Verdict {
-    Done,
-    /// Send these items again after a pause.
-    Retry(Vec<usize>),
+    /// Items not listed were written; send `retry` again after a pause.
+    Items {
+        retry: Vec<usize>,
+        conflicts: Vec<usize>,
+        rejected: Vec<usize>,
+    },
     /// The request was too large: send it in two halves.
     Split,
 }
 
-/// Sorts item statuses into written, retried and rejected.
+/// Sorts item statuses into written, conflicting, retried and rejected.
 fn judge_items(items: &[ItemStatus], stats: &Stats) -> Verdict {
-    let mut retry = Vec::new();
+    let (mut retry, mut conflicts, mut rejected) = (Vec::new(), Vec::new(), Vec::new());
     let mut logged = 0;
     for (i, item) in items.iter().enumerate() {
         match item.status {
             200..=299 => Stats::add(&stats.docs_written, 1),
+            409 => conflicts.push(i),
             429 | 500..=599 => retry.push(i),
             status => {
+                rejected.push(i);
                 Stats::add(&stats.docs_rejected, 1);
                 if logged < 3 {
                     logged += 1;
@@ -103,10 +141,30 @@ fn judge_items(items: &[ItemStatus], stats: &Stats) -> Verdict {
             }
         }
     }
-    if retry.is_empty() {
-        Verdict::Done
-    } else {
-        Verdict::Retry(retry)
+    Verdict::Items {
+        retry,
+        conflicts,
+        rejected,
+    }
+}
+
+/// Tokens for the documents' `merge.w`: distinct per write, unpredictable across runs.
+struct Tokens {
+    hasher: std::collections::hash_map::RandomState,
+    next: u64,
+}
+
+impl Tokens {
+    fn new() -> Self {
+        Self {
+            hasher: std::collections::hash_map::RandomState::new(),
+            next: 0,
+        }
+    }
+
+    fn next(&mut self) -> u64 {
+        self.next += 1;
+        self.hasher.hash_one(self.next)
     }
 }
 
@@ -119,6 +177,11 @@ pub(crate) struct BulkWriter<B> {
     shutdown: CancellationToken,
     /// Set once shutdown starts: retries stop at this instant.
     give_up_at: Option<Instant>,
+    tokens: Tokens,
+    /// Indices written to by this run; the first write to another one is announced here, so
+    /// maintenance puts it under the aliases at once.
+    indices: HashSet<String>,
+    new_index: Option<Arc<Notify>>,
 }
 
 impl<B: SearchBackend> BulkWriter<B> {
@@ -136,7 +199,16 @@ impl<B: SearchBackend> BulkWriter<B> {
             stats,
             shutdown,
             give_up_at: None,
+            tokens: Tokens::new(),
+            indices: HashSet::new(),
+            new_index: None,
         }
+    }
+
+    /// Notifies `new_index` after the first write of this run to an index.
+    pub(crate) fn announcing_new_indices(mut self, new_index: Arc<Notify>) -> Self {
+        self.new_index = Some(new_index);
+        self
     }
 
     /// Runs until `input` is closed and everything received has been written (or, after shutdown
@@ -148,15 +220,15 @@ impl<B: SearchBackend> BulkWriter<B> {
             tokio::select! {
                 next = input.recv() => match next {
                     Some(closed) => {
-                        self.add(&mut batch, &closed);
+                        self.add(&mut batch, closed);
                         while batch.len() < self.cfg.batch_docs {
                             match input.try_recv() {
-                                Ok(closed) => self.add(&mut batch, &closed),
+                                Ok(closed) => self.add(&mut batch, closed),
                                 Err(_) => break,
                             }
                         }
                         if self.is_full(&batch) {
-                            self.write(batch.take()).await;
+                            self.flush(&mut batch).await;
                             deadline = None;
                         } else if deadline.is_none() {
                             deadline = Some(Instant::now() + self.cfg.flush_interval);
@@ -165,28 +237,161 @@ impl<B: SearchBackend> BulkWriter<B> {
                     None => break,
                 },
                 _ = sleep_until_opt(deadline) => {
-                    self.write(batch.take()).await;
+                    self.flush(&mut batch).await;
                     deadline = None;
                 }
             }
         }
         if batch.len() > 0 {
-            self.write(batch.take()).await;
+            self.flush(&mut batch).await;
         }
         tracing::debug!("bulk writer finished");
     }
 
-    fn add(&mut self, batch: &mut Batch, closed: &Closed) {
-        self.encoder.encode(closed, &mut batch.body);
+    fn add(&mut self, batch: &mut Batch, closed: Closed) {
+        if self.is_new_index(&closed) {
+            batch.opens_index = true;
+        }
+        if closed.late {
+            batch.late.push(closed);
+            return;
+        }
+        let token = self.tokens.next();
+        self.encoder
+            .encode(&closed, Op::Create, token, &mut batch.body);
         batch.ends.push(batch.body.len());
+    }
+
+    /// Whether `closed` goes to an index this run has not written to yet.
+    fn is_new_index(&mut self, closed: &Closed) -> bool {
+        if self.new_index.is_none() {
+            return false;
+        }
+        let index = self.encoder.index_for(closed.archive, closed.summary.start);
+        !self.indices.contains(index) && self.indices.insert(index.to_string())
     }
 
     fn is_full(&self, batch: &Batch) -> bool {
         batch.len() >= self.cfg.batch_docs || batch.body.len() >= self.cfg.batch_bytes
     }
 
-    /// Sends `request` until every item is written, rejected, or given up at shutdown.
-    async fn write(&mut self, request: Request) {
+    /// Writes what `batch` holds: its new buckets with `create`, then merges the late ones and
+    /// those whose document existed.
+    async fn flush(&mut self, batch: &mut Batch) {
+        let opens_index = std::mem::take(&mut batch.opens_index);
+        let (request, late) = batch.take();
+        let outcomes = self.write(request).await;
+        let mut pending: Vec<Pending> = late.into_iter().map(|c| self.pending(c)).collect();
+        for outcome in outcomes {
+            if let Outcome::Conflict(item) = outcome {
+                match self.pending_of_item(&item) {
+                    Some(p) => pending.push(p),
+                    None => {
+                        Stats::add(&self.stats.docs_rejected, 1);
+                        tracing::error!("a document refused as existing cannot be read back to merge it; not written");
+                    }
+                }
+            }
+        }
+        self.merge(pending).await;
+        if let (true, Some(notify)) = (opens_index, &self.new_index) {
+            // Kept as a permit while maintenance is busy: one more pass follows.
+            notify.notify_one();
+        }
+    }
+
+    fn pending(&mut self, closed: Closed) -> Pending {
+        let (index, id) = self.encoder.target(&closed);
+        Pending {
+            index,
+            id,
+            ours: closed,
+            sent: Vec::new(),
+        }
+    }
+
+    /// A `create` item that met an existing document, as a bucket to merge.
+    fn pending_of_item(&self, item: &[u8]) -> Option<Pending> {
+        let mut lines = item.split(|&b| b == b'\n');
+        let action: serde_json::Value = serde_json::from_slice(lines.next()?).ok()?;
+        let doc: serde_json::Value = serde_json::from_slice(lines.next()?).ok()?;
+        let meta = action.get("create").or_else(|| action.get("index"))?;
+        let stored = parse_document(&doc, |name| self.encoder.archive_named(name))?;
+        Some(Pending {
+            index: meta["_index"].as_str()?.to_string(),
+            id: meta["_id"].as_str()?.to_string(),
+            ours: stored.closed,
+            sent: stored.token.into_iter().collect(),
+        })
+    }
+
+    /// Merges every pending bucket into its stored document, reading again after each conflict.
+    async fn merge(&mut self, mut pending: Vec<Pending>) {
+        let mut attempt = 0;
+        while !pending.is_empty() {
+            let targets: Vec<(String, String)> = pending
+                .iter()
+                .map(|p| (p.index.clone(), p.id.clone()))
+                .collect();
+            let fetched = match self.backend.mget(&targets).await {
+                Ok(fetched) => fetched,
+                Err(e) => {
+                    self.note_failure(Chain(&e).to_string());
+                    if self.back_off(attempt).await {
+                        attempt += 1;
+                        continue;
+                    }
+                    self.give_up(pending.len());
+                    return;
+                }
+            };
+            let mut body = Vec::new();
+            let mut ends = Vec::new();
+            let mut sent = Vec::new();
+            for (mut p, fetched) in pending.drain(..).zip(&fetched) {
+                match merge::decide(&p, fetched, |name| self.encoder.archive_named(name)) {
+                    Step::Landed => Stats::add(&self.stats.docs_written, 1),
+                    Step::Unreadable(why) => {
+                        Stats::add(&self.stats.docs_rejected, 1);
+                        tracing::error!(reason = %why, series = %crate::persist::document::series_label(&p.ours.series), "cannot merge a bucket into its stored document; not written");
+                    }
+                    Step::Write(closed, op) => {
+                        let token = self.tokens.next();
+                        self.encoder.encode(&closed, op, token, &mut body);
+                        ends.push(body.len());
+                        p.sent.push(token);
+                        sent.push((p, op));
+                    }
+                }
+            }
+            let outcomes = self.write(Request::new(body, ends)).await;
+            for ((p, op), outcome) in sent.into_iter().zip(outcomes) {
+                match outcome {
+                    Outcome::Conflict(_) => {
+                        Stats::add(&self.stats.write_conflicts, 1);
+                        pending.push(p);
+                    }
+                    Outcome::Written if matches!(op, Op::Replace { .. }) => {
+                        Stats::add(&self.stats.docs_merged, 1)
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn give_up(&self, docs: usize) {
+        Stats::add(&self.stats.docs_dropped, docs as u64);
+        tracing::error!(
+            docs,
+            "shutdown timeout reached while the node kept failing: documents not written"
+        );
+    }
+
+    /// Sends `request` until every item is written, in conflict, rejected, or given up at
+    /// shutdown; says which, per item of `request`.
+    async fn write(&mut self, request: Request) -> Vec<Outcome> {
+        let mut outcomes = vec![Outcome::Written; request.ends.len()];
         let mut queue = vec![request];
         while let Some(req) = queue.pop() {
             if req.ends.is_empty() {
@@ -201,7 +406,7 @@ impl<B: SearchBackend> BulkWriter<B> {
                         items.len(),
                         req.ends.len()
                     ));
-                    Verdict::Retry((0..req.ends.len()).collect())
+                    all_again(&req)
                 }
                 Err(e) if e.status() == Some(413) => Verdict::Split,
                 Err(
@@ -212,41 +417,70 @@ impl<B: SearchBackend> BulkWriter<B> {
                 ) => {
                     Stats::add(&self.stats.docs_rejected, req.ends.len() as u64);
                     tracing::error!(error = %Chain(&e), docs = req.ends.len(), "node refused a whole _bulk request; not retried");
-                    Verdict::Done
+                    req.numbers
+                        .iter()
+                        .for_each(|&n| outcomes[n] = Outcome::Rejected);
+                    continue;
                 }
                 Err(e) => {
                     self.note_failure(Chain(&e).to_string());
-                    Verdict::Retry((0..req.ends.len()).collect())
+                    all_again(&req)
                 }
             };
-            match verdict {
-                Verdict::Done => self.stats.set_last_error(None),
+            let retry = match verdict {
+                Verdict::Items {
+                    retry,
+                    conflicts,
+                    rejected,
+                } => {
+                    for i in conflicts {
+                        outcomes[req.numbers[i]] = Outcome::Conflict(req.item(i));
+                    }
+                    for i in rejected {
+                        outcomes[req.numbers[i]] = Outcome::Rejected;
+                    }
+                    retry
+                }
                 Verdict::Split if req.ends.len() == 1 => {
                     Stats::add(&self.stats.docs_rejected, 1);
+                    outcomes[req.numbers[0]] = Outcome::Rejected;
                     tracing::error!(
                         bytes = req.body.len(),
                         "node refused a single document as too large"
                     );
+                    continue;
                 }
                 Verdict::Split => {
                     let half = req.ends.len() / 2;
                     let all: Vec<usize> = (0..req.ends.len()).collect();
                     queue.push(req.subset(&all[half..], req.attempt));
                     queue.push(req.subset(&all[..half], req.attempt));
+                    continue;
                 }
-                Verdict::Retry(items) => {
-                    Stats::add(&self.stats.docs_retried, items.len() as u64);
-                    if self.back_off(req.attempt).await {
-                        queue.push(req.subset(&items, req.attempt + 1));
-                    } else {
-                        let lost = items.len() + queue.iter().map(|r| r.ends.len()).sum::<usize>();
-                        Stats::add(&self.stats.docs_dropped, lost as u64);
-                        tracing::error!(docs = lost, "shutdown timeout reached while the node kept failing: documents not written");
-                        return;
-                    }
+            };
+            if retry.is_empty() {
+                self.stats.set_last_error(None);
+                continue;
+            }
+            Stats::add(&self.stats.docs_retried, retry.len() as u64);
+            if self.back_off(req.attempt).await {
+                queue.push(req.subset(&retry, req.attempt + 1));
+            } else {
+                let left = req
+                    .subset(&retry, 0)
+                    .numbers
+                    .into_iter()
+                    .chain(queue.iter().flat_map(|r| r.numbers.clone()));
+                let mut lost = 0;
+                for n in left {
+                    outcomes[n] = Outcome::Dropped;
+                    lost += 1;
                 }
+                self.give_up(lost);
+                break;
             }
         }
+        outcomes
     }
 
     fn note_failure(&self, message: String) {
@@ -272,6 +506,15 @@ impl<B: SearchBackend> BulkWriter<B> {
             }
         }
         true
+    }
+}
+
+/// Every item of `req` to be sent again.
+fn all_again(req: &Request) -> Verdict {
+    Verdict::Items {
+        retry: (0..req.ends.len()).collect(),
+        conflicts: Vec::new(),
+        rejected: Vec::new(),
     }
 }
 
@@ -306,22 +549,33 @@ mod tests {
             status,
             error: Some("x".into()),
         };
-        let verdict = judge_items(&[st(201), st(429), st(400), st(503), st(200)], &stats);
-        assert_eq!(verdict, Verdict::Retry(vec![1, 3]));
+        let verdict = judge_items(
+            &[st(201), st(429), st(400), st(503), st(200), st(409)],
+            &stats,
+        );
+        assert_eq!(
+            verdict,
+            Verdict::Items {
+                retry: vec![1, 3],
+                conflicts: vec![5],
+                rejected: vec![2]
+            }
+        );
         let s = stats.snapshot();
         assert_eq!((s.docs_written, s.docs_rejected), (2, 1));
     }
 
     #[test]
     fn subsets_cut_whole_items() {
-        let req = Request {
-            body: Bytes::from_static(b"a\nA\nb\nB\nc\nC\n"),
-            ends: vec![4, 8, 12],
-            attempt: 0,
-        };
+        let req = Request::new(b"a\nA\nb\nB\nc\nC\n".to_vec(), vec![4, 8, 12]);
         let sub = req.subset(&[0, 2], 1);
         assert_eq!(&sub.body[..], b"a\nA\nc\nC\n");
         assert_eq!(sub.ends, vec![4, 8]);
+        assert_eq!(
+            sub.subset(&[1], 2).numbers,
+            vec![2],
+            "numbers of the first request"
+        );
     }
 
     // The decisions above on canned `_bulk` answers, with tokio's clock paused: backoff and the
@@ -332,7 +586,8 @@ mod tests {
     use crate::config::Config;
     use crate::consolidate::{ArchiveSpec, Consolidator};
     use crate::event::{Event, MetricKind, SeriesKey};
-    use crate::persist::canned::{item, status_error, CannedBackend};
+    use crate::persist::backend::Fetched;
+    use crate::persist::canned::{item, status_error, Call, CannedBackend};
 
     const CONFIG: &str = r#"
 [node]
@@ -535,5 +790,115 @@ shutdown_timeout = "2s"
         );
         let s = run.stats.snapshot();
         assert_eq!((s.docs_written, s.docs_dropped), (0, 4));
+    }
+
+    /// The action and document of each item of `body`.
+    fn items_of(body: &Bytes) -> Vec<(serde_json::Value, serde_json::Value)> {
+        let lines: Vec<serde_json::Value> = body
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        lines
+            .chunks(2)
+            .map(|p| (p[0].clone(), p[1].clone()))
+            .collect()
+    }
+
+    /// The document another writer stored for the bucket of `c`, with `count` and `sum`.
+    fn stored_by_someone_else(c: &Closed, count: u64, sum: f64, seq_no: u64) -> Fetched {
+        let mut theirs = c.clone();
+        theirs.summary.count = count;
+        theirs.summary.sum = sum;
+        let mut out = Vec::new();
+        DocumentEncoder::new(&config()).encode(&theirs, Op::Create, 99, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        Fetched::Found {
+            seq_no,
+            primary_term: 1,
+            source: serde_json::from_str(text.lines().nth(1).unwrap()).unwrap(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_existing_document_is_read_merged_and_replaced_at_its_version_even_after_a_race() {
+        let bucket = closed(1).remove(0);
+        let backend = CannedBackend::answering_bulk([
+            Ok(vec![item(409)]),
+            Ok(vec![item(409)]),
+            Ok(vec![item(200)]),
+        ]);
+        backend.mget_answers.lock().unwrap().extend([
+            Ok(vec![stored_by_someone_else(&bucket, 2, 10.0, 7)]),
+            Ok(vec![stored_by_someone_else(&bucket, 5, 20.0, 8)]),
+        ]);
+        let run = start(backend);
+        run.input.send(bucket).await.unwrap();
+        drop(run.input);
+        run.task.await.unwrap();
+        let bodies = run.backend.bulk_bodies();
+        let sent: Vec<_> = bodies.iter().flat_map(items_of).collect();
+        assert_eq!(sent.len(), 3);
+        assert!(sent[0].0.get("create").is_some(), "a new bucket is created");
+        let (action, doc) = &sent[2];
+        assert_eq!(
+            action["index"]["if_seq_no"], 8,
+            "replaces the version it read"
+        );
+        assert_eq!(
+            (doc["count"].as_u64(), doc["sum"].as_f64()),
+            (Some(6), Some(21.0))
+        );
+        let s = run.stats.snapshot();
+        assert_eq!(
+            (s.docs_written, s.docs_merged, s.write_conflicts),
+            (1, 1, 1)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_that_landed_unanswered_is_not_merged_twice() {
+        let backend =
+            CannedBackend::answering_bulk([Err(status_error("_bulk", 502)), Ok(vec![item(409)])]);
+        *backend.mget_echo.lock().unwrap() = true;
+        let (backend, stats) = write_all(backend, 1).await;
+        let bodies = backend.bulk_bodies();
+        assert_eq!(
+            bodies.len(),
+            2,
+            "sent, sent again, then found as ours: {bodies:?}"
+        );
+        assert_eq!(bodies[0], bodies[1]);
+        let s = stats.snapshot();
+        assert_eq!((s.docs_written, s.docs_merged, s.docs_rejected), (1, 0, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn late_buckets_are_read_first_and_created_when_missing() {
+        let mut late = closed(2);
+        late.iter_mut().for_each(|c| c.late = true);
+        let backend = CannedBackend::default();
+        let run = start(backend);
+        for c in late {
+            run.input.send(c).await.unwrap();
+        }
+        drop(run.input);
+        run.task.await.unwrap();
+        let calls = run.backend.calls();
+        assert!(
+            matches!(&calls[0], Call::Mget(docs) if docs.len() == 2),
+            "{calls:?}"
+        );
+        let sent: Vec<_> = run
+            .backend
+            .bulk_bodies()
+            .iter()
+            .flat_map(items_of)
+            .collect();
+        assert_eq!(sent.len(), 2);
+        assert!(sent
+            .iter()
+            .all(|(action, _)| action.get("create").is_some()));
+        assert_eq!(run.stats.snapshot().docs_written, 2);
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use strata::clock::ManualClock;
-use strata::replay::{self, ReplayError};
+use strata::replay::ReplayError;
 
 use crate::support::*;
 
@@ -39,14 +39,7 @@ async fn documents_the_node_refuses_are_counted_not_retried_forever() {
     let base = ms("2026-01-01T00:00:00Z");
     let mut input = events_ndjson("12", base, &[(0, 1.0)]);
     input.push_str(&events_ndjson("not-a-number", base, &[(0, 1.0)]));
-    let events = replay::read_events(
-        input.as_bytes(),
-        &replay::limits_now(&cfg, &strata::clock::SystemClock),
-    )
-    .unwrap();
-    let err = replay::to_node(&cfg, None, events, Default::default())
-        .await
-        .unwrap_err();
+    let err = replay_ndjson(&cfg, &input).await.unwrap_err();
     assert!(
         matches!(
             err,

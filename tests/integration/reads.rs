@@ -253,7 +253,9 @@ async fn min_coverage_nulls_points_with_too_few_stored_buckets() {
             )
         })
         .collect();
-    replay_into_node(&cfg, &input).await;
+    replay_ndjson_at(&cfg, &input, ms("2026-02-02T00:00:00Z"))
+        .await
+        .unwrap();
     scope.refresh().await;
     let clock = ManualClock::new(ms("2026-02-02T00:00:00Z"));
     let running = start(&scope, &archives, FAST, &clock).await;
@@ -405,7 +407,9 @@ async fn series_lists_what_has_data_in_the_range() {
         ),
     ]
     .join("\n");
-    replay_into_node(&cfg, &input).await;
+    replay_ndjson_at(&cfg, &input, ms("2026-02-02T12:00:00Z"))
+        .await
+        .unwrap();
     scope.refresh().await;
     let clock = ManualClock::new(ms("2026-02-02T12:00:00Z"));
     let running = start(&scope, &archives, FAST, &clock).await;

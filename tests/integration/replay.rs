@@ -1,13 +1,13 @@
-//! `strata replay`: events consolidated with their own times into the node, idempotent, each
-//! archive in its own indices, and `--dry-run` without a node.
+//! `strata replay`: events consolidated with their own times into the node, merged into what is
+//! stored whatever the file's order, each archive in its own indices, and `--dry-run` without a
+//! node.
 
 use serde_json::Value;
-use strata::replay::{self};
 
 use crate::support::*;
 
 #[tokio::test]
-async fn issue_example_gives_three_documents_and_replay_is_idempotent() {
+async fn issue_example_gives_three_documents_and_a_second_replay_adds_to_them() {
     let scope = Scope::new("example");
     let cfg = scope.config(&archive("20s", "20s", "2 days", "day", "10s"), FAST);
     let base = ms("2026-01-01T00:00:00Z");
@@ -16,27 +16,39 @@ async fn issue_example_gives_three_documents_and_replay_is_idempotent() {
         base,
         &[(0, 1.0), (10, 3.0), (20, 5.0), (30, 7.0), (40, 2.0)],
     );
-    let limits = replay::limits_now(&cfg, &strata::clock::SystemClock);
+    let now = base + 3_600_000;
 
-    for round in 0..2 {
-        let events = replay::read_events(input.as_bytes(), &limits).unwrap();
-        let summary = replay::to_node(&cfg, None, events, Default::default())
-            .await
-            .unwrap();
+    for round in 1..=2u64 {
+        let summary = replay_ndjson_at(&cfg, &input, now).await.unwrap();
         assert_eq!(
-            (summary.events, summary.documents, summary.late),
-            (5, 3, 0),
+            (
+                summary.events,
+                summary.documents,
+                summary.recorded,
+                summary.merged
+            ),
+            (5, 3, 5, 0),
             "round {round}"
         );
         let docs = scope.documents().await;
         assert_eq!(
             docs.len(),
             3,
-            "round {round}: replaying again overwrites, it does not duplicate"
+            "round {round}: a replay merges into the documents, it never duplicates them"
         );
-        assert_eq!(stats_of(&docs[0]), (2, 4.0, 1.0, 3.0, 2.0, 1.0, 3.0));
-        assert_eq!(stats_of(&docs[1]), (2, 12.0, 5.0, 7.0, 6.0, 5.0, 7.0));
-        assert_eq!(stats_of(&docs[2]), (1, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0));
+        let r = round as f64;
+        assert_eq!(
+            stats_of(&docs[0]),
+            (2 * round, 4.0 * r, 1.0, 3.0, 2.0, 1.0, 3.0)
+        );
+        assert_eq!(
+            stats_of(&docs[1]),
+            (2 * round, 12.0 * r, 5.0, 7.0, 6.0, 5.0, 7.0)
+        );
+        assert_eq!(
+            stats_of(&docs[2]),
+            (round, 2.0 * r, 2.0, 2.0, 2.0, 2.0, 2.0)
+        );
         let d = &docs[0];
         assert_eq!(
             (
@@ -54,6 +66,14 @@ async fn issue_example_gives_three_documents_and_replay_is_idempotent() {
                 d["step"].as_u64()
             ),
             (Some("par"), Some("gauge"), Some("20s"), Some(20))
+        );
+        assert_eq!(
+            (
+                d["merge"]["first_at"].as_i64(),
+                d["merge"]["last_at"].as_i64()
+            ),
+            (Some(base), Some(base + 10_000)),
+            "the times of first and last are kept for merging"
         );
     }
     let index = format!("{}20s-2026.01.01", scope.prefix);
@@ -92,12 +112,8 @@ async fn replay_spreads_archives_over_their_own_indices() {
     // One event a minute for two hours across a day boundary.
     let base = ms("2025-12-31T23:00:00Z");
     let points: Vec<(i64, f64)> = (0..120).map(|i| (i * 60, i as f64)).collect();
-    let events = replay::read_events(
-        events_ndjson("cpu", base, &points).as_bytes(),
-        &replay::limits_now(&cfg, &strata::clock::SystemClock),
-    )
-    .unwrap();
-    let summary = replay::to_node(&cfg, None, events, Default::default())
+    let input = events_ndjson("cpu", base, &points);
+    let summary = replay_ndjson_at(&cfg, &input, base + 3 * 3_600_000)
         .await
         .unwrap();
     assert_eq!(summary.documents, 120 + 12 + 2);
@@ -148,9 +164,12 @@ async fn replay_dry_run_prints_the_bulk_body_without_a_node() {
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("archives.toml");
     std::fs::write(&config, archive("20s", "20s", "2 days", "day", "10s")).unwrap();
+    // An hour ago, on a minute boundary: within the retention whenever the test runs.
+    let now = chrono::Utc::now().timestamp_millis();
+    let base = now - now.rem_euclid(60_000) - 3_600_000;
     let input = events_ndjson(
         "m",
-        0,
+        base,
         &[(0, 1.0), (10, 3.0), (20, 5.0), (30, 7.0), (40, 2.0)],
     );
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_strata"))
@@ -187,8 +206,15 @@ async fn replay_dry_run_prints_the_bulk_body_without_a_node() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 6, "three action lines and three documents");
-    assert_eq!(lines[0]["index"]["_index"], "strata-20s-1970.01.01");
+    let day = chrono::DateTime::from_timestamp_millis(base)
+        .unwrap()
+        .format("%Y.%m.%d");
+    assert_eq!(lines[0]["create"]["_index"], format!("strata-20s-{day}"));
     assert_eq!(lines[1]["count"], 2);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("replayed 5 events: 3 documents, 0 late"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("replayed 5 events: 3 documents; recorded 5, merged 0, expired 0"),
+        "{stderr}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }

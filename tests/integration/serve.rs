@@ -1,4 +1,5 @@
-//! The service: buckets written when the clock passes them, a restart that continues open buckets,
+//! The service: buckets written when the clock passes them, late events merged into them, a
+//! restart that continues open buckets,
 //! `/health`, `/v1/live` and `/`, and the binary writing everything on SIGTERM.
 
 use std::time::Duration;
@@ -48,7 +49,7 @@ async fn a_series_that_stops_still_gets_its_last_bucket() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body,
-        json!({"accepted": 1, "late": 0, "late_by_archive": {"20s": 0}})
+        json!({"accepted": 1, "merged": 0, "expired": 0, "archives": {"20s": {"recorded": 1, "merged": 0, "expired": 0}}})
     );
 
     // Just before end (10:00:20) + lateness (10 s): nothing may be written yet.
@@ -70,7 +71,7 @@ async fn a_series_that_stops_still_gets_its_last_bucket() {
         (Some("2026-03-01T10:00:00Z"), Some(1), Some(42.0))
     );
 
-    // An event for the written bucket is late, reported, and does not overwrite it.
+    // An event for the written bucket is merged into its document, reported as such.
     let (status, body, _) = post(
         &scope,
         &running,
@@ -78,13 +79,18 @@ async fn a_series_that_stops_still_gets_its_last_bucket() {
     )
     .await;
     assert_eq!(
-        (status, &body["late"], &body["accepted"]),
-        (200, &json!(1), &json!(0))
+        (status, &body["merged"], &body["accepted"]),
+        (200, &json!(1), &json!(1)),
+        "{body}"
     );
     running.stop().await.unwrap();
     let docs = scope.documents().await;
     assert_eq!(docs.len(), 1);
-    assert_eq!(docs[0]["count"], 1);
+    assert_eq!(
+        stats_of(&docs[0]),
+        (2, 43.0, 1.0, 42.0, 21.5, 42.0, 1.0),
+        "42 came at 10:00:05, 1 at 10:00:10"
+    );
     scope.cleanup().await;
 }
 

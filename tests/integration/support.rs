@@ -131,6 +131,24 @@ impl Scope {
             .collect())
     }
 
+    /// Every document under the prefix as (`_id`, `_source`), sorted by id.
+    pub async fn documents_by_id(&self) -> Vec<(String, Value)> {
+        self.refresh().await;
+        let body = json!({"size": 10000, "sort": [{"_id": "asc"}], "query": {"match_all": {}}, "seq_no_primary_term": false});
+        let path = format!(
+            "/{}*/_search?ignore_unavailable=true&allow_no_indices=true",
+            self.prefix
+        );
+        let (status, v) = self.send(reqwest::Method::POST, &path, body).await;
+        assert_eq!(status, 200, "{v}");
+        v["hits"]["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| (h["_id"].as_str().unwrap().to_string(), h["_source"].clone()))
+            .collect()
+    }
+
     /// Indices under the prefix, sorted.
     pub async fn indices(&self) -> Vec<String> {
         let (_, v) = self
@@ -294,16 +312,27 @@ pub fn gauge_ones(times: &[i64]) -> String {
 }
 
 /// Replays NDJSON events into the node through the same path as `strata replay`.
-pub async fn replay_into_node(cfg: &strata::config::Config, ndjson: &str) {
-    let limits = replay::limits_now(cfg, &strata::clock::SystemClock);
-    replay::to_node(
-        cfg,
-        None,
-        replay::read_events(ndjson.as_bytes(), &limits).unwrap(),
-        Default::default(),
-    )
-    .await
-    .unwrap();
+pub async fn replay_ndjson(
+    cfg: &strata::config::Config,
+    ndjson: &str,
+) -> Result<replay::ReplaySummary, replay::ReplayError> {
+    replay_ndjson_at(cfg, ndjson, chrono::Utc::now().timestamp_millis()).await
+}
+
+/// [`replay_ndjson`] as if it were `now` (for the retention and the future-skew check).
+pub async fn replay_ndjson_at(
+    cfg: &strata::config::Config,
+    ndjson: &str,
+    now: i64,
+) -> Result<replay::ReplaySummary, replay::ReplayError> {
+    let limits = replay::limits_now(cfg, &ManualClock::new(now));
+    let source = std::sync::Arc::new(ndjson.to_string());
+    replay::to_node(cfg, None, source, limits, Default::default()).await
+}
+
+/// [`replay_ndjson`], which must succeed.
+pub async fn replay_into_node(cfg: &strata::config::Config, ndjson: &str) -> replay::ReplaySummary {
+    replay_ndjson(cfg, ndjson).await.unwrap()
 }
 
 pub async fn get_json(scope: &Scope, url: String) -> (u16, Value) {
