@@ -286,6 +286,18 @@ pub struct Closed {
     pub late: bool,
 }
 
+impl Closed {
+    /// Adds `later`, another slice of the same bucket (same series, archive and start).
+    pub fn absorb(&mut self, later: Closed) {
+        self.summary.merge(&later.summary);
+        if let Some(extras) = later.extras {
+            self.extras
+                .get_or_insert_with(Default::default)
+                .merge(*extras);
+        }
+    }
+}
+
 /// A series' open buckets, by archive index, oldest first per archive.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpenSeries {

@@ -176,7 +176,7 @@ pub fn dry_run(
         for c in closed.drain(..) {
             let key = (c.archive, c.summary.start, c.series.clone());
             match buckets.get_mut(&key) {
-                Some(earlier) => merge_into(earlier, c),
+                Some(earlier) => earlier.absorb(c),
                 None => {
                     buckets.insert(key, c);
                 }
@@ -193,17 +193,6 @@ pub fn dry_run(
     }
     out.flush()?;
     Ok(ReplaySummary::new(&report, buckets.len() as u64))
-}
-
-/// Adds `later`, a slice of the same bucket, to `earlier`.
-fn merge_into(earlier: &mut Closed, later: Closed) {
-    earlier.summary.merge(&later.summary);
-    if let Some(extras) = later.extras {
-        earlier
-            .extras
-            .get_or_insert_with(Default::default)
-            .merge(*extras);
-    }
 }
 
 /// Writes the events of `source` to the node at `url` (or the configured one). Cancelling

@@ -326,7 +326,8 @@ impl<B: SearchBackend> BulkWriter<B> {
     }
 
     /// Merges every pending bucket into its stored document, reading again after each conflict.
-    async fn merge(&mut self, mut pending: Vec<Pending>) {
+    async fn merge(&mut self, pending: Vec<Pending>) {
+        let mut pending = coalesce(pending);
         let mut attempt = 0;
         while !pending.is_empty() {
             let targets: Vec<(String, String)> = pending
@@ -507,6 +508,27 @@ impl<B: SearchBackend> BulkWriter<B> {
         }
         true
     }
+}
+
+/// Joins the slices of one bucket that no write has carried yet (late slices of consecutive
+/// ticks in one batch), so the bucket is read and written once instead of racing itself.
+fn coalesce(pending: Vec<Pending>) -> Vec<Pending> {
+    let mut out: Vec<Pending> = Vec::with_capacity(pending.len());
+    let mut fresh: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for p in pending {
+        if !p.sent.is_empty() {
+            out.push(p);
+            continue;
+        }
+        match fresh.get(&p.id) {
+            Some(&i) => out[i].ours.absorb(p.ours),
+            None => {
+                fresh.insert(p.id.clone(), out.len());
+                out.push(p);
+            }
+        }
+    }
+    out
 }
 
 /// Every item of `req` to be sent again.
@@ -871,6 +893,30 @@ shutdown_timeout = "2s"
         assert_eq!(bodies[0], bodies[1]);
         let s = stats.snapshot();
         assert_eq!((s.docs_written, s.docs_merged, s.docs_rejected), (1, 0, 0));
+    }
+
+    #[test]
+    fn slices_of_one_bucket_are_joined_unless_a_write_carried_them() {
+        let slice = |v: f64, sent: Vec<u64>| Pending {
+            index: "i".into(),
+            id: "d".into(),
+            ours: {
+                let mut c = closed(1).remove(0);
+                c.summary.sum = v;
+                c
+            },
+            sent,
+        };
+        let joined = coalesce(vec![
+            slice(1.0, vec![]),
+            slice(2.0, vec![7]),
+            slice(4.0, vec![]),
+        ]);
+        let sums: Vec<(f64, u64)> = joined
+            .iter()
+            .map(|p| (p.ours.summary.sum, p.ours.summary.count))
+            .collect();
+        assert_eq!(sums, vec![(5.0, 2), (2.0, 1)]);
     }
 
     #[tokio::test(start_paused = true)]

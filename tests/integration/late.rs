@@ -211,7 +211,14 @@ async fn a_written_bucket_takes_late_events_exactly_as_if_they_had_come_in_time(
     assert_eq!(merged.wait_for_documents(1).await[0]["count"], 40);
     let (status, body, _) = post(&merged, &running, &format!("[{}]", late.join(","))).await;
     assert_eq!((status, &body["merged"]), (200, &json!(30)), "{body}");
+    let stats = running.stats.clone();
     running.stop().await.unwrap();
+    let s = stats.snapshot();
+    assert_eq!(
+        (s.docs_merged, s.write_conflicts),
+        (1, 0),
+        "one read-merge-write, and a single writer never races itself"
+    );
     let got = merged.documents_by_id().await;
     assert_eq!(got.len(), 1, "still one document for the bucket");
     assert_eq!(got[0].1["count"], 70);
