@@ -39,7 +39,9 @@ async fn documents_the_node_refuses_are_counted_not_retried_forever() {
     let base = ms("2026-01-01T00:00:00Z");
     let mut input = events_ndjson("12", base, &[(0, 1.0)]);
     input.push_str(&events_ndjson("not-a-number", base, &[(0, 1.0)]));
-    let err = replay_ndjson(&cfg, &input).await.unwrap_err();
+    let err = replay_ndjson_at(&cfg, &input, base + 3_600_000)
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             err,
