@@ -134,7 +134,8 @@ impl Scope {
     /// Every document under the prefix as (`_id`, `_source`), sorted by id.
     pub async fn documents_by_id(&self) -> Vec<(String, Value)> {
         self.refresh().await;
-        let body = json!({"size": 10000, "sort": [{"_id": "asc"}], "query": {"match_all": {}}, "seq_no_primary_term": false});
+        // Sorted here: Elasticsearch 8 refuses to sort on `_id`.
+        let body = json!({"size": 10000, "query": {"match_all": {}}});
         let path = format!(
             "/{}*/_search?ignore_unavailable=true&allow_no_indices=true",
             self.prefix
@@ -146,6 +147,8 @@ impl Scope {
             .unwrap()
             .iter()
             .map(|h| (h["_id"].as_str().unwrap().to_string(), h["_source"].clone()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+            .into_iter()
             .collect()
     }
 
