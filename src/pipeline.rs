@@ -63,10 +63,12 @@ pub fn archive_specs(config: &Config) -> Vec<ArchiveSpec> {
         .collect()
 }
 
-/// Late buckets held before they are handed on without waiting for the tick: a backfill of old
-/// data is merged in slices of this size, and the late table's memory stays bounded (a bucket
-/// is a few hundred bytes, a sketched one up to a few KiB).
-pub const LATE_TABLE_MAX: usize = 16_384;
+/// Late buckets held before they are handed on without waiting for the tick. Each hand-over is
+/// one read-merge-write per bucket, so the table should hold a whole backfill's spread: with
+/// 16 384, a million late events spread over 100 000 buckets were merged one event at a time
+/// (5 700 events/s, see BENCHMARKS.md). A bucket takes about 170 bytes here (a sketched one up
+/// to a few KiB more), so the table stays around 22 MiB.
+pub const LATE_TABLE_MAX: usize = 131_072;
 
 /// Owns the [`Consolidator`]: records batches, closes due buckets and hands on the late table on
 /// every tick, and on end of input closes everything it holds and hands it to the writer.
