@@ -412,6 +412,38 @@ mod tests {
     use super::*;
     use std::path::Path;
 
+    #[test]
+    fn the_retention_horizon_is_the_first_period_not_expired() {
+        let text = r#"
+[[archive]]
+name = "a"
+step = "1h"
+retention = "3 months"
+index_period = "day"
+[[archive]]
+name = "b"
+step = "1h"
+retention = "2 years"
+index_period = "month"
+[[archive]]
+name = "c"
+step = "10m"
+retention = "36 hours"
+index_period = "hour"
+"#;
+        let config = Config::from_toml(text, Path::new("t")).unwrap();
+        let day = 86_400_000;
+        for now in (0..800).map(|i| 1_700_000_000_000 + i * 13 * day / 10 + i * 7_919) {
+            for a in &config.archives {
+                let h = retention_horizon(a, now);
+                let p = a.index_period;
+                assert_eq!(p.start_of(h), h, "a period start");
+                assert!(!is_expired(a, h, now), "{} at {now}", a.name);
+                assert!(is_expired(a, p.start_of(h - 1), now), "{} at {now}", a.name);
+            }
+        }
+    }
+
     fn samplerr_config(mode: &str) -> Config {
         let text = format!(
             r#"
