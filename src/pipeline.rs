@@ -227,19 +227,16 @@ pub struct WritePath {
     pub writer: JoinHandle<()>,
 }
 
-/// Installs the index template and starts the bulk writer; it notifies `new_index` after its
-/// first write of this run to an index.
-pub async fn start_write_path<B: SearchBackend>(
+/// Starts the bulk writer, which installs the index template before its first write (waiting
+/// for the node if it is away: closed buckets queue meanwhile, and a full queue pushes back on
+/// ingest); it notifies `new_index` after its first write of this run to an index.
+pub fn start_write_path<B: SearchBackend>(
     config: &Config,
     backend: Arc<B>,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
     new_index: Arc<Notify>,
-) -> Result<WritePath, ServeError> {
-    backend
-        .put_index_template(&config.index.template, &index_template(config))
-        .await?;
-    tracing::info!(template = %config.index.template, pattern = %config.index.naming.wildcard(), "index template installed");
+) -> WritePath {
     let (closed, closed_rx) = mpsc::channel(config.persist.queue_docs);
     let writer = BulkWriter::new(
         backend,
@@ -248,11 +245,12 @@ pub async fn start_write_path<B: SearchBackend>(
         stats,
         shutdown,
     )
+    .installing_template(config.index.template.clone(), index_template(config))
     .announcing_new_indices(new_index);
-    Ok(WritePath {
+    WritePath {
         closed,
         writer: tokio::spawn(writer.run(closed_rx)),
-    })
+    }
 }
 
 /// Starts the consolidator task; returns the handle that feeds it.
@@ -332,7 +330,8 @@ pub async fn serve<C: Clock>(
     let backend = Arc::new(HttpBackend::connect(&url, &config.node)?);
     let shutdown = CancellationToken::new();
     let stats = Arc::new(Stats::default());
-    wait_for_node(backend.as_ref(), &shutdown).await?;
+    // The node is not waited for: listeners open at once, and what is accepted waits in the
+    // queues (pushing back when they fill) until the writer reaches the node.
     let new_index = Arc::new(Notify::new());
     let write = start_write_path(
         &config,
@@ -340,8 +339,7 @@ pub async fn serve<C: Clock>(
         stats.clone(),
         shutdown.clone(),
         new_index.clone(),
-    )
-    .await?;
+    );
     let (ingest, consolidator) =
         start_consolidator(&config, clock.clone(), write.closed, stats.clone());
 

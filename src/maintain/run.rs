@@ -128,10 +128,15 @@ pub async fn run_pass<B: SearchBackend>(
     Ok(plan)
 }
 
+/// The first wait before a failed pass is tried again, doubled after each failure up to
+/// [`LAST_RETRY`].
+const FIRST_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+const LAST_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// `serve`'s maintenance: one pass at start-up, then one at every tick of the schedule, and one
 /// whenever `new_index` is notified (the writer opened an index). Passes run one after another
-/// in this task, so two never overlap; a failed pass is logged, shown by `/health`, and the
-/// next tick tries again.
+/// in this task, so two never overlap; a failed pass is logged, shown by `/health`, and tried
+/// again after 1 s, 2 s, 4 s… (at most a minute), or at the next tick if that comes first.
 pub async fn run_scheduled<B: SearchBackend, C: Clock>(
     backend: Arc<B>,
     config: Arc<Config>,
@@ -140,20 +145,33 @@ pub async fn run_scheduled<B: SearchBackend, C: Clock>(
     shutdown: CancellationToken,
     new_index: Arc<tokio::sync::Notify>,
 ) {
+    let mut retry_in = FIRST_RETRY;
     loop {
         let now = clock.now();
         let outcome = run_pass(backend.as_ref(), &config, now, now, PassOptions::FULL).await;
-        match &outcome {
-            Ok(_) => stats.set_maintenance(rfc3339(now), None),
-            Err(e) => {
-                tracing::error!(error = %Chain(e), "maintenance pass failed; retrying at the next tick");
-                stats.set_maintenance(rfc3339(now), Some(Chain(e).to_string()));
+        let failed = match &outcome {
+            Ok(_) => {
+                stats.set_maintenance(rfc3339(now), None);
+                false
             }
-        }
-        let Some(next) = config.maintain.schedule.next_after(clock.now()) else {
+            Err(e) => {
+                tracing::error!(error = %Chain(e), retry_in = ?retry_in, "maintenance pass failed; retrying");
+                stats.set_maintenance(rfc3339(now), Some(Chain(e).to_string()));
+                true
+            }
+        };
+        let Some(mut next) = config.maintain.schedule.next_after(clock.now()) else {
             tracing::warn!(schedule = %config.maintain.schedule, "the schedule names no later time; no more maintenance passes");
             return;
         };
+        if failed {
+            // A pass that failed (the node away at start-up, say) is tried again soon, not at
+            // the next match of the schedule, which may be a day away.
+            next = next.min(clock.now().saturating_add(retry_in.as_millis() as i64));
+            retry_in = (retry_in * 2).min(LAST_RETRY);
+        } else {
+            retry_in = FIRST_RETRY;
+        }
         tokio::select! {
             _ = clock.sleep_until(next) => {}
             // The writer opened an index (old data, say): alias it now, not at the next match.
@@ -294,7 +312,7 @@ max_deletes = 2
     }
 
     #[tokio::test]
-    async fn a_failed_pass_is_reported_and_the_next_tick_tries_again() {
+    async fn a_failed_pass_is_reported_and_tried_again_soon_with_growing_waits() {
         let backend = CannedBackend::default();
         *backend.list_failing.lock().unwrap() = Some(503);
         let m = start_loop(backend, at("2026-11-30T15:00:00Z"));
@@ -305,15 +323,27 @@ max_deletes = 2
             "the failure is shown"
         );
         assert!(!m.task.is_finished(), "the loop carries on");
+        m.clock.advance(Duration::from_millis(999));
+        settle().await;
+        assert_eq!(passes(&m.backend), 1, "not before a second");
+        m.clock.advance(Duration::from_millis(1));
+        settle().await;
+        assert_eq!(passes(&m.backend), 2, "again after 1 s");
+        m.clock.advance(Duration::from_millis(1_999));
+        settle().await;
+        assert_eq!(passes(&m.backend), 2, "then 2 s later, not sooner");
 
         *m.backend.list_failing.lock().unwrap() = None;
-        m.clock.set(at("2026-12-01T00:05:00Z"));
+        m.clock.advance(Duration::from_millis(1));
         settle().await;
         let status = m.stats.snapshot().maintenance.unwrap();
         assert_eq!(
             (status.at.as_str(), status.error),
-            ("2026-12-01T00:05:00Z", None)
+            ("2026-11-30T15:00:03Z", None)
         );
+        m.clock.advance(Duration::from_secs(3_600));
+        settle().await;
+        assert_eq!(passes(&m.backend), 3, "once it works, the schedule again");
         m.shutdown.cancel();
         m.task.await.unwrap();
     }

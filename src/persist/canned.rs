@@ -44,6 +44,8 @@ pub struct CannedBackend {
     /// `mget_echo`, is the document last sent for its id in a `_bulk` (at version 1).
     pub mget_answers: Mutex<VecDeque<Result<Vec<Fetched>, BackendError>>>,
     pub mget_echo: Mutex<bool>,
+    /// Template installations that fail (503) before one succeeds.
+    pub template_failures: Mutex<u32>,
     pub calls: Mutex<Vec<Call>>,
 }
 
@@ -126,6 +128,11 @@ impl SearchBackend for CannedBackend {
 
     async fn put_index_template(&self, name: &str, _body: &Value) -> Result<(), BackendError> {
         self.record(Call::PutTemplate(name.into()));
+        let mut failures = self.template_failures.lock().unwrap();
+        if *failures > 0 {
+            *failures -= 1;
+            return Err(status_error("_index_template", 503));
+        }
         Ok(())
     }
 

@@ -182,6 +182,9 @@ pub(crate) struct BulkWriter<B> {
     /// maintenance puts it under the aliases at once.
     indices: HashSet<String>,
     new_index: Option<Arc<Notify>>,
+    /// The index template (name, body), until it is installed: nothing is written before it,
+    /// or the node would map the first index's fields by guessing.
+    template: Option<(String, serde_json::Value)>,
 }
 
 impl<B: SearchBackend> BulkWriter<B> {
@@ -202,7 +205,15 @@ impl<B: SearchBackend> BulkWriter<B> {
             tokens: Tokens::new(),
             indices: HashSet::new(),
             new_index: None,
+            template: None,
         }
+    }
+
+    /// Installs the index template `name` before the first write, retrying while the node is
+    /// away or refuses (so strata can start and take events before the node answers).
+    pub(crate) fn installing_template(mut self, name: String, body: serde_json::Value) -> Self {
+        self.template = Some((name, body));
+        self
     }
 
     /// Notifies `new_index` after the first write of this run to an index.
@@ -280,6 +291,10 @@ impl<B: SearchBackend> BulkWriter<B> {
     async fn flush(&mut self, batch: &mut Batch) {
         let opens_index = std::mem::take(&mut batch.opens_index);
         let (request, late) = batch.take();
+        if !self.install_template().await {
+            self.give_up(request.ends.len() + late.len());
+            return;
+        }
         let outcomes = self.write(request).await;
         let mut pending: Vec<Pending> = late.into_iter().map(|c| self.pending(c)).collect();
         for outcome in outcomes {
@@ -297,6 +312,31 @@ impl<B: SearchBackend> BulkWriter<B> {
         if let (true, Some(notify)) = (opens_index, &self.new_index) {
             // Kept as a permit while maintenance is busy: one more pass follows.
             notify.notify_one();
+        }
+    }
+
+    /// Installs the template if it is not yet; false once shutdown's deadline passed first.
+    async fn install_template(&mut self) -> bool {
+        let Some((name, body)) = self.template.clone() else {
+            return true;
+        };
+        let mut attempt = 0;
+        loop {
+            match self.backend.put_index_template(&name, &body).await {
+                Ok(()) => {
+                    tracing::info!(template = %name, "index template installed");
+                    self.template = None;
+                    return true;
+                }
+                Err(e) => self.note_failure(format!(
+                    "cannot install the index template {name}: {}",
+                    Chain(&e)
+                )),
+            }
+            if !self.back_off(attempt).await {
+                return false;
+            }
+            attempt += 1;
         }
     }
 
@@ -946,5 +986,41 @@ shutdown_timeout = "2s"
             .iter()
             .all(|(action, _)| action.get("create").is_some()));
         assert_eq!(run.stats.snapshot().docs_written, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn nothing_is_written_before_the_template_is_installed() {
+        let backend = CannedBackend::default();
+        *backend.template_failures.lock().unwrap() = 3;
+        let backend = Arc::new(backend);
+        let config = config();
+        let writer = BulkWriter::new(
+            backend.clone(),
+            DocumentEncoder::new(&config),
+            config.persist.clone(),
+            Arc::new(Stats::default()),
+            CancellationToken::new(),
+        )
+        .installing_template("t".into(), serde_json::json!({}));
+        let (input, rx) = mpsc::channel(16);
+        let task = tokio::spawn(writer.run(rx));
+        for c in closed(2) {
+            input.send(c).await.unwrap();
+        }
+        drop(input);
+        task.await.unwrap();
+        let kinds: Vec<&str> = backend
+            .calls()
+            .iter()
+            .map(|c| match c {
+                Call::PutTemplate(_) => "template",
+                Call::Bulk(_) => "bulk",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            ["template", "template", "template", "template", "bulk"]
+        );
     }
 }

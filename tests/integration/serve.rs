@@ -304,3 +304,85 @@ async fn live_view_and_home_page_come_from_memory() {
     running.stop().await.unwrap();
     scope.cleanup().await;
 }
+
+/// Forwards every connection to `addr` to the node, from when it is called.
+async fn forward_to_node(listener: tokio::net::TcpListener, node: String) {
+    let node_addr = node.trim_start_matches("http://").to_string();
+    loop {
+        let Ok((mut inbound, _)) = listener.accept().await else {
+            return;
+        };
+        let node_addr = node_addr.clone();
+        tokio::spawn(async move {
+            if let Ok(mut outbound) = tokio::net::TcpStream::connect(&node_addr).await {
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            }
+        });
+    }
+}
+
+#[tokio::test]
+async fn starting_with_the_node_away_listens_at_once_and_writes_once_it_comes() {
+    use std::sync::Arc;
+    use strata::pipeline::{serve, ServeOptions};
+
+    let scope = Scope::new("away");
+    // An address where nothing listens yet: the node is away.
+    let away = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = away.local_addr().unwrap();
+    drop(away);
+    let clock = ManualClock::new(ms("2026-03-01T10:00:05Z"));
+    let options = ServeOptions {
+        node_url: Some(format!("http://{addr}")),
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+    };
+    let started = std::time::Instant::now();
+    let running = tokio::time::timeout(
+        Duration::from_secs(10),
+        serve(
+            scope.config(&archive_20s(), FAST),
+            options,
+            Arc::new(clock.clone()),
+        ),
+    )
+    .await
+    .expect("serve returns without the node")
+    .unwrap();
+    eprintln!("listening {:?} after start, node away", started.elapsed());
+    let (status, body, _) = post(
+        &scope,
+        &running,
+        r#"[{"name":"waited","value":1},{"name":"waited","value":2}]"#,
+    )
+    .await;
+    assert_eq!((status, &body["accepted"]), (200, &json!(2)), "{body}");
+    let health = scope
+        .http
+        .get(format!("http://{}/health", running.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 503, "the node is away and /health says so");
+    clock.set(ms("2026-03-01T10:00:30Z"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(scope.documents().await.is_empty());
+
+    // The node comes (at the address strata was given).
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let proxy = tokio::spawn(forward_to_node(listener, scope.node.clone()));
+    let docs = scope.wait_for_documents(1).await;
+    assert_eq!(docs.len(), 1, "written once the node answered");
+    assert_eq!(
+        (docs[0]["count"].as_u64(), docs[0]["sum"].as_f64()),
+        (Some(2), Some(3.0))
+    );
+    let index = format!("{}20s-2026.03.01", scope.prefix);
+    let (_, mapping) = scope.get(&format!("/{index}/_mapping")).await;
+    assert_eq!(
+        mapping[&index]["mappings"]["properties"]["sum"]["type"], "double",
+        "the template was installed before the first write"
+    );
+    running.stop().await.unwrap();
+    proxy.abort();
+    scope.cleanup().await;
+}
