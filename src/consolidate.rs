@@ -558,6 +558,8 @@ pub struct BatchReport {
     pub merged: u64,
     /// Events kept in no archive: older than every archive's retention.
     pub expired: u64,
+    /// Events refused one by one at the series limit ([`Consolidator::record_each`]).
+    pub refused: u64,
     /// Per archive, in configuration order.
     pub archives: Vec<ArchiveCounts>,
 }
@@ -700,6 +702,24 @@ impl Consolidator {
             report.count(self.record_event(e)?);
         }
         Ok(report)
+    }
+
+    /// Records each event on its own: one that would open a series past the limit is refused
+    /// (counted in `refused`; the first such error is returned for the log) and the others are
+    /// kept.
+    pub fn record_each(&mut self, events: &[Event]) -> (BatchReport, Option<ConsolidateError>) {
+        let mut report = BatchReport::new(self.archives.len());
+        let mut first_refusal = None;
+        for e in events {
+            match self.record_event(e) {
+                Ok(fate) => report.count(fate),
+                Err(refusal) => {
+                    report.refused += 1;
+                    first_refusal.get_or_insert(refusal);
+                }
+            }
+        }
+        (report, first_refusal)
     }
 
     /// Records one event; see [`Consolidator::record`].
@@ -1087,6 +1107,7 @@ mod tests {
                 accepted: 2,
                 merged: 1,
                 expired: 0,
+                refused: 0,
                 archives: vec![counts(1, 1, 0), counts(2, 0, 0)]
             }
         );
@@ -1147,6 +1168,7 @@ mod tests {
                 accepted: 2,
                 merged: 0,
                 expired: 1,
+                refused: 0,
                 archives: vec![counts(1, 0, 2), counts(2, 0, 1)]
             }
         );
@@ -1263,6 +1285,28 @@ mod tests {
             out[0].summary.count, 1,
             "nothing of the refused batch was recorded"
         );
+    }
+
+    #[test]
+    fn one_by_one_the_known_series_keep_their_events_at_the_limit() {
+        let mut c = Consolidator::new(&[S20], 2);
+        c.record_batch(&[ev("a", 1.0, 1), ev("b", 1.0, 1)]).unwrap();
+        let mixed: Vec<Event> = (0..10)
+            .flat_map(|i| [ev("a", 1.0, 2), ev(&format!("new{i}"), 1.0, 2)])
+            .collect();
+        assert!(
+            c.record_batch(&mixed).is_err(),
+            "all or nothing refuses it whole"
+        );
+        let (report, refusal) = c.record_each(&mixed);
+        assert_eq!((report.accepted, report.refused), (10, 10));
+        assert!(refusal.unwrap().to_string().contains("new0"));
+        let out = closed_of(&mut c);
+        let a = out
+            .iter()
+            .find(|b| crate::event::name(&b.series) == "a")
+            .unwrap();
+        assert_eq!(a.summary.count, 11);
     }
 
     #[test]

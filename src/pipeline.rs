@@ -19,8 +19,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::{Config, NoNode};
-use crate::consolidate::{ArchiveSpec, Closed, Consolidator};
+use crate::consolidate::{ArchiveSpec, BatchReport, Closed, Consolidator};
 use crate::errors::Chain;
+use crate::event::Event;
 use crate::ingest::context::ListenerContext;
 use crate::ingest::handle::{ingest_channel, Congestion, IngestBatch, IngestHandle, Request};
 use crate::ingest::http::{router, AppState};
@@ -139,22 +140,37 @@ impl<C: Clock> ConsolidatorTask<C> {
     }
 
     fn record(&mut self, batch: IngestBatch) {
-        let result = self.consolidator.record_batch(&batch.events);
-        match &result {
-            Ok(report) => {
-                Stats::add(&self.stats.events_accepted, report.accepted);
-                Stats::add(&self.stats.events_merged, report.merged);
-                Stats::add(&self.stats.events_expired, report.expired);
-            }
-            Err(e) if batch.reply.is_none() => {
-                Stats::add(&self.stats.udp_dropped, batch.events.len() as u64);
-                tracing::debug!(error = %e, events = batch.events.len(), "udp events dropped");
-            }
-            Err(_) => {}
+        let result = if batch.whole {
+            self.consolidator.record_batch(&batch.events)
+        } else {
+            Ok(self.record_each(&batch.events, batch.reply.is_none()))
+        };
+        if let Ok(report) = &result {
+            Stats::add(&self.stats.events_accepted, report.accepted);
+            Stats::add(&self.stats.events_merged, report.merged);
+            Stats::add(&self.stats.events_expired, report.expired);
         }
         if let Some(reply) = batch.reply {
             let _ = reply.send(result);
         }
+    }
+
+    /// Records each event on its own; those refused at the series limit are counted (as
+    /// `udp_dropped` too when `udp`) and logged at the rate limit of bad input.
+    fn record_each(&mut self, events: &[Event], udp: bool) -> BatchReport {
+        let (report, refusal) = self.consolidator.record_each(events);
+        if let Some(refusal) = refusal {
+            Stats::add(&self.stats.events_refused_series_limit, report.refused);
+            if udp {
+                Stats::add(&self.stats.udp_dropped, report.refused);
+            }
+            let what = format!(
+                "{refusal} ({} events of this batch refused)",
+                report.refused
+            );
+            crate::ingest::badlog::SERIES_LIMIT.report(self.clock.now(), &what, "");
+        }
+        report
     }
 
     /// Sends every closed bucket to the writer. While the writer's queue is full it keeps
@@ -517,6 +533,41 @@ mod tests {
             .submit(vec![gauge("new", 1.0, STEP_MS)])
             .await
             .expect("congestion cleared once the writer took everything");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_the_series_limit_udp_keeps_the_events_of_known_series() {
+        let mut h = start(256);
+        let known: Vec<Event> = (0..100).map(|i| gauge(&format!("s{i}"), 1.0, 0)).collect();
+        h.ingest.submit(known).await.unwrap();
+        let mixed: Vec<Event> = (0..5)
+            .flat_map(|i| {
+                [
+                    gauge("s0", 1.0, 1_000),
+                    gauge(&format!("new{i}"), 1.0, 1_000),
+                ]
+            })
+            .collect();
+        h.ingest.hand_off(mixed).unwrap();
+        a_few_ticks().await;
+        let s = h.stats.snapshot();
+        assert_eq!(
+            (
+                s.events_accepted,
+                s.udp_dropped,
+                s.events_refused_series_limit
+            ),
+            (105, 5, 5)
+        );
+        drop(h.ingest);
+        h.task.await.unwrap();
+        let mut s0 = 0;
+        while let Some(c) = h.closed.recv().await {
+            if crate::event::name(&c.series) == "s0" {
+                s0 = c.summary.count;
+            }
+        }
+        assert_eq!(s0, 6, "the known series kept its five events");
     }
 
     #[tokio::test(start_paused = true)]

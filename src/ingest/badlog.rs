@@ -20,6 +20,9 @@ pub(crate) struct BadInputLog {
 pub(crate) static STATSD: BadInputLog = BadInputLog::new("statsd");
 pub(crate) static GRAPHITE: BadInputLog = BadInputLog::new("graphite");
 pub(crate) static RIEMANN: BadInputLog = BadInputLog::new("riemann");
+/// Events of the stream listeners (statsd, Graphite, Riemann over UDP; statsd and Graphite over
+/// TCP) refused one by one at `consolidate.max_series`.
+pub(crate) static SERIES_LIMIT: BadInputLog = BadInputLog::new("statsd/graphite/riemann");
 
 impl BadInputLog {
     pub(crate) const fn new(protocol: &'static str) -> Self {

@@ -24,6 +24,10 @@ pub(crate) type Reply = oneshot::Sender<Result<BatchReport, ConsolidateError>>;
 pub(crate) struct IngestBatch {
     pub events: Vec<Event>,
     pub reply: Option<Reply>,
+    /// All or nothing: past the series limit the whole batch is refused (an HTTP request, a
+    /// Riemann message: their sender is told). Otherwise each event is taken or refused on its
+    /// own, so that one client's new series cannot cost another client's known ones.
+    pub whole: bool,
 }
 
 /// A request for the open buckets (`/v1/live`).
@@ -113,7 +117,7 @@ impl IngestHandle {
     /// Hands `events` to the consolidator without waiting for room (a full queue is `Busy`) and
     /// waits for its answer.
     pub async fn submit(&self, events: Vec<Event>) -> Result<BatchReport, SubmitError> {
-        match self.offer(events) {
+        match self.offer(events, true) {
             Ok(answer) => answer_of(answer).await,
             Err(refused) => Err(refused.why),
         }
@@ -127,7 +131,7 @@ impl IngestHandle {
         }
         let mut pause = FIRST_BUSY_PAUSE;
         loop {
-            let refused = match self.offer(events) {
+            let refused = match self.offer(events, false) {
                 Ok(answer) => match answer_of(answer).await {
                     Ok(_) => return Ok(()),
                     Err(refused) => refused,
@@ -152,19 +156,25 @@ impl IngestHandle {
     /// cannot tell a sender anything (UDP), from any thread. A full queue is `Busy`; the events
     /// come back with the refusal, so that the caller may try again.
     pub fn hand_off(&self, events: Vec<Event>) -> Result<(), HandOffRefused> {
-        self.enqueue(events, None)
+        self.enqueue(events, None, false)
     }
 
     /// Queues `events` with a slot for the answer; the events come back when refused.
     fn offer(
         &self,
         events: Vec<Event>,
+        whole: bool,
     ) -> Result<oneshot::Receiver<Result<BatchReport, ConsolidateError>>, HandOffRefused> {
         let (reply, answer) = oneshot::channel();
-        self.enqueue(events, Some(reply)).map(|()| answer)
+        self.enqueue(events, Some(reply), whole).map(|()| answer)
     }
 
-    fn enqueue(&self, events: Vec<Event>, reply: Option<Reply>) -> Result<(), HandOffRefused> {
+    fn enqueue(
+        &self,
+        events: Vec<Event>,
+        reply: Option<Reply>,
+        whole: bool,
+    ) -> Result<(), HandOffRefused> {
         if self.congestion.is_set() {
             return Err(HandOffRefused {
                 why: SubmitError::Busy,
@@ -172,7 +182,11 @@ impl IngestHandle {
             });
         }
         self.tx
-            .try_send(Request::Ingest(IngestBatch { events, reply }))
+            .try_send(Request::Ingest(IngestBatch {
+                events,
+                reply,
+                whole,
+            }))
             .map_err(|e| {
                 let why = refusal(&e);
                 let events = match e.into_inner() {
