@@ -314,7 +314,7 @@ impl Partial {
             ("first", self.first),
             ("last", self.last),
         ];
-        if let Some(&(field, value)) = fields.iter().find(|(_, v)| !v.is_finite()) {
+        if let Some(&(field, value)) = fields.iter().find(|(_, v)| !in_range(*v)) {
             return Err(PartialError::NotFinite { field, value });
         }
         if self.count == 0 {
@@ -343,12 +343,23 @@ impl Partial {
     }
 }
 
+/// The largest magnitude of a value strata takes. A bucket adds its values, and 2^60 values of
+/// this size still sum to a finite `f64` (the largest is 1.8e308): no statistic can overflow to
+/// infinity, which JSON cannot carry (the node would store null and reads would say 0).
+pub const MAX_MAGNITUDE: f64 = 1e290;
+
+/// Whether `v` is a value strata takes: finite and within ±[`MAX_MAGNITUDE`].
+#[inline]
+pub fn in_range(v: f64) -> bool {
+    v.is_finite() && v.abs() <= MAX_MAGNITUDE
+}
+
 /// Why a partial aggregate was refused; [`PartialError::field`] names the field at fault.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PartialError {
     #[error("must be a whole number of at least 1, got {0}")]
     Count(f64),
-    #[error("must be a finite number, got {value}")]
+    #[error("must be a finite number within ±1e290, got {value}")]
     NotFinite { field: &'static str, value: f64 },
     #[error("must be at least 1")]
     ZeroCount,

@@ -12,7 +12,7 @@ use crate::config::IngestConfig;
 use crate::event::{Event, MetricKind, SeriesKey};
 use crate::ingest::context::ListenerContext;
 use crate::ingest::datagrams::{spawn_receiver, BoundUdp, ParseDatagram};
-use crate::ingest::limits::{check_text, Limits, TextError};
+use crate::ingest::limits::{check_text, Limits, TextError, TimeError};
 use crate::ingest::lines::{serve_tcp_lines, ParseLine};
 use crate::stats::Stats;
 
@@ -29,8 +29,8 @@ pub(crate) enum GraphiteError {
     Timestamp(String),
     #[error("more than three fields")]
     TooManyFields,
-    #[error("timestamp too far ahead of the server clock")]
-    TooFarAhead,
+    #[error("timestamp: {0}")]
+    Time(#[from] TimeError),
 }
 
 /// Parses one line; `limits.now` stands in for a missing or negative timestamp, and points
@@ -49,7 +49,7 @@ pub(crate) fn parse_line(line: &str, limits: &Limits) -> Result<Option<Event>, G
     let value: f64 = value
         .parse()
         .ok()
-        .filter(|v: &f64| v.is_finite())
+        .filter(|v: &f64| crate::event::in_range(*v))
         .ok_or_else(|| GraphiteError::Value(value.to_string()))?;
     let timestamp = match parts.next() {
         None => now,
@@ -69,9 +69,7 @@ pub(crate) fn parse_line(line: &str, limits: &Limits) -> Result<Option<Event>, G
     if parts.next().is_some() {
         return Err(GraphiteError::TooManyFields);
     }
-    limits
-        .check_time(timestamp)
-        .map_err(|_| GraphiteError::TooFarAhead)?;
+    limits.check_time(timestamp).map_err(GraphiteError::Time)?;
     Ok(Some(Event::value(
         SeriesKey::new(path, None, &mut []),
         MetricKind::Gauge,
@@ -147,6 +145,22 @@ mod tests {
             max_name_length: 255,
             max_tags: 0,
         }
+    }
+
+    #[test]
+    fn values_beyond_the_range_and_times_before_year_one_are_refused() {
+        let l = limits(1_700_000_000_000);
+        assert_eq!(
+            parse_line("a.b 1e300 1700000000", &l).unwrap_err(),
+            GraphiteError::Value("1e300".into())
+        );
+        assert!(
+            matches!(
+                parse_line("a.b 1 -1e300", &l),
+                Ok(Some(e)) if e.timestamp == l.now
+            ),
+            "a negative time stands for now, as before"
+        );
     }
 
     #[test]

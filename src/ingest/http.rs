@@ -232,11 +232,11 @@ async fn track<B: SearchBackend, C: Clock>(
     }
     let value = match params.get("value").map(|v| v.parse::<f64>()) {
         None => 1.0,
-        Some(Ok(v)) if v.is_finite() => v,
+        Some(Ok(v)) if crate::event::in_range(v) => v,
         Some(_) => {
             return bad(
                 "value",
-                format!("{:?} is not a finite number", params["value"]),
+                format!("{:?} is not a finite number within ±1e290", params["value"]),
             )
         }
     };

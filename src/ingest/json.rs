@@ -298,8 +298,8 @@ fn finite_number(v: &RawValue) -> Result<f64, String> {
         return Err(format!("must be a finite number, got the string {text}"));
     }
     match serde_json::from_str::<f64>(text) {
-        Ok(x) if x.is_finite() => Ok(x),
-        _ => Err(format!("must be a finite number, got {text}")),
+        Ok(x) if crate::event::in_range(x) => Ok(x),
+        _ => Err(format!("must be a finite number within ±1e290, got {text}")),
     }
 }
 
@@ -336,6 +336,27 @@ mod tests {
 
     fn fails(body: &str) -> String {
         parse(body).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn values_and_times_that_would_overflow_a_bucket_are_refused() {
+        assert_eq!(
+            fails(r#"{"name":"big","value":1.7e308}"#),
+            "field 'value': must be a finite number within ±1e290, got 1.7e308"
+        );
+        assert!(
+            parse(r#"{"name":"big","value":-1e290}"#).is_ok(),
+            "the edge itself"
+        );
+        assert!(fails(
+            r#"{"name":"p","count":2,"sum":1.7e308,"min":1,"max":1e308,"first":1,"last":1}"#
+        )
+        .contains("field 'sum': must be a finite number within ±1e290"));
+        assert_eq!(
+            fails(r#"{"name":"old","value":1,"timestamp":-9223372036854775808}"#),
+            "field 'timestamp': -9223372036854775808 ms is before the year 1"
+        );
+        assert!(parse(r#"{"name":"old","value":1,"timestamp":"0001-01-01T00:00:00Z"}"#).is_ok());
     }
 
     #[test]

@@ -27,25 +27,33 @@ impl Limits {
         }
     }
 
-    /// Refuses a time further ahead of `now` than the allowed skew: a bucket that far ahead
-    /// would not close for as long.
-    pub(crate) fn check_time(&self, at: EpochMillis) -> Result<(), TooFarAhead> {
+    /// Refuses a time further ahead of `now` than the allowed skew (a bucket that far ahead
+    /// would not close for as long) or before the year 1 (index names carry four-digit years,
+    /// and bucket arithmetic near `i64::MIN` would overflow).
+    pub(crate) fn check_time(&self, at: EpochMillis) -> Result<(), TimeError> {
         if at > self.now.saturating_add(self.max_future_skew_ms) {
-            return Err(TooFarAhead {
+            return Err(TimeError::Ahead {
                 at,
                 skew_ms: self.max_future_skew_ms,
             });
+        }
+        if at < EARLIEST {
+            return Err(TimeError::BeforeYearOne(at));
         }
         Ok(())
     }
 }
 
-/// A time beyond `max_future_skew`.
+/// 0001-01-01T00:00:00Z: the earliest time an event may carry.
+pub(crate) const EARLIEST: EpochMillis = -62_135_596_800_000;
+
+/// A time strata does not take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("{} is more than {} ahead of the server clock", rfc3339(*.at), skew(*.skew_ms))]
-pub(crate) struct TooFarAhead {
-    pub(crate) at: EpochMillis,
-    pub(crate) skew_ms: i64,
+pub(crate) enum TimeError {
+    #[error("{} is more than {} ahead of the server clock", rfc3339(*at), skew(*skew_ms))]
+    Ahead { at: EpochMillis, skew_ms: i64 },
+    #[error("{0} ms is before the year 1")]
+    BeforeYearOne(EpochMillis),
 }
 
 fn skew(ms: i64) -> humantime::FormattedDuration {

@@ -15,7 +15,7 @@ use crate::event::{Event, MetricKind, SeriesKey};
 use crate::ingest::context::ListenerContext;
 use crate::ingest::datagrams::{spawn_receiver, BoundUdp, ParseDatagram};
 use crate::ingest::limits::{
-    check_count, check_tag, check_text, Limits, TagError, TextError, TooMany,
+    check_count, check_tag, check_text, Limits, TagError, TextError, TimeError, TooMany,
 };
 use crate::ingest::tcp::accept_connections;
 use crate::stats::Stats;
@@ -66,8 +66,8 @@ pub(crate) enum RiemannError {
     Attribute(#[from] TagError),
     #[error(transparent)]
     TooMany(#[from] TooMany),
-    #[error("time too far ahead of the server clock")]
-    TooFarAhead,
+    #[error("time: {0}")]
+    Time(#[from] TimeError),
 }
 
 /// Iterates the fields of one protobuf message.
@@ -207,7 +207,7 @@ fn decode_event(buf: &[u8], limits: &Limits) -> Result<Option<Event>, RiemannErr
     let Some(value) = metric.filter(|v| !v.is_nan()) else {
         return Ok(None);
     };
-    if !value.is_finite() {
+    if !crate::event::in_range(value) {
         return Err(RiemannError::NotFinite);
     }
     let name = match service.filter(|s| !s.is_empty()) {
@@ -234,9 +234,7 @@ fn decode_event(buf: &[u8], limits: &Limits) -> Result<Option<Event>, RiemannErr
         .map(|us| us / 1000)
         .or(time_s.map(|s| s.saturating_mul(1000)))
         .unwrap_or(limits.now);
-    limits
-        .check_time(timestamp)
-        .map_err(|_| RiemannError::TooFarAhead)?;
+    limits.check_time(timestamp).map_err(RiemannError::Time)?;
     let mut tags: Vec<(&str, &str)> = attributes
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -502,10 +500,14 @@ mod tests {
     #[test]
     fn times_beyond_the_future_skew_are_refused() {
         // Year 5000, in seconds: it opened a bucket that never closed.
-        assert_eq!(
+        assert!(matches!(
             refused(&event_msg(&[], &[], Some(95_617_584_000))),
-            RiemannError::TooFarAhead
-        );
+            RiemannError::Time(TimeError::Ahead { .. })
+        ));
+        assert!(matches!(
+            refused(&event_msg(&[], &[], Some(i64::MIN as u64))),
+            RiemannError::Time(TimeError::BeforeYearOne(_))
+        ));
         let mut out = Vec::new();
         decode_msg(
             &event_msg(&[], &[], Some(1_000 + 60)),

@@ -94,8 +94,15 @@ impl GaugeState {
         }
     }
 
-    /// Sets the gauge of `series` to `value`, or adds it when `delta`; the gauge's new value.
-    fn apply(&mut self, series: &SeriesKey, value: f64, delta: bool, now: EpochMillis) -> f64 {
+    /// Sets the gauge of `series` to `value`, or adds it when `delta`; the gauge's new value, or
+    /// `None` (and the gauge unchanged) when that would leave [`crate::event::MAX_MAGNITUDE`].
+    fn apply(
+        &mut self,
+        series: &SeriesKey,
+        value: f64,
+        delta: bool,
+        now: EpochMillis,
+    ) -> Option<f64> {
         self.forget_idle(now);
         let gauge = match self.values.get_mut(series) {
             Some(gauge) => gauge,
@@ -104,9 +111,13 @@ impl GaugeState {
                 seen: now,
             }),
         };
-        gauge.value = if delta { gauge.value + value } else { value };
+        let new = if delta { gauge.value + value } else { value };
+        if !crate::event::in_range(new) {
+            return None;
+        }
+        gauge.value = new;
         gauge.seen = now;
-        gauge.value
+        Some(new)
     }
 
     /// Forgets gauges idle for longer than `idle`, at most once per quarter of it.
@@ -266,15 +277,20 @@ fn parse_value(
     let series = SeriesKey::new(key, None, &mut pairs);
     let number = |s: &str| parse_number(s).ok_or_else(|| StatsdError::Value(s.to_string()));
     let (kind, sample) = match kind {
-        "c" => (
-            MetricKind::Counter,
-            Sample::Value(number(value_text)? / rate),
-        ),
+        "c" => {
+            let v = number(value_text)? / rate;
+            if !crate::event::in_range(v) {
+                return Err(StatsdError::Value(format!("{value_text} at rate {rate}")));
+            }
+            (MetricKind::Counter, Sample::Value(v))
+        }
         "ms" | "h" => (MetricKind::Timer, Sample::Value(number(value_text)?)),
         "g" => {
             let v = number(value_text)?;
             let delta = value_text.starts_with(['+', '-']);
-            let value = gauges.apply(&series, v, delta, limits.now);
+            let value = gauges.apply(&series, v, delta, limits.now).ok_or_else(|| {
+                StatsdError::Value(format!("{value_text} (the gauge would leave ±1e290)"))
+            })?;
             (MetricKind::Gauge, Sample::Value(value))
         }
         "s" => {
@@ -295,7 +311,8 @@ fn parse_value(
     Ok(())
 }
 
-/// A finite number; plain decimal integers (what most clients send) skip the float parser.
+/// A number within [`crate::event::MAX_MAGNITUDE`]; plain decimal integers (what most clients
+/// send) skip the float parser.
 fn parse_number(s: &str) -> Option<f64> {
     let (negative, digits) = match s.as_bytes().first() {
         Some(b'-') => (true, &s[1..]),
@@ -309,7 +326,7 @@ fn parse_number(s: &str) -> Option<f64> {
             .fold(0u64, |n, b| n * 10 + u64::from(b - b'0')) as f64;
         return Some(if negative { -n } else { n });
     }
-    s.parse::<f64>().ok().filter(|v| v.is_finite())
+    s.parse::<f64>().ok().filter(|v| crate::event::in_range(*v))
 }
 
 /// `s` split at the first `sep` (an ASCII byte, so both halves are valid UTF-8).
@@ -399,6 +416,17 @@ mod tests {
             })
             .collect();
         (events, counts)
+    }
+
+    #[test]
+    fn values_that_would_overflow_are_bad_lines_and_leave_the_gauge_alone() {
+        let mut g = GaugeState::new(Duration::from_secs(3600));
+        let (events, counts) = parse("g:+1e290|g\ng:+1e290|g\nc:1e308|c\nr:1|c|@1e-320", &mut g);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].2, 1e290);
+        assert_eq!(counts.bad_lines, 3);
+        let (events, _) = parse("g:-1e290|g", &mut g);
+        assert_eq!(events[0].2, 0.0, "the refused delta was not applied");
     }
 
     #[test]
