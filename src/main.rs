@@ -69,6 +69,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
         } => {
             let cfg = Config::load(&config)?;
+            raise_descriptor_limit();
             runtime()?.block_on(async {
                 let mut signal = Box::pin(shutdown_signal()?);
                 let starting = serve(
@@ -166,6 +167,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+/// Raises the soft limit on open files to the hard one: each connection is a descriptor, and
+/// at the usual soft limit of 1 024, idle HTTP connections made accept fail and `/health` hang.
+fn raise_descriptor_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(limit, "open files limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open files limit"),
     }
 }
 

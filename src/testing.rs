@@ -21,6 +21,32 @@ pub(crate) async fn json_of(response: Response) -> Value {
     serde_json::from_slice(&bytes).unwrap_or(Value::Null)
 }
 
+/// Starts a TCP listener with `start` (its input queue is never read), opens a connection that
+/// sends nothing, and says whether the listener closed it by itself within `wait`.
+pub(crate) async fn closes_an_idle_connection<F, Fut>(start: F, wait: std::time::Duration) -> bool
+where
+    F: FnOnce(TcpListener, ListenerContext<ManualClock>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    use tokio::io::AsyncReadExt;
+    let (ingest, _queue) = ingest_channel(8);
+    let ctx = ListenerContext {
+        ingest,
+        clock: Arc::new(ManualClock::new(1_700_000_000_000)),
+        stats: Arc::new(Stats::default()),
+        shutdown: tokio_util::sync::CancellationToken::new(),
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(start(listener, ctx));
+    let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut byte = [0u8; 1];
+    matches!(
+        tokio::time::timeout(wait, client.read(&mut byte)).await,
+        Ok(Ok(0))
+    )
+}
+
 /// Starts a TCP listener with `start`, sends `bytes` over one connection and closes it; the
 /// series names of the first batch it hands over, and its counters once it has read everything.
 pub(crate) async fn names_from_tcp<F, Fut>(start: F, bytes: &[u8]) -> (Vec<String>, Arc<Stats>)

@@ -125,13 +125,19 @@ impl IngestHandle {
 
     /// Hands `events` over, waiting while the pipeline is full (a TCP client is not read
     /// meanwhile, which is the push-back); the error when the pipeline refused them for good.
-    pub async fn submit_waiting(&self, mut events: Vec<Event>) -> Result<(), SubmitError> {
+    /// `whole`: all or nothing at the series limit (a message whose sender is answered), else
+    /// event by event (lines nobody answers).
+    pub async fn submit_waiting(
+        &self,
+        mut events: Vec<Event>,
+        whole: bool,
+    ) -> Result<(), SubmitError> {
         if events.is_empty() {
             return Ok(());
         }
         let mut pause = FIRST_BUSY_PAUSE;
         loop {
-            let refused = match self.offer(events, false) {
+            let refused = match self.offer(events, whole) {
                 Ok(answer) => match answer_of(answer).await {
                     Ok(_) => return Ok(()),
                     Err(refused) => refused,
@@ -282,7 +288,7 @@ mod tests {
         handle.hand_off(vec![event("first")]).unwrap();
         let waiting = tokio::spawn({
             let handle = handle.clone();
-            async move { handle.submit_waiting(vec![event("second")]).await }
+            async move { handle.submit_waiting(vec![event("second")], false).await }
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(

@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::clock::{Clock, EpochMillis};
 use crate::event::Event;
 use crate::ingest::context::ListenerContext;
-use crate::ingest::tcp::accept_connections;
+use crate::ingest::tcp::{accept_connections, IDLE_TIMEOUT};
 use crate::stats::Stats;
 
 /// Longest line accepted; longer ones are bad lines (and never buffered whole).
@@ -107,12 +107,16 @@ async fn read_connection<C: Clock>(
     let mut events = Vec::with_capacity(BATCH);
     loop {
         let next = tokio::select! {
-            l = read_line_bounded(&mut reader, &mut line, MAX_LINE) => l,
+            l = tokio::time::timeout(IDLE_TIMEOUT, read_line_bounded(&mut reader, &mut line, MAX_LINE)) => l,
             _ = ctx.shutdown.cancelled() => break,
         };
         let kind = match next {
-            Ok(ReadLine::End) | Err(_) => break,
-            Ok(kind) => kind,
+            Ok(Ok(ReadLine::End) | Err(_)) => break,
+            Err(_idle) => {
+                tracing::debug!(timeout = ?IDLE_TIMEOUT, "no complete line for too long; connection closed");
+                break;
+            }
+            Ok(Ok(kind)) => kind,
         };
         match (kind, std::str::from_utf8(&line)) {
             (ReadLine::TooLong, _) => bad(),
@@ -124,14 +128,14 @@ async fn read_connection<C: Clock>(
         if ready
             && ctx
                 .ingest
-                .submit_waiting(std::mem::take(&mut events))
+                .submit_waiting(std::mem::take(&mut events), false)
                 .await
                 .is_err()
         {
             return;
         }
     }
-    let _ = ctx.ingest.submit_waiting(events).await;
+    let _ = ctx.ingest.submit_waiting(events, false).await;
 }
 
 #[cfg(test)]

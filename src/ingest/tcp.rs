@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -11,6 +12,19 @@ use tokio_util::sync::CancellationToken;
 /// Most connections at once per listener; more wait in the kernel's accept queue until one
 /// closes, so a flood of idle connections costs no more than this many tasks.
 pub(crate) const MAX_CONNECTIONS: usize = 1024;
+
+/// A connection that completes no line or message for this long is closed, so that idle or
+/// stalled sockets cannot hold the listener's slots (1 100 idle connections once locked every
+/// client out). statsd, Graphite and Riemann clients reconnect when they next send.
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Once a Riemann message's length has arrived, its body must follow within this.
+pub(crate) const MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The pause after a failed accept (out of descriptors, say), doubled while it keeps failing:
+/// retrying at once would spin a core and flood the log.
+const FIRST_ACCEPT_PAUSE: Duration = Duration::from_millis(10);
+const LAST_ACCEPT_PAUSE: Duration = Duration::from_secs(1);
 
 /// Accepts connections until `shutdown` and runs `connection` for each in its own task. The
 /// task is expected to watch `shutdown` too and end after handing over what it holds.
@@ -23,6 +37,7 @@ pub(crate) async fn accept_connections<F, Fut>(
     Fut: Future<Output = ()> + Send + 'static,
 {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut pause = FIRST_ACCEPT_PAUSE;
     loop {
         let permit = tokio::select! {
             p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
@@ -33,9 +48,17 @@ pub(crate) async fn accept_connections<F, Fut>(
             _ = shutdown.cancelled() => return,
         };
         let stream = match accepted {
-            Ok((stream, _)) => stream,
+            Ok((stream, _)) => {
+                pause = FIRST_ACCEPT_PAUSE;
+                stream
+            }
             Err(e) => {
-                tracing::debug!(error = %e, "accept failed");
+                tracing::warn!(error = %e, retry_in = ?pause, "accept failed");
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+                pause = (pause * 2).min(LAST_ACCEPT_PAUSE);
                 continue;
             }
         };
