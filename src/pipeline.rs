@@ -43,8 +43,6 @@ pub enum ServeError {
     Backend(#[from] BackendError),
     #[error(transparent)]
     Listen(#[from] ListenError),
-    #[error("http server failed")]
-    Http(#[source] std::io::Error),
     #[error("a task of the service panicked")]
     Panicked(#[source] tokio::task::JoinError),
     #[error("stopped before the node became reachable")]
@@ -243,16 +241,31 @@ pub struct WritePath {
     pub writer: JoinHandle<()>,
 }
 
-/// Starts the bulk writer, which installs the index template before its first write (waiting
-/// for the node if it is away: closed buckets queue meanwhile, and a full queue pushes back on
-/// ingest); it notifies `new_index` after its first write of this run to an index.
-pub fn start_write_path<B: SearchBackend>(
+/// How long start-up tries to install the index template before leaving it to the writer.
+const TEMPLATE_AT_START: Duration = Duration::from_secs(2);
+
+/// Installs the index template if the node answers within [`TEMPLATE_AT_START`] (so indices
+/// created from then on get it, as they did when start-up waited for the node), and starts
+/// the bulk writer; when the node is away the writer installs the template before its first
+/// write, closed buckets queue meanwhile, and a full queue pushes back on ingest. The writer
+/// notifies `new_index` after its first write of this run to an index.
+pub async fn start_write_path<B: SearchBackend>(
     config: &Config,
     backend: Arc<B>,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
     new_index: Arc<Notify>,
 ) -> WritePath {
+    let (name, body) = (config.index.template.clone(), index_template(config));
+    let installed = matches!(
+        tokio::time::timeout(TEMPLATE_AT_START, backend.put_index_template(&name, &body)).await,
+        Ok(Ok(()))
+    );
+    if installed {
+        tracing::info!(template = %name, pattern = %config.index.naming.wildcard(), "index template installed");
+    } else {
+        tracing::warn!(template = %name, "node not answering at start: listening anyway; the template is installed before the first write");
+    }
     let (closed, closed_rx) = mpsc::channel(config.persist.queue_docs);
     let writer = BulkWriter::new(
         backend,
@@ -261,8 +274,12 @@ pub fn start_write_path<B: SearchBackend>(
         stats,
         shutdown,
     )
-    .installing_template(config.index.template.clone(), index_template(config))
     .announcing_new_indices(new_index);
+    let writer = if installed {
+        writer
+    } else {
+        writer.installing_template(name, body)
+    };
     WritePath {
         closed,
         writer: tokio::spawn(writer.run(closed_rx)),
@@ -355,7 +372,8 @@ pub async fn serve<C: Clock>(
         stats.clone(),
         shutdown.clone(),
         new_index.clone(),
-    );
+    )
+    .await;
     let (ingest, consolidator) =
         start_consolidator(&config, clock.clone(), write.closed, stats.clone());
 
@@ -391,9 +409,7 @@ pub async fn serve<C: Clock>(
     let app = router(state, config.http.max_body_bytes).merge(reads);
     let stop = shutdown.clone();
     let done = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await;
+        crate::ingest::http_server::serve_http(listener, app, stop).await;
         tracing::info!("stopped accepting; writing what is held");
         // The router (and with it the last IngestHandle) is gone: the consolidator drains, closes
         // every bucket, and its output closing ends the writer.
@@ -401,7 +417,7 @@ pub async fn serve<C: Clock>(
         let _ = consolidator.await;
         let _ = write.writer.await;
         tracing::info!("all buckets written; bye");
-        served.map_err(ServeError::Http)
+        Ok(())
     });
     Ok(Running {
         addr,

@@ -4,7 +4,8 @@
 //! - the outlet: `handle` (the bounded queue to the consolidator), `context` (what every listener
 //!   is given), `listeners` (binds and starts the configured listeners);
 //! - shared validation: `limits` (names, tags, timestamps), `badlog` (rate-limited bad-input logs);
-//! - transports: `tcp` (the accept loop), `lines` (line-oriented TCP), `datagrams` (UDP);
+//! - transports: `tcp` (the accept loop), `lines` (line-oriented TCP), `datagrams` (UDP),
+//!   `http_server` (hyper connections with a header timeout);
 //! - protocols: `json` and `http` (the HTTP API), `dattss`, `statsd`, `graphite`, `riemann`.
 
 pub(crate) mod badlog;
@@ -14,6 +15,7 @@ pub(crate) mod dattss;
 pub(crate) mod graphite;
 pub(crate) mod handle;
 pub(crate) mod http;
+pub(crate) mod http_server;
 pub(crate) mod json;
 pub(crate) mod limits;
 pub(crate) mod lines;

@@ -37,7 +37,7 @@ pub(crate) async fn accept_connections<F, Fut>(
     Fut: Future<Output = ()> + Send + 'static,
 {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut pause = FIRST_ACCEPT_PAUSE;
+    let mut pause = AcceptPause::default();
     loop {
         let permit = tokio::select! {
             p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
@@ -49,17 +49,14 @@ pub(crate) async fn accept_connections<F, Fut>(
         };
         let stream = match accepted {
             Ok((stream, _)) => {
-                pause = FIRST_ACCEPT_PAUSE;
+                pause = AcceptPause::default();
                 stream
             }
             Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?pause, "accept failed");
-                tokio::select! {
-                    _ = tokio::time::sleep(pause) => {}
-                    _ = shutdown.cancelled() => return,
+                if pause.wait_after(&e, &shutdown).await {
+                    continue;
                 }
-                pause = (pause * 2).min(LAST_ACCEPT_PAUSE);
-                continue;
+                return;
             }
         };
         let task = connection(stream);
@@ -67,5 +64,31 @@ pub(crate) async fn accept_connections<F, Fut>(
             let _permit = permit;
             task.await
         });
+    }
+}
+
+/// The growing pause after failed accepts.
+pub(crate) struct AcceptPause(Duration);
+
+impl Default for AcceptPause {
+    fn default() -> Self {
+        Self(FIRST_ACCEPT_PAUSE)
+    }
+}
+
+impl AcceptPause {
+    /// Logs `error` and waits; false when `shutdown` came first.
+    pub(crate) async fn wait_after(
+        &mut self,
+        error: &std::io::Error,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        tracing::warn!(%error, retry_in = ?self.0, "accept failed");
+        let waited = tokio::select! {
+            _ = tokio::time::sleep(self.0) => true,
+            _ = shutdown.cancelled() => false,
+        };
+        self.0 = (self.0 * 2).min(LAST_ACCEPT_PAUSE);
+        waited
     }
 }
