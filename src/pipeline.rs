@@ -406,7 +406,7 @@ pub async fn serve<C: Clock>(
         clock: clock_for_reads,
         config: Arc::new(config.clone()),
     });
-    let app = router(state, config.http.max_body_bytes).merge(reads);
+    let app = router(state).merge(reads);
     let stop = shutdown.clone();
     let done = tokio::spawn(async move {
         crate::ingest::http_server::serve_http(listener, app, stop).await;

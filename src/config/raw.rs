@@ -104,6 +104,7 @@ pub struct RawArchive {
 pub struct RawHttp {
     pub listen: Option<String>,
     pub max_body_bytes: Option<usize>,
+    pub max_inflight_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -179,6 +179,8 @@ pub fn percentile_field(p: f64) -> String {
 pub struct HttpConfig {
     pub listen: SocketAddr,
     pub max_body_bytes: usize,
+    /// Request bytes being received or parsed at once, over all requests.
+    pub max_inflight_bytes: usize,
 }
 
 #[derive(Debug, Clone)]

@@ -492,16 +492,28 @@ fn validate_maintain(raw: RawMaintain, problems: &mut Problems) -> Option<Mainta
     }
 }
 
+/// The bytes in flight are counted in KiB permits of a semaphore (at most `u32::MAX` of them).
+const MAX_INFLIGHT_BYTES: usize = 1 << 40;
+
 fn validate_http(raw: RawHttp, problems: &mut Problems) -> Option<HttpConfig> {
     let listen = raw.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
     let max_body_bytes = raw.max_body_bytes.unwrap_or(16 * 1024 * 1024);
     if max_body_bytes == 0 {
         problems.add("http.max_body_bytes", 0, "must be larger than zero");
     }
+    let max_inflight_bytes = raw.max_inflight_bytes.unwrap_or(256 * 1024 * 1024);
+    if max_inflight_bytes < max_body_bytes || max_inflight_bytes > MAX_INFLIGHT_BYTES {
+        problems.add(
+            "http.max_inflight_bytes",
+            max_inflight_bytes,
+            format!("must be at least http.max_body_bytes ({max_body_bytes}) and at most {MAX_INFLIGHT_BYTES}"),
+        );
+    }
     match listen.parse::<SocketAddr>() {
         Ok(listen) => Some(HttpConfig {
             listen,
             max_body_bytes,
+            max_inflight_bytes,
         }),
         Err(_) => {
             problems.add(
@@ -637,6 +649,17 @@ mod tests {
         let found = problems(&format!("{GOOD}\n[riemann]\nreceive_buffer_bytes = 100\n"));
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].field, "riemann.receive_buffer_bytes");
+    }
+
+    #[test]
+    fn request_bytes_in_flight_hold_at_least_one_body() {
+        let cfg = Config::from_toml(GOOD, Path::new("t.toml")).unwrap();
+        assert_eq!(cfg.http.max_inflight_bytes, 256 * 1024 * 1024);
+        let found = problems(&format!(
+            "{GOOD}\n[http]\nmax_body_bytes = 2048\nmax_inflight_bytes = 1024\n"
+        ));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].field, "http.max_inflight_bytes");
     }
 
     #[test]

@@ -64,14 +64,67 @@ impl<B, C> AppState<B, C> {
     }
 }
 
-/// The API's routes.
-pub(crate) fn router<B: SearchBackend, C: Clock>(
-    state: AppState<B, C>,
+/// A request must be received, parsed and answered within this: a stalled body held its
+/// connection and its share of [`Intake`] forever.
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The request bytes all ingest requests may hold at once (`http.max_inflight_bytes`): 128
+/// bodies of 16 MiB at once once took 3.8 GB.
+#[derive(Clone)]
+struct Intake {
+    /// One permit per KiB.
+    kib: Arc<tokio::sync::Semaphore>,
     max_body_bytes: usize,
-) -> Router {
-    Router::new()
+}
+
+/// Admits a request if its bytes (as announced, or the body limit when not) fit in what is
+/// left of the bound, and answers it within [`REQUEST_TIMEOUT`].
+async fn bounded_intake(
+    State(intake): State<Intake>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .unwrap_or(intake.max_body_bytes)
+        .min(intake.max_body_bytes);
+    let kib = u32::try_from(announced.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+    let Ok(_held) = intake.kib.clone().try_acquire_many_owned(kib) else {
+        let body = json!({"error": "too many request bytes in flight; retry later"});
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            Json(body),
+        )
+            .into_response();
+    };
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => error(
+            StatusCode::REQUEST_TIMEOUT,
+            json!({"error": format!("the request was not received within {}", humantime::format_duration(REQUEST_TIMEOUT))}),
+        ),
+    }
+}
+
+/// The API's routes.
+pub(crate) fn router<B: SearchBackend, C: Clock>(state: AppState<B, C>) -> Router {
+    let http = &state.config.http;
+    let intake = Intake {
+        kib: Arc::new(tokio::sync::Semaphore::new(
+            http.max_inflight_bytes.div_ceil(1024),
+        )),
+        max_body_bytes: http.max_body_bytes,
+    };
+    let max_body_bytes = http.max_body_bytes;
+    let bodies = Router::new()
         .route("/v1/metrics", post(post_metrics::<B, C>))
         .route("/agg", put(put_agg::<B, C>))
+        .route_layer(axum::middleware::from_fn_with_state(intake, bounded_intake));
+    Router::new()
+        .merge(bodies)
         .route("/health", get(health::<B, C>))
         .route("/track", get(track::<B, C>))
         .route("/v1/live", get(live::<B, C>))
@@ -365,6 +418,7 @@ retention = "1 day"
 index_period = "day"
 [http]
 max_body_bytes = 1000
+max_inflight_bytes = 2048
 "#;
     const NOW: i64 = 1_780_000_000_000;
 
@@ -408,7 +462,6 @@ max_body_bytes = 1000
 
     fn app_with(ingest: IngestHandle, backend: CannedBackend) -> Router {
         let config = Config::from_toml(CONFIG, Path::new("t")).unwrap();
-        let max_body = config.http.max_body_bytes;
         let state = AppState::new(
             ingest,
             Arc::new(backend),
@@ -416,7 +469,7 @@ max_body_bytes = 1000
             config,
             Arc::new(Stats::default()),
         );
-        router(state, max_body)
+        router(state)
     }
 
     fn app(answer: Answer) -> Router {
@@ -442,6 +495,38 @@ max_body_bytes = 1000
     }
 
     const GOOD: &str = r#"[{"name":"a","value":1},{"name":"b","value":2}]"#;
+
+    /// A POST of `/v1/metrics` whose body never ends (a client that stalls).
+    fn stalled_post() -> HttpRequest<Body> {
+        let never = futures_util::stream::pending::<Result<Bytes, std::io::Error>>();
+        HttpRequest::builder()
+            .method("POST")
+            .uri("/v1/metrics")
+            .body(Body::from_stream(never))
+            .unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn request_bytes_in_flight_are_bounded_and_a_stalled_body_times_out() {
+        let app = app(Answer::Accept);
+        // Two stalled bodies of unknown length take 1000 bytes each of the 2048 allowed.
+        let first = tokio::spawn(app.clone().oneshot(stalled_post()));
+        let second = tokio::spawn(app.clone().oneshot(stalled_post()));
+        tokio::task::yield_now().await;
+        let (status, body) = call(app.clone(), "POST", "/v1/metrics", GOOD).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["retry-after"], "1");
+        let (first, second) = (
+            first.await.unwrap().unwrap(),
+            second.await.unwrap().unwrap(),
+        );
+        assert_eq!(
+            (first.status(), second.status()),
+            (StatusCode::REQUEST_TIMEOUT, StatusCode::REQUEST_TIMEOUT)
+        );
+        let (status, _) = call(app, "POST", "/v1/metrics", GOOD).await;
+        assert_eq!(status, StatusCode::OK, "their bytes were given back");
+    }
 
     #[tokio::test]
     async fn accepted_events_get_200_with_the_counts() {
