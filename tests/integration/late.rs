@@ -194,12 +194,18 @@ fn gauge_at(t: i64, v: i64) -> String {
 async fn a_written_bucket_takes_late_events_exactly_as_if_they_had_come_in_time() {
     let archives = archive("20s", "20s", "2 days", "day", "10s") + "percentiles = [50, 90, 99]\n";
     let t0 = ms("2026-03-01T10:00:00Z");
-    // In time: 40 values over the bucket; late: 30 more between and around them.
+    // In time: 40 values over the bucket; late: 30 more between and around them. A set too:
+    // its members are stored, so the late ones that were seen before count once.
+    let member = |t: i64, who: i64| {
+        format!(r#"{{"name":"users","type":"set","value":"u{who}","timestamp":{t}}}"#)
+    };
     let early: Vec<String> = (0..40)
         .map(|i| gauge_at(t0 + 1_000 + i * 400, i * 3 % 17))
+        .chain((0..10).map(|i| member(t0 + 2_000 + i, i)))
         .collect();
     let late: Vec<String> = (0..30)
         .map(|i| gauge_at(t0 + 200 + i * 650, 100 - i * 7 % 50))
+        .chain((5..15).map(|i| member(t0 + 3_000 + i, i)))
         .collect();
 
     let merged = Scope::new("late-live");
@@ -208,20 +214,27 @@ async fn a_written_bucket_takes_late_events_exactly_as_if_they_had_come_in_time(
     let (status, body, _) = post(&merged, &running, &format!("[{}]", early.join(","))).await;
     assert_eq!(status, 200, "{body}");
     clock.set(t0 + 30_000);
-    assert_eq!(merged.wait_for_documents(1).await[0]["count"], 40);
+    assert_eq!(merged.wait_for_documents(2).await.len(), 2);
     let (status, body, _) = post(&merged, &running, &format!("[{}]", late.join(","))).await;
-    assert_eq!((status, &body["merged"]), (200, &json!(30)), "{body}");
+    assert_eq!((status, &body["merged"]), (200, &json!(40)), "{body}");
     let stats = running.stats.clone();
     running.stop().await.unwrap();
     let s = stats.snapshot();
     assert_eq!(
         (s.docs_merged, s.write_conflicts),
-        (1, 0),
-        "one read-merge-write, and a single writer never races itself"
+        (2, 0),
+        "one read-merge-write a bucket, and a single writer never races itself"
     );
     let got = merged.documents_by_id().await;
-    assert_eq!(got.len(), 1, "still one document for the bucket");
-    assert_eq!(got[0].1["count"], 70);
+    assert_eq!(got.len(), 2, "still one document for each bucket");
+    let of = |docs: &[(String, Value)], name: &str| {
+        docs.iter()
+            .find(|(_, d)| d["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(of(&got, "lat").1["count"], 70);
+    assert_eq!(of(&got, "users").1["unique"], 15, "u5..u9 came twice");
 
     let in_time = Scope::new("late-ref");
     let clock = ManualClock::new(t0 + 19_000);
@@ -232,12 +245,16 @@ async fn a_written_bucket_takes_late_events_exactly_as_if_they_had_come_in_time(
     running.stop().await.unwrap();
     let want = in_time.documents_by_id().await;
 
-    assert_eq!(got[0].0, want[0].0, "same id");
-    assert_eq!(
-        without_token(got[0].1.clone()),
-        without_token(want[0].1.clone()),
-        "every statistic, first and last, percentiles and sketch"
-    );
+    assert_eq!(want.len(), 2);
+    for name in ["lat", "users"] {
+        let (got, want) = (of(&got, name), of(&want, name));
+        assert_eq!(got.0, want.0, "same id");
+        assert_eq!(
+            without_token(got.1),
+            without_token(want.1),
+            "every statistic, first and last, percentiles and sketch, a set's members"
+        );
+    }
     merged.cleanup().await;
     in_time.cleanup().await;
 }
