@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 
 use crate::clock::EpochMillis;
 use crate::event::{Event, MetricKind, Partial, Sample, SeriesKey};
-use crate::ingest::limits::{check_count, check_tag, check_text, Limits};
+use crate::ingest::limits::{check_count, check_series, check_tag, check_text, Limits};
 
 /// Where in a body a problem is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,7 +216,7 @@ pub(crate) fn parse_event(
     }
     let tags: Vec<(Cow<str>, Cow<str>)> = match raw.tags {
         Some(v) if v.get() != "null" => serde_json::from_str(v.get())
-            .map(|m: std::collections::BTreeMap<Cow<str>, Cow<str>>| m.into_iter().collect())
+            .map(|TagPairs(pairs)| pairs)
             .map_err(|_| err(Some("tags"), "must be an object of string values".into()))?,
         _ => Vec::new(),
     };
@@ -227,12 +227,41 @@ pub(crate) fn parse_event(
     }
     let mut pairs: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (k.as_ref(), v.as_ref())).collect();
     let mut labels: Vec<&str> = labels.iter().map(AsRef::as_ref).collect();
+    let series = SeriesKey::with_labels(&name, host.as_deref(), &mut pairs, &mut labels);
+    check_series(&series).map_err(|m| err(Some("tags"), m.to_string()))?;
     Ok(Event {
-        series: SeriesKey::with_labels(&name, host.as_deref(), &mut pairs, &mut labels),
+        series,
         kind,
         sample,
         timestamp,
     })
+}
+
+/// A JSON object's entries in order, a key given twice kept twice (a map would keep one of them
+/// silently; [`check_series`] refuses the event instead).
+struct TagPairs<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
+
+impl<'de> serde::Deserialize<'de> for TagPairs<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> serde::de::Visitor<'de> for Entries {
+            type Value = TagPairs<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of string values")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Self::Value, M::Error> {
+                let mut pairs = Vec::new();
+                while let Some(entry) = map.next_entry::<Cow<'de, str>, Cow<'de, str>>()? {
+                    pairs.push(entry);
+                }
+                Ok(TagPairs(pairs))
+            }
+        }
+        d.deserialize_map(Entries)
+    }
 }
 
 /// The value, set member or partial aggregate of an event, or the field at fault.
@@ -336,6 +365,14 @@ mod tests {
 
     fn fails(body: &str) -> String {
         parse(body).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_tag_key_given_twice_is_refused_not_last_wins() {
+        assert_eq!(
+            fails(r#"{"name":"a","value":1,"tags":{"dc":"par","dc":"ams"}}"#),
+            "field 'tags': tag key \"dc\" given twice (a document's tags are an object, whose keys the node requires to be unique)"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use crate::calendar::rfc3339;
 use crate::clock::EpochMillis;
 use crate::config::IngestConfig;
+use crate::event::SeriesKey;
 
 /// What validation needs to know besides the event.
 #[derive(Debug, Clone, Copy)]
@@ -154,9 +155,70 @@ pub(crate) fn check_tag(key: &str, value: &str, max_len: usize) -> Result<(), Ta
     Ok(())
 }
 
+/// The node's limit on one keyword term, in bytes (Lucene's): the document's `series` keyword
+/// must fit in it.
+pub(crate) const MAX_TERM_BYTES: usize = 32_766;
+
+/// Below this packed length the readable series cannot reach [`MAX_TERM_BYTES`] (quoting at most
+/// multiplies a part by 2.5, plus a few bytes per tag), so it is not built to be measured.
+const SURELY_SHORT: usize = 12 * 1024;
+
+/// Why a whole series was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum SeriesError {
+    #[error("tag key {0:?} given twice (a document's tags are an object, whose keys the node requires to be unique)")]
+    DuplicateKey(String),
+    #[error("the series is {len} bytes long as stored (the `series` keyword), more than the node's limit of {MAX_TERM_BYTES}")]
+    TooLong { len: usize },
+}
+
+/// Checks a series as the node will need it: each tag key once, and a `series` keyword the node
+/// can index. Within every other limit (32 tags of 255-byte values, 32 labels) a series could
+/// still exceed the term limit, and the node refused its documents after strata had accepted
+/// the events.
+pub(crate) fn check_series(key: &SeriesKey) -> Result<(), SeriesError> {
+    let mut previous = None;
+    for (k, _) in key.tags() {
+        if previous == Some(k) {
+            return Err(SeriesError::DuplicateKey(k.to_string()));
+        }
+        previous = Some(k);
+    }
+    if key.as_str().len() > SURELY_SHORT {
+        let len = crate::persist::document::series_label(key.as_str()).len();
+        if len > MAX_TERM_BYTES {
+            return Err(SeriesError::TooLong { len });
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_series_needs_unique_tag_keys_and_a_term_the_node_can_index() {
+        let dup = SeriesKey::new("m", None, &mut [("a", "1"), ("b", "2"), ("a", "3")]);
+        assert_eq!(
+            check_series(&dup),
+            Err(SeriesError::DuplicateKey("a".into()))
+        );
+        // 255-byte keys and values of characters the stored form escapes (`\u{e000}`).
+        let value = "\u{e000}".repeat(85);
+        let keys: Vec<String> = (0..32).map(|i| format!("k{i:0254}")).collect();
+        let labels: Vec<String> = (0..32).map(|i| format!("{i:0255}")).collect();
+        let mut tags: Vec<(&str, &str)> =
+            keys.iter().map(|k| (k.as_str(), value.as_str())).collect();
+        let mut label_refs: Vec<&str> = labels.iter().map(String::as_str).collect();
+        let long = SeriesKey::with_labels("m", Some("h"), &mut tags, &mut label_refs);
+        assert!(matches!(
+            check_series(&long),
+            Err(SeriesError::TooLong { len }) if len > MAX_TERM_BYTES
+        ));
+        let mut tags: Vec<(&str, &str)> = keys.iter().map(|k| (k.as_str(), "v")).collect();
+        assert_eq!(check_series(&SeriesKey::new("m", None, &mut tags)), Ok(()));
+    }
 
     #[test]
     fn text_is_refused_with_its_reason() {

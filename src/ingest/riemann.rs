@@ -15,7 +15,8 @@ use crate::event::{Event, MetricKind, SeriesKey};
 use crate::ingest::context::ListenerContext;
 use crate::ingest::datagrams::{spawn_receiver, BoundUdp, ParseDatagram};
 use crate::ingest::limits::{
-    check_count, check_tag, check_text, Limits, TagError, TextError, TimeError, TooMany,
+    check_count, check_series, check_tag, check_text, Limits, SeriesError, TagError, TextError,
+    TimeError, TooMany,
 };
 use crate::ingest::tcp::{accept_connections, IDLE_TIMEOUT, MESSAGE_TIMEOUT};
 use crate::stats::Stats;
@@ -64,6 +65,8 @@ pub(crate) enum RiemannError {
     },
     #[error("attribute {0}")]
     Attribute(#[from] TagError),
+    #[error(transparent)]
+    Series(#[from] SeriesError),
     #[error(transparent)]
     TooMany(#[from] TooMany),
     #[error("time: {0}")]
@@ -239,8 +242,11 @@ fn decode_event(buf: &[u8], limits: &Limits) -> Result<Option<Event>, RiemannErr
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
+    let series =
+        SeriesKey::with_labels(name, host.filter(|h| !h.is_empty()), &mut tags, &mut labels);
+    check_series(&series)?;
     Ok(Some(Event::value(
-        SeriesKey::with_labels(name, host.filter(|h| !h.is_empty()), &mut tags, &mut labels),
+        series,
         MetricKind::Gauge,
         value,
         timestamp,
@@ -481,6 +487,11 @@ mod tests {
 
     #[test]
     fn attributes_and_tags_get_the_limits_and_rules_of_http() {
+        // Dots in attribute keys become '_': two keys can end up one.
+        assert!(matches!(
+            refused(&event_msg(&[("a.b", "1"), ("a_b", "2")], &[], None)),
+            RiemannError::Series(SeriesError::DuplicateKey(_))
+        ));
         // A control character in a value would forge a tag in the packed series key.
         assert!(matches!(
             refused(&event_msg(&[("dc", "par\u{1f}evil=1")], &[], None)),

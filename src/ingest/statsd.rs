@@ -22,7 +22,8 @@ use crate::ingest::context::ListenerContext;
 use crate::ingest::datagrams::{spawn_receiver, BoundUdp, ParseDatagram};
 use crate::ingest::dattss::DattssError;
 use crate::ingest::limits::{
-    check_count, check_tag, check_text, Limits, TagError, TextError, TooMany,
+    check_count, check_series, check_tag, check_text, Limits, SeriesError, TagError, TextError,
+    TooMany,
 };
 use crate::ingest::lines::{serve_tcp_lines, ParseLine};
 use crate::stats::Stats;
@@ -42,6 +43,8 @@ pub(crate) enum StatsdError {
     SampleRate(String),
     #[error("tag {0}")]
     Tag(#[from] TagError),
+    #[error(transparent)]
+    Series(#[from] SeriesError),
     #[error(transparent)]
     TooMany(#[from] TooMany),
     #[error("unknown field {0:?}")]
@@ -275,6 +278,7 @@ fn parse_value(
     }
     let mut pairs: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let series = SeriesKey::new(key, None, &mut pairs);
+    check_series(&series)?;
     let number = |s: &str| parse_number(s).ok_or_else(|| StatsdError::Value(s.to_string()));
     let (kind, sample) = match kind {
         "c" => {
@@ -416,6 +420,14 @@ mod tests {
             })
             .collect();
         (events, counts)
+    }
+
+    #[test]
+    fn a_dogstatsd_tag_key_given_twice_makes_a_bad_line() {
+        let mut g = GaugeState::new(Duration::from_secs(3600));
+        let (events, counts) = parse("a:1|c|#dc:par,dc:ams\nb:1|c|#dc:par", &mut g);
+        assert_eq!(events.len(), 1);
+        assert_eq!(counts.bad_lines, 1);
     }
 
     #[test]
