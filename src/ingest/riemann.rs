@@ -6,8 +6,11 @@
 //! the name, attributes the tags (dots in keys become `_`), Riemann's own `tags` list the
 //! labels (part of the series); events without a metric are counted and skipped.
 
+use std::sync::Arc;
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 
 use crate::clock::Clock;
 use crate::config::IngestConfig;
@@ -293,12 +296,29 @@ pub(crate) async fn run_tcp<C: Clock>(
     cfg: IngestConfig,
     ctx: ListenerContext<C>,
 ) {
+    serve_tcp(listener, cfg, ctx, BODY_BUDGET_KIB).await;
+}
+
+/// [`run_tcp`] with a budget of `budget_kib` for the bodies held at once.
+async fn serve_tcp<C: Clock>(
+    listener: TcpListener,
+    cfg: IngestConfig,
+    ctx: ListenerContext<C>,
+    budget_kib: usize,
+) {
     let shutdown = ctx.shutdown.clone();
+    let budget = Arc::new(Semaphore::new(budget_kib));
     accept_connections(listener, shutdown, move |stream| {
-        answer_connection(stream, cfg.clone(), ctx.clone())
+        answer_connection(stream, cfg.clone(), ctx.clone(), budget.clone())
     })
     .await;
 }
+
+/// The message bodies all connections of a listener may hold at once, in KiB: 16 messages of
+/// the largest size. A connection whose message does not fit waits (its client is not read
+/// meanwhile), so the listener's memory is bounded by this plus a small buffer per connection,
+/// whatever 1 024 clients send.
+const BODY_BUDGET_KIB: usize = 16 * MAX_MESSAGE / 1024;
 
 /// Reads messages from one connection until it closes or `shutdown`, answering each once its
 /// events are handed over (or refused).
@@ -306,6 +326,7 @@ async fn answer_connection<C: Clock>(
     mut stream: TcpStream,
     cfg: IngestConfig,
     ctx: ListenerContext<C>,
+    budget: Arc<Semaphore>,
 ) {
     // Each answer is one small message a client waits for: send it at once.
     let _ = stream.set_nodelay(true);
@@ -322,6 +343,10 @@ async fn answer_connection<C: Clock>(
             let _ = write_reply(&mut stream, Some("message too large")).await;
             break;
         }
+        let kib = u32::try_from(len.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+        let Ok(_held) = budget.clone().acquire_many_owned(kib).await else {
+            break;
+        };
         match tokio::time::timeout(MESSAGE_TIMEOUT, read_body(&mut stream, len, &mut buf)).await {
             Ok(Ok(())) => {}
             _ => break,
@@ -819,5 +844,49 @@ mod tests {
         assert!(!crate::testing::closes_an_idle_connection(start, wait).await);
         let wait = crate::ingest::tcp::IDLE_TIMEOUT + std::time::Duration::from_secs(1);
         assert!(crate::testing::closes_an_idle_connection(start, wait).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bodies_held_at_once_are_bounded_and_a_stalled_one_gives_its_share_back() {
+        let (ingest, mut queue) = crate::ingest::handle::ingest_channel(8);
+        tokio::spawn(async move {
+            while let Some(crate::ingest::handle::Request::Ingest(batch)) =
+                queue.requests.recv().await
+            {
+                if let Some(reply) = batch.reply {
+                    let _ = reply.send(Ok(Default::default()));
+                }
+            }
+        });
+        let ctx = ListenerContext {
+            ingest,
+            clock: Arc::new(crate::clock::ManualClock::new(1_000_000)),
+            stats: Arc::new(Stats::default()),
+            shutdown: tokio_util::sync::CancellationToken::new(),
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Room for one 4 KiB body at a time.
+        tokio::spawn(serve_tcp(listener, IngestConfig::default(), ctx, 4));
+        let message = event_msg(&[], &[], None);
+        let mut stalled = TcpStream::connect(addr).await.unwrap();
+        stalled.write_all(&4000u32.to_be_bytes()).await.unwrap();
+        stalled.write_all(b"only the start").await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        let started = tokio::time::Instant::now();
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        client
+            .write_all(&(message.len() as u32).to_be_bytes())
+            .await
+            .unwrap();
+        client.write_all(&message).await.unwrap();
+        let mut reply = [0u8; 6];
+        client.read_exact(&mut reply).await.unwrap();
+        let waited = started.elapsed();
+        assert!(
+            waited >= MESSAGE_TIMEOUT - std::time::Duration::from_secs(1),
+            "answered after {waited:?}: the stalled body held the budget until its timeout"
+        );
+        assert_eq!(&reply[4..], &[0x10, 0x01], "then ok");
     }
 }
