@@ -2,14 +2,10 @@
 //! and accept errors backed off. `axum::serve` sets no timer, so a client sending its headers a
 //! byte at a time (slowloris) held a connection forever.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -20,71 +16,9 @@ use crate::ingest::tcp::AcceptPause;
 /// it too.
 pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How often the header timers are looked at: a timeout fires up to this much late.
-const TICK: Duration = Duration::from_millis(500);
-
-/// A timer for hyper's header timeouts that costs no timer registration per request: every
-/// sleep waits for a shared tick. With tokio's own timer (one registered and cancelled per
-/// request) HTTP ingest lost 10–18 % of its throughput (BENCHMARKS.md).
-#[derive(Clone)]
-struct CoarseTimer(Arc<Ticks>);
-
-struct Ticks {
-    notify: tokio::sync::Notify,
-}
-
-impl CoarseTimer {
-    /// A timer whose ticks stop with `shutdown`.
-    fn start(shutdown: CancellationToken) -> Self {
-        let ticks = Arc::new(Ticks {
-            notify: tokio::sync::Notify::new(),
-        });
-        let for_task = ticks.clone();
-        tokio::spawn(async move {
-            let mut interval = tokio::time::interval(TICK);
-            loop {
-                tokio::select! {
-                    _ = interval.tick() => for_task.notify.notify_waiters(),
-                    _ = shutdown.cancelled() => return,
-                }
-            }
-        });
-        Self(ticks)
-    }
-}
-
-impl hyper::rt::Timer for CoarseTimer {
-    fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
-        self.sleep_until(std::time::Instant::now() + duration)
-    }
-
-    fn sleep_until(&self, deadline: std::time::Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
-        let ticks = self.0.clone();
-        Box::pin(CoarseSleep(Box::pin(async move {
-            let deadline = tokio::time::Instant::from_std(deadline);
-            while tokio::time::Instant::now() < deadline {
-                ticks.notify.notified().await;
-            }
-        })))
-    }
-}
-
-/// A sleep of [`CoarseTimer`].
-struct CoarseSleep(Pin<Box<dyn Future<Output = ()> + Send + Sync>>);
-
-impl Future for CoarseSleep {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        self.0.as_mut().poll(cx)
-    }
-}
-
-impl hyper::rt::Sleep for CoarseSleep {}
-
 /// Serves `app` on `listener` until `shutdown`, then lets the requests in flight finish.
 pub(crate) async fn serve_http(listener: TcpListener, app: Router, shutdown: CancellationToken) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let timer = CoarseTimer::start(shutdown.clone());
     let mut pause = AcceptPause::default();
     loop {
         let accepted = tokio::select! {
@@ -104,7 +38,7 @@ pub(crate) async fn serve_http(listener: TcpListener, app: Router, shutdown: Can
             }
         };
         let connection = hyper::server::conn::http1::Builder::new()
-            .timer(timer.clone())
+            .timer(TokioTimer::new())
             .header_read_timeout(HEADER_TIMEOUT)
             .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
         let connection = graceful.watch(connection);
