@@ -11,11 +11,12 @@
 //! - what they stand on: [`config`] (the trusted configuration), [`event`] (series keys and
 //!   samples), [`sketch`] and [`distinct`] (percentiles and set members, pure), [`calendar`] (UTC
 //!   periods and spans), [`naming`] (index names), [`schedule`] (cron), [`stats`] (counters),
-//!   [`clock`] (the only wall-clock read and wait).
+//!   [`clock`] (the only wall-clock read and wait), [`access`] (the HTTP API's tokens).
 
 #![deny(unsafe_code)]
 #![warn(unreachable_pub, clippy::undocumented_unsafe_blocks)]
 
+pub mod access;
 pub mod calendar;
 pub mod clock;
 pub mod config;

@@ -40,6 +40,8 @@ pub enum ServeError {
     #[error(transparent)]
     NoNode(#[from] NoNode),
     #[error(transparent)]
+    Token(#[from] crate::access::TokenError),
+    #[error(transparent)]
     Backend(#[from] BackendError),
     #[error(transparent)]
     Listen(#[from] ListenError),
@@ -360,6 +362,7 @@ pub async fn serve<C: Clock>(
     clock: Arc<C>,
 ) -> Result<Running, ServeError> {
     let url = config.node.url_or(options.node_url)?;
+    let (write_token, read_token) = crate::access::tokens(&config.http)?;
     let backend = Arc::new(HttpBackend::connect(&url, &config.node)?);
     let shutdown = CancellationToken::new();
     let stats = Arc::new(Stats::default());
@@ -401,12 +404,15 @@ pub async fn serve<C: Clock>(
     drop(listeners);
     let (backend_for_reads, clock_for_reads) = (backend.clone(), clock.clone());
     let state = AppState::new(ingest, backend, clock, config.clone(), stats.clone());
-    let reads = crate::query::http::router(crate::query::http::QueryState {
-        backend: backend_for_reads,
-        clock: clock_for_reads,
-        config: Arc::new(config.clone()),
-    });
-    let app = router(state).merge(reads);
+    let reads = crate::query::http::router(
+        crate::query::http::QueryState {
+            backend: backend_for_reads,
+            clock: clock_for_reads,
+            config: Arc::new(config.clone()),
+        },
+        read_token.clone(),
+    );
+    let app = router(state, write_token, read_token).merge(reads);
     let stop = shutdown.clone();
     let done = tokio::spawn(async move {
         crate::ingest::http_server::serve_http(listener, app, stop).await;

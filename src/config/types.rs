@@ -181,6 +181,10 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// Request bytes being received or parsed at once, over all requests.
     pub max_inflight_bytes: usize,
+    /// The bearer token the ingest routes require, when set.
+    pub write_token: Option<SecretSource>,
+    /// The bearer token the read routes require, when set.
+    pub read_token: Option<SecretSource>,
 }
 
 #[derive(Debug, Clone)]

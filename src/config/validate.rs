@@ -119,8 +119,18 @@ fn validate_node(raw: RawNode, problems: &mut Problems) -> NodeConfig {
             );
         }
     }
-    let password = secret_source(&raw.password_env, &raw.password_file, "password", problems);
-    let api_key = secret_source(&raw.api_key_env, &raw.api_key_file, "api_key", problems);
+    let password = secret_source(
+        &raw.password_env,
+        &raw.password_file,
+        "node.password",
+        problems,
+    );
+    let api_key = secret_source(
+        &raw.api_key_env,
+        &raw.api_key_file,
+        "node.api_key",
+        problems,
+    );
     let auth = match (raw.username, password, api_key) {
         (Some(username), Some(password), None) => NodeAuth::Basic { username, password },
         (None, None, Some(key)) => NodeAuth::ApiKey(key),
@@ -158,7 +168,7 @@ fn validate_node(raw: RawNode, problems: &mut Problems) -> NodeConfig {
     }
 }
 
-/// A secret given as `<what>_env` or `<what>_file`, not both.
+/// A secret given as `<section.what>_env` or `<section.what>_file`, not both.
 fn secret_source(
     env: &Option<String>,
     file: &Option<PathBuf>,
@@ -167,10 +177,11 @@ fn secret_source(
 ) -> Option<SecretSource> {
     match (env, file) {
         (Some(_), Some(_)) => {
+            let short = what.rsplit('.').next().unwrap_or(what);
             problems.add(
-                format!("node.{what}_file"),
+                format!("{what}_file"),
                 "…",
-                format!("give either {what}_env or {what}_file, not both"),
+                format!("give either {short}_env or {short}_file, not both"),
             );
             None
         }
@@ -509,11 +520,25 @@ fn validate_http(raw: RawHttp, problems: &mut Problems) -> Option<HttpConfig> {
             format!("must be at least http.max_body_bytes ({max_body_bytes}) and at most {MAX_INFLIGHT_BYTES}"),
         );
     }
+    let write_token = secret_source(
+        &raw.write_token_env,
+        &raw.write_token_file,
+        "http.write_token",
+        problems,
+    );
+    let read_token = secret_source(
+        &raw.read_token_env,
+        &raw.read_token_file,
+        "http.read_token",
+        problems,
+    );
     match listen.parse::<SocketAddr>() {
         Ok(listen) => Some(HttpConfig {
             listen,
             max_body_bytes,
             max_inflight_bytes,
+            write_token,
+            read_token,
         }),
         Err(_) => {
             problems.add(

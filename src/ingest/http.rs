@@ -14,6 +14,7 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
+use crate::access::{refuse_cross_site_bodies, require_token, Token};
 use crate::calendar::rfc3339;
 use crate::clock::{Clock, EpochMillis};
 use crate::config::Config;
@@ -110,8 +111,13 @@ async fn bounded_intake(
     }
 }
 
-/// The API's routes.
-pub(crate) fn router<B: SearchBackend, C: Clock>(state: AppState<B, C>) -> Router {
+/// The API's routes: the ingest routes behind `write`, the live view and the home page behind
+/// `read`, `/health` open.
+pub(crate) fn router<B: SearchBackend, C: Clock>(
+    state: AppState<B, C>,
+    write: Token,
+    read: Token,
+) -> Router {
     let http = &state.config.http;
     let intake = Intake {
         kib: Arc::new(tokio::sync::Semaphore::new(
@@ -123,13 +129,23 @@ pub(crate) fn router<B: SearchBackend, C: Clock>(state: AppState<B, C>) -> Route
     let bodies = Router::new()
         .route("/v1/metrics", post(post_metrics::<B, C>))
         .route("/agg", put(put_agg::<B, C>))
-        .route_layer(axum::middleware::from_fn_with_state(intake, bounded_intake));
-    Router::new()
+        .route_layer(axum::middleware::from_fn_with_state(intake, bounded_intake))
+        .route_layer(axum::middleware::from_fn_with_state(
+            write.clone(),
+            refuse_cross_site_bodies,
+        ));
+    let writes = Router::new()
         .merge(bodies)
-        .route("/health", get(health::<B, C>))
         .route("/track", get(track::<B, C>))
+        .route_layer(axum::middleware::from_fn_with_state(write, require_token));
+    let reads = Router::new()
         .route("/v1/live", get(live::<B, C>))
         .route("/", get(home::<B, C>))
+        .route_layer(axum::middleware::from_fn_with_state(read, require_token));
+    Router::new()
+        .merge(writes)
+        .merge(reads)
+        .route("/health", get(health::<B, C>))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }
@@ -501,7 +517,7 @@ max_inflight_bytes = 2048
             config,
             Arc::new(Stats::default()),
         );
-        router(state)
+        router(state, Token::default(), Token::default())
     }
 
     fn app(answer: Answer) -> Router {

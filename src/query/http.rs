@@ -10,6 +10,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::access::{require_token, Token};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::errors::Chain;
@@ -102,12 +103,13 @@ impl<B: SearchBackend, C: Clock> QueryState<B, C> {
 }
 
 /// The read routes.
-pub(crate) fn router<B: SearchBackend, C: Clock>(state: QueryState<B, C>) -> Router {
+pub(crate) fn router<B: SearchBackend, C: Clock>(state: QueryState<B, C>, token: Token) -> Router {
     Router::new()
         .route("/v1/stats", get(stats::<B, C>))
         .route("/v1/metrics", get(metrics::<B, C>))
         .route("/read", get(read::<B, C>))
         .route("/v1/series", get(series::<B, C>))
+        .route_layer(axum::middleware::from_fn_with_state(token, require_token))
         .with_state(state)
 }
 
@@ -475,11 +477,14 @@ index_period = "year"
     const NOW: i64 = 1_796_083_200_000;
 
     fn app(backend: CannedBackend) -> Router {
-        router(QueryState {
-            backend: Arc::new(backend),
-            clock: Arc::new(ManualClock::new(NOW)),
-            config: Arc::new(Config::from_toml(CONFIG, Path::new("t")).unwrap()),
-        })
+        router(
+            QueryState {
+                backend: Arc::new(backend),
+                clock: Arc::new(ManualClock::new(NOW)),
+                config: Arc::new(Config::from_toml(CONFIG, Path::new("t")).unwrap()),
+            },
+            Token::default(),
+        )
     }
 
     fn with_index() -> CannedBackend {

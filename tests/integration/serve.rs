@@ -386,3 +386,73 @@ async fn starting_with_the_node_away_listens_at_once_and_writes_once_it_comes() 
     proxy.abort();
     scope.cleanup().await;
 }
+
+#[tokio::test]
+async fn api_tokens_guard_writes_and_reads_but_not_health() {
+    use std::sync::Arc;
+    use strata::pipeline::{serve, ServeError, ServeOptions};
+
+    let scope = Scope::new("tokens");
+    let (write_var, read_var) = (
+        format!("STRATA_TEST_WRITE_{}", std::process::id()),
+        format!("STRATA_TEST_READ_{}", std::process::id()),
+    );
+    let extra = format!(
+        "{FAST}[http]\nwrite_token_env = \"{write_var}\"\nread_token_env = \"{read_var}\"\n"
+    );
+    let cfg = scope.config(&archive_20s(), &extra);
+    let clock = ManualClock::new(ms("2026-03-01T10:00:05Z"));
+    let options = || ServeOptions {
+        node_url: None,
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+    };
+    let unset = serve(cfg.clone(), options(), Arc::new(clock.clone())).await;
+    let Err(error) = unset else {
+        panic!("started without its tokens")
+    };
+    assert!(matches!(error, ServeError::Token(_)));
+    let mut shown = error.to_string();
+    let mut cause = std::error::Error::source(&error);
+    while let Some(e) = cause {
+        shown.push_str(&format!(": {e}"));
+        cause = e.source();
+    }
+    assert!(
+        shown.contains(&format!("environment variable {write_var} is not set")),
+        "{shown}"
+    );
+
+    std::env::set_var(&write_var, "w-secret");
+    std::env::set_var(&read_var, "r-secret");
+    let running = serve(cfg, options(), Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    let base = format!("http://{}", running.addr);
+    let send = |method: reqwest::Method, path: &str, token: Option<&str>| {
+        let mut request = scope.http.request(method, format!("{base}{path}"));
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        request
+    };
+    let event = r#"{"name":"guarded","value":1}"#;
+    let status = |r: reqwest::Response| r.status().as_u16();
+    let post = |token| send(reqwest::Method::POST, "/v1/metrics", token).body(event);
+    assert_eq!(status(post(None).send().await.unwrap()), 401);
+    assert_eq!(status(post(Some("r-secret")).send().await.unwrap()), 401);
+    assert_eq!(status(post(Some("w-secret")).send().await.unwrap()), 200);
+    let read = |token| send(reqwest::Method::GET, "/v1/live", token);
+    assert_eq!(status(read(None).send().await.unwrap()), 401);
+    assert_eq!(status(read(Some("w-secret")).send().await.unwrap()), 401);
+    assert_eq!(status(read(Some("r-secret")).send().await.unwrap()), 200);
+    let stats = send(reqwest::Method::GET, "/v1/series?from=0&to=1", None);
+    assert_eq!(status(stats.send().await.unwrap()), 401);
+    let health = send(reqwest::Method::GET, "/health", None);
+    assert_eq!(
+        status(health.send().await.unwrap()),
+        200,
+        "/health stays open"
+    );
+    running.stop().await.unwrap();
+    scope.cleanup().await;
+}
