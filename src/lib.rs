@@ -38,4 +38,6 @@ pub mod stats;
 #[cfg(test)]
 mod architecture;
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod testing;
