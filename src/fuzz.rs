@@ -211,7 +211,7 @@ proptest! {
         }
         let mut merged = Consolidator::new(&[spec], 10);
         for (p, first_t, _) in &partials {
-            merged.record_event(&Event { series: key.clone(), kind: MetricKind::Gauge, sample: Sample::Partial(Box::new(p.clone())), timestamp: *first_t }).unwrap();
+            merged.record_event(&Event { series: key.clone(), kind: MetricKind::Gauge, sample: Sample::Partial(Box::new(*p)), timestamp: *first_t }).unwrap();
         }
         let mut got = Vec::new();
         merged.flush_all(&mut got);
