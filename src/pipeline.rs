@@ -41,6 +41,8 @@ pub enum ServeError {
     NoNode(#[from] NoNode),
     #[error(transparent)]
     Token(#[from] crate::access::TokenError),
+    #[error("the node refused strata's credentials; check [node] username, password or api_key")]
+    Refused(#[source] BackendError),
     #[error(transparent)]
     Backend(#[from] BackendError),
     #[error(transparent)]
@@ -250,19 +252,29 @@ const TEMPLATE_AT_START: Duration = Duration::from_secs(2);
 /// created from then on get it, as they did when start-up waited for the node), and starts
 /// the bulk writer; when the node is away the writer installs the template before its first
 /// write, closed buckets queue meanwhile, and a full queue pushes back on ingest. The writer
-/// notifies `new_index` after its first write of this run to an index.
+/// notifies `new_index` after its first write of this run to an index. A node that answers
+/// 401 or 403 is not away but refusing the credentials: that fails at once.
 pub async fn start_write_path<B: SearchBackend>(
     config: &Config,
     backend: Arc<B>,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
     new_index: Arc<Notify>,
-) -> WritePath {
+) -> Result<WritePath, ServeError> {
     let (name, body) = (config.index.template.clone(), index_template(config));
-    let installed = matches!(
-        tokio::time::timeout(TEMPLATE_AT_START, backend.put_index_template(&name, &body)).await,
-        Ok(Ok(()))
-    );
+    let installed =
+        match tokio::time::timeout(TEMPLATE_AT_START, backend.put_index_template(&name, &body))
+            .await
+        {
+            Ok(Ok(())) => true,
+            // The node answered and refused who we are: a configuration error, not an outage.
+            Ok(Err(
+                e @ BackendError::Status {
+                    status: 401 | 403, ..
+                },
+            )) => return Err(ServeError::Refused(e)),
+            _ => false,
+        };
     if installed {
         tracing::info!(template = %name, pattern = %config.index.naming.wildcard(), "index template installed");
     } else {
@@ -282,10 +294,10 @@ pub async fn start_write_path<B: SearchBackend>(
     } else {
         writer.installing_template(name, body)
     };
-    WritePath {
+    Ok(WritePath {
         closed,
         writer: tokio::spawn(writer.run(closed_rx)),
-    }
+    })
 }
 
 /// Starts the consolidator task; returns the handle that feeds it.
@@ -376,7 +388,7 @@ pub async fn serve<C: Clock>(
         shutdown.clone(),
         new_index.clone(),
     )
-    .await;
+    .await?;
     let (ingest, consolidator) =
         start_consolidator(&config, clock.clone(), write.closed, stats.clone());
 
@@ -590,6 +602,34 @@ mod tests {
             }
         }
         assert_eq!(s0, 6, "the known series kept its five events");
+    }
+
+    #[tokio::test]
+    async fn refused_credentials_fail_the_start_and_an_absent_node_does_not() {
+        use crate::persist::canned::CannedBackend;
+        let config = Config::from_toml(
+            "[[archive]]\nname=\"20s\"\nstep=\"20s\"\nretention=\"2 days\"\nindex_period=\"day\"\n",
+            std::path::Path::new("t"),
+        )
+        .unwrap();
+        let start = |backend: CannedBackend| {
+            start_write_path(
+                &config,
+                Arc::new(backend),
+                Arc::new(Stats::default()),
+                CancellationToken::new(),
+                Arc::new(Notify::new()),
+            )
+        };
+        let refusing = CannedBackend::default();
+        *refusing.template_refusal.lock().unwrap() = Some(401);
+        assert!(matches!(start(refusing).await, Err(ServeError::Refused(_))));
+        let away = CannedBackend::default();
+        *away.template_failures.lock().unwrap() = 1;
+        assert!(
+            start(away).await.is_ok(),
+            "a 503 is an outage: listen anyway"
+        );
     }
 
     #[tokio::test(start_paused = true)]

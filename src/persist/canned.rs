@@ -46,6 +46,8 @@ pub struct CannedBackend {
     pub mget_echo: Mutex<bool>,
     /// Template installations that fail (503) before one succeeds.
     pub template_failures: Mutex<u32>,
+    /// When set, every template installation is refused with this status.
+    pub template_refusal: Mutex<Option<u16>>,
     pub calls: Mutex<Vec<Call>>,
 }
 
@@ -128,6 +130,9 @@ impl SearchBackend for CannedBackend {
 
     async fn put_index_template(&self, name: &str, _body: &Value) -> Result<(), BackendError> {
         self.record(Call::PutTemplate(name.into()));
+        if let Some(status) = *self.template_refusal.lock().unwrap() {
+            return Err(status_error("_index_template", status));
+        }
         let mut failures = self.template_failures.lock().unwrap();
         if *failures > 0 {
             *failures -= 1;
