@@ -217,6 +217,18 @@ impl<C: Clock> ConsolidatorTask<C> {
     }
 }
 
+/// `url` without the `user:password@` a user may have written into it, for logs.
+fn without_credentials(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.into();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://…@{}", &rest[at + 1..]).into(),
+        None => url.into(),
+    }
+}
+
 /// Waits until the node answers, logging while it does not; gives up only on shutdown.
 pub async fn wait_for_node<B: SearchBackend>(
     backend: &B,
@@ -397,7 +409,7 @@ pub async fn serve<C: Clock>(
         .await
         .map_err(at(addr))?;
     let addr = listener.local_addr().map_err(at(addr))?;
-    tracing::info!(%addr, node = %url, "listening");
+    tracing::info!(%addr, node = %without_credentials(&url), "listening");
     let maintenance = tokio::spawn(run_scheduled(
         backend.clone(),
         Arc::new(config.clone()),
@@ -602,6 +614,15 @@ mod tests {
             }
         }
         assert_eq!(s0, 6, "the known series kept its five events");
+    }
+
+    #[test]
+    fn credentials_in_the_node_url_never_reach_the_log() {
+        assert_eq!(
+            without_credentials("https://strata:s3cret@node:9200/x@y"),
+            "https://…@node:9200/x@y"
+        );
+        assert_eq!(without_credentials("http://node:9200"), "http://node:9200");
     }
 
     #[tokio::test]
