@@ -10,7 +10,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::ingest::tcp::AcceptPause;
+use crate::ingest::tcp::{next_connection, AcceptPause};
 
 /// A request's headers must arrive within this; an idle kept-alive connection is closed after
 /// it too.
@@ -20,23 +20,7 @@ pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) async fn serve_http(listener: TcpListener, app: Router, shutdown: CancellationToken) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut pause = AcceptPause::default();
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.cancelled() => break,
-        };
-        let stream = match accepted {
-            Ok((stream, _)) => {
-                pause = AcceptPause::default();
-                stream
-            }
-            Err(e) => {
-                if pause.wait_after(&e, &shutdown).await {
-                    continue;
-                }
-                break;
-            }
-        };
+    while let Some(stream) = next_connection(&listener, &mut pause, &shutdown).await {
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_TIMEOUT)

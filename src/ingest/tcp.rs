@@ -43,27 +43,40 @@ pub(crate) async fn accept_connections<F, Fut>(
             p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
             _ = shutdown.cancelled() => return,
         };
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.cancelled() => return,
-        };
-        let stream = match accepted {
-            Ok((stream, _)) => {
-                pause = AcceptPause::default();
-                stream
-            }
-            Err(e) => {
-                if pause.wait_after(&e, &shutdown).await {
-                    continue;
-                }
-                return;
-            }
+        let Some(stream) = next_connection(&listener, &mut pause, &shutdown).await else {
+            return;
         };
         let task = connection(stream);
         tokio::spawn(async move {
             let _permit = permit;
             task.await
         });
+    }
+}
+
+/// The next connection, waiting out accept errors (out of descriptors, say) with a growing
+/// pause; `None` once `shutdown` comes.
+pub(crate) async fn next_connection(
+    listener: &TcpListener,
+    pause: &mut AcceptPause,
+    shutdown: &CancellationToken,
+) -> Option<TcpStream> {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.cancelled() => return None,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                *pause = AcceptPause::default();
+                return Some(stream);
+            }
+            Err(e) => {
+                if !pause.wait_after(&e, shutdown).await {
+                    return None;
+                }
+            }
+        }
     }
 }
 
