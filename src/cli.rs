@@ -94,8 +94,8 @@ pub struct MaintainArgs {
     #[arg(long, env = "STRATA_NODE_URL")]
     pub node_url: Option<String>,
     /// Plan as of this instant (RFC 3339, any offset) instead of the clock.
-    #[arg(long)]
-    pub now: Option<String>,
+    #[arg(long, value_parser = parse_instant)]
+    pub now: Option<i64>,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
 }
@@ -137,6 +137,13 @@ impl Halves {
     }
 }
 
+/// An RFC 3339 instant as epoch milliseconds; clap reports a bad one as a usage error (exit 2).
+fn parse_instant(text: &str) -> Result<i64, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| format!("not an RFC 3339 time ({e})"))
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
@@ -165,5 +172,14 @@ mod tests {
             panic!("purge parses as purge")
         };
         assert!(change.dry_run && !change.force);
+    }
+
+    #[test]
+    fn a_malformed_now_is_a_usage_error() {
+        let err = Cli::try_parse_from(["strata", "plan", "--now", "yesterday"])
+            .err()
+            .expect("refused");
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("not an RFC 3339 time"), "{err}");
     }
 }

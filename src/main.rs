@@ -210,14 +210,9 @@ fn connect(
     )?)
 }
 
-fn instant(now: &Option<String>) -> anyhow::Result<i64> {
+fn instant(now: &Option<i64>) -> anyhow::Result<i64> {
     use strata::clock::Clock;
-    match now {
-        Some(s) => Ok(chrono::DateTime::parse_from_rfc3339(s)
-            .with_context(|| format!("--now {s:?} is not an RFC 3339 time"))?
-            .timestamp_millis()),
-        None => Ok(SystemClock.now()),
-    }
+    Ok(now.unwrap_or_else(|| SystemClock.now()))
 }
 
 fn read_lines(path: &std::path::Path) -> anyhow::Result<Vec<String>> {

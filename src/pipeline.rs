@@ -43,6 +43,8 @@ pub enum ServeError {
     Token(#[from] crate::access::TokenError),
     #[error("the node refused strata's credentials; check [node] username, password or api_key")]
     Refused(#[source] BackendError),
+    #[error("{0} document(s) could not be written before persist.shutdown_timeout; see the log")]
+    Dropped(u64),
     #[error(transparent)]
     Backend(#[from] BackendError),
     #[error(transparent)]
@@ -438,6 +440,7 @@ pub async fn serve<C: Clock>(
     );
     let app = router(state, write_token, read_token).merge(reads);
     let stop = shutdown.clone();
+    let stats_at_end = stats.clone();
     let done = tokio::spawn(async move {
         crate::ingest::http_server::serve_http(listener, app, stop).await;
         tracing::info!("stopped accepting; writing what is held");
@@ -446,6 +449,14 @@ pub async fn serve<C: Clock>(
         let _ = maintenance.await;
         let _ = consolidator.await;
         let _ = write.writer.await;
+        let dropped = stats_at_end.snapshot().docs_dropped;
+        if dropped > 0 {
+            tracing::error!(
+                documents = dropped,
+                "shutdown timeout reached: documents were not written"
+            );
+            return Err(ServeError::Dropped(dropped));
+        }
         tracing::info!("all buckets written; bye");
         Ok(())
     });

@@ -33,8 +33,9 @@ use crate::stats::Stats;
 pub enum ReplayError {
     #[error("cannot read the events: {0}")]
     Read(#[from] std::io::Error),
+    /// Not a `#[source]`: the message already says it, and a shown chain would say it twice.
     #[error("{0}; nothing was written")]
-    Invalid(#[from] InvalidEvent),
+    Invalid(InvalidEvent),
     #[error(transparent)]
     Consolidate(#[from] ConsolidateError),
     #[error(transparent)]
@@ -49,6 +50,12 @@ pub enum ReplayError {
         "{rejected} document(s) were rejected and {dropped} could not be written; see the log"
     )]
     Incomplete { rejected: u64, dropped: u64 },
+}
+
+impl From<InvalidEvent> for ReplayError {
+    fn from(e: InvalidEvent) -> Self {
+        ReplayError::Invalid(e)
+    }
 }
 
 /// What a replay did.
@@ -270,10 +277,11 @@ mod tests {
     fn bad_line_is_named_and_nothing_is_kept() {
         let input =
             "{\"name\":\"a\",\"value\":1,\"timestamp\":0}\n\n{\"name\":\"a\"}\n".to_string();
-        let err = validate(&input, &limits()).unwrap_err().to_string();
+        let err = validate(&input, &limits()).unwrap_err();
         assert_eq!(
-            err,
-            "line 3: field 'value': is required (or the partial fields count, sum, min, max, first, last); nothing was written"
+            crate::errors::Chain(&err).to_string(),
+            "line 3: field 'value': is required (or the partial fields count, sum, min, max, first, last); nothing was written",
+            "said once, not again as its cause"
         );
         let mut out = Vec::new();
         assert!(dry_run(&config(), &input, &limits(), &mut out).is_err());

@@ -93,8 +93,13 @@ pub struct NoNode;
 
 impl NodeConfig {
     /// The node to use: `overriding` (the command line) or the configured one.
+    /// `overriding` (`--node-url`, `STRATA_NODE_URL`) unless it is empty, then the configured
+    /// URL: an exported but empty variable counts as unset.
     pub fn url_or(&self, overriding: Option<String>) -> Result<String, NoNode> {
-        overriding.or_else(|| self.url.clone()).ok_or(NoNode)
+        overriding
+            .filter(|url| !url.trim().is_empty())
+            .or_else(|| self.url.clone())
+            .ok_or(NoNode)
     }
 }
 

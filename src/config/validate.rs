@@ -677,6 +677,19 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_node_url_override_counts_as_unset() {
+        let cfg = Config::from_toml(GOOD, Path::new("t.toml")).unwrap();
+        let configured = cfg.node.url.clone();
+        assert!(configured.is_some());
+        assert_eq!(cfg.node.url_or(Some(String::new())).ok(), configured);
+        assert_eq!(cfg.node.url_or(Some("  ".into())).ok(), configured);
+        assert_eq!(
+            cfg.node.url_or(Some("http://other:9200".into())).unwrap(),
+            "http://other:9200"
+        );
+    }
+
+    #[test]
     fn request_bytes_in_flight_hold_at_least_one_body() {
         let cfg = Config::from_toml(GOOD, Path::new("t.toml")).unwrap();
         assert_eq!(cfg.http.max_inflight_bytes, 256 * 1024 * 1024);

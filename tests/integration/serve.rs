@@ -456,3 +456,43 @@ async fn api_tokens_guard_writes_and_reads_but_not_health() {
     running.stop().await.unwrap();
     scope.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_shutdown_that_drops_documents_says_how_many_and_fails() {
+    use std::sync::Arc;
+    use strata::pipeline::{serve, ServeError, ServeOptions};
+
+    let scope = Scope::new("dropped");
+    // The node stays away: nothing can be written.
+    let away = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = away.local_addr().unwrap();
+    drop(away);
+    let extra = format!("{FAST}shutdown_timeout = \"1s\"\n");
+    let clock = ManualClock::new(ms("2026-03-01T10:00:05Z"));
+    let running = serve(
+        scope.config(&archive_20s(), &extra),
+        ServeOptions {
+            node_url: Some(format!("http://{addr}")),
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+        },
+        Arc::new(clock.clone()),
+    )
+    .await
+    .unwrap();
+    let (status, _, _) = post(
+        &scope,
+        &running,
+        r#"[{"name":"a","value":1},{"name":"b","value":2}]"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let stopped = running.stop().await;
+    assert!(
+        matches!(stopped, Err(ServeError::Dropped(2))),
+        "{stopped:?}"
+    );
+    assert_eq!(
+        stopped.unwrap_err().to_string(),
+        "2 document(s) could not be written before persist.shutdown_timeout; see the log"
+    );
+}
