@@ -56,6 +56,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print_node_url,
         } => {
             let cfg = Config::load(&config)?;
+            cfg.preflight()
+                .with_context(|| format!("{}", config.display()))?;
             if print_node_url {
                 println!("{}", cfg.node.url.unwrap_or_default());
             } else {

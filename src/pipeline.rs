@@ -41,6 +41,8 @@ pub enum ServeError {
     NoNode(#[from] NoNode),
     #[error(transparent)]
     Token(#[from] crate::access::TokenError),
+    #[error(transparent)]
+    Preflight(#[from] crate::config::PreflightError),
     #[error("the node refused strata's credentials; check [node] username, password or api_key")]
     Refused(#[source] BackendError),
     #[error("{0} document(s) could not be written before persist.shutdown_timeout; see the log")]
@@ -387,6 +389,7 @@ pub async fn serve<C: Clock>(
     options: ServeOptions,
     clock: Arc<C>,
 ) -> Result<Running, ServeError> {
+    config.preflight()?;
     let url = config.node.url_or(options.node_url)?;
     let (write_token, read_token) = crate::access::tokens(&config.http)?;
     let backend = Arc::new(HttpBackend::connect(&url, &config.node)?);

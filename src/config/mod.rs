@@ -2,12 +2,14 @@
 //! in strict serde structs (unknown keys refused), [`validate`] turns them into the trusted
 //! [`Config`] of [`types`] or into every problem found, each naming the field, the value and why.
 
+pub mod preflight;
 pub mod raw;
 pub mod types;
 pub mod validate;
 
 use std::path::{Path, PathBuf};
 
+pub use preflight::PreflightError;
 pub use types::*;
 pub use validate::Problem;
 
@@ -62,8 +64,11 @@ mod tests {
     #[test]
     fn the_shipped_config_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("archives.toml");
-        if let Err(e) = Config::load(&path) {
-            panic!("archives.toml is shipped invalid: {e}");
+        match Config::load(&path) {
+            Ok(cfg) => cfg
+                .preflight()
+                .expect("archives.toml passes what serving checks"),
+            Err(e) => panic!("archives.toml is shipped invalid: {e}"),
         }
         let dockerfile = Path::new(env!("CARGO_MANIFEST_DIR")).join("docker/Dockerfile");
         let dockerfile = std::fs::read_to_string(dockerfile).unwrap();

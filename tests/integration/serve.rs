@@ -410,7 +410,7 @@ async fn api_tokens_guard_writes_and_reads_but_not_health() {
     let Err(error) = unset else {
         panic!("started without its tokens")
     };
-    assert!(matches!(error, ServeError::Token(_)));
+    assert!(matches!(error, ServeError::Preflight(_)), "{error:?}");
     let mut shown = error.to_string();
     let mut cause = std::error::Error::source(&error);
     while let Some(e) = cause {
