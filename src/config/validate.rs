@@ -396,8 +396,16 @@ fn validate_aliases(
     archives: &[Archive],
     problems: &mut Problems,
 ) -> AliasConfig {
+    let mode = raw.mode.unwrap_or(AliasMode::Stitched);
+    if let (AliasMode::Samplerr, Some(umbrella)) = (mode, &raw.umbrella) {
+        problems.add(
+            "aliases.umbrella",
+            quoted(umbrella),
+            "samplerr mode creates no umbrella alias: remove the key, or use mode = \"stitched\"",
+        );
+    }
     let cfg = AliasConfig {
-        mode: raw.mode.unwrap_or(AliasMode::Stitched),
+        mode,
         prefix: raw.prefix.unwrap_or_else(|| "metrics-".into()),
         umbrella: raw.umbrella.unwrap_or_else(|| "metrics".into()),
     };
@@ -674,6 +682,17 @@ mod tests {
         let found = problems(&format!("{GOOD}\n[riemann]\nreceive_buffer_bytes = 100\n"));
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].field, "riemann.receive_buffer_bytes");
+    }
+
+    #[test]
+    fn samplerr_mode_refuses_an_umbrella_it_would_not_create() {
+        let found = problems(&format!(
+            "{GOOD}\n[aliases]\nmode = \"samplerr\"\numbrella = \"all\"\n"
+        ));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].field, "aliases.umbrella");
+        let without = format!("{GOOD}\n[aliases]\nmode = \"samplerr\"\n");
+        assert!(Config::from_toml(&without, Path::new("t.toml")).is_ok());
     }
 
     #[test]

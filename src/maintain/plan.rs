@@ -445,6 +445,12 @@ index_period = "hour"
     }
 
     fn samplerr_config(mode: &str) -> Config {
+        // An umbrella only in stitched mode: samplerr mode refuses the key.
+        let umbrella = if mode == "stitched" {
+            "umbrella = \"samplerr\""
+        } else {
+            ""
+        };
         let text = format!(
             r#"
             [index]
@@ -452,7 +458,7 @@ index_period = "hour"
             name = "{{prefix}}{{period}}"
             [aliases]
             prefix = "samplerr-"
-            umbrella = "samplerr"
+            {umbrella}
             mode = "{mode}"
             [[archive]]
             name = "20s"
