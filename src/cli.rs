@@ -63,7 +63,7 @@ pub enum Command {
         #[command(flatten)]
         common: MaintainArgs,
         #[command(flatten)]
-        change: ChangeArgs,
+        dry: DryRunArgs,
     },
     /// The purge half of a pass: delete expired indices.
     Purge {
@@ -98,6 +98,23 @@ pub struct MaintainArgs {
     pub now: Option<i64>,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+}
+
+/// Rotating deletes nothing, so it has no `--force`.
+#[derive(clap::Args)]
+pub struct DryRunArgs {
+    /// Print what would be done; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+impl DryRunArgs {
+    pub fn into_change(self) -> ChangeArgs {
+        ChangeArgs {
+            dry_run: self.dry_run,
+            force: false,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -172,6 +189,13 @@ mod tests {
             panic!("purge parses as purge")
         };
         assert!(change.dry_run && !change.force);
+    }
+
+    #[test]
+    fn rotate_offers_no_force() {
+        assert!(Cli::try_parse_from(["strata", "rotate", "--force"]).is_err());
+        assert!(Cli::try_parse_from(["strata", "rotate", "--dry-run"]).is_ok());
+        assert!(Cli::try_parse_from(["strata", "purge", "--force"]).is_ok());
     }
 
     #[test]

@@ -119,10 +119,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     runtime()?.block_on(strata::maintain::run::read_plan(&backend, &cfg, now))?
                 }
             };
-            print_plan(&plan, common.format)
+            print_plan(&plan, common.format, Halves::Both)
         }
         Command::Maintain { common, change } => maintain(common, change, Halves::Both),
-        Command::Rotate { common, change } => maintain(common, change, Halves::Rotate),
+        Command::Rotate { common, dry } => maintain(common, dry.into_change(), Halves::Rotate),
         Command::Purge { common, change } => maintain(common, change, Halves::Purge),
         Command::Replay {
             config,
@@ -199,7 +199,7 @@ fn maintain(common: MaintainArgs, change: ChangeArgs, halves: Halves) -> anyhow:
         SystemClock.now(),
         options,
     ))?;
-    print_plan(&plan, common.format)
+    print_plan(&plan, common.format, halves)
 }
 
 fn connect(
@@ -228,10 +228,25 @@ fn read_lines(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
-fn print_plan(plan: &strata::maintain::plan::Plan, format: Format) -> anyhow::Result<()> {
+/// Prints `plan`; as text, only the sections of the halves that ran.
+fn print_plan(
+    plan: &strata::maintain::plan::Plan,
+    format: Format,
+    halves: Halves,
+) -> anyhow::Result<()> {
+    use strata::maintain::plan::{render_text, Sections};
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(plan)?),
-        Format::Text => print!("{}", strata::maintain::plan::render_text(plan)),
+        Format::Text => print!(
+            "{}",
+            render_text(
+                plan,
+                Sections {
+                    rotate: halves.rotate(),
+                    purge: halves.purge(),
+                }
+            )
+        ),
     }
     Ok(())
 }

@@ -333,7 +333,23 @@ fn alias_actions(
 }
 
 /// The plan in a few lines for people.
-pub fn render_text(plan: &Plan) -> String {
+/// Which parts of a plan to show: what rotating does (create, aliases), what purging does
+/// (delete).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sections {
+    pub rotate: bool,
+    pub purge: bool,
+}
+
+impl Sections {
+    pub const ALL: Sections = Sections {
+        rotate: true,
+        purge: true,
+    };
+}
+
+/// The plan as text, with the `sections` asked for.
+pub fn render_text(plan: &Plan, sections: Sections) -> String {
     let mut out = format!("maintenance plan at {}\n", rfc3339(plan.now));
     let list = |title: &str, items: &[String]| {
         if items.is_empty() {
@@ -345,8 +361,15 @@ pub fn render_text(plan: &Plan) -> String {
             )
         }
     };
-    out.push_str(&list("create", &plan.create));
-    out.push_str(&list("delete (expired)", &plan.delete));
+    if sections.rotate {
+        out.push_str(&list("create", &plan.create));
+    }
+    if sections.purge {
+        out.push_str(&list("delete (expired)", &plan.delete));
+    }
+    if !sections.rotate {
+        return out;
+    }
     let aliases: Vec<String> = plan
         .aliases
         .iter()
@@ -411,6 +434,40 @@ pub fn parse_alias_lines(lines: &[String]) -> Result<Vec<ExistingAlias>, AliasLi
 mod tests {
     use super::*;
     use std::path::Path;
+
+    #[test]
+    fn each_half_shows_only_what_it_does() {
+        let p = plan(&samplerr_config("stitched"), 1_700_000_000_000, &[], &[]);
+        let both = render_text(&p, Sections::ALL);
+        assert!(
+            both.contains("create:")
+                && both.contains("delete (expired)")
+                && both.contains("aliases (desired)")
+        );
+        let rotate = render_text(
+            &p,
+            Sections {
+                rotate: true,
+                purge: false,
+            },
+        );
+        assert!(
+            rotate.contains("create:") && !rotate.contains("delete"),
+            "{rotate}"
+        );
+        let purge = render_text(
+            &p,
+            Sections {
+                rotate: false,
+                purge: true,
+            },
+        );
+        assert!(purge.contains("delete (expired)"), "{purge}");
+        assert!(
+            !purge.contains("aliases") && !purge.contains("create"),
+            "{purge}"
+        );
+    }
 
     #[test]
     fn the_retention_horizon_is_the_first_period_not_expired() {
