@@ -52,6 +52,9 @@ pub struct Plan {
     /// Delete candidates, with their period start and retention, for the safety checks.
     #[serde(skip)]
     pub expired: Vec<(ManagedIndex, EpochMillis)>,
+    /// Why the purge would be refused without `--force` (a dry run shows it instead of failing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 fn serialize_instant<S: serde::Serializer>(t: &EpochMillis, s: S) -> Result<S::Ok, S::Error> {
@@ -166,6 +169,7 @@ pub fn plan(
         delete,
         create,
         expired,
+        refused: None,
     }
 }
 
@@ -366,6 +370,9 @@ pub fn render_text(plan: &Plan, sections: Sections) -> String {
     }
     if sections.purge {
         out.push_str(&list("delete (expired)", &plan.delete));
+        if let Some(why) = &plan.refused {
+            out.push_str(&format!("purge refused: {why} (--force goes ahead)\n"));
+        }
     }
     if !sections.rotate {
         return out;

@@ -100,7 +100,11 @@ pub async fn run_pass<B: SearchBackend>(
         plan.expired.clear();
     }
     if options.purge && !options.force {
-        check_purge(&plan, config, wall_now)?;
+        match check_purge(&plan, config, wall_now) {
+            // A dry run shows the plan and why it would be refused.
+            Err(MaintainError::Refused(why)) if options.dry_run => plan.refused = Some(why),
+            checked => checked?,
+        }
     }
     if options.dry_run {
         return Ok(plan);
@@ -399,6 +403,34 @@ max_deletes = 2
             .await
             .unwrap();
         assert_eq!(plan.delete, ["strata-1d-2026.11.20"]);
+        assert!(backend
+            .calls()
+            .iter()
+            .all(|c| matches!(c, Call::ListIndices(_) | Call::GetAliases(_))));
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_shows_the_plan_and_why_the_purge_would_be_refused() {
+        let backend = CannedBackend::default();
+        *backend.indices.lock().unwrap() = day_indices(&["2026.11.18", "2026.11.19", "2026.11.20"]);
+        let now = at("2026-11-30T15:00:00Z");
+        let dry = PassOptions {
+            dry_run: true,
+            ..PassOptions::FULL
+        };
+        let plan = run_pass(&backend, &config(), now, now, dry).await.unwrap();
+        assert_eq!(plan.delete.len(), 3);
+        let why = plan.refused.as_deref().unwrap();
+        assert!(why.contains("more than maintain.max_deletes = 2"), "{why}");
+        let text = crate::maintain::plan::render_text(&plan, crate::maintain::plan::Sections::ALL);
+        assert!(
+            text.contains("purge refused: it would delete 3 indices"),
+            "{text}"
+        );
+        assert!(matches!(
+            run_pass(&backend, &config(), now, now, PassOptions::FULL).await,
+            Err(MaintainError::Refused(_))
+        ));
         assert!(backend
             .calls()
             .iter()
