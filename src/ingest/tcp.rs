@@ -105,3 +105,27 @@ impl AcceptPause {
         waited
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_accepts_wait_longer_each_time_up_to_a_second_and_shutdown_ends_the_wait() {
+        let shutdown = CancellationToken::new();
+        let error = std::io::Error::from_raw_os_error(24); // EMFILE: out of descriptors
+        let mut pause = AcceptPause::default();
+        let mut waits = Vec::new();
+        for _ in 0..9 {
+            let started = tokio::time::Instant::now();
+            assert!(pause.wait_after(&error, &shutdown).await);
+            waits.push(started.elapsed().as_millis());
+        }
+        assert_eq!(waits, [10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
+        shutdown.cancel();
+        assert!(
+            !pause.wait_after(&error, &shutdown).await,
+            "no wait after shutdown"
+        );
+    }
+}
