@@ -21,11 +21,30 @@ pub(crate) async fn json_of(response: Response) -> Value {
     serde_json::from_slice(&bytes).unwrap_or(Value::Null)
 }
 
+/// Checks that a listener started by `start` closes a connection that sends nothing once
+/// [`crate::ingest::tcp::IDLE_TIMEOUT`] has passed, and not a second before.
+pub(crate) async fn assert_idle_connections_close<F, Fut>(start: F)
+where
+    F: Fn(TcpListener, ListenerContext<ManualClock>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let second = std::time::Duration::from_secs(1);
+    let timeout = crate::ingest::tcp::IDLE_TIMEOUT;
+    assert!(
+        !closes_an_idle_connection(&start, timeout - second).await,
+        "closed too early"
+    );
+    assert!(
+        closes_an_idle_connection(&start, timeout + second).await,
+        "left open"
+    );
+}
+
 /// Starts a TCP listener with `start` (its input queue is never read), opens a connection that
 /// sends nothing, and says whether the listener closed it by itself within `wait`.
-pub(crate) async fn closes_an_idle_connection<F, Fut>(start: F, wait: std::time::Duration) -> bool
+async fn closes_an_idle_connection<F, Fut>(start: &F, wait: std::time::Duration) -> bool
 where
-    F: FnOnce(TcpListener, ListenerContext<ManualClock>) -> Fut,
+    F: Fn(TcpListener, ListenerContext<ManualClock>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     use tokio::io::AsyncReadExt;

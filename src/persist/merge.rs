@@ -74,13 +74,7 @@ pub(crate) fn decide(
             pending.id, pending.index
         ));
     }
-    merged.summary.merge(&pending.ours.summary);
-    if let Some(ours) = &pending.ours.extras {
-        merged
-            .extras
-            .get_or_insert_with(Default::default)
-            .merge((**ours).clone());
-    }
+    merged.absorb(pending.ours.clone());
     merged.series = pending.ours.series.clone();
     merged.late = pending.ours.late;
     Step::Write(
