@@ -30,6 +30,9 @@ use crate::distinct::Distinct;
 use crate::event::{Event, MetricKind, Partial, Sample};
 use crate::sketch::Sketch;
 
+mod snapshot;
+pub use snapshot::SnapshotError;
+
 /// Archives are tracked in a bit mask per event.
 pub const MAX_ARCHIVES: usize = 64;
 

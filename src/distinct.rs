@@ -10,7 +10,7 @@
 
 use base64::Engine;
 
-use crate::sketch::{put_varint, Reader};
+use crate::codec::{put_varint, Reader};
 
 /// Members counted exactly, at most; past this the count is an estimate.
 pub(crate) const MAX_EXACT: usize = 2048;
@@ -82,13 +82,19 @@ impl Distinct {
     /// (about 8 bytes a member), or `1` and the 16 KiB of registers.
     pub fn to_base64(&self) -> String {
         let mut out = Vec::new();
+        self.encode(&mut out);
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(out)
+    }
+
+    /// The binary form of [`Distinct::to_base64`], appended to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
             Distinct::Exact(set) => {
                 out.push(0);
-                put_varint(&mut out, set.len() as u64);
+                put_varint(out, set.len() as u64);
                 let mut previous = 0;
                 for &h in set {
-                    put_varint(&mut out, h - previous);
+                    put_varint(out, h - previous);
                     previous = h;
                 }
             }
@@ -97,7 +103,6 @@ impl Distinct {
                 out.extend_from_slice(&registers[..]);
             }
         }
-        base64::engine::general_purpose::STANDARD_NO_PAD.encode(out)
     }
 
     /// Reads back [`Distinct::to_base64`]; `None` when it is not that.
@@ -106,6 +111,11 @@ impl Distinct {
             .decode(text.trim_end_matches('='))
             .ok()?;
         let mut r = Reader(&bytes);
+        Self::decode(&mut r).filter(|_| r.is_empty())
+    }
+
+    /// Reads [`Distinct::encode`]'s form from the front of `r`.
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Option<Self> {
         match r.byte().ok()? {
             0 => {
                 let n = r.varint().ok()? as usize;
@@ -119,11 +129,12 @@ impl Distinct {
                     set.push(previous);
                 }
                 let sorted = set.windows(2).all(|w| w[0] < w[1]);
-                (sorted && r.0.is_empty()).then_some(Distinct::Exact(set))
+                sorted.then_some(Distinct::Exact(set))
             }
             1 => {
-                let registers: Box<[u8; REGISTERS]> =
-                    r.0.to_vec().into_boxed_slice().try_into().ok()?;
+                let block = r.0.get(..REGISTERS)?;
+                r.0 = &r.0[REGISTERS..];
+                let registers: Box<[u8; REGISTERS]> = block.to_vec().into_boxed_slice().try_into().ok()?;
                 Some(Distinct::Estimated(registers))
             }
             _ => None,

@@ -10,6 +10,8 @@
 
 use base64::Engine as _;
 
+use crate::codec::{put_varint, Malformed, Reader};
+
 /// The documented bound on the relative error of a quantile.
 pub(crate) const RELATIVE_ACCURACY: f64 = 0.01;
 /// Slightly tighter than documented, so that rounding in `ln` at bin edges stays inside the bound.
@@ -34,6 +36,12 @@ pub enum SketchError {
     Malformed,
     #[error("sketch format version {0} is not supported")]
     Version(u8),
+}
+
+impl From<Malformed> for SketchError {
+    fn from(_: Malformed) -> Self {
+        SketchError::Malformed
+    }
 }
 
 /// Bins held as a short sorted list before the store turns dense: most buckets see few distinct
@@ -307,11 +315,12 @@ impl Sketch {
                 sketch.count = sketch.count.checked_add(c).ok_or(SketchError::Malformed)?;
                 counts.push(c);
             }
-            let store = Store {
-                sparse: Vec::new(),
-                offset,
-                counts,
-            };
+            // Rebuilt bin by bin, so a sketch of few bins is sparse again (as small as before
+            // it was stored) rather than a dense span.
+            let mut store = Store::default();
+            for (i, &c) in counts.iter().enumerate().filter(|(_, &c)| c > 0) {
+                store.add(offset.saturating_add(i as i32), c);
+            }
             if negative {
                 sketch.negative = store;
             } else {
@@ -338,14 +347,6 @@ fn bin_value(index: i32) -> f64 {
     2.0 * g.powi(index) / (1.0 + g)
 }
 
-pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
 fn zigzag(v: i32) -> u64 {
     ((v << 1) ^ (v >> 31)) as u32 as u64
 }
@@ -353,37 +354,6 @@ fn zigzag(v: i32) -> u64 {
 fn unzigzag(v: u64) -> Option<i32> {
     let v = u32::try_from(v).ok()?;
     Some(((v >> 1) as i32) ^ -((v & 1) as i32))
-}
-
-pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
-
-impl Reader<'_> {
-    pub(crate) fn byte(&mut self) -> Result<u8, SketchError> {
-        let (&b, rest) = self.0.split_first().ok_or(SketchError::Malformed)?;
-        self.0 = rest;
-        Ok(b)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], SketchError> {
-        if self.0.len() < N {
-            return Err(SketchError::Malformed);
-        }
-        let (head, rest) = self.0.split_at(N);
-        self.0 = rest;
-        Ok(head.try_into().expect("length checked"))
-    }
-
-    pub(crate) fn varint(&mut self) -> Result<u64, SketchError> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.byte()?;
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(SketchError::Malformed)
-    }
 }
 
 /// The exact nearest-rank quantile of `sorted` (the definition the sketch approximates).
