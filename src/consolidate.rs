@@ -287,12 +287,20 @@ pub struct Closed {
     pub extras: Option<Box<Extras>>,
     /// From the late table: its bucket was closed before, so a document for it probably exists.
     pub late: bool,
+    /// The position in the write-ahead log of the record whose consolidation closed it (0
+    /// without a log). Stored in the document, it tells a replay after a crash whether this
+    /// slice is in the document already.
+    pub seq: u64,
+    /// Other logs' positions found in the stored document (other instances, earlier data
+    /// directories): kept when the document is rewritten.
+    pub foreign_marks: Vec<(u64, u64)>,
 }
 
 impl Closed {
     /// Adds `later`, another slice of the same bucket (same series, archive and start).
     pub fn absorb(&mut self, later: Closed) {
         self.summary.merge(&later.summary);
+        self.seq = self.seq.max(later.seq);
         if let Some(extras) = later.extras {
             self.extras
                 .get_or_insert_with(Default::default)
@@ -883,6 +891,8 @@ impl Consolidator {
             summary,
             extras,
             late: true,
+            seq: 0,
+            foreign_marks: Vec::new(),
         }));
     }
 
@@ -969,6 +979,8 @@ impl Consolidator {
                     summary,
                     extras: extras.map(Box::new),
                     late: false,
+                    seq: 0,
+                    foreign_marks: Vec::new(),
                 });
                 entry.open -= 1;
                 if entry.open == 0 {

@@ -34,6 +34,8 @@ struct ArchiveInfo {
 pub(crate) struct DocumentEncoder {
     naming: IndexNaming,
     archives: Vec<ArchiveInfo>,
+    /// The write-ahead log whose positions go in `merge.logs` (0: none).
+    log_id: u64,
 }
 
 /// How a document is written.
@@ -73,6 +75,29 @@ struct MergeFields {
     /// A set's members (see [`crate::distinct::Distinct::to_base64`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     members: Option<String>,
+    /// Per write-ahead log (16 hex digits), the position of the last record whose buckets the
+    /// document holds: a replay skips what it finds here (see `persist::merge`).
+    #[serde(skip_serializing_if = "Marks::is_empty")]
+    logs: Marks,
+}
+
+/// `merge.logs`: log id → position.
+struct Marks(Vec<(u64, u64)>);
+
+impl Marks {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for Marks {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (log, seq) in &self.0 {
+            map.serialize_entry(&token_text(*log), seq)?;
+        }
+        map.end()
+    }
 }
 
 #[derive(Serialize)]
@@ -139,6 +164,16 @@ impl Serialize for Tags<'_> {
 }
 
 impl DocumentEncoder {
+    /// Stamps each document with its bucket's position in the log `log_id`.
+    pub(crate) fn with_log(mut self, log_id: u64) -> Self {
+        self.log_id = log_id;
+        self
+    }
+
+    pub(crate) fn log_id(&self) -> u64 {
+        self.log_id
+    }
+
     pub(crate) fn new(config: &Config) -> Self {
         Self {
             naming: config.index.naming.clone(),
@@ -157,6 +192,7 @@ impl DocumentEncoder {
                     cached: None,
                 })
                 .collect(),
+            log_id: 0,
         }
     }
 
@@ -255,9 +291,21 @@ impl DocumentEncoder {
                     .as_ref()
                     .and_then(|e| e.members.as_ref())
                     .map(crate::distinct::Distinct::to_base64),
+                logs: self.marks_of(closed),
             },
         };
         write_json(out, &doc);
+    }
+}
+
+impl DocumentEncoder {
+    fn marks_of(&self, closed: &Closed) -> Marks {
+        let mut marks = closed.foreign_marks.clone();
+        if self.log_id != 0 && closed.seq != 0 {
+            marks.retain(|(log, _)| *log != self.log_id);
+            marks.push((self.log_id, closed.seq));
+        }
+        Marks(marks)
     }
 }
 
@@ -329,6 +377,8 @@ mod tests {
             },
             extras: None,
             late: false,
+            seq: 0,
+            foreign_marks: Vec::new(),
         }
     }
 

@@ -8,6 +8,10 @@
 //! - Every document carries the token of the write that stored it (`merge.w`). A writer that
 //!   sent a write, got no clear answer, and then finds its own token stored knows its write
 //!   landed and does not merge it a second time.
+//! - Every document carries, per write-ahead log, the position of the last record whose buckets
+//!   it holds (`merge.logs`). A replay after a crash closes the same buckets at the same
+//!   positions, so a slice at or below the stored position is in the document already and is
+//!   not merged twice.
 //! - A stored document that cannot be read back as strata's is never overwritten: the bucket is
 //!   refused and logged instead.
 
@@ -47,6 +51,7 @@ pub(crate) enum Step {
 pub(crate) fn decide(
     pending: &Pending,
     fetched: &Fetched,
+    log_id: u64,
     archive_of: impl Fn(&str) -> Option<usize>,
 ) -> Step {
     let Fetched::Found {
@@ -66,6 +71,11 @@ pub(crate) fn decide(
     if stored.token.is_some_and(|t| pending.sent.contains(&t)) {
         return Step::Landed;
     }
+    let ours = pending.ours.seq;
+    let marked = stored.closed.foreign_marks.iter().find(|(log, _)| *log == log_id);
+    if log_id != 0 && ours != 0 && marked.is_some_and(|&(_, seq)| seq >= ours) {
+        return Step::Landed;
+    }
     let mut merged = stored.closed;
     if merged.summary.start != pending.ours.summary.start || merged.archive != pending.ours.archive
     {
@@ -77,6 +87,8 @@ pub(crate) fn decide(
     merged.absorb(pending.ours.clone());
     merged.series = pending.ours.series.clone();
     merged.late = pending.ours.late;
+    merged.seq = ours;
+    merged.foreign_marks.retain(|(log, _)| *log != log_id);
     Step::Write(
         Box::new(merged),
         Op::Replace {
@@ -147,6 +159,13 @@ pub(crate) fn parse_document(
         Some(text) => Some(u64::from_str_radix(text, 16).ok()?),
         None => None,
     };
+    let marks = match merge["logs"].as_object() {
+        Some(map) => map
+            .iter()
+            .map(|(log, seq)| Some((u64::from_str_radix(log, 16).ok()?, seq.as_u64()?)))
+            .collect::<Option<Vec<_>>>()?,
+        None => Vec::new(),
+    };
     Some(StoredBucket {
         closed: Closed {
             series: series_of(doc)?.shared(),
@@ -154,6 +173,9 @@ pub(crate) fn parse_document(
             summary,
             extras,
             late: false,
+            seq: 0,
+            // Every log's position, ours included: `decide` compares ours and keeps the others.
+            foreign_marks: marks,
         },
         token,
     })
@@ -217,6 +239,8 @@ mod tests {
                 ..Extras::default()
             })),
             late: true,
+            seq: 0,
+            foreign_marks: Vec::new(),
         }
     }
 
@@ -267,7 +291,8 @@ mod tests {
             decide(
                 &pending(ours.clone(), vec![]),
                 &Fetched::Missing,
-                archive_of
+                0,
+                archive_of,
             ),
             Step::Write(Box::new(ours.clone()), Op::Create)
         );
@@ -275,6 +300,7 @@ mod tests {
         let Step::Write(merged, op) = decide(
             &pending(ours, vec![]),
             &found(stored(&before, 1)),
+            0,
             archive_of,
         ) else {
             panic!("a merge")
@@ -297,9 +323,47 @@ mod tests {
         let step = decide(
             &pending(ours.clone(), vec![5, 9]),
             &found(stored(&ours, 9)),
+            0,
             archive_of,
         );
         assert_eq!(step, Step::Landed);
+    }
+
+    /// The document written for `closed` by a writer stamping positions of log `log`.
+    fn stored_by_log(closed: &Closed, log: u64) -> Value {
+        let mut out = Vec::new();
+        encoder().with_log(log).encode(closed, Op::Create, 1, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        serde_json::from_str(text.lines().nth(1).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_replayed_slice_at_or_below_the_stored_position_is_there_already() {
+        let mut first = bucket(&[(1.0, 1_000)]);
+        first.seq = 40;
+        first.foreign_marks = vec![(7, 3)];
+        let doc = stored_by_log(&first, 0xab);
+        assert_eq!(doc["merge"]["logs"], json!({"0000000000000007": 3, "00000000000000ab": 40}));
+        for (seq, landed) in [(39, true), (40, true), (41, false)] {
+            let mut replayed = bucket(&[(2.0, 3_000)]);
+            replayed.seq = seq;
+            let step = decide(&pending(replayed, vec![]), &found(doc.clone()), 0xab, archive_of);
+            match step {
+                Step::Landed => assert!(landed, "slice {seq}"),
+                Step::Write(merged, _) => {
+                    assert!(!landed, "slice {seq}");
+                    assert_eq!((merged.summary.count, merged.seq), (2, 41));
+                    assert_eq!(merged.foreign_marks, vec![(7, 3)], "another log's position is kept");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let mut other_log = bucket(&[(2.0, 3_000)]);
+        other_log.seq = 5;
+        assert!(matches!(
+            decide(&pending(other_log, vec![]), &found(doc), 0xcd, archive_of),
+            Step::Write(..)
+        ));
     }
 
     #[test]
@@ -307,6 +371,7 @@ mod tests {
         let step = decide(
             &pending(bucket(&[(2.0, 3_000)]), vec![]),
             &found(json!({"@timestamp": "2026-01-01T00:00:20Z", "value": 3})),
+            0,
             archive_of,
         );
         assert!(matches!(step, Step::Unreadable(_)), "{step:?}");

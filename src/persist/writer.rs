@@ -390,7 +390,9 @@ impl<B: SearchBackend> BulkWriter<B> {
             let mut ends = Vec::new();
             let mut sent = Vec::new();
             for (mut p, fetched) in pending.drain(..).zip(&fetched) {
-                match merge::decide(&p, fetched, |name| self.encoder.archive_named(name)) {
+                match merge::decide(&p, fetched, self.encoder.log_id(), |name| {
+                    self.encoder.archive_named(name)
+                }) {
                     Step::Landed => Stats::add(&self.stats.docs_written, 1),
                     Step::Unreadable(why) => {
                         Stats::add(&self.stats.docs_rejected, 1);
