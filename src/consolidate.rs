@@ -32,6 +32,7 @@ use crate::sketch::Sketch;
 
 mod snapshot;
 pub use snapshot::SnapshotError;
+pub(crate) use snapshot::{kind_code, kind_of};
 
 /// Archives are tracked in a bit mask per event.
 pub const MAX_ARCHIVES: usize = 64;

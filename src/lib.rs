@@ -19,6 +19,7 @@
 pub mod access;
 pub mod calendar;
 pub mod clock;
+pub mod durable;
 pub(crate) mod codec;
 pub mod config;
 pub mod consolidate;
