@@ -945,6 +945,14 @@ impl Consolidator {
         }
     }
 
+    /// Forgets how far the clock went, as a new consolidator knows nothing of it: after a
+    /// graceful stop, the next run's first tick sets it again.
+    pub fn forget_time(&mut self) {
+        for a in &mut self.archives {
+            a.watermark = EpochMillis::MIN;
+        }
+    }
+
     /// Closes every open bucket (shutdown, end of a replay). Later events for these buckets are late.
     pub fn flush_all(&mut self, out: &mut Vec<Closed>) {
         for i in 0..self.archives.len() {

@@ -19,11 +19,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::{Config, NoNode};
-use crate::consolidate::{ArchiveSpec, BatchReport, Closed, Consolidator};
+use crate::consolidate::{ArchiveSpec, BatchReport, Closed, ConsolidateError, Consolidator};
+use crate::durable::log::Committed;
 use crate::errors::Chain;
-use crate::event::Event;
 use crate::ingest::context::ListenerContext;
-use crate::ingest::handle::{ingest_channel, Congestion, IngestBatch, IngestHandle, Request};
+use crate::ingest::handle::{
+    ingest_channel, Congestion, IngestBatch, IngestHandle, Request, SubmitError,
+};
 use crate::ingest::http::{router, AppState};
 use crate::ingest::listeners::{at, start_listeners, ListenError};
 use crate::maintain::plan::retention_horizons;
@@ -33,6 +35,10 @@ use crate::persist::document::DocumentEncoder;
 use crate::persist::template::index_template;
 use crate::persist::writer::BulkWriter;
 use crate::stats::Stats;
+
+mod journal;
+use journal::{apply_events, apply_shutdown, apply_tick, Input, Journal};
+pub use journal::DurableError;
 
 /// Why the service could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +61,8 @@ pub enum ServeError {
     Panicked(#[source] tokio::task::JoinError),
     #[error("stopped before the node became reachable")]
     StoppedWaiting,
+    #[error(transparent)]
+    Durable(#[from] DurableError),
 }
 
 /// The consolidator specs of the configured archives.
@@ -78,7 +86,9 @@ pub fn archive_specs(config: &Config) -> Vec<ArchiveSpec> {
 pub const LATE_TABLE_MAX: usize = 131_072;
 
 /// Owns the [`Consolidator`]: records batches, closes due buckets and hands on the late table on
-/// every tick, and on end of input closes everything it holds and hands it to the writer.
+/// every tick, and on end of input closes everything it holds and hands it to the writer. With
+/// a [`Journal`], every input goes to the write-ahead log first and is applied (and answered)
+/// once the log holds it, in log order.
 pub struct ConsolidatorTask<C> {
     consolidator: Consolidator,
     config: Arc<Config>,
@@ -89,6 +99,10 @@ pub struct ConsolidatorTask<C> {
     stats: Arc<Stats>,
     /// Set while the writer's queue is full; the handles then refuse new batches as busy.
     congestion: Congestion,
+    journal: Option<Journal>,
+    /// Buckets closed while waiting for the writer (without a journal, a batch recorded then
+    /// may hand the late table on): sent with the hand-over under way.
+    held: Vec<Closed>,
 }
 
 impl<C: Clock> ConsolidatorTask<C> {
@@ -96,107 +110,205 @@ impl<C: Clock> ConsolidatorTask<C> {
         let mut closed = Vec::new();
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let every = self
+            .journal
+            .as_ref()
+            .map_or(Duration::from_secs(3600), |j| j.checkpoint_every);
+        let mut checkpoints = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        checkpoints.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let journaled = self.journal.is_some();
         while self.input_open {
             tokio::select! {
                 next = self.input.recv() => match next {
                     Some(request) => {
-                        self.handle(request);
-                        if self.consolidator.late_buckets() >= LATE_TABLE_MAX {
-                            self.consolidator.drain_late(&mut closed);
-                            if !self.hand_over(&mut closed).await {
-                                return;
-                            }
+                        if !self.take(request, &mut closed).await {
+                            return;
                         }
                     }
                     None => self.input_open = false,
                 },
                 _ = ticker.tick() => {
                     let now = self.clock.now();
-                    self.consolidator.set_horizons(&retention_horizons(&self.config, now));
-                    self.consolidator.flush_due(now, &mut closed);
-                    self.consolidator.drain_late(&mut closed);
-                    Stats::set(&self.stats.series_active, self.consolidator.active_series() as u64);
-                    Stats::set(&self.stats.buckets_open, self.consolidator.open_buckets() as u64);
-                    if !self.hand_over(&mut closed).await {
+                    if !self.submit(Input::Tick(now), &mut closed).await {
                         return;
                     }
+                    Stats::set(&self.stats.series_active, self.consolidator.active_series() as u64);
+                    Stats::set(&self.stats.buckets_open, self.consolidator.open_buckets() as u64);
                     Stats::set(&self.stats.buckets_late, self.consolidator.late_buckets() as u64);
+                }
+                Some(committed) = committed(&mut self.journal), if journaled => {
+                    if let Some(j) = self.journal.as_mut() {
+                        j.note(committed);
+                    }
+                    if !self.apply_ready(&mut closed).await {
+                        return;
+                    }
+                }
+                _ = checkpoints.tick(), if journaled => {
+                    if let Some(j) = self.journal.as_mut() {
+                        j.checkpoint(&self.consolidator);
+                    }
                 }
             }
         }
-        self.consolidator.flush_all(&mut closed);
-        self.consolidator.drain_late(&mut closed);
-        let count = closed.len();
-        self.hand_over(&mut closed).await;
+        self.submit(Input::Shutdown, &mut closed).await;
+        self.finish_journal(&mut closed).await;
         Stats::set(&self.stats.series_active, 0);
         Stats::set(&self.stats.buckets_open, 0);
-        tracing::info!(buckets = count, "consolidator closed every open bucket");
+        tracing::info!("consolidator closed every open bucket");
     }
 
-    fn handle(&mut self, request: Request) {
+    /// Applies what still waits for the log, then takes a last checkpoint (of the state after
+    /// the shutdown record) so that the next start replays nothing once the node holds all.
+    async fn finish_journal(&mut self, closed: &mut Vec<Closed>) {
+        while self.journal.as_ref().is_some_and(Journal::has_waiting) {
+            let Some(c) = committed(&mut self.journal).await else {
+                tracing::error!("the log thread stopped: inputs not applied");
+                return;
+            };
+            if let Some(j) = self.journal.as_mut() {
+                j.note(c);
+            }
+            if !self.apply_ready(closed).await {
+                return;
+            }
+        }
+        if let Some(j) = self.journal.as_mut() {
+            j.checkpoint(&self.consolidator);
+        }
+    }
+
+    /// Takes one request from the input. False if the writer is gone.
+    async fn take(&mut self, request: Request, closed: &mut Vec<Closed>) -> bool {
         match request {
-            Request::Ingest(batch) => self.record(batch),
+            Request::Ingest(batch) => self.submit(Input::Batch(batch), closed).await,
             Request::Live(live) => {
                 let _ = live.reply.send(
                     self.consolidator
                         .open_series(live.name.as_deref(), live.limit),
                 );
+                true
             }
         }
     }
 
-    fn record(&mut self, batch: IngestBatch) {
-        let result = if batch.whole {
-            self.consolidator.record_batch(&batch.events)
-        } else {
-            Ok(self.record_each(&batch.events, batch.reply.is_none()))
+    /// Applies `input` at once without a journal; with one, appends it to the log (it is
+    /// applied when the log says it is durable). False if the writer is gone.
+    async fn submit(&mut self, input: Input, closed: &mut Vec<Closed>) -> bool {
+        let Some(journal) = self.journal.as_mut() else {
+            self.apply(input, closed);
+            return self.hand_over(closed, 0).await;
         };
+        if let Err(input) = journal.append(input).await {
+            tracing::error!("the log thread stopped: input refused");
+            self.refuse(input, "the log thread stopped".into());
+        }
+        true
+    }
+
+    /// Applies every input the log now holds, in order, and hands on what each closes.
+    async fn apply_ready(&mut self, closed: &mut Vec<Closed>) -> bool {
+        loop {
+            let Some((seq, ready)) = self.journal.as_mut().and_then(Journal::next_ready) else {
+                return true;
+            };
+            match ready {
+                Ok(input) => {
+                    self.apply(input, closed);
+                    if !self.hand_over(closed, seq).await {
+                        return false;
+                    }
+                }
+                Err((input, why)) => self.refuse(input, why),
+            }
+        }
+    }
+
+    fn apply(&mut self, input: Input, closed: &mut Vec<Closed>) {
+        match input {
+            Input::Batch(batch) => self.record(batch, closed),
+            Input::Tick(now) => apply_tick(&mut self.consolidator, &self.config, now, closed),
+            Input::Shutdown => apply_shutdown(&mut self.consolidator, closed),
+        }
+    }
+
+    /// Answers an input the log could not take: nothing of it was applied.
+    fn refuse(&self, input: Input, why: String) {
+        if let Input::Batch(batch) = input {
+            let n = batch.events.len() as u64;
+            Stats::add(&self.stats.events_unlogged, n);
+            match batch.reply {
+                Some(reply) => {
+                    let _ = reply.send(Err(SubmitError::Unlogged(why)));
+                }
+                None => Stats::add(&self.stats.udp_dropped, n),
+            }
+        }
+    }
+
+    fn record(&mut self, batch: IngestBatch, closed: &mut Vec<Closed>) {
+        let (result, refusal) =
+            apply_events(&mut self.consolidator, &batch.events, batch.whole, closed);
         if let Ok(report) = &result {
             Stats::add(&self.stats.events_accepted, report.accepted);
             Stats::add(&self.stats.events_merged, report.merged);
             Stats::add(&self.stats.events_expired, report.expired);
+            if let Some(refusal) = refusal {
+                self.count_refused(report, refusal, batch.reply.is_none());
+            }
         }
         if let Some(reply) = batch.reply {
-            let _ = reply.send(result);
+            let _ = reply.send(result.map_err(SubmitError::from));
         }
     }
 
-    /// Records each event on its own; those refused at the series limit are counted (as
-    /// `udp_dropped` too when `udp`) and logged at the rate limit of bad input.
-    fn record_each(&mut self, events: &[Event], udp: bool) -> BatchReport {
-        let (report, refusal) = self.consolidator.record_each(events);
-        if let Some(refusal) = refusal {
-            Stats::add(&self.stats.events_refused_series_limit, report.refused);
-            if udp {
-                Stats::add(&self.stats.udp_dropped, report.refused);
-            }
-            let what = format!(
-                "{refusal} ({} events of this batch refused)",
-                report.refused
-            );
-            crate::ingest::badlog::SERIES_LIMIT.report(self.clock.now(), &what, "");
+    /// Counts the events refused one by one at the series limit (as `udp_dropped` too when
+    /// `udp`) and logs them at the rate limit of bad input.
+    fn count_refused(&self, report: &BatchReport, refusal: ConsolidateError, udp: bool) {
+        Stats::add(&self.stats.events_refused_series_limit, report.refused);
+        if udp {
+            Stats::add(&self.stats.udp_dropped, report.refused);
         }
-        report
+        let what = format!(
+            "{refusal} ({} events of this batch refused)",
+            report.refused
+        );
+        crate::ingest::badlog::SERIES_LIMIT.report(self.clock.now(), &what, "");
     }
 
-    /// Sends every closed bucket to the writer. While the writer's queue is full it keeps
-    /// recording incoming batches (open buckets are bounded by the series limit), so requests
-    /// already queued get their answer; new ones see the congestion and get 503.
-    /// False if the writer is gone.
-    async fn hand_over(&mut self, closed: &mut Vec<Closed>) -> bool {
-        for c in closed.drain(..) {
-            let permit = match self.output.clone().try_reserve_owned() {
-                Ok(permit) => permit,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    self.congestion.set(true);
-                    match self.wait_for_room().await {
-                        Some(permit) => permit,
-                        None => return self.writer_gone(),
+    /// Sends every closed bucket to the writer, stamped with the log position `seq` that closed
+    /// it. While the writer's queue is full it keeps taking requests (without a journal it
+    /// records them, so requests already queued get their answer; with one it appends them),
+    /// and new ones see the congestion and get 503. False if the writer is gone.
+    async fn hand_over(&mut self, closed: &mut Vec<Closed>, seq: u64) -> bool {
+        if closed.is_empty() {
+            return true;
+        }
+        if let Some(j) = &self.journal {
+            j.ledger.handed(seq, closed.len() as u64);
+        }
+        loop {
+            let mut pending = std::mem::take(closed);
+            for mut c in pending.drain(..) {
+                c.seq = seq;
+                let permit = match self.output.clone().try_reserve_owned() {
+                    Ok(permit) => permit,
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        self.congestion.set(true);
+                        match self.wait_for_room().await {
+                            Some(permit) => permit,
+                            None => return self.writer_gone(),
+                        }
                     }
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => return self.writer_gone(),
-            };
-            permit.send(c);
+                    Err(mpsc::error::TrySendError::Closed(_)) => return self.writer_gone(),
+                };
+                permit.send(c);
+            }
+            *closed = pending;
+            if self.held.is_empty() {
+                break;
+            }
+            std::mem::swap(closed, &mut self.held);
         }
         self.congestion.set(false);
         true
@@ -208,9 +320,35 @@ impl<C: Clock> ConsolidatorTask<C> {
                 biased;
                 permit = self.output.clone().reserve_owned() => return permit.ok(),
                 next = self.input.recv(), if self.input_open => match next {
-                    Some(request) => self.handle(request),
+                    Some(request) => self.take_while_waiting(request).await,
                     None => self.input_open = false,
                 },
+            }
+        }
+    }
+
+    /// A request that came while the writer is full: answered from the state (`/v1/live`),
+    /// appended to the log, or recorded at once without a journal (what that closes waits for
+    /// the next hand-over).
+    async fn take_while_waiting(&mut self, request: Request) {
+        match request {
+            Request::Ingest(batch) => match self.journal.as_mut() {
+                Some(j) => {
+                    if let Err(input) = j.append(Input::Batch(batch)).await {
+                        self.refuse(input, "the log thread stopped".into());
+                    }
+                }
+                None => {
+                    let mut held = std::mem::take(&mut self.held);
+                    self.record(batch, &mut held);
+                    self.held = held;
+                }
+            },
+            Request::Live(live) => {
+                let _ = live.reply.send(
+                    self.consolidator
+                        .open_series(live.name.as_deref(), live.limit),
+                );
             }
         }
     }
@@ -218,6 +356,14 @@ impl<C: Clock> ConsolidatorTask<C> {
     fn writer_gone(&self) -> bool {
         tracing::error!("bulk writer stopped before the consolidator: closed buckets lost");
         false
+    }
+}
+
+/// The log thread's next report, or never without a journal.
+async fn committed(journal: &mut Option<Journal>) -> Option<Committed> {
+    match journal {
+        Some(j) => j.committed().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -261,6 +407,14 @@ pub struct WritePath {
     pub writer: JoinHandle<()>,
 }
 
+/// What the writer needs of the log: its id (stamped in documents), the ledger it acknowledges
+/// buckets in, and the first position of this run (buckets before it come from the replay).
+pub(crate) struct WriterLog {
+    pub log_id: u64,
+    pub ledger: Arc<crate::durable::ledger::Ledger>,
+    pub live_from: Arc<std::sync::atomic::AtomicU64>,
+}
+
 /// How long start-up tries to install the index template before leaving it to the writer.
 const TEMPLATE_AT_START: Duration = Duration::from_secs(2);
 
@@ -270,12 +424,13 @@ const TEMPLATE_AT_START: Duration = Duration::from_secs(2);
 /// write, closed buckets queue meanwhile, and a full queue pushes back on ingest. The writer
 /// notifies `new_index` after its first write of this run to an index. A node that answers
 /// 401 or 403 is not away but refusing the credentials: that fails at once.
-pub async fn start_write_path<B: SearchBackend>(
+pub(crate) async fn start_write_path<B: SearchBackend>(
     config: &Config,
     backend: Arc<B>,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
     new_index: Arc<Notify>,
+    log: Option<WriterLog>,
 ) -> Result<WritePath, ServeError> {
     let (name, body) = (config.index.template.clone(), index_template(config));
     let installed =
@@ -297,13 +452,18 @@ pub async fn start_write_path<B: SearchBackend>(
         tracing::warn!(template = %name, "node not answering at start: listening anyway; the template is installed before the first write");
     }
     let (closed, closed_rx) = mpsc::channel(config.persist.queue_docs);
-    let writer = BulkWriter::new(
-        backend,
-        DocumentEncoder::new(config),
-        config.persist.clone(),
-        stats,
-        shutdown,
-    )
+    let encoder = DocumentEncoder::new(config);
+    let writer = match log {
+        Some(log) => BulkWriter::new(
+            backend,
+            encoder.with_log(log.log_id),
+            config.persist.clone(),
+            stats,
+            shutdown,
+        )
+        .acknowledging(log.ledger, log.live_from),
+        None => BulkWriter::new(backend, encoder, config.persist.clone(), stats, shutdown),
+    }
     .announcing_new_indices(new_index);
     let writer = if installed {
         writer
@@ -316,22 +476,27 @@ pub async fn start_write_path<B: SearchBackend>(
     })
 }
 
-/// Starts the consolidator task; returns the handle that feeds it.
+/// Starts the consolidator task on `consolidator` (fresh, or rebuilt by recovery); returns the
+/// handle that feeds it. Without a journal it starts at the clock's now; with one, its first
+/// tick goes through the log like every other input.
 ///
 /// Buckets that ended before now may already be written by an earlier run: events for them go
 /// to the late table and are merged. A bucket still open that an earlier run wrote at its
 /// shutdown starts afresh here and is merged into that document when it closes (its `create`
 /// meets the document).
-pub fn start_consolidator<C: Clock>(
+pub(crate) fn start_consolidator<C: Clock>(
     config: &Config,
+    mut consolidator: Consolidator,
+    journal: Option<Journal>,
     clock: Arc<C>,
     closed: mpsc::Sender<Closed>,
     stats: Arc<Stats>,
 ) -> (IngestHandle, JoinHandle<()>) {
-    let mut consolidator = Consolidator::new(&archive_specs(config), config.consolidate.max_series);
-    let now = clock.now();
-    consolidator.set_horizons(&retention_horizons(config, now));
-    consolidator.flush_due(now, &mut Vec::new());
+    if journal.is_none() {
+        let now = clock.now();
+        consolidator.set_horizons(&retention_horizons(config, now));
+        consolidator.flush_due(now, &mut Vec::new());
+    }
     let (handle, queue) = ingest_channel(config.consolidate.queue_batches);
     let task = ConsolidatorTask {
         consolidator,
@@ -342,9 +507,76 @@ pub fn start_consolidator<C: Clock>(
         clock,
         stats,
         congestion: queue.congestion,
+        journal,
+        held: Vec::new(),
     };
     let task = tokio::spawn(task.run(config.consolidate.tick));
     (handle, task)
+}
+
+/// The durable side of a running service: what to finish after the writer at shutdown.
+struct Durable {
+    data: journal::DataDir,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Durable {
+    /// Waits for the log and checkpoint threads, then makes the last checkpoint the restart
+    /// point if the node holds everything before it.
+    async fn finish(self) {
+        let Durable { data, threads } = self;
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+            match crate::durable::checkpoint::housekeep(&data.dir, &data.ledger) {
+                Ok(pass) => tracing::info!(restart_point = ?pass.promoted, outstanding = data.ledger.outstanding(), "log closed"),
+                Err(e) => tracing::error!(error = %e, "last checkpoint housekeeping failed"),
+            }
+        })
+        .await;
+    }
+}
+
+/// Opens the data directory, restores the restart point and replays the log into the writer
+/// (before any listener opens), and starts the journal after it.
+async fn recover_and_start_journal(
+    config: &Config,
+    data: journal::DataDir,
+    closed: &mpsc::Sender<Closed>,
+    live_from: &std::sync::atomic::AtomicU64,
+) -> Result<(Consolidator, Journal, Durable), ServeError> {
+    let started = std::time::Instant::now();
+    let (cfg, sender) = (config.clone(), closed.clone());
+    let (data, recovered) = tokio::task::spawn_blocking(move || {
+        let recovered = journal::recover(&data, &cfg, &sender);
+        (data, recovered)
+    })
+    .await
+    .map_err(ServeError::Panicked)?;
+    let recovered = recovered?;
+    let read = &recovered.read;
+    if read.truncated_bytes > 0 {
+        tracing::warn!(bytes = read.truncated_bytes, after_seq = read.last_seq, "the log ended in a torn or damaged record (a crash mid-write): cut off; it held only events nobody was told were kept");
+    }
+    tracing::info!(
+        restart_point = recovered.from,
+        records = read.records,
+        buckets_closed = recovered.buckets,
+        took_ms = started.elapsed().as_millis() as u64,
+        "log replayed"
+    );
+    let next_seq = read.last_seq.max(recovered.from) + 1;
+    live_from.store(next_seq, std::sync::atomic::Ordering::Relaxed);
+    let (journal, log_thread, keeper_thread) = Journal::start(&data, config, next_seq)?;
+    Ok((
+        recovered.consolidator,
+        journal,
+        Durable {
+            data,
+            threads: vec![log_thread, keeper_thread],
+        },
+    ))
 }
 
 /// A running service: its address and how to stop it.
@@ -398,16 +630,57 @@ pub async fn serve<C: Clock>(
     // The node is not waited for: listeners open at once, and what is accepted waits in the
     // queues (pushing back when they fill) until the writer reaches the node.
     let new_index = Arc::new(Notify::new());
+    let data = match &config.durability.dir {
+        Some(dir) => Some(journal::DataDir::open(dir).map_err(ServeError::from)?),
+        None => {
+            tracing::warn!("no durability.dir: without a write-ahead log a crash loses the open buckets and what waits to be written");
+            None
+        }
+    };
+    // Until the replay is done every bucket comes from it (never joined with another slice).
+    let live_from = Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
     let write = start_write_path(
         &config,
         backend.clone(),
         stats.clone(),
         shutdown.clone(),
         new_index.clone(),
+        data.as_ref().map(|d| WriterLog {
+            log_id: d.log_id,
+            ledger: d.ledger.clone(),
+            live_from: live_from.clone(),
+        }),
     )
     .await?;
-    let (ingest, consolidator) =
-        start_consolidator(&config, clock.clone(), write.closed, stats.clone());
+    let (consolidator, journal, durable, disk) = match data {
+        Some(data) => {
+            let disk = crate::ingest::handle::DiskBound {
+                used: data.disk.clone(),
+                max: config.durability.max_disk_bytes,
+            };
+            let (c, j, d) =
+                recover_and_start_journal(&config, data, &write.closed, &live_from).await?;
+            (c, Some(j), Some(d), Some(disk))
+        }
+        None => (
+            Consolidator::new(&archive_specs(&config), config.consolidate.max_series),
+            None,
+            None,
+            None,
+        ),
+    };
+    let (ingest, consolidator) = start_consolidator(
+        &config,
+        consolidator,
+        journal,
+        clock.clone(),
+        write.closed,
+        stats.clone(),
+    );
+    let ingest = match disk {
+        Some(bound) => ingest.bounded_by_disk(bound),
+        None => ingest,
+    };
 
     let addr = options.listen.unwrap_or(config.http.listen);
     let listener = tokio::net::TcpListener::bind(addr)
@@ -452,6 +725,9 @@ pub async fn serve<C: Clock>(
         let _ = maintenance.await;
         let _ = consolidator.await;
         let _ = write.writer.await;
+        if let Some(durable) = durable {
+            durable.finish().await;
+        }
         let dropped = stats_at_end.snapshot().docs_dropped;
         if dropped > 0 {
             tracing::error!(
@@ -529,6 +805,8 @@ mod tests {
             clock: Arc::new(clock.clone()),
             stats: stats.clone(),
             congestion: queue.congestion,
+            journal: None,
+            held: Vec::new(),
         };
         Harness {
             ingest,
@@ -654,6 +932,7 @@ mod tests {
                 Arc::new(Stats::default()),
                 CancellationToken::new(),
                 Arc::new(Notify::new()),
+                None,
             )
         };
         let refusing = CannedBackend::default();

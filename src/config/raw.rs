@@ -28,6 +28,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub persist: RawPersist,
     #[serde(default)]
+    pub durability: RawDurability,
+    #[serde(default)]
     pub aliases: RawAliases,
     #[serde(default)]
     pub maintain: RawMaintain,
@@ -143,4 +145,14 @@ pub struct RawPersist {
     pub retry_max: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub shutdown_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDurability {
+    pub dir: Option<PathBuf>,
+    pub fsync: Option<bool>,
+    #[serde(default, with = "humantime_serde")]
+    pub checkpoint_interval: Option<Duration>,
+    pub max_disk_bytes: Option<u64>,
 }

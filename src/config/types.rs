@@ -22,6 +22,7 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub consolidate: ConsolidateConfig,
     pub persist: PersistConfig,
+    pub durability: DurabilityConfig,
     pub aliases: AliasConfig,
     pub maintain: MaintainConfig,
     /// `None`: no statsd listener.
@@ -204,6 +205,18 @@ pub struct ConsolidateConfig {
     pub max_series: usize,
     pub tick: Duration,
     pub queue_batches: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct DurabilityConfig {
+    /// Where the write-ahead log and checkpoints live; `None`: no log (a crash loses the open
+    /// buckets and what waits to be written).
+    pub dir: Option<std::path::PathBuf>,
+    /// Sync the log to disk before answering (else written to the kernel only).
+    pub fsync: bool,
+    pub checkpoint_interval: Duration,
+    /// Log and checkpoints together; past it ingest is refused (503) until the node catches up.
+    pub max_disk_bytes: u64,
 }
 
 #[derive(Debug, Clone)]

@@ -67,6 +67,7 @@ impl RawConfig {
         let ingest = validate_ingest(self.ingest, &mut problems);
         let consolidate = validate_consolidate(self.consolidate, &mut problems);
         let persist = validate_persist(self.persist, &mut problems);
+        let durability = validate_durability(self.durability, &mut problems);
         let aliases = validate_aliases(self.aliases, index.as_ref(), &archives, &mut problems);
         let maintain = validate_maintain(self.maintain, &mut problems);
         let statsd = listener(
@@ -96,6 +97,7 @@ impl RawConfig {
                 ingest,
                 consolidate,
                 persist,
+                durability,
                 aliases,
                 maintain,
                 statsd,
@@ -586,6 +588,35 @@ fn validate_consolidate(raw: RawConsolidate, problems: &mut Problems) -> Consoli
     }
     if cfg.queue_batches == 0 {
         problems.add("consolidate.queue_batches", 0, "must be larger than zero");
+    }
+    cfg
+}
+
+fn validate_durability(raw: RawDurability, problems: &mut Problems) -> DurabilityConfig {
+    let cfg = DurabilityConfig {
+        dir: raw.dir,
+        fsync: raw.fsync.unwrap_or(true),
+        checkpoint_interval: raw.checkpoint_interval.unwrap_or(Duration::from_secs(60)),
+        max_disk_bytes: raw.max_disk_bytes.unwrap_or(10 << 30),
+    };
+    if cfg.checkpoint_interval < Duration::from_secs(1) {
+        problems.add(
+            "durability.checkpoint_interval",
+            human(cfg.checkpoint_interval),
+            "must be at least 1s",
+        );
+    }
+    // Log segments are an eighth of the bound, at least 1 MiB: below 8 MiB the bound would
+    // refuse ingest before a segment could be removed.
+    if cfg.max_disk_bytes < 8 << 20 {
+        problems.add(
+            "durability.max_disk_bytes",
+            cfg.max_disk_bytes,
+            "must be at least 8388608 (8 MiB)",
+        );
+    }
+    if cfg.dir.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
+        problems.add("durability.dir", "\"\"", "must be a directory path (leave it out for no log)");
     }
     cfg
 }

@@ -18,9 +18,14 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-/// A segment is closed and a new one begun past this size, so that whole files can be removed
-/// once a checkpoint covers them.
+/// A segment is closed and a new one begun past this size (or an eighth of the disk bound, when
+/// that is smaller), so that whole files can be removed once a checkpoint covers them.
 pub const SEGMENT_BYTES: u64 = 64 << 20;
+
+/// The segment size for a disk bound of `max_disk_bytes`.
+pub fn segment_bytes(max_disk_bytes: u64) -> u64 {
+    (max_disk_bytes / 8).clamp(1 << 20, SEGMENT_BYTES)
+}
 /// One group's writes at most: appends past this wait for the next sync.
 const GROUP_BYTES: usize = 16 << 20;
 /// Frame header: length, CRC, position.
@@ -221,6 +226,18 @@ pub fn start_writer(
     queue: usize,
     disk_bytes: Arc<AtomicU64>,
 ) -> Result<LogWriter, LogError> {
+    start_writer_with(dir, next_seq, sync, queue, disk_bytes, SEGMENT_BYTES)
+}
+
+/// [`start_writer`] with segments of `segment_limit` bytes.
+pub fn start_writer_with(
+    dir: &Path,
+    next_seq: u64,
+    sync: Sync,
+    queue: usize,
+    disk_bytes: Arc<AtomicU64>,
+    segment_limit: u64,
+) -> Result<LogWriter, LogError> {
     let segment = Segment::create(dir, next_seq)?;
     let (appends, mut rx) = mpsc::channel::<Append>(queue);
     let (done, committed) = mpsc::unbounded_channel();
@@ -257,7 +274,7 @@ pub fn start_writer(
                 if done.send(verdict).is_err() {
                     break;
                 }
-                if segment.len >= SEGMENT_BYTES {
+                if segment.len >= segment_limit {
                     match Segment::create(&dir, through + 1) {
                         Ok(next) => segment = next,
                         Err(e) => tracing::error!(error = %e, "cannot begin a new log segment; the current one grows"),

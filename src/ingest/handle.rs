@@ -17,7 +17,7 @@ use crate::consolidate::{BatchReport, ConsolidateError, OpenSeries};
 use crate::event::Event;
 
 /// Where the consolidator answers a batch.
-pub(crate) type Reply = oneshot::Sender<Result<BatchReport, ConsolidateError>>;
+pub(crate) type Reply = oneshot::Sender<Result<BatchReport, SubmitError>>;
 
 /// Events on their way to the consolidator, with a slot for its answer (`None`: nobody waits,
 /// and a refused batch is counted as `udp_dropped`).
@@ -45,18 +45,24 @@ pub(crate) enum Request {
 
 /// Why a batch was not consolidated.
 #[derive(Debug, thiserror::Error)]
-pub enum SubmitError {
+pub(crate) enum SubmitError {
     #[error("ingest queue is full: the node is not keeping up")]
     Busy,
     #[error("the pipeline is shutting down")]
     Closed,
     #[error(transparent)]
     Refused(#[from] ConsolidateError),
+    /// The write-ahead log could not take the batch: nothing of it was kept.
+    #[error("cannot write the log: {0}")]
+    Unlogged(String),
+    /// The data directory reached `durability.max_disk_bytes`.
+    #[error("the data directory is full (durability.max_disk_bytes) while the node is behind")]
+    DiskFull,
 }
 
 /// A hand-off the consolidator did not take, with its events.
 #[derive(Debug)]
-pub struct HandOffRefused {
+pub(crate) struct HandOffRefused {
     pub why: SubmitError,
     pub events: Vec<Event>,
 }
@@ -89,6 +95,7 @@ pub(crate) fn ingest_channel(capacity: usize) -> (IngestHandle, IngestQueue) {
     let handle = IngestHandle {
         tx,
         congestion: congestion.clone(),
+        disk: None,
     };
     (
         handle,
@@ -108,15 +115,30 @@ const MAX_BUSY_PAUSE: Duration = Duration::from_secs(1);
 
 /// The sending side of the consolidator's input; cheap to clone.
 #[derive(Clone)]
-pub struct IngestHandle {
+pub(crate) struct IngestHandle {
     tx: mpsc::Sender<Request>,
     congestion: Congestion,
+    disk: Option<DiskBound>,
+}
+
+/// The data directory's size and its bound: at the bound, batches are refused as
+/// [`SubmitError::DiskFull`] until the node catches up and checkpoints free the log.
+#[derive(Clone)]
+pub(crate) struct DiskBound {
+    pub used: Arc<std::sync::atomic::AtomicU64>,
+    pub max: u64,
 }
 
 impl IngestHandle {
+    /// Refuses batches while the data directory holds `bound.max` bytes or more.
+    pub(crate) fn bounded_by_disk(mut self, bound: DiskBound) -> Self {
+        self.disk = Some(bound);
+        self
+    }
+
     /// Hands `events` to the consolidator without waiting for room (a full queue is `Busy`) and
     /// waits for its answer.
-    pub async fn submit(&self, events: Vec<Event>) -> Result<BatchReport, SubmitError> {
+    pub(crate) async fn submit(&self, events: Vec<Event>) -> Result<BatchReport, SubmitError> {
         match self.offer(events, true) {
             Ok(answer) => answer_of(answer).await,
             Err(refused) => Err(refused.why),
@@ -127,7 +149,7 @@ impl IngestHandle {
     /// meanwhile, which is the push-back); the error when the pipeline refused them for good.
     /// `whole`: all or nothing at the series limit (a message whose sender is answered), else
     /// event by event (lines nobody answers).
-    pub async fn submit_waiting(
+    pub(crate) async fn submit_waiting(
         &self,
         mut events: Vec<Event>,
         whole: bool,
@@ -143,7 +165,7 @@ impl IngestHandle {
                     Err(refused) => refused,
                 },
                 Err(HandOffRefused {
-                    why: SubmitError::Busy,
+                    why: SubmitError::Busy | SubmitError::DiskFull,
                     events: back,
                 }) => {
                     events = back;
@@ -161,7 +183,7 @@ impl IngestHandle {
     /// Hands `events` to the consolidator and does not wait for its answer: for receivers that
     /// cannot tell a sender anything (UDP), from any thread. A full queue is `Busy`; the events
     /// come back with the refusal, so that the caller may try again.
-    pub fn hand_off(&self, events: Vec<Event>) -> Result<(), HandOffRefused> {
+    pub(crate) fn hand_off(&self, events: Vec<Event>) -> Result<(), HandOffRefused> {
         self.enqueue(events, None, false)
     }
 
@@ -170,7 +192,7 @@ impl IngestHandle {
         &self,
         events: Vec<Event>,
         whole: bool,
-    ) -> Result<oneshot::Receiver<Result<BatchReport, ConsolidateError>>, HandOffRefused> {
+    ) -> Result<oneshot::Receiver<Result<BatchReport, SubmitError>>, HandOffRefused> {
         let (reply, answer) = oneshot::channel();
         self.enqueue(events, Some(reply), whole).map(|()| answer)
     }
@@ -186,6 +208,14 @@ impl IngestHandle {
                 why: SubmitError::Busy,
                 events,
             });
+        }
+        if let Some(bound) = &self.disk {
+            if bound.used.load(Ordering::Relaxed) >= bound.max {
+                return Err(HandOffRefused {
+                    why: SubmitError::DiskFull,
+                    events,
+                });
+            }
         }
         self.tx
             .try_send(Request::Ingest(IngestBatch {
@@ -204,7 +234,7 @@ impl IngestHandle {
     }
 
     /// The open buckets of up to `limit` series named `name` (any when `None`).
-    pub async fn live(
+    pub(crate) async fn live(
         &self,
         name: Option<String>,
         limit: usize,
@@ -216,16 +246,16 @@ impl IngestHandle {
         answer.await.map_err(|_| SubmitError::Closed)
     }
 
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.tx.is_closed()
     }
 }
 
 /// The consolidator's answer to a batch it took; `Closed` when it ended before answering.
 async fn answer_of(
-    answer: oneshot::Receiver<Result<BatchReport, ConsolidateError>>,
+    answer: oneshot::Receiver<Result<BatchReport, SubmitError>>,
 ) -> Result<BatchReport, SubmitError> {
-    Ok(answer.await.map_err(|_| SubmitError::Closed)??)
+    answer.await.map_err(|_| SubmitError::Closed)?
 }
 
 /// Why the consolidator's queue did not take a request.

@@ -296,6 +296,15 @@ async fn submit<B, C>(
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"error": "shutting down"}),
         )),
+        Err(e @ (SubmitError::Unlogged(_) | SubmitError::DiskFull)) => {
+            Stats::add(&s.stats.requests_refused_busy, 1);
+            Err((
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "5")],
+                Json(json!({"error": format!("{e}; nothing of this request was kept, retry later")})),
+            )
+                .into_response())
+        }
         Err(SubmitError::Refused(e)) => Err(error(
             StatusCode::TOO_MANY_REQUESTS,
             json!({"error": e.to_string()}),
@@ -497,7 +506,7 @@ max_inflight_bytes = 2048
                             }),
                         };
                         if let Some(reply) = batch.reply {
-                            let _ = reply.send(result);
+                            let _ = reply.send(result.map_err(SubmitError::from));
                         }
                     }
                     Request::Live(live) => {

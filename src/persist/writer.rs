@@ -10,7 +10,8 @@
 //! documents in one `_mget`, lets [`merge::decide`] say what to write, and writes conditionally;
 //! a 409 there means someone wrote in between: read and merge again.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +38,8 @@ struct Batch {
     late: Vec<Closed>,
     /// Goes to an index this run had not written to.
     opens_index: bool,
+    /// How many of its buckets each log position closed, to acknowledge once written.
+    positions: BTreeMap<u64, u64>,
 }
 
 impl Batch {
@@ -185,6 +188,12 @@ pub(crate) struct BulkWriter<B> {
     /// The index template (name, body), until it is installed: nothing is written before it,
     /// or the node would map the first index's fields by guessing.
     template: Option<(String, serde_json::Value)>,
+    /// Where written buckets are acknowledged by log position, so that the log they came from
+    /// can be removed.
+    ledger: Option<Arc<crate::durable::ledger::Ledger>>,
+    /// The first log position of this run: buckets before it come from the replay at start-up,
+    /// and may be in their documents already, so they are never joined with another slice.
+    live_from: Arc<AtomicU64>,
 }
 
 impl<B: SearchBackend> BulkWriter<B> {
@@ -206,7 +215,21 @@ impl<B: SearchBackend> BulkWriter<B> {
             indices: HashSet::new(),
             new_index: None,
             template: None,
+            ledger: None,
+            live_from: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Acknowledges written buckets in `ledger`; buckets closed before `live_from` (replayed)
+    /// are merged one by one.
+    pub(crate) fn acknowledging(
+        mut self,
+        ledger: Arc<crate::durable::ledger::Ledger>,
+        live_from: Arc<AtomicU64>,
+    ) -> Self {
+        self.ledger = Some(ledger);
+        self.live_from = live_from;
+        self
     }
 
     /// Installs the index template `name` before the first write, retrying while the node is
@@ -260,6 +283,9 @@ impl<B: SearchBackend> BulkWriter<B> {
     }
 
     fn add(&mut self, batch: &mut Batch, closed: Closed) {
+        if self.ledger.is_some() {
+            *batch.positions.entry(closed.seq).or_default() += 1;
+        }
         if self.is_new_index(&closed) {
             batch.opens_index = true;
         }
@@ -290,11 +316,29 @@ impl<B: SearchBackend> BulkWriter<B> {
     /// those whose document existed.
     async fn flush(&mut self, batch: &mut Batch) {
         let opens_index = std::mem::take(&mut batch.opens_index);
+        let positions = std::mem::take(&mut batch.positions);
+        let dropped_before = self.stats.snapshot().docs_dropped;
         let (request, late) = batch.take();
         if !self.install_template().await {
             self.give_up(request.ends.len() + late.len());
             return;
         }
+        self.write_and_merge(request, late).await;
+        if let (true, Some(notify)) = (opens_index, &self.new_index) {
+            // Kept as a permit while maintenance is busy: one more pass follows.
+            notify.notify_one();
+        }
+        // Buckets given up at shutdown stay outstanding: the log keeps them for the next start.
+        if let Some(ledger) = &self.ledger {
+            if self.stats.snapshot().docs_dropped == dropped_before {
+                ledger.acknowledged(&positions);
+            }
+        }
+    }
+
+    /// Writes the new buckets with `create`, then merges the late ones and those whose
+    /// document existed.
+    async fn write_and_merge(&mut self, request: Request, late: Vec<Closed>) {
         let outcomes = self.write(request).await;
         let mut pending: Vec<Pending> = late.into_iter().map(|c| self.pending(c)).collect();
         for outcome in outcomes {
@@ -309,10 +353,6 @@ impl<B: SearchBackend> BulkWriter<B> {
             }
         }
         self.merge(pending).await;
-        if let (true, Some(notify)) = (opens_index, &self.new_index) {
-            // Kept as a permit while maintenance is busy: one more pass follows.
-            notify.notify_one();
-        }
     }
 
     /// Installs the template if it is not yet; false once shutdown's deadline passed first.
@@ -357,17 +397,23 @@ impl<B: SearchBackend> BulkWriter<B> {
         let doc: serde_json::Value = serde_json::from_slice(lines.next()?).ok()?;
         let meta = action.get("create").or_else(|| action.get("index"))?;
         let stored = parse_document(&doc, |name| self.encoder.archive_named(name))?;
+        let mut ours = stored.closed;
+        // The position we stamped is ours again, not another log's.
+        let log_id = self.encoder.log_id();
+        if let Some(at) = ours.foreign_marks.iter().position(|(log, _)| *log == log_id) {
+            ours.seq = ours.foreign_marks.remove(at).1;
+        }
         Some(Pending {
             index: meta["_index"].as_str()?.to_string(),
             id: meta["_id"].as_str()?.to_string(),
-            ours: stored.closed,
+            ours,
             sent: stored.token.into_iter().collect(),
         })
     }
 
     /// Merges every pending bucket into its stored document, reading again after each conflict.
     async fn merge(&mut self, pending: Vec<Pending>) {
-        let mut pending = coalesce(pending);
+        let mut pending = coalesce(pending, self.live_from.load(Ordering::Relaxed));
         let mut attempt = 0;
         while !pending.is_empty() {
             let targets: Vec<(String, String)> = pending
@@ -554,11 +600,14 @@ impl<B: SearchBackend> BulkWriter<B> {
 
 /// Joins the slices of one bucket that no write has carried yet (late slices of consecutive
 /// ticks in one batch), so the bucket is read and written once instead of racing itself.
-fn coalesce(pending: Vec<Pending>) -> Vec<Pending> {
+/// Slices replayed from the log (closed before `live_from`) are never joined: one may be in
+/// the document already and the other not, which only their own positions can tell.
+fn coalesce(pending: Vec<Pending>, live_from: u64) -> Vec<Pending> {
     let mut out: Vec<Pending> = Vec::with_capacity(pending.len());
     let mut fresh: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for p in pending {
-        if !p.sent.is_empty() {
+        let replayed = p.ours.seq != 0 && p.ours.seq < live_from;
+        if !p.sent.is_empty() || replayed {
             out.push(p);
             continue;
         }
@@ -949,16 +998,28 @@ shutdown_timeout = "2s"
             },
             sent,
         };
-        let joined = coalesce(vec![
-            slice(1.0, vec![]),
-            slice(2.0, vec![7]),
-            slice(4.0, vec![]),
-        ]);
+        let joined = coalesce(
+            vec![
+                slice(1.0, vec![]),
+                slice(2.0, vec![7]),
+                slice(4.0, vec![]),
+            ],
+            0,
+        );
         let sums: Vec<(f64, u64)> = joined
             .iter()
             .map(|p| (p.ours.summary.sum, p.ours.summary.count))
             .collect();
         assert_eq!(sums, vec![(5.0, 2), (2.0, 1)]);
+        // Replayed slices (positions before this run's first) may be stored already: apart.
+        let at = |v: f64, seq: u64| {
+            let mut p = slice(v, vec![]);
+            p.ours.seq = seq;
+            p
+        };
+        let replayed = coalesce(vec![at(1.0, 3), at(2.0, 4), at(4.0, 10), at(8.0, 11)], 10);
+        let sums: Vec<f64> = replayed.iter().map(|p| p.ours.summary.sum).collect();
+        assert_eq!(sums, vec![1.0, 2.0, 12.0]);
     }
 
     #[tokio::test(start_paused = true)]
