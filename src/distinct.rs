@@ -134,7 +134,8 @@ impl Distinct {
             1 => {
                 let block = r.0.get(..REGISTERS)?;
                 r.0 = &r.0[REGISTERS..];
-                let registers: Box<[u8; REGISTERS]> = block.to_vec().into_boxed_slice().try_into().ok()?;
+                let registers: Box<[u8; REGISTERS]> =
+                    block.to_vec().into_boxed_slice().try_into().ok()?;
                 Some(Distinct::Estimated(registers))
             }
             _ => None,

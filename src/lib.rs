@@ -19,11 +19,11 @@
 pub mod access;
 pub mod calendar;
 pub mod clock;
-pub mod durable;
 pub(crate) mod codec;
 pub mod config;
 pub mod consolidate;
 pub(crate) mod distinct;
+pub mod durable;
 pub(crate) mod errors;
 pub mod event;
 pub(crate) mod ingest;

@@ -37,8 +37,8 @@ use crate::persist::writer::BulkWriter;
 use crate::stats::Stats;
 
 mod journal;
-use journal::{apply_events, apply_shutdown, apply_tick, Input, Journal};
 pub use journal::DurableError;
+use journal::{apply_events, apply_shutdown, apply_tick, Input, Journal};
 
 /// Why the service could not start or run.
 #[derive(Debug, thiserror::Error)]

@@ -218,8 +218,7 @@ pub async fn to_node(
     wait_for_node(backend.as_ref(), &shutdown).await?;
     let stats = Arc::new(Stats::default());
     let new_index = Arc::new(tokio::sync::Notify::new());
-    let write =
-        start_write_path(config, backend, stats.clone(), shutdown, new_index, None).await?;
+    let write = start_write_path(config, backend, stats.clone(), shutdown, new_index, None).await?;
     // Consolidation is synchronous; a thread feeds the writer through the bounded channel, so a
     // slow node slows the replay instead of filling memory.
     let tx = write.closed;

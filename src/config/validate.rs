@@ -616,7 +616,11 @@ fn validate_durability(raw: RawDurability, problems: &mut Problems) -> Durabilit
         );
     }
     if cfg.dir.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
-        problems.add("durability.dir", "\"\"", "must be a directory path (leave it out for no log)");
+        problems.add(
+            "durability.dir",
+            "\"\"",
+            "must be a directory path (leave it out for no log)",
+        );
     }
     cfg
 }

@@ -7,9 +7,7 @@
 
 use std::sync::Arc;
 
-use super::{
-    ArchiveSpec, Consolidator, Extras, LateKey, Summary, NO_EXTRAS,
-};
+use super::{ArchiveSpec, Consolidator, Extras, LateKey, Summary, NO_EXTRAS};
 use crate::codec::{put_bytes, put_f64, put_i64, put_varint, Malformed, Reader};
 use crate::distinct::Distinct;
 use crate::event::{MetricKind, SeriesKey};
@@ -343,10 +341,16 @@ mod tests {
         assert_eq!(second.late_buckets(), first.late_buckets());
         first.record_each(&tail[50..]);
         second.record_each(&tail[50..]);
-        let (a, b) = (closed_sorted(first, 1_080_000), closed_sorted(second, 1_080_000));
+        let (a, b) = (
+            closed_sorted(first, 1_080_000),
+            closed_sorted(second, 1_080_000),
+        );
         assert_eq!(a.len(), b.len());
         for (a, b) in a.iter().zip(&b) {
-            assert_eq!((&a.series, a.archive, a.late, a.summary), (&b.series, b.archive, b.late, b.summary));
+            assert_eq!(
+                (&a.series, a.archive, a.late, a.summary),
+                (&b.series, b.archive, b.late, b.summary)
+            );
             let (ea, eb) = (a.extras.as_deref(), b.extras.as_deref());
             assert_eq!(ea.map(|e| &e.members), eb.map(|e| &e.members));
             let sketch = |e: Option<&Extras>| e.and_then(|e| e.sketch.as_ref()).map(Sketch::encode);
@@ -365,7 +369,10 @@ mod tests {
             Err(SnapshotError::Archives { .. })
         ));
         for cut in [0, 8, bytes.len() / 2, bytes.len() - 1] {
-            assert!(Consolidator::restore(&SPECS, 1000, &bytes[..cut]).is_err(), "cut at {cut}");
+            assert!(
+                Consolidator::restore(&SPECS, 1000, &bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
         }
     }
 

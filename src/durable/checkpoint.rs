@@ -132,8 +132,7 @@ pub fn housekeep(dir: &Path, ledger: &Ledger) -> Result<Pass, CheckpointError> {
     let oldest = ledger.oldest_outstanding();
     let ready = listed(dir, "pending")?
         .into_iter()
-        .filter(|(seq, _)| oldest.is_none_or(|o| o > *seq))
-        .next_back();
+        .rfind(|(seq, _)| oldest.is_none_or(|o| o > *seq));
     if let Some((seq, pending)) = ready {
         let ckpt = pending.with_extension("ckpt");
         std::fs::rename(&pending, &ckpt).map_err(io(&ckpt))?;
@@ -256,7 +255,12 @@ mod tests {
     fn segment_with(dir: &Path, seqs: std::ops::RangeInclusive<u64>) {
         let mut w = start_writer(dir, *seqs.start(), Sync::None, 16, Arc::default()).unwrap();
         for seq in seqs.clone() {
-            w.appends.blocking_send(Append { seq, payload: vec![1] }).unwrap();
+            w.appends
+                .blocking_send(Append {
+                    seq,
+                    payload: vec![1],
+                })
+                .unwrap();
         }
         while w.committed.blocking_recv() != Some(Committed::Through(*seqs.end())) {}
         drop(w.appends);
@@ -273,18 +277,33 @@ mod tests {
         ledger.handed(12, 3);
         write_pending(&dir, 20, b"state at 20").unwrap();
         assert_eq!(restart_point(&dir).unwrap(), None);
-        assert_eq!(housekeep(&dir, &ledger).unwrap(), Pass::default(), "12 is outstanding");
+        assert_eq!(
+            housekeep(&dir, &ledger).unwrap(),
+            Pass::default(),
+            "12 is outstanding"
+        );
         assert_eq!(segments(&dir).unwrap().len(), 3);
 
         ledger.acknowledged(&std::collections::BTreeMap::from([(12, 3)]));
         let pass = housekeep(&dir, &ledger).unwrap();
         assert_eq!((pass.promoted, pass.removed_segments), (Some(20), 2));
-        assert_eq!(restart_point(&dir).unwrap(), Some((20, b"state at 20".to_vec())));
-        assert_eq!(segments(&dir).unwrap()[0].0, 21, "the segment after 20 stays");
+        assert_eq!(
+            restart_point(&dir).unwrap(),
+            Some((20, b"state at 20".to_vec()))
+        );
+        assert_eq!(
+            segments(&dir).unwrap()[0].0,
+            21,
+            "the segment after 20 stays"
+        );
 
         write_pending(&dir, 24, b"later").unwrap();
         housekeep(&dir, &ledger).unwrap();
-        assert_eq!(listed(&dir, "ckpt").unwrap().len(), 1, "older restart points go");
+        assert_eq!(
+            listed(&dir, "ckpt").unwrap().len(),
+            1,
+            "older restart points go"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -59,7 +59,10 @@ mod tests {
         ledger.handed(7, 0);
         assert_eq!(ledger.oldest_outstanding(), Some(5));
         ledger.acknowledged(&BTreeMap::from([(5, 1), (9, 1)]));
-        assert_eq!((ledger.oldest_outstanding(), ledger.outstanding()), (Some(5), 1));
+        assert_eq!(
+            (ledger.oldest_outstanding(), ledger.outstanding()),
+            (Some(5), 1)
+        );
         ledger.acknowledged(&BTreeMap::from([(5, 1)]));
         assert_eq!(ledger.oldest_outstanding(), None);
     }

@@ -149,7 +149,10 @@ pub fn read_back(
         let bytes = std::fs::read(path).map_err(io(path))?;
         let mut at = 0;
         while at < bytes.len() {
-            match next_frame(&bytes, at) {
+            // Positions only grow: a whole frame out of order is damage too (a sector of old
+            // data behind a torn write).
+            let frame = next_frame(&bytes, at).filter(|(seq, _, _)| *seq > out.last_seq);
+            match frame {
                 Some((seq, payload, end)) => {
                     out.last_seq = seq;
                     if seq > from {
@@ -181,7 +184,10 @@ fn next_first(all: &[(u64, PathBuf)], i: usize) -> u64 {
 }
 
 fn cut(path: &Path, len: u64) -> Result<(), LogError> {
-    let file = OpenOptions::new().write(true).open(path).map_err(io(path))?;
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io(path))?;
     file.set_len(len).map_err(io(path))?;
     file.sync_all().map_err(io(path))
 }
@@ -198,7 +204,11 @@ pub enum Committed {
     /// Every record up to this position is on disk (synced, unless syncing is off).
     Through(u64),
     /// These records could not be written; nothing of them is in the log.
-    Failed { from: u64, through: u64, error: String },
+    Failed {
+        from: u64,
+        through: u64,
+        error: String,
+    },
 }
 
 /// How appends reach the disk.
@@ -340,9 +350,7 @@ impl Segment {
 
 /// Makes a file's creation, rename or removal in `dir` durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(dir))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 
 #[cfg(test)]
@@ -390,7 +398,10 @@ mod tests {
         write(&dir, 3, &[b"ccc"]);
         let (got, back) = read(&dir, 1);
         assert_eq!(got, vec![(2, b"bb".to_vec()), (3, b"ccc".to_vec())]);
-        assert_eq!((back.last_seq, back.records, back.truncated_bytes), (3, 2, 0));
+        assert_eq!(
+            (back.last_seq, back.records, back.truncated_bytes),
+            (3, 2, 0)
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -401,11 +412,22 @@ mod tests {
         let (_, path) = segments(&dir).unwrap().pop().unwrap();
         let len = std::fs::metadata(&path).unwrap().len();
         // Mid-record: the last frame loses its last 3 bytes.
-        OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 3).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len - 3)
+            .unwrap();
         let (got, back) = read(&dir, 0);
         assert_eq!(got.len(), 2);
-        assert_eq!((back.last_seq, back.truncated_bytes), (2, (HEADER + 5 - 3) as u64));
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), len - (HEADER + 5) as u64);
+        assert_eq!(
+            (back.last_seq, back.truncated_bytes),
+            (2, (HEADER + 5 - 3) as u64)
+        );
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            len - (HEADER + 5) as u64
+        );
         // Appending goes on after it.
         write(&dir, 3, &[b"again"]);
         assert_eq!(read(&dir, 2).0, vec![(3, b"again".to_vec())]);

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use crate::clock::EpochMillis;
 use crate::codec::{put_bytes, put_f64, put_i64, put_varint, Malformed, Reader};
 use crate::consolidate::{kind_code, kind_of};
-use crate::event::{Event, Partial, SeriesKey};
 use crate::event::Sample;
+use crate::event::{Event, Partial, SeriesKey};
 
 const BATCH: u8 = 1;
 const TICK: u8 = 2;
@@ -168,9 +168,13 @@ mod tests {
             },
         ];
         let mut keys = Keys::default();
-        for (record, whole) in [(Record::Batch { whole: true, events: events.clone() }, true)] {
+        for whole in [true, false] {
             let mut out = Vec::new();
             encode_batch(whole, &events, &mut out);
+            let record = Record::Batch {
+                whole,
+                events: events.clone(),
+            };
             assert_eq!(decode(&out, &mut keys), Ok(record));
             assert!(decode(&out[..out.len() - 1], &mut keys).is_err());
         }

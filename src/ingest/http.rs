@@ -301,7 +301,9 @@ async fn submit<B, C>(
             Err((
                 StatusCode::SERVICE_UNAVAILABLE,
                 [(header::RETRY_AFTER, "5")],
-                Json(json!({"error": format!("{e}; nothing of this request was kept, retry later")})),
+                Json(
+                    json!({"error": format!("{e}; nothing of this request was kept, retry later")}),
+                ),
             )
                 .into_response())
         }

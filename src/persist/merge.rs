@@ -72,7 +72,11 @@ pub(crate) fn decide(
         return Step::Landed;
     }
     let ours = pending.ours.seq;
-    let marked = stored.closed.foreign_marks.iter().find(|(log, _)| *log == log_id);
+    let marked = stored
+        .closed
+        .foreign_marks
+        .iter()
+        .find(|(log, _)| *log == log_id);
     if log_id != 0 && ours != 0 && marked.is_some_and(|&(_, seq)| seq >= ours) {
         return Step::Landed;
     }
@@ -332,7 +336,9 @@ mod tests {
     /// The document written for `closed` by a writer stamping positions of log `log`.
     fn stored_by_log(closed: &Closed, log: u64) -> Value {
         let mut out = Vec::new();
-        encoder().with_log(log).encode(closed, Op::Create, 1, &mut out);
+        encoder()
+            .with_log(log)
+            .encode(closed, Op::Create, 1, &mut out);
         let text = String::from_utf8(out).unwrap();
         serde_json::from_str(text.lines().nth(1).unwrap()).unwrap()
     }
@@ -343,17 +349,29 @@ mod tests {
         first.seq = 40;
         first.foreign_marks = vec![(7, 3)];
         let doc = stored_by_log(&first, 0xab);
-        assert_eq!(doc["merge"]["logs"], json!({"0000000000000007": 3, "00000000000000ab": 40}));
+        assert_eq!(
+            doc["merge"]["logs"],
+            json!({"0000000000000007": 3, "00000000000000ab": 40})
+        );
         for (seq, landed) in [(39, true), (40, true), (41, false)] {
             let mut replayed = bucket(&[(2.0, 3_000)]);
             replayed.seq = seq;
-            let step = decide(&pending(replayed, vec![]), &found(doc.clone()), 0xab, archive_of);
+            let step = decide(
+                &pending(replayed, vec![]),
+                &found(doc.clone()),
+                0xab,
+                archive_of,
+            );
             match step {
                 Step::Landed => assert!(landed, "slice {seq}"),
                 Step::Write(merged, _) => {
                     assert!(!landed, "slice {seq}");
                     assert_eq!((merged.summary.count, merged.seq), (2, 41));
-                    assert_eq!(merged.foreign_marks, vec![(7, 3)], "another log's position is kept");
+                    assert_eq!(
+                        merged.foreign_marks,
+                        vec![(7, 3)],
+                        "another log's position is kept"
+                    );
                 }
                 other => panic!("{other:?}"),
             }

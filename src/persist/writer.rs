@@ -11,8 +11,8 @@
 //! a 409 there means someone wrote in between: read and merge again.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -400,7 +400,11 @@ impl<B: SearchBackend> BulkWriter<B> {
         let mut ours = stored.closed;
         // The position we stamped is ours again, not another log's.
         let log_id = self.encoder.log_id();
-        if let Some(at) = ours.foreign_marks.iter().position(|(log, _)| *log == log_id) {
+        if let Some(at) = ours
+            .foreign_marks
+            .iter()
+            .position(|(log, _)| *log == log_id)
+        {
             ours.seq = ours.foreign_marks.remove(at).1;
         }
         Some(Pending {
@@ -999,11 +1003,7 @@ shutdown_timeout = "2s"
             sent,
         };
         let joined = coalesce(
-            vec![
-                slice(1.0, vec![]),
-                slice(2.0, vec![7]),
-                slice(4.0, vec![]),
-            ],
+            vec![slice(1.0, vec![]), slice(2.0, vec![7]), slice(4.0, vec![])],
             0,
         );
         let sums: Vec<(f64, u64)> = joined

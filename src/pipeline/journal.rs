@@ -49,6 +49,9 @@ pub enum DurableError {
     WriterGone,
 }
 
+/// An input the log holds (`Ok`), or one it could not take, with why.
+pub(crate) type Ready = Result<Input, (Input, String)>;
+
 /// One input of the consolidator.
 pub(crate) enum Input {
     Batch(IngestBatch),
@@ -63,7 +66,10 @@ pub(crate) fn apply_events(
     events: &[Event],
     whole: bool,
     out: &mut Vec<Closed>,
-) -> (Result<BatchReport, ConsolidateError>, Option<ConsolidateError>) {
+) -> (
+    Result<BatchReport, ConsolidateError>,
+    Option<ConsolidateError>,
+) {
     let result = if whole {
         (c.record_batch(events), None)
     } else {
@@ -77,7 +83,12 @@ pub(crate) fn apply_events(
 }
 
 /// The clock struck `now`: horizons move, due buckets close, the late table is handed on.
-pub(crate) fn apply_tick(c: &mut Consolidator, config: &Config, now: EpochMillis, out: &mut Vec<Closed>) {
+pub(crate) fn apply_tick(
+    c: &mut Consolidator,
+    config: &Config,
+    now: EpochMillis,
+    out: &mut Vec<Closed>,
+) {
     c.set_horizons(&retention_horizons(config, now));
     c.flush_due(now, out);
     c.drain_late(out);
@@ -229,7 +240,14 @@ impl Journal {
         data: &DataDir,
         config: &Config,
         next_seq: u64,
-    ) -> Result<(Self, std::thread::JoinHandle<()>, std::thread::JoinHandle<()>), DurableError> {
+    ) -> Result<
+        (
+            Self,
+            std::thread::JoinHandle<()>,
+            std::thread::JoinHandle<()>,
+        ),
+        DurableError,
+    > {
         let d = &config.durability;
         let sync = if d.fsync {
             log::Sync::Data
@@ -305,9 +323,13 @@ impl Journal {
     }
 
     /// The oldest waiting input, once the log holds it (`Ok`) or failed to (`Err`, with why).
-    pub(crate) fn next_ready(&mut self) -> Option<(u64, Result<Input, (Input, String)>)> {
+    pub(crate) fn next_ready(&mut self) -> Option<(u64, Ready)> {
         let &(seq, _) = self.waiting.front()?;
-        while self.failed.front().is_some_and(|(_, through, _)| *through < seq) {
+        while self
+            .failed
+            .front()
+            .is_some_and(|(_, through, _)| *through < seq)
+        {
             self.failed.pop_front();
         }
         let failed = self
@@ -349,10 +371,17 @@ impl Journal {
             snapshot,
         }) {
             Ok(()) => {
-                tracing::debug!(seq = self.applied, bytes, took_ms = started.elapsed().as_millis() as u64, "checkpoint taken");
+                tracing::debug!(
+                    seq = self.applied,
+                    bytes,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "checkpoint taken"
+                );
                 self.checkpointed = self.applied;
             }
-            Err(_) => tracing::warn!("the previous checkpoint is still being written; this one is skipped"),
+            Err(_) => tracing::warn!(
+                "the previous checkpoint is still being written; this one is skipped"
+            ),
         }
     }
 }

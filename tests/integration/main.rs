@@ -4,6 +4,7 @@
 
 mod agents;
 mod backpressure;
+mod durability;
 mod late;
 mod maintenance;
 mod protocols;

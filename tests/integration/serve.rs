@@ -9,37 +9,6 @@ use strata::clock::ManualClock;
 
 use crate::support::*;
 
-/// Reads the service's log until it says where it listens; keeps draining it afterwards.
-async fn read_listen_addr(stderr: tokio::process::ChildStderr) -> String {
-    use tokio::io::{AsyncBufReadExt, BufReader};
-    let mut lines = BufReader::new(stderr).lines();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let line = tokio::time::timeout_at(deadline, lines.next_line())
-            .await
-            .expect("service did not start")
-            .unwrap()
-            .expect("service exited");
-        eprintln!("strata: {line}");
-        if line.contains("listening") {
-            let addr = line
-                .split("addr=")
-                .nth(1)
-                .unwrap()
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .to_string();
-            tokio::spawn(async move {
-                while let Ok(Some(line)) = lines.next_line().await {
-                    eprintln!("strata: {line}");
-                }
-            });
-            return addr;
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_series_that_stops_still_gets_its_last_bucket() {
     let scope = Scope::new("stops");

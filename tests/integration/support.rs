@@ -342,3 +342,44 @@ pub async fn get_json(scope: &Scope, url: String) -> (u16, Value) {
     let r = scope.http.get(url).send().await.unwrap();
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
+
+/// Reads the service's log until it says where it listens; keeps draining it afterwards.
+pub async fn read_listen_addr(stderr: tokio::process::ChildStderr) -> String {
+    read_listen_addr_keeping(stderr, Arc::default()).await
+}
+
+/// [`read_listen_addr`], keeping every line of the log in `kept` too.
+pub async fn read_listen_addr_keeping(
+    stderr: tokio::process::ChildStderr,
+    kept: Arc<std::sync::Mutex<Vec<String>>>,
+) -> String {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut lines = BufReader::new(stderr).lines();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let line = tokio::time::timeout_at(deadline, lines.next_line())
+            .await
+            .expect("service did not start")
+            .unwrap()
+            .expect("service exited");
+        eprintln!("strata: {line}");
+        kept.lock().unwrap().push(line.clone());
+        if line.contains("listening addr=") {
+            let addr = line
+                .split("addr=")
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_string();
+            tokio::spawn(async move {
+                while let Ok(Some(line)) = lines.next_line().await {
+                    eprintln!("strata: {line}");
+                    kept.lock().unwrap().push(line);
+                }
+            });
+            return addr;
+        }
+    }
+}
