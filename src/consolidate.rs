@@ -32,6 +32,7 @@ use crate::sketch::Sketch;
 
 mod snapshot;
 pub use snapshot::SnapshotError;
+pub(crate) use snapshot::{decode_closed, encode_closed};
 pub(crate) use snapshot::{kind_code, kind_of};
 
 /// Archives are tracked in a bit mask per event.

@@ -36,7 +36,9 @@ use crate::persist::template::index_template;
 use crate::persist::writer::BulkWriter;
 use crate::stats::Stats;
 
+mod backlog;
 mod journal;
+use backlog::Backlog;
 pub use journal::DurableError;
 use journal::{apply_events, apply_shutdown, apply_tick, Input, Journal};
 
@@ -103,6 +105,8 @@ pub struct ConsolidatorTask<C> {
     /// Buckets closed while waiting for the writer (without a journal, a batch recorded then
     /// may hand the late table on): sent with the hand-over under way.
     held: Vec<Closed>,
+    /// Where closed buckets wait when the writer's queue is full (with a data directory).
+    backlog: Option<Backlog>,
 }
 
 impl<C: Clock> ConsolidatorTask<C> {
@@ -135,6 +139,9 @@ impl<C: Clock> ConsolidatorTask<C> {
                     Stats::set(&self.stats.series_active, self.consolidator.active_series() as u64);
                     Stats::set(&self.stats.buckets_open, self.consolidator.open_buckets() as u64);
                     Stats::set(&self.stats.buckets_late, self.consolidator.late_buckets() as u64);
+                    if let Some(j) = &self.journal {
+                        Stats::set(&self.stats.data_dir_bytes, j.disk.load(std::sync::atomic::Ordering::Relaxed));
+                    }
                 }
                 Some(committed) = committed(&mut self.journal), if journaled => {
                     if let Some(j) = self.journal.as_mut() {
@@ -153,6 +160,9 @@ impl<C: Clock> ConsolidatorTask<C> {
         }
         self.submit(Input::Shutdown, &mut closed).await;
         self.finish_journal(&mut closed).await;
+        if let Some(backlog) = &self.backlog {
+            backlog.finish();
+        }
         Stats::set(&self.stats.series_active, 0);
         Stats::set(&self.stats.buckets_open, 0);
         tracing::info!("consolidator closed every open bucket");
@@ -291,6 +301,11 @@ impl<C: Clock> ConsolidatorTask<C> {
             let mut pending = std::mem::take(closed);
             for mut c in pending.drain(..) {
                 c.seq = seq;
+                let c = match self.spill(c) {
+                    Spill::Done => continue,
+                    Spill::WriterGone => return self.writer_gone(),
+                    Spill::Wait(c) => c,
+                };
                 let permit = match self.output.clone().try_reserve_owned() {
                     Ok(permit) => permit,
                     Err(mpsc::error::TrySendError::Full(_)) => {
@@ -312,6 +327,32 @@ impl<C: Clock> ConsolidatorTask<C> {
         }
         self.congestion.set(false);
         true
+    }
+
+    /// With a backlog: sends `c` to the writer if nothing waits and its queue has room, else
+    /// adds it to the backlog. Without one (or if the backlog cannot write), `c` comes back to
+    /// wait for room.
+    fn spill(&mut self, c: Closed) -> Spill {
+        let Some(backlog) = &self.backlog else {
+            return Spill::Wait(c);
+        };
+        if !backlog.is_active() {
+            match self.output.try_reserve() {
+                Ok(permit) => {
+                    permit.send(c);
+                    return Spill::Done;
+                }
+                Err(mpsc::error::TrySendError::Closed(())) => return Spill::WriterGone,
+                Err(mpsc::error::TrySendError::Full(())) => {}
+            }
+        }
+        match backlog.push(&c, self.clock.now()) {
+            Ok(()) => Spill::Done,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot write the backlog; waiting for the writer instead");
+                Spill::Wait(c)
+            }
+        }
     }
 
     async fn wait_for_room(&mut self) -> Option<mpsc::OwnedPermit<Closed>> {
@@ -357,6 +398,15 @@ impl<C: Clock> ConsolidatorTask<C> {
         tracing::error!("bulk writer stopped before the consolidator: closed buckets lost");
         false
     }
+}
+
+/// What became of a bucket offered to the backlog.
+enum Spill {
+    /// Sent to the writer or added to the backlog.
+    Done,
+    WriterGone,
+    /// To be sent to the writer, waiting for room.
+    Wait(Closed),
 }
 
 /// The log thread's next report, or never without a journal.
@@ -488,6 +538,7 @@ pub(crate) fn start_consolidator<C: Clock>(
     config: &Config,
     mut consolidator: Consolidator,
     journal: Option<Journal>,
+    backlog: Option<Backlog>,
     clock: Arc<C>,
     closed: mpsc::Sender<Closed>,
     stats: Arc<Stats>,
@@ -509,6 +560,7 @@ pub(crate) fn start_consolidator<C: Clock>(
         congestion: queue.congestion,
         journal,
         held: Vec::new(),
+        backlog,
     };
     let task = tokio::spawn(task.run(config.consolidate.tick));
     (handle, task)
@@ -652,18 +704,27 @@ pub async fn serve<C: Clock>(
         }),
     )
     .await?;
-    let (consolidator, journal, durable, disk) = match data {
+    let (consolidator, journal, durable, disk, backlog) = match data {
         Some(data) => {
             let disk = crate::ingest::handle::DiskBound {
                 used: data.disk.clone(),
                 max: config.durability.max_disk_bytes,
             };
+            let backlog =
+                Backlog::open(&data.dir, data.disk.clone(), stats.clone()).map_err(|source| {
+                    DurableError::Dir {
+                        path: backlog::backlog_dir(&data.dir),
+                        source,
+                    }
+                })?;
+            tokio::spawn(backlog::feed(backlog.clone(), write.closed.clone()));
             let (c, j, d) =
                 recover_and_start_journal(&config, data, &write.closed, &live_from).await?;
-            (c, Some(j), Some(d), Some(disk))
+            (c, Some(j), Some(d), Some(disk), Some(backlog))
         }
         None => (
             Consolidator::new(&archive_specs(&config), config.consolidate.max_series),
+            None,
             None,
             None,
             None,
@@ -673,6 +734,7 @@ pub async fn serve<C: Clock>(
         &config,
         consolidator,
         journal,
+        backlog,
         clock.clone(),
         write.closed,
         stats.clone(),
@@ -807,6 +869,7 @@ mod tests {
             congestion: queue.congestion,
             journal: None,
             held: Vec::new(),
+            backlog: None,
         };
         Harness {
             ingest,

@@ -15,6 +15,13 @@ pub struct Stats {
     pub events_expired: AtomicU64,
     /// Buckets waiting in the late table.
     pub buckets_late: AtomicU64,
+    /// Closed buckets waiting in the on-disk backlog (the writer's queue was full), the bytes
+    /// of its files, and when the oldest was added (epoch ms; 0: none waits).
+    pub backlog_docs: AtomicU64,
+    pub backlog_bytes: AtomicU64,
+    pub backlog_oldest_ms: AtomicU64,
+    /// Bytes of the data directory (log, checkpoints, backlog).
+    pub data_dir_bytes: AtomicU64,
     pub requests_refused_busy: AtomicU64,
     pub series_active: AtomicU64,
     pub buckets_open: AtomicU64,
@@ -58,6 +65,10 @@ pub struct StatsSnapshot {
     pub events_merged: u64,
     pub events_expired: u64,
     pub buckets_late: u64,
+    pub backlog_docs: u64,
+    pub backlog_bytes: u64,
+    pub backlog_oldest_ms: u64,
+    pub data_dir_bytes: u64,
     pub requests_refused_busy: u64,
     pub series_active: u64,
     pub buckets_open: u64,
@@ -86,6 +97,13 @@ impl Stats {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Lowers a gauge, never below zero.
+    pub fn sub(gauge: &AtomicU64, n: u64) {
+        let _ = gauge.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            Some(v.saturating_sub(n))
+        });
+    }
+
     pub fn set(gauge: &AtomicU64, n: u64) {
         gauge.store(n, Ordering::Relaxed);
     }
@@ -111,6 +129,10 @@ impl Stats {
             events_merged: get(&self.events_merged),
             events_expired: get(&self.events_expired),
             buckets_late: get(&self.buckets_late),
+            backlog_docs: get(&self.backlog_docs),
+            backlog_bytes: get(&self.backlog_bytes),
+            backlog_oldest_ms: get(&self.backlog_oldest_ms),
+            data_dir_bytes: get(&self.data_dir_bytes),
             requests_refused_busy: get(&self.requests_refused_busy),
             series_active: get(&self.series_active),
             buckets_open: get(&self.buckets_open),

@@ -49,10 +49,18 @@ impl Config {
             path: path.into(),
             message: e.to_string().trim_end().to_string(),
         })?;
-        raw.validate().map_err(|problems| ConfigError::Invalid {
+        let mut config = raw.validate().map_err(|problems| ConfigError::Invalid {
             path: path.into(),
             problems,
-        })
+        })?;
+        // A relative data directory belongs with the file that names it, not with wherever
+        // strata happens to be started from.
+        if let (Some(dir), Some(base)) = (&config.durability.dir, path.parent()) {
+            if dir.is_relative() {
+                config.durability.dir = Some(base.join(dir));
+            }
+        }
+        Ok(config)
     }
 }
 

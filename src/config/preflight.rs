@@ -39,6 +39,9 @@ impl Config {
                 secret(source, what, &mut problems);
             }
         }
+        if let Some(dir) = &self.durability.dir {
+            data_dir(dir, &mut problems);
+        }
         shared_addresses(self, &mut problems);
         if problems.is_empty() {
             Ok(())
@@ -54,6 +57,43 @@ fn problem(field: &str, value: impl std::fmt::Display, why: impl Into<String>) -
         value: value.to_string(),
         why: why.into(),
     }
+}
+
+/// A data directory strata could not create or write in (checked without creating it).
+fn data_dir(dir: &std::path::Path, problems: &mut Vec<Problem>) {
+    let existing = dir
+        .ancestors()
+        .find(|a| a.exists() || a.as_os_str().is_empty());
+    let why = match existing {
+        Some(a) if a == dir && !a.is_dir() => Some("exists and is not a directory".to_string()),
+        Some(a)
+            if !writable(if a.as_os_str().is_empty() {
+                std::path::Path::new(".")
+            } else {
+                a
+            }) =>
+        {
+            Some(format!("{} is not writable by this user", a.display()))
+        }
+        _ => None,
+    };
+    if let Some(why) = why {
+        problems.push(problem("durability.dir", dir.display(), why));
+    }
+}
+
+/// Whether this user may create files in `path`: tried with a file created and removed at once.
+fn writable(path: &std::path::Path) -> bool {
+    let probe = path.join(format!(".strata-check-{}", std::process::id()));
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .is_ok();
+    if created {
+        let _ = std::fs::remove_file(&probe);
+    }
+    created
 }
 
 /// A secret that cannot be read, or reads empty.

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use super::{ArchiveSpec, Consolidator, Extras, LateKey, Summary, NO_EXTRAS};
+use super::{ArchiveSpec, Closed, Consolidator, Extras, LateKey, Summary, NO_EXTRAS};
 use crate::codec::{put_bytes, put_f64, put_i64, put_varint, Malformed, Reader};
 use crate::distinct::Distinct;
 use crate::event::{MetricKind, SeriesKey};
@@ -151,6 +151,44 @@ impl Consolidator {
     }
 }
 
+/// Appends one closed bucket (what the writer needs of it) to `out`.
+pub(crate) fn encode_closed(c: &Closed, out: &mut Vec<u8>) {
+    put_bytes(out, c.series.as_bytes());
+    put_varint(out, c.archive as u64);
+    out.push(u8::from(c.late));
+    put_varint(out, c.seq);
+    put_varint(out, c.foreign_marks.len() as u64);
+    for &(log, seq) in &c.foreign_marks {
+        put_varint(out, log);
+        put_varint(out, seq);
+    }
+    put_summary(out, &c.summary);
+    put_extras(out, c.extras.as_deref());
+}
+
+/// Reads one bucket written by [`encode_closed`] from the front of `r`.
+pub(crate) fn decode_closed(r: &mut Reader<'_>) -> Result<Closed, Malformed> {
+    let series: Arc<str> = Arc::from(r.str()?);
+    let archive = r.len(super::MAX_ARCHIVES - 1)?;
+    let late = r.byte()? != 0;
+    let seq = r.varint()?;
+    let marks = r.len(r.0.len() / 2)?;
+    let foreign_marks = (0..marks)
+        .map(|_| Ok((r.varint()?, r.varint()?)))
+        .collect::<Result<_, Malformed>>()?;
+    let summary = read_summary(r)?;
+    let extras = read_extras(r)?.map(Box::new);
+    Ok(Closed {
+        series,
+        archive,
+        summary,
+        extras,
+        late,
+        seq,
+        foreign_marks,
+    })
+}
+
 fn read_specs(r: &mut Reader<'_>) -> Result<Vec<(ArchiveSpec, i64, i64)>, Malformed> {
     let n = r.len(super::MAX_ARCHIVES)?;
     (0..n)
@@ -267,7 +305,6 @@ fn read_extras(r: &mut Reader<'_>) -> Result<Option<Extras>, Malformed> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::consolidate::Closed;
     use crate::event::{Event, Sample};
 
     const SPECS: [ArchiveSpec; 2] = [
@@ -374,6 +411,36 @@ mod tests {
                 "cut at {cut}"
             );
         }
+    }
+
+    #[test]
+    fn a_closed_bucket_reads_back_as_written() {
+        let mut c = Consolidator::new(&SPECS, 1000);
+        c.record_each(&events());
+        let mut closed = Vec::new();
+        c.flush_all(&mut closed);
+        closed[0].seq = 77;
+        closed[0].late = true;
+        closed[0].foreign_marks = vec![(3, 4)];
+        let mut bytes = Vec::new();
+        closed.iter().for_each(|c| encode_closed(c, &mut bytes));
+        let mut r = Reader(&bytes);
+        for c in &closed {
+            let back = decode_closed(&mut r).unwrap();
+            let mut expected = c.summary;
+            expected.extras = NO_EXTRAS;
+            assert_eq!(
+                (&back.series, back.archive, back.late, back.seq),
+                (&c.series, c.archive, c.late, c.seq)
+            );
+            assert_eq!(
+                (back.summary, &back.foreign_marks),
+                (expected, &c.foreign_marks)
+            );
+            let members = |c: &Closed| c.extras.as_ref().and_then(|e| e.members.clone());
+            assert_eq!(members(&back), members(c));
+        }
+        assert!(r.is_empty());
     }
 
     trait ClonePair {

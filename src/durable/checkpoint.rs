@@ -174,7 +174,7 @@ fn remove(path: &Path) -> Result<u64, CheckpointError> {
     Ok(len)
 }
 
-/// Bytes the data directory's log segments and checkpoints take.
+/// Bytes the data directory's log segments, checkpoints and backlog take.
 pub fn disk_bytes(dir: &Path) -> u64 {
     let sum = |path: PathBuf| -> u64 {
         std::fs::read_dir(path)
@@ -186,7 +186,7 @@ pub fn disk_bytes(dir: &Path) -> u64 {
             })
             .unwrap_or(0)
     };
-    sum(crate::durable::log::segment_dir(dir)) + sum(checkpoint_dir(dir))
+    sum(crate::durable::log::segment_dir(dir)) + sum(checkpoint_dir(dir)) + sum(dir.join("backlog"))
 }
 
 /// What the keeper thread is given to do.

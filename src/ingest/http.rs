@@ -416,21 +416,37 @@ async fn home<B: SearchBackend, C: Clock>(State(s): State<AppState<B, C>>) -> Re
     axum::response::Html(page).into_response()
 }
 
+/// The closed buckets waiting for the node in the on-disk backlog, and why (the writer's last
+/// error); null when none waits.
+fn backlog_of(stats: &crate::stats::StatsSnapshot, now: EpochMillis) -> Value {
+    if stats.backlog_docs == 0 {
+        return Value::Null;
+    }
+    let oldest = stats.backlog_oldest_ms as i64;
+    json!({
+        "documents": stats.backlog_docs,
+        "bytes": stats.backlog_bytes,
+        "oldest_age_seconds": (oldest > 0).then(|| (now - oldest).max(0) / 1000),
+        "why": stats.last_bulk_error,
+    })
+}
+
 async fn health<B: SearchBackend, C: Clock>(State(s): State<AppState<B, C>>) -> Response {
     let stats = s.stats.snapshot();
     let fail = |reason: String| {
         error(
             StatusCode::SERVICE_UNAVAILABLE,
-            json!({"status": "error", "reason": reason, "pipeline": stats}),
+            json!({"status": "error", "reason": reason, "backlog": backlog_of(&stats, s.clock.now()), "pipeline": stats}),
         )
     };
     if s.ingest.is_closed() {
         return fail("the pipeline has stopped".into());
     }
+    let backlog = backlog_of(&stats, s.clock.now());
     match tokio::time::timeout(Duration::from_secs(2), s.backend.health()).await {
         Ok(Ok(status)) if status != "red" => (
             StatusCode::OK,
-            Json(json!({"status": "ok", "node": {"status": status}, "pipeline": stats})),
+            Json(json!({"status": "ok", "node": {"status": status}, "backlog": backlog, "pipeline": stats})),
         )
             .into_response(),
         Ok(Ok(_)) => fail("the node's cluster health is red".into()),

@@ -232,6 +232,8 @@ pub(crate) struct Journal {
     checkpointed: u64,
     pub(crate) checkpoint_every: Duration,
     snapshot_size: usize,
+    /// The data directory's size, as the log and checkpoint threads keep it.
+    pub(crate) disk: Arc<AtomicU64>,
 }
 
 impl Journal {
@@ -281,6 +283,7 @@ impl Journal {
             checkpointed: 0,
             checkpoint_every: d.checkpoint_interval,
             snapshot_size: 1 << 16,
+            disk: data.disk.clone(),
         };
         Ok((journal, writer.thread, keeper_thread))
     }

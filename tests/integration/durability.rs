@@ -32,6 +32,11 @@ impl Setup {
     /// `node` is where strata writes (the node, or a gate in front of it); `extra` is appended
     /// to the config.
     fn new(test: &str, node: &str, extra: &str) -> Self {
+        Self::with_persist(test, node, extra, "")
+    }
+
+    /// [`Setup::new`] with more `[persist]` settings.
+    fn with_persist(test: &str, node: &str, extra: &str, persist: &str) -> Self {
         let scope = Scope::new(test);
         let dir = std::env::temp_dir().join(format!("strata-{}", scope.prefix));
         let _ = std::fs::remove_dir_all(&dir);
@@ -45,7 +50,7 @@ impl Setup {
         let config = format!(
             "[node]\nurl = \"{node}\"\n[index]\nprefix = \"{p}\"\ntemplate = \"{p}tpl\"\nreplicas = 0\n\
              [aliases]\nprefix = \"{p}alias-\"\numbrella = \"{p}all\"\n\
-             [persist]\nflush_interval = \"200ms\"\nretry_max = \"1s\"\n\
+             [persist]\nflush_interval = \"200ms\"\nretry_max = \"1s\"\n{persist}\n\
              [durability]\ndir = \"{data}\"\ncheckpoint_interval = \"1s\"\n{extra}\n{archives}",
             p = scope.prefix,
             data = dir.join("data").display(),
@@ -405,7 +410,8 @@ impl Gate {
 #[tokio::test]
 async fn the_node_away_for_a_minute_under_load_loses_nothing() {
     let gate = Gate::start(node_url(), true).await;
-    let setup = Setup::new("away60", &gate.addr, "");
+    // A writer queue of 40 documents: the outage's buckets go to the on-disk backlog.
+    let setup = Setup::with_persist("away60", &gate.addr, "", "queue_docs = 40");
     let (strata, _, _) = setup.start().await;
     let load = Load::start(setup.port);
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -413,6 +419,18 @@ async fn the_node_away_for_a_minute_under_load_loses_nothing() {
     let away = Instant::now();
     tokio::time::sleep(Duration::from_secs(60)).await;
     let acked_while_away = load.acked();
+    let (_, health) = get_json(
+        &setup.scope,
+        format!("http://127.0.0.1:{}/health", setup.port),
+    )
+    .await;
+    let backlog = &health["backlog"];
+    assert!(backlog["documents"].as_u64().unwrap_or(0) > 0, "{health}");
+    assert!(
+        backlog["oldest_age_seconds"].as_u64().unwrap() >= 50,
+        "{health}"
+    );
+    assert!(backlog["why"].as_str().is_some(), "{health}");
     gate.set(true);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let tally = load.finish().await;
@@ -420,9 +438,13 @@ async fn the_node_away_for_a_minute_under_load_loses_nothing() {
     terminate(strata).await;
     let docs = setup.scope.documents().await;
     assert_eq!(assert_exactly_acknowledged(&docs, &tally), 0);
+    assert_eq!(tally.refused, 0, "ingest answered 200 throughout");
     eprintln!(
-        "node away {} s: {} requests ({} events) acknowledged ({} by the end of the outage), {} refused; {} documents, 0 twice; all written {} ms after it came back",
+        "node away {} s (backlog {} documents, {} bytes, oldest {} s): {} requests ({} events) acknowledged ({} by the end of the outage), {} refused; {} documents, 0 twice; all written {} ms after it came back",
         away.elapsed().as_secs() - 3,
+        backlog["documents"],
+        backlog["bytes"],
+        backlog["oldest_age_seconds"],
         tally.acked.len(),
         tally.acked.len() * SERIES,
         acked_while_away,
