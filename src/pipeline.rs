@@ -336,22 +336,10 @@ impl<C: Clock> ConsolidatorTask<C> {
         let Some(backlog) = &self.backlog else {
             return Spill::Wait(c);
         };
-        if !backlog.is_active() {
-            match self.output.try_reserve() {
-                Ok(permit) => {
-                    permit.send(c);
-                    return Spill::Done;
-                }
-                Err(mpsc::error::TrySendError::Closed(())) => return Spill::WriterGone,
-                Err(mpsc::error::TrySendError::Full(())) => {}
-            }
-        }
-        match backlog.push(&c, self.clock.now()) {
+        match backlog::offer(backlog, &self.output, c, self.clock.now()) {
             Ok(()) => Spill::Done,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot write the backlog; waiting for the writer instead");
-                Spill::Wait(c)
-            }
+            Err(backlog::Offer::WriterGone) => Spill::WriterGone,
+            Err(backlog::Offer::Wait(c)) => Spill::Wait(c),
         }
     }
 
@@ -592,16 +580,26 @@ impl Durable {
 
 /// Opens the data directory, restores the restart point and replays the log into the writer
 /// (before any listener opens), and starts the journal after it.
-async fn recover_and_start_journal(
+async fn recover_and_start_journal<C: Clock>(
     config: &Config,
     data: journal::DataDir,
     closed: &mpsc::Sender<Closed>,
+    backlog: &Backlog,
+    clock: &C,
     live_from: &std::sync::atomic::AtomicU64,
 ) -> Result<(Consolidator, Journal, Durable), ServeError> {
     let started = std::time::Instant::now();
-    let (cfg, sender) = (config.clone(), closed.clone());
+    let (cfg, sender, backlog) = (config.clone(), closed.clone(), backlog.clone());
+    let now = clock.now();
     let (data, recovered) = tokio::task::spawn_blocking(move || {
-        let recovered = journal::recover(&data, &cfg, &sender);
+        // With the node away the replay's buckets go to the backlog, so start-up does not wait
+        // for the node.
+        let hand = |c: Closed| match backlog::offer(&backlog, &sender, c, now) {
+            Ok(()) => true,
+            Err(backlog::Offer::WriterGone) => false,
+            Err(backlog::Offer::Wait(c)) => sender.blocking_send(c).is_ok(),
+        };
+        let recovered = journal::recover(&data, &cfg, hand);
         (data, recovered)
     })
     .await
@@ -718,8 +716,15 @@ pub async fn serve<C: Clock>(
                     }
                 })?;
             tokio::spawn(backlog::feed(backlog.clone(), write.closed.clone()));
-            let (c, j, d) =
-                recover_and_start_journal(&config, data, &write.closed, &live_from).await?;
+            let (c, j, d) = recover_and_start_journal(
+                &config,
+                data,
+                &write.closed,
+                &backlog,
+                &*clock,
+                &live_from,
+            )
+            .await?;
             (c, Some(j), Some(d), Some(disk), Some(backlog))
         }
         None => (

@@ -181,6 +181,38 @@ impl Backlog {
     }
 }
 
+/// Hands `closed` to the writer's queue if nothing waits in the backlog and the queue has room,
+/// else adds it to the backlog (order kept either way). From any thread. `Err` gives it back
+/// when the writer is gone or the backlog cannot write.
+pub(crate) fn offer(
+    backlog: &Backlog,
+    output: &mpsc::Sender<Closed>,
+    closed: Closed,
+    now: EpochMillis,
+) -> Result<(), Offer> {
+    if !backlog.is_active() {
+        match output.try_reserve() {
+            Ok(permit) => {
+                permit.send(closed);
+                return Ok(());
+            }
+            Err(mpsc::error::TrySendError::Closed(())) => return Err(Offer::WriterGone),
+            Err(mpsc::error::TrySendError::Full(())) => {}
+        }
+    }
+    backlog.push(&closed, now).map_err(|e| {
+        tracing::error!(error = %e, "cannot write the backlog; waiting for the writer instead");
+        Offer::Wait(closed)
+    })
+}
+
+/// Why [`offer`] did not take a bucket.
+pub(crate) enum Offer {
+    WriterGone,
+    /// To be sent to the writer, waiting for room.
+    Wait(Closed),
+}
+
 enum Chunk {
     File(Sealed),
     Memory(Vec<u8>, u64),

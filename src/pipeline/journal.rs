@@ -165,11 +165,11 @@ pub(crate) struct Recovered {
 }
 
 /// Restores the restart point and replays the log after it, handing the buckets it closes to
-/// `closed` (blocking: run it off the runtime's threads).
+/// `hand` (false: the writer is gone). Blocking: run it off the runtime's threads.
 pub(crate) fn recover(
     data: &DataDir,
     config: &Config,
-    closed: &mpsc::Sender<Closed>,
+    mut hand: impl FnMut(Closed) -> bool,
 ) -> Result<Recovered, DurableError> {
     let specs = archive_specs(config);
     let max_series = config.consolidate.max_series;
@@ -197,7 +197,7 @@ pub(crate) fn recover(
         buckets += out.len() as u64;
         for mut bucket in out.drain(..) {
             bucket.seq = seq;
-            if closed.blocking_send(bucket).is_err() {
+            if !hand(bucket) {
                 failure = Some(DurableError::WriterGone);
                 return;
             }

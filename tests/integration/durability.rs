@@ -489,3 +489,63 @@ async fn at_the_disk_bound_ingest_answers_503_and_recovers_once_the_node_drains(
     );
     setup.cleanup().await;
 }
+
+#[tokio::test]
+async fn bulk_items_answered_429_the_whole_run_are_retried_until_written() {
+    let setup = Setup::new("retry429", &node_url(), "");
+    let (strata, _, _) = setup.start().await;
+    let load = Load::start(setup.port);
+    // The 2 s archive's index, once strata created it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let index = loop {
+        let found = setup
+            .scope
+            .indices()
+            .await
+            .into_iter()
+            .find(|i| i.contains("-2s-"));
+        match found {
+            Some(index) => break index,
+            None => {
+                assert!(Instant::now() < deadline, "no index for the 2s archive");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    // The node's flood-stage block: writes to that index get 429, the others go through. On
+    // for 1.5 s, off for 0.5 s, for the whole run.
+    let settings = format!("/{index}/_settings");
+    let block = |on: bool| {
+        let value = if on { Value::Bool(true) } else { Value::Null };
+        setup.scope.send(
+            reqwest::Method::PUT,
+            &settings,
+            serde_json::json!({"index.blocks.read_only_allow_delete": value}),
+        )
+    };
+    for _ in 0..4 {
+        assert_eq!(block(true).await.0, 200);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(block(false).await.0, 200);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let tally = load.finish().await;
+    let (_, health) = get_json(
+        &setup.scope,
+        format!("http://127.0.0.1:{}/health", setup.port),
+    )
+    .await;
+    terminate(strata).await;
+    let retried = health["pipeline"]["docs_retried"].as_u64().unwrap();
+    assert!(retried > 0, "the 429s show as retries: {health}");
+    assert_eq!(health["pipeline"]["docs_rejected"], 0, "{health}");
+    let docs = setup.scope.documents().await;
+    assert_eq!(assert_exactly_acknowledged(&docs, &tally), 0);
+    eprintln!(
+        "429s for 6 of 8 s on one index: {} requests ({} events) acknowledged, {retried} documents retried, {} documents, 0 twice",
+        tally.acked.len(),
+        tally.acked.len() * SERIES,
+        docs.len()
+    );
+    setup.cleanup().await;
+}
