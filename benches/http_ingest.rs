@@ -7,7 +7,8 @@
 //!
 //! Knobs (environment): BENCH_SECONDS (20), BENCH_CLIENTS (4), BENCH_BATCH (5000 events per
 //! request), BENCH_SERIES (10000), BENCH_FORMAT (`array`, the default, or `ndjson`: the same
-//! events one per line).
+//! events one per line), BENCH_LOG (`off`, the default; `on`: the write-ahead log with fsync, in
+//! a temporary directory; `nosync`: the log without fsync).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,8 +41,16 @@ fn main() {
         Ok(other) => panic!("BENCH_FORMAT is array or ndjson, not {other:?}"),
     };
     let prefix = format!("bench-{}-", std::process::id());
+    let data = std::env::temp_dir().join(format!("strata-bench-log-{}", std::process::id()));
+    let log = std::env::var("BENCH_LOG").unwrap_or_else(|_| "off".into());
+    let durability = match log.as_str() {
+        "off" => String::new(),
+        "on" => format!("[durability]\ndir = \"{}\"\n", data.display()),
+        "nosync" => format!("[durability]\ndir = \"{}\"\nfsync = false\n", data.display()),
+        other => panic!("BENCH_LOG is off, on or nosync, not {other:?}"),
+    };
     let text = format!(
-        r#"[index]
+        r#"{durability}[index]
 prefix = "{prefix}"
 template = "{prefix}tpl"
 replicas = 0
@@ -123,7 +132,7 @@ index_period = "year"
         let s = stats.snapshot();
         let total = accepted.load(Ordering::Relaxed);
         println!(
-            "http ingest ({}): {total} events accepted in {elapsed:.1} s = {:.0} events/s ({clients} clients, {batch} events/request, {series} series x 3 archives); 503 answers: {}; documents written: {}, rejected: {}, dropped: {}",
+            "http ingest ({}, log {log}): {total} events accepted in {elapsed:.1} s = {:.0} events/s ({clients} clients, {batch} events/request, {series} series x 3 archives); 503 answers: {}; documents written: {}, rejected: {}, dropped: {}",
             if ndjson { "ndjson" } else { "array" },
             total as f64 / elapsed,
             busy.load(Ordering::Relaxed),
@@ -140,4 +149,5 @@ index_period = "year"
         }
         http.delete(format!("{node}/_index_template/{prefix}tpl")).send().await.unwrap();
     });
+    let _ = std::fs::remove_dir_all(&data);
 }

@@ -374,11 +374,11 @@ impl Journal {
             snapshot,
         }) {
             Ok(()) => {
-                tracing::debug!(
+                tracing::info!(
                     seq = self.applied,
                     bytes,
                     took_ms = started.elapsed().as_millis() as u64,
-                    "checkpoint taken"
+                    "checkpoint taken (the consolidator paused this long)"
                 );
                 self.checkpointed = self.applied;
             }
