@@ -8,7 +8,8 @@
 //!   STRATA_BENCH_NODE=http://127.0.0.1:9200 cargo bench --bench recovery
 //!   (scripts/bench starts a node and runs every benchmark)
 //!
-//! Knobs (environment): BENCH_SERIES (1000000), BENCH_BATCH (5000 events per request).
+//! Knobs (environment): BENCH_SERIES (1000000), BENCH_BATCH (5000 events per request),
+//! BENCH_VERBOSE (set: strata's log on stderr).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -43,6 +44,9 @@ impl Strata {
         let kept = lines.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var_os("BENCH_VERBOSE").is_some() {
+                    eprintln!("strata: {line}");
+                }
                 if line.contains("listening addr=") {
                     let _ = tx.send(());
                 }

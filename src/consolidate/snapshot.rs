@@ -50,19 +50,26 @@ impl Consolidator {
         }
         let live = self.series.iter().filter(|e| e.is_some()).count();
         put_varint(out, live as u64);
+        // The few buckets beyond the flat arrays, by series (one pass, not one per series).
+        let older: Vec<hashbrown::HashMap<u32, Vec<&Summary>>> = self
+            .archives
+            .iter()
+            .map(|a| {
+                let mut by_series: hashbrown::HashMap<u32, Vec<&Summary>> = Default::default();
+                for ((id, _), s) in &a.older {
+                    by_series.entry(*id).or_default().push(s);
+                }
+                by_series
+            })
+            .collect();
         for (id, entry) in self.series.iter().enumerate() {
             let Some(entry) = entry else { continue };
             put_bytes(out, entry.key.as_bytes());
-            for a in &self.archives {
+            for (a, older) in self.archives.iter().zip(&older) {
                 let open: Vec<&Summary> = [&a.previous[id], &a.current[id]]
                     .into_iter()
                     .filter(|s| !s.is_empty())
-                    .chain(
-                        a.due
-                            .iter()
-                            .filter(|(_, ids)| ids.contains(&(id as u32)))
-                            .filter_map(|(start, _)| a.older.get(&(id as u32, *start))),
-                    )
+                    .chain(older.get(&(id as u32)).into_iter().flatten().copied())
                     .collect();
                 put_varint(out, open.len() as u64);
                 for s in open {
