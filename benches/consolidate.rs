@@ -2,7 +2,7 @@
 //! × 3 archives, and resident memory per (series × archive) accumulator at 1 million series.
 //!
 //!   cargo bench --bench consolidate                 both
-//!   cargo bench --bench consolidate -- throughput   one of them (throughput | sketches | memory)
+//!   cargo bench --bench consolidate -- throughput   one of them (throughput | sketches | memory | log)
 //!
 //! `sketches` is the throughput run with `percentiles` on every archive (a quantile sketch per
 //! bucket).
@@ -104,6 +104,51 @@ fn memory() {
     assert_eq!(c.open_buckets(), accumulators);
 }
 
+/// What the write-ahead log adds per event on the consolidator's thread (encoding a batch as a
+/// record) and on the log thread (framing it with its CRC), and the bytes it writes.
+fn log_cost() {
+    const SERIES: usize = 100_000;
+    const BATCH: usize = 5_000;
+    const BATCHES: usize = 2_000;
+    let batches: Vec<Vec<Event>> = (0..16)
+        .map(|b| {
+            (0..BATCH)
+                .map(|i| {
+                    let s = (b * BATCH + i) % SERIES;
+                    Event::value(
+                        key(s),
+                        MetricKind::Gauge,
+                        (i % 50) as f64 + 0.5,
+                        1_767_225_600_000 + i as i64,
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    let mut payload = Vec::new();
+    let mut group = Vec::new();
+    let (mut encode, mut frame, mut bytes) = (0.0, 0.0, 0usize);
+    for n in 0..BATCHES {
+        payload.clear();
+        group.clear();
+        let t = Instant::now();
+        strata::durable::record::encode_batch(true, &batches[n % batches.len()], &mut payload);
+        encode += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        strata::durable::log::frame(n as u64 + 1, &payload, &mut group);
+        frame += t.elapsed().as_secs_f64();
+        bytes += group.len();
+    }
+    let events = (BATCHES * BATCH) as f64;
+    println!(
+        "log: {} events in batches of {BATCH}: encoding {:.1} ns/event (consolidator thread), framing and CRC {:.1} ns/event (log thread), {:.1} bytes/event",
+        BATCHES * BATCH,
+        encode / events * 1e9,
+        frame / events * 1e9,
+        bytes as f64 / events
+    );
+}
+
 fn main() {
     let which: Vec<String> = std::env::args()
         .skip(1)
@@ -122,5 +167,8 @@ fn main() {
     }
     if wants("memory") {
         memory();
+    }
+    if wants("log") {
+        log_cost();
     }
 }

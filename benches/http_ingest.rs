@@ -46,7 +46,10 @@ fn main() {
     let durability = match log.as_str() {
         "off" => String::new(),
         "on" => format!("[durability]\ndir = \"{}\"\n", data.display()),
-        "nosync" => format!("[durability]\ndir = \"{}\"\nfsync = false\n", data.display()),
+        "nosync" => format!(
+            "[durability]\ndir = \"{}\"\nfsync = false\n",
+            data.display()
+        ),
         other => panic!("BENCH_LOG is off, on or nosync, not {other:?}"),
     };
     let text = format!(

@@ -34,7 +34,13 @@ impl Strata {
     fn start(config: &str, port: u16) -> (Self, Duration) {
         let started = Instant::now();
         let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
-            .args(["serve", "--config", config, "--listen", &format!("127.0.0.1:{port}")])
+            .args([
+                "serve",
+                "--config",
+                config,
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -72,7 +78,14 @@ impl Strata {
     fn wait_for_line(&self, what: &str, after: usize, wait: Duration) -> String {
         let deadline = Instant::now() + wait;
         loop {
-            if let Some(l) = self.lines.lock().unwrap().iter().skip(after).find(|l| l.contains(what)) {
+            if let Some(l) = self
+                .lines
+                .lock()
+                .unwrap()
+                .iter()
+                .skip(after)
+                .find(|l| l.contains(what))
+            {
                 return l.clone();
             }
             assert!(Instant::now() < deadline, "strata did not log {what:?}");
@@ -88,7 +101,10 @@ impl Strata {
 
 /// The value of `field=` in a log line.
 fn field<'a>(line: &'a str, name: &str) -> &'a str {
-    line.split(&format!("{name}=")).nth(1).and_then(|v| v.split_whitespace().next()).unwrap_or("?")
+    line.split(&format!("{name}="))
+        .nth(1)
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap_or("?")
 }
 
 fn main() {
@@ -137,14 +153,25 @@ lateness = "10m"
     )
     .unwrap();
     let config = config.to_str().unwrap().to_string();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let (first, _) = Strata::start(&config, port);
 
     let http = reqwest::blocking::Client::new();
     let started = Instant::now();
     for b in 0..series.div_ceil(batch) {
         let items: Vec<String> = (b * batch..((b + 1) * batch).min(series))
-            .map(|s| format!(r#"{{"name":"bench.recovery.{}","host":"host-{}","value":{}.5}}"#, s % 100, s / 100, s % 50))
+            .map(|s| {
+                format!(
+                    r#"{{"name":"bench.recovery.{}","host":"host-{}","value":{}.5}}"#,
+                    s % 100,
+                    s / 100,
+                    s % 50
+                )
+            })
             .collect();
         let r = http
             .post(format!("http://127.0.0.1:{port}/v1/metrics"))
@@ -176,11 +203,25 @@ lateness = "10m"
         field(&replayed, "took_ms"),
     );
 
-    let indices: serde_json::Value = http.get(format!("{node}/_cat/indices/{prefix}*?format=json&h=index")).send().unwrap().json().unwrap();
-    let names: Vec<&str> = indices.as_array().unwrap().iter().filter_map(|i| i["index"].as_str()).collect();
+    let indices: serde_json::Value = http
+        .get(format!("{node}/_cat/indices/{prefix}*?format=json&h=index"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let names: Vec<&str> = indices
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["index"].as_str())
+        .collect();
     if !names.is_empty() {
-        http.delete(format!("{node}/{}", names.join(","))).send().unwrap();
+        http.delete(format!("{node}/{}", names.join(",")))
+            .send()
+            .unwrap();
     }
-    http.delete(format!("{node}/_index_template/{prefix}tpl")).send().unwrap();
+    http.delete(format!("{node}/_index_template/{prefix}tpl"))
+        .send()
+        .unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
