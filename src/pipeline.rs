@@ -339,7 +339,7 @@ impl<C: Clock> ConsolidatorTask<C> {
         match backlog::offer(backlog, &self.output, c, self.clock.now()) {
             Ok(()) => Spill::Done,
             Err(backlog::Offer::WriterGone) => Spill::WriterGone,
-            Err(backlog::Offer::Wait(c)) => Spill::Wait(c),
+            Err(backlog::Offer::Wait(c)) => Spill::Wait(*c),
         }
     }
 
@@ -597,7 +597,7 @@ async fn recover_and_start_journal<C: Clock>(
         let hand = |c: Closed| match backlog::offer(&backlog, &sender, c, now) {
             Ok(()) => true,
             Err(backlog::Offer::WriterGone) => false,
-            Err(backlog::Offer::Wait(c)) => sender.blocking_send(c).is_ok(),
+            Err(backlog::Offer::Wait(c)) => sender.blocking_send(*c).is_ok(),
         };
         let recovered = journal::recover(&data, &cfg, hand);
         (data, recovered)

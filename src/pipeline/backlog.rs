@@ -202,7 +202,7 @@ pub(crate) fn offer(
     }
     backlog.push(&closed, now).map_err(|e| {
         tracing::error!(error = %e, "cannot write the backlog; waiting for the writer instead");
-        Offer::Wait(closed)
+        Offer::Wait(Box::new(closed))
     })
 }
 
@@ -210,7 +210,7 @@ pub(crate) fn offer(
 pub(crate) enum Offer {
     WriterGone,
     /// To be sent to the writer, waiting for room.
-    Wait(Closed),
+    Wait(Box<Closed>),
 }
 
 enum Chunk {
