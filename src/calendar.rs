@@ -177,6 +177,9 @@ pub enum SpanError {
     NoNumber,
     #[error("unknown unit '{0}' (hours, days, weeks, months or years)")]
     UnknownUnit(String),
+    /// A humantime unit shorter than an hour (the other duration fields take them).
+    #[error("'{0}' is shorter than an hour: a retention is calendar time, in h, d, w, M (months) or y (\"30 days\", \"3 months\"), and at least one index period")]
+    SubHour(String),
     #[error("must be longer than zero")]
     Zero,
 }
@@ -195,6 +198,8 @@ impl FromStr for CalendarSpan {
             "w" | "week" | "weeks" => CalendarUnit::Week,
             "M" | "month" | "months" => CalendarUnit::Month,
             "y" | "year" | "years" => CalendarUnit::Year,
+            "m" | "min" | "mins" | "minute" | "minutes" | "s" | "sec" | "secs" | "second"
+            | "seconds" | "ms" => return Err(SpanError::SubHour(s.to_string())),
             other => return Err(SpanError::UnknownUnit(other.to_string())),
         };
         if count == 0 {

@@ -47,7 +47,7 @@ impl Config {
     pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.into(),
-            message: e.to_string().trim_end().to_string(),
+            message: every_parse_problem(text, &e),
         })?;
         let mut config = raw.validate().map_err(|problems| ConfigError::Invalid {
             path: path.into(),
@@ -64,9 +64,105 @@ impl Config {
     }
 }
 
+/// Serde stops at the first problem; this reads each section on its own so that the user sees
+/// every section's problem at once. With one section at fault, the parser's own message (which
+/// has the line and column) is kept.
+fn every_parse_problem(text: &str, first: &toml::de::Error) -> String {
+    let whole = first.to_string().trim_end().to_string();
+    let Ok(table) = toml::from_str::<toml::Table>(text) else {
+        return whole; // a syntax error: nothing can be read past it
+    };
+    let mut problems = Vec::new();
+    for (key, value) in &table {
+        let problem = match key.as_str() {
+            "node" => check::<raw::RawNode>(value),
+            "index" => check::<raw::RawIndex>(value),
+            "http" => check::<raw::RawHttp>(value),
+            "ingest" => check::<raw::RawIngest>(value),
+            "consolidate" => check::<raw::RawConsolidate>(value),
+            "persist" => check::<raw::RawPersist>(value),
+            "durability" => check::<raw::RawDurability>(value),
+            "aliases" => check::<raw::RawAliases>(value),
+            "maintain" => check::<raw::RawMaintain>(value),
+            "statsd" | "graphite" | "riemann" => check::<raw::RawListener>(value),
+            "archive" => match value.as_array() {
+                Some(archives) => {
+                    for (i, a) in archives.iter().enumerate() {
+                        if let Some(why) = check::<raw::RawArchive>(a) {
+                            problems.push(format!("archive[{i}]: {why}"));
+                        }
+                    }
+                    None
+                }
+                None => Some("must be a list of [[archive]] tables".to_string()),
+            },
+            other => Some(format!("unknown section `{other}`")),
+        };
+        if let Some(why) = problem {
+            problems.push(format!("[{key}]: {why}"));
+        }
+    }
+    if problems.len() <= 1 {
+        return whole;
+    }
+    format!(
+        "{} problem(s):\n{}",
+        problems.len(),
+        problems
+            .iter()
+            .map(|p| format!("  - {p}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    )
+}
+
+/// Why `value` does not read as a `T`, if it does not.
+fn check<T: serde::de::DeserializeOwned>(value: &toml::Value) -> Option<String> {
+    value
+        .clone()
+        .try_into::<T>()
+        .err()
+        .map(|e| e.to_string().trim_end().replace('\n', " "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn problems_in_several_sections_are_all_reported() {
+        let text = r#"
+[node]
+colour = "blue"
+[persist]
+flush_interval = "-1s"
+[[archive]]
+name = "a"
+step = "20s"
+retention = "2 days"
+index_period = "week"
+"#;
+        let Err(ConfigError::Parse { message, .. }) = Config::from_toml(text, Path::new("t"))
+        else {
+            panic!("a parse error")
+        };
+        assert!(message.starts_with("3 problem(s)"), "{message}");
+        for part in [
+            "[node]: unknown field `colour`",
+            "[persist]:",
+            "archive[0]:",
+            "week",
+        ] {
+            assert!(message.contains(part), "{part} in {message}");
+        }
+        // One problem keeps the parser's message with its line.
+        let Err(ConfigError::Parse { message, .. }) =
+            Config::from_toml("[node]\ncolour = 1\n", Path::new("t"))
+        else {
+            panic!("a parse error")
+        };
+        assert!(message.contains("line 2"), "{message}");
+    }
 
     /// `archives.toml` is what `scripts/run` serves and what the Docker image copies in.
     #[test]

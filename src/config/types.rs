@@ -154,6 +154,8 @@ impl SecretSource {
 #[derive(Debug, Clone)]
 pub struct IndexConfig {
     pub prefix: String,
+    /// `index.name` as configured (placeholders unrendered), for messages.
+    pub name: String,
     pub naming: IndexNaming,
     pub template: String,
     pub template_priority: u32,

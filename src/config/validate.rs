@@ -133,10 +133,14 @@ fn validate_node(raw: RawNode, problems: &mut Problems) -> NodeConfig {
         "node.api_key",
         problems,
     );
+    // Both sources of one secret were given: said already, and nothing else is missing.
+    let both = |env: &Option<String>, file: &Option<PathBuf>| env.is_some() && file.is_some();
+    let password_doubled = both(&raw.password_env, &raw.password_file);
     let auth = match (raw.username, password, api_key) {
         (Some(username), Some(password), None) => NodeAuth::Basic { username, password },
         (None, None, Some(key)) => NodeAuth::ApiKey(key),
         (None, None, None) => NodeAuth::None,
+        (Some(_), None, None) if password_doubled => NodeAuth::None,
         (Some(u), None, _) => {
             problems.add(
                 "node.username",
@@ -218,6 +222,7 @@ fn validate_index(raw: RawIndex, problems: &mut Problems) -> Option<IndexConfig>
     };
     naming.map(|naming| IndexConfig {
         prefix,
+        name,
         naming,
         template,
         template_priority: raw.template_priority.unwrap_or(500),
@@ -378,10 +383,14 @@ fn check_index_names(archives: &[Archive], index: &IndexConfig, problems: &mut P
             }
         }
         for (j, b) in archives.iter().enumerate().skip(i + 1) {
+            // Two archives of one name are reported as such; their indices follow from it.
+            if a.name == b.name {
+                continue;
+            }
             if let Some(shared) = rendered[i].intersection(&rendered[j]).next() {
                 problems.add(
                     "index.name",
-                    quoted(&index.naming.wildcard()),
+                    quoted(&index.name),
                     format!(
                         "archives '{}' and '{}' would both write to index {shared:?}",
                         a.name, b.name
@@ -856,6 +865,16 @@ mod tests {
     }
 
     #[test]
+    fn a_retention_in_minutes_says_retention_is_calendar_time() {
+        let p = problems(&with_archive(
+            "name=\"a\"\nstep=\"20s\"\nretention=\"30m\"\nindex_period=\"hour\"",
+        ));
+        assert_eq!(p[0].field, "archive[0].retention", "{p:?}");
+        assert!(p[0].why.contains("'30m' is shorter than an hour"), "{p:?}");
+        assert!(p[0].why.contains("M (months)"), "{p:?}");
+    }
+
+    #[test]
     fn retention_shorter_than_step_or_period_is_refused() {
         let p = problems(&with_archive(
             "name=\"a\"\nstep=\"1h\"\nretention=\"1 hours\"\nindex_period=\"day\"",
@@ -886,12 +905,34 @@ mod tests {
             with_archive(b)
         );
         let p = problems(&text);
+        let shared = p
+            .iter()
+            .find(|p| {
+                p.why
+                    .contains("archives 'a' and 'b' would both write to index")
+            })
+            .unwrap_or_else(|| panic!("{p:?}"));
+        assert_eq!(
+            shared.value, "\"{prefix}{period}\"",
+            "the name as configured"
+        );
+        // Two archives named alike are one problem, not also a shared index.
+        let p = problems(&format!("{}{}", with_archive(a), with_archive(a)));
         assert!(
-            p.iter().any(|p| p
-                .why
-                .contains("archives 'a' and 'b' would both write to index")),
+            !p.iter().any(|p| p.why.contains("archives 'a' and 'a'")),
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn both_sources_of_a_password_is_one_problem() {
+        let text = format!(
+            "[node]\nusername = \"u\"\npassword_env = \"X\"\npassword_file = \"/f\"\n{}",
+            with_archive("name=\"a\"\nstep=\"20s\"\nretention=\"2 days\"\nindex_period=\"day\"")
+        );
+        let p = problems(&text);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].why.contains("not both"), "{p:?}");
     }
 
     #[test]
