@@ -341,6 +341,16 @@ impl Fate {
 pub enum ConsolidateError {
     #[error("active series limit {limit} reached: new series '{series}' refused")]
     SeriesLimit { limit: usize, series: String },
+    /// An event whose type differs from the series' open buckets: merging it would count, say,
+    /// a timer's values into a gauge's document.
+    #[error("item {item}: field 'type': series '{series}' is a {open} (its buckets are open), not a {sent}: send the {sent} under another name")]
+    KindConflict {
+        /// The event's place in its batch, from 0.
+        item: usize,
+        series: String,
+        open: &'static str,
+        sent: &'static str,
+    },
 }
 
 type SeriesId = u32;
@@ -383,6 +393,8 @@ type LateTable = HashMap<LateKey, (Summary, Option<Box<Extras>>)>;
 
 struct SeriesEntry {
     key: Arc<str>,
+    /// The type of its events: one series has one.
+    kind: MetricKind,
     /// Open buckets over all archives; the series is forgotten when this reaches zero.
     open: u32,
 }
@@ -433,6 +445,14 @@ impl ArchiveState {
             if !previous.is_empty() && previous.start == start {
                 previous.merge(&incoming);
                 return false;
+            }
+            // `older` may hold buckets newer than `previous` (out of order), and keep them
+            // after `previous` closed: the bucket may be there already.
+            if !self.older.is_empty() {
+                if let Some(existing) = self.older.get_mut(&(id, start)) {
+                    existing.merge(&incoming);
+                    return false;
+                }
             }
             if previous.is_empty() {
                 *previous = incoming;
@@ -571,8 +591,11 @@ pub struct BatchReport {
     pub merged: u64,
     /// Events kept in no archive: older than every archive's retention.
     pub expired: u64,
-    /// Events refused one by one at the series limit ([`Consolidator::record_each`]).
+    /// Events refused one by one ([`Consolidator::record_each`]): at the series limit, or
+    /// for a type other than their series'.
     pub refused: u64,
+    /// Of `refused`, those refused for their type.
+    pub refused_type: u64,
     /// Per archive, in configuration order.
     pub archives: Vec<ArchiveCounts>,
 }
@@ -723,11 +746,15 @@ impl Consolidator {
     pub fn record_each(&mut self, events: &[Event]) -> (BatchReport, Option<ConsolidateError>) {
         let mut report = BatchReport::new(self.archives.len());
         let mut first_refusal = None;
-        for e in events {
+        for (item, e) in events.iter().enumerate() {
             match self.record_event(e) {
                 Ok(fate) => report.count(fate),
-                Err(refusal) => {
+                Err(mut refusal) => {
                     report.refused += 1;
+                    if let ConsolidateError::KindConflict { item: at, .. } = &mut refusal {
+                        *at = item;
+                        report.refused_type += 1;
+                    }
                     first_refusal.get_or_insert(refusal);
                 }
             }
@@ -741,20 +768,36 @@ impl Consolidator {
         self.record(e.series.as_str(), &e.series, e.kind, &e.sample, e.timestamp)
     }
 
-    /// Fails when the new series among `events` would not fit under the limit.
+    /// Fails when the new series among `events` would not fit under the limit, or when an
+    /// event's type differs from its series' (open, or earlier in the batch).
     fn check_room_for(&self, events: &[Event]) -> Result<(), ConsolidateError> {
         let room = self.max_series.saturating_sub(self.index.len());
-        if events.len() <= room {
-            return Ok(());
-        }
-        let mut new = hashbrown::HashSet::new();
-        for e in events {
+        let mut new: hashbrown::HashMap<&str, MetricKind> = hashbrown::HashMap::new();
+        for (item, e) in events.iter().enumerate() {
             let key = e.series.as_str();
-            if self.index.get(key, &self.series).is_none() && new.insert(key) && new.len() > room {
-                return Err(ConsolidateError::SeriesLimit {
-                    limit: self.max_series,
-                    series: format!("{:?}", e.series),
-                });
+            let open = match self.index.get(key, &self.series) {
+                Some(id) => self.series[id as usize].as_ref().map(|s| s.kind),
+                None => {
+                    let kind = *new.entry(key).or_insert(e.kind);
+                    if new.len() > room {
+                        return Err(ConsolidateError::SeriesLimit {
+                            limit: self.max_series,
+                            series: format!("{:?}", e.series),
+                        });
+                    }
+                    Some(kind)
+                }
+            };
+            match open {
+                Some(open) if open != e.kind => {
+                    return Err(ConsolidateError::KindConflict {
+                        item,
+                        series: format!("{:?}", e.series),
+                        open: open.as_str(),
+                        sent: e.kind.as_str(),
+                    })
+                }
+                _ => {}
             }
         }
         Ok(())
@@ -803,8 +846,19 @@ impl Consolidator {
         skip: u64,
     ) -> Result<(), ConsolidateError> {
         let id = match self.index.get(key, &self.series) {
-            Some(id) => id,
-            None => self.intern(owned)?,
+            Some(id) => {
+                let open = self.series[id as usize].as_ref().map_or(kind, |e| e.kind);
+                if open != kind {
+                    return Err(ConsolidateError::KindConflict {
+                        item: 0,
+                        series: format!("{owned:?}"),
+                        open: open.as_str(),
+                        sent: kind.as_str(),
+                    });
+                }
+                id
+            }
+            None => self.intern(owned, kind)?,
         };
         let plain = matches!(sample, Sample::Value(_));
         let mut opened = 0;
@@ -906,7 +960,11 @@ impl Consolidator {
         }
     }
 
-    fn intern(&mut self, key: &crate::event::SeriesKey) -> Result<SeriesId, ConsolidateError> {
+    fn intern(
+        &mut self,
+        key: &crate::event::SeriesKey,
+        kind: MetricKind,
+    ) -> Result<SeriesId, ConsolidateError> {
         if self.index.len() >= self.max_series {
             return Err(ConsolidateError::SeriesLimit {
                 limit: self.max_series,
@@ -916,6 +974,7 @@ impl Consolidator {
         let shared = key.shared();
         let entry = SeriesEntry {
             key: shared.clone(),
+            kind,
             open: 0,
         };
         let id = match self.free.pop() {
@@ -1133,6 +1192,7 @@ mod tests {
                 merged: 1,
                 expired: 0,
                 refused: 0,
+                refused_type: 0,
                 archives: vec![counts(1, 1, 0), counts(2, 0, 0)]
             }
         );
@@ -1194,6 +1254,7 @@ mod tests {
                 merged: 0,
                 expired: 1,
                 refused: 0,
+                refused_type: 0,
                 archives: vec![counts(1, 0, 2), counts(2, 0, 1)]
             }
         );
@@ -1477,5 +1538,71 @@ mod tests {
         assert_eq!(s.count(), 100);
         let p90 = s.quantile(0.9).unwrap();
         assert!((p90 - 90.0).abs() <= 0.9, "{p90}");
+    }
+
+    #[test]
+    fn a_bucket_kept_beyond_the_flat_arrays_is_found_after_the_one_before_it_closed() {
+        // Lateness 25 s over 10 s steps: buckets 0 s and 40 s open, then 30 s → beyond them.
+        let spec = spec(10_000, 25_000);
+        let mut c = Consolidator::new(&[spec], 10);
+        let key = SeriesKey::new("m", None, &mut []);
+        let at = |t: i64| Event::value(key.clone(), MetricKind::Gauge, 1.0, t);
+        for t in [1_000, 41_000, 31_000] {
+            c.record_event(&at(t)).unwrap();
+        }
+        let mut closed = Vec::new();
+        c.flush_due(36_000, &mut closed); // closes the 0 s bucket only
+        assert_eq!(closed.len(), 1);
+        c.record_event(&at(32_000)).unwrap();
+        c.flush_all(&mut closed);
+        let starts: Vec<(i64, u64)> = closed[1..]
+            .iter()
+            .map(|c| (c.summary.start, c.summary.count))
+            .collect();
+        assert_eq!(
+            starts,
+            vec![(30_000, 2), (40_000, 1)],
+            "one 30 s bucket, holding both"
+        );
+    }
+
+    #[test]
+    fn an_event_of_another_type_than_its_series_is_refused_whole_or_alone() {
+        let mut c = Consolidator::new(&[S20], 100);
+        let key = SeriesKey::new("lat", None, &mut []);
+        let gauge = Event::value(key.clone(), MetricKind::Gauge, 1.0, 1_000);
+        let timer = Event::value(key, MetricKind::Timer, 2.0, 2_000);
+        let other = Event::value(
+            SeriesKey::new("x", None, &mut []),
+            MetricKind::Gauge,
+            1.0,
+            0,
+        );
+        // Within one batch: refused whole, nothing recorded.
+        let whole = c.record_batch(&[other.clone(), gauge.clone(), timer.clone()]);
+        assert!(
+            matches!(
+                &whole,
+                Err(ConsolidateError::KindConflict {
+                    item: 2,
+                    open: "gauge",
+                    sent: "timer",
+                    ..
+                })
+            ),
+            "{whole:?}"
+        );
+        assert_eq!(c.open_buckets(), 0, "nothing of the batch was kept");
+        // Against an open bucket: one by one, the others are kept.
+        c.record_batch(std::slice::from_ref(&gauge)).unwrap();
+        let (report, refusal) = c.record_each(&[other, timer]);
+        assert_eq!(
+            (report.accepted, report.refused, report.refused_type),
+            (1, 1, 1)
+        );
+        assert!(refusal
+            .unwrap()
+            .to_string()
+            .contains("item 1: field 'type': series 'lat' is a gauge"));
     }
 }

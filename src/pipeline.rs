@@ -275,7 +275,11 @@ impl<C: Clock> ConsolidatorTask<C> {
     /// Counts the events refused one by one at the series limit (as `udp_dropped` too when
     /// `udp`) and logs them at the rate limit of bad input.
     fn count_refused(&self, report: &BatchReport, refusal: ConsolidateError, udp: bool) {
-        Stats::add(&self.stats.events_refused_series_limit, report.refused);
+        Stats::add(&self.stats.events_refused_type, report.refused_type);
+        Stats::add(
+            &self.stats.events_refused_series_limit,
+            report.refused - report.refused_type,
+        );
         if udp {
             Stats::add(&self.stats.udp_dropped, report.refused);
         }

@@ -40,6 +40,8 @@ pub struct Stats {
     pub udp_dropped: AtomicU64,
     /// Events of the stream listeners refused one by one at the series limit.
     pub events_refused_series_limit: AtomicU64,
+    /// Events refused for a type other than their series' (lines nobody answers).
+    pub events_refused_type: AtomicU64,
     /// Events refused because the write-ahead log could not take them.
     pub events_unlogged: AtomicU64,
     /// Datagrams the kernel dropped because a listener's receive buffer was full.
@@ -83,6 +85,7 @@ pub struct StatsSnapshot {
     pub statsd_gauges_evicted: u64,
     pub udp_dropped: u64,
     pub events_refused_series_limit: u64,
+    pub events_refused_type: u64,
     pub events_unlogged: u64,
     pub udp_receive_buffer_drops: u64,
     pub graphite_bad_lines: u64,
@@ -147,6 +150,7 @@ impl Stats {
             statsd_gauges_evicted: get(&self.statsd_gauges_evicted),
             udp_dropped: get(&self.udp_dropped),
             events_refused_series_limit: get(&self.events_refused_series_limit),
+            events_refused_type: get(&self.events_refused_type),
             events_unlogged: get(&self.events_unlogged),
             udp_receive_buffer_drops: get(&self.udp_receive_buffer_drops),
             graphite_bad_lines: get(&self.graphite_bad_lines),

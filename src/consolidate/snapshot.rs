@@ -13,7 +13,7 @@ use crate::distinct::Distinct;
 use crate::event::{MetricKind, SeriesKey};
 use crate::sketch::Sketch;
 
-const MAGIC: &[u8; 8] = b"strataC1";
+const MAGIC: &[u8; 8] = b"strataC2";
 
 /// Why a snapshot could not be restored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,6 +65,7 @@ impl Consolidator {
         for (id, entry) in self.series.iter().enumerate() {
             let Some(entry) = entry else { continue };
             put_bytes(out, entry.key.as_bytes());
+            out.push(kind_code(entry.kind));
             for (a, older) in self.archives.iter().zip(&older) {
                 let open: Vec<&Summary> = [&a.previous[id], &a.current[id]]
                     .into_iter()
@@ -115,8 +116,9 @@ impl Consolidator {
         let series = r.len(bytes.len())?;
         for _ in 0..series {
             let key: Arc<str> = Arc::from(r.str()?);
+            let kind = kind_of(r.byte()?)?;
             let id = c
-                .intern(&SeriesKey::from_shared(key))
+                .intern(&SeriesKey::from_shared(key), kind)
                 .map_err(|_| Malformed)?;
             let mut opened = 0;
             for a in c.archives.iter_mut() {

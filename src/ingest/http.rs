@@ -18,7 +18,7 @@ use crate::access::{refuse_cross_site_bodies, require_token, Token};
 use crate::calendar::rfc3339;
 use crate::clock::{Clock, EpochMillis};
 use crate::config::Config;
-use crate::consolidate::BatchReport;
+use crate::consolidate::{BatchReport, ConsolidateError};
 use crate::errors::Chain;
 use crate::event::{MetricKind, SeriesKey};
 use crate::ingest::handle::{IngestHandle, SubmitError};
@@ -307,6 +307,10 @@ async fn submit<B, C>(
             )
                 .into_response())
         }
+        Err(SubmitError::Refused(e @ ConsolidateError::KindConflict { item, .. })) => Err(error(
+            StatusCode::CONFLICT,
+            json!({"error": e.to_string(), "item": item, "field": "type"}),
+        )),
         Err(SubmitError::Refused(e)) => Err(error(
             StatusCode::TOO_MANY_REQUESTS,
             json!({"error": e.to_string()}),
@@ -494,6 +498,7 @@ max_inflight_bytes = 2048
         /// Every event older than the retention.
         Expire,
         SeriesLimit,
+        KindConflict,
     }
 
     fn consolidate(mut queue: IngestQueue, answer: Answer) {
@@ -521,6 +526,12 @@ max_inflight_bytes = 2048
                             Answer::SeriesLimit => Err(ConsolidateError::SeriesLimit {
                                 limit: 1,
                                 series: "x".into(),
+                            }),
+                            Answer::KindConflict => Err(ConsolidateError::KindConflict {
+                                item: 0,
+                                series: "x".into(),
+                                open: "gauge",
+                                sent: "timer",
                             }),
                         };
                         if let Some(reply) = batch.reply {
@@ -659,6 +670,20 @@ max_inflight_bytes = 2048
         let (status, body) = call(app, "POST", "/v1/metrics", GOOD).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body["retry-after"], "1");
+    }
+
+    #[tokio::test]
+    async fn an_event_of_another_type_than_its_series_gets_409_naming_item_and_field() {
+        let (status, body) = call(app(Answer::KindConflict), "POST", "/v1/metrics", GOOD).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(
+            (body["item"].as_u64(), body["field"].as_str()),
+            (Some(0), Some("type"))
+        );
+        assert!(
+            body["error"].as_str().unwrap().contains("is a gauge"),
+            "{body}"
+        );
     }
 
     #[tokio::test]

@@ -88,6 +88,15 @@ pub(crate) fn decide(
             pending.id, pending.index
         ));
     }
+    if merged.summary.kind != pending.ours.summary.kind {
+        return Step::Unreadable(format!(
+            "document {} in {} holds a {}, this bucket is a {}: types are not merged",
+            pending.id,
+            pending.index,
+            merged.summary.kind.as_str(),
+            pending.ours.summary.kind.as_str()
+        ));
+    }
     merged.absorb(pending.ours.clone());
     merged.series = pending.ours.series.clone();
     merged.late = pending.ours.late;
@@ -382,6 +391,23 @@ mod tests {
             decide(&pending(other_log, vec![]), &found(doc), 0xcd, archive_of),
             Step::Write(..)
         ));
+    }
+
+    #[test]
+    fn a_bucket_of_another_type_is_not_merged_into_the_document() {
+        let gauge = bucket(&[(1.0, 1_000)]);
+        let mut timer = bucket(&[(2.0, 3_000)]);
+        timer.summary.kind = MetricKind::Timer;
+        let step = decide(
+            &pending(timer, vec![]),
+            &found(stored(&gauge, 1)),
+            0,
+            archive_of,
+        );
+        assert!(
+            matches!(&step, Step::Unreadable(why) if why.contains("holds a gauge, this bucket is a timer")),
+            "{step:?}"
+        );
     }
 
     #[test]

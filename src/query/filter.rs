@@ -33,13 +33,26 @@ pub(crate) fn required<'a>(
         .ok_or_else(|| bad(name, "is required"))
 }
 
-/// An instant as RFC 3339 (any offset) or epoch milliseconds.
+/// Epoch seconds between 1973 and 2286 read as milliseconds land in the first months of 1970,
+/// where no metrics are: such a number is refused with a hint rather than read silently.
+const LOOKS_LIKE_SECONDS: std::ops::Range<i64> = 100_000_000..10_000_000_000;
+
+/// An instant parameter: RFC 3339 or epoch milliseconds (not seconds: see [`LOOKS_LIKE_SECONDS`]).
 pub(crate) fn instant(
     params: &BTreeMap<String, String>,
     name: &str,
 ) -> Result<EpochMillis, BadParam> {
     let text = required(params, name)?;
     if let Ok(ms) = text.parse::<i64>() {
+        if LOOKS_LIKE_SECONDS.contains(&ms) {
+            return Err(bad(
+                name,
+                format!(
+                    "{ms} is {} in epoch milliseconds; it looks like epoch seconds: send {ms}000 (milliseconds) or RFC 3339",
+                    crate::calendar::rfc3339(ms)
+                ),
+            ));
+        }
         return Ok(ms);
     }
     chrono::DateTime::parse_from_rfc3339(text)
@@ -121,6 +134,16 @@ mod tests {
         ]);
         assert_eq!(instant(&p, "start").unwrap(), 347_150_990_000);
         assert_eq!(instant(&p, "end").unwrap(), 1000);
+        let seconds = params(&[("from", "1764500000")]);
+        let why = instant(&seconds, "from").unwrap_err().to_string();
+        assert!(
+            why.contains("looks like epoch seconds: send 1764500000000"),
+            "{why}"
+        );
+        assert_eq!(
+            instant(&params(&[("from", "1764500000000")]), "from").unwrap(),
+            1_764_500_000_000
+        );
         assert_eq!(
             instant(&p, "to").unwrap_err().to_string(),
             "parameter 'to': is required"

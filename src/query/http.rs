@@ -75,6 +75,12 @@ impl<B: SearchBackend, C: Clock> QueryState<B, C> {
                     .search_all(pattern, &query)
                     .await
                     .map_err(node_error)?;
+                if let Some(why) = no_sketch_in(&self.config, seg, &docs) {
+                    return Err(bad_request(BadParam {
+                        param: "stat".into(),
+                        why,
+                    }));
+                }
                 points.extend(points_from_sketches(
                     &self.config,
                     seg,
@@ -100,6 +106,26 @@ impl<B: SearchBackend, C: Clock> QueryState<B, C> {
             .flat_map(|(seg, r)| points_from_response(&self.config, seg, r, stat, min_coverage))
             .collect())
     }
+}
+
+/// Why `stat=pNN` cannot be answered from these documents: they exist but none carries a
+/// sketch (a counter or a set, or an archive without `percentiles`). `None` when some do, or
+/// when there are none (an empty range is not an error).
+fn no_sketch_in(
+    config: &crate::config::Config,
+    seg: &crate::query::metrics::Segment,
+    docs: &[serde_json::Value],
+) -> Option<String> {
+    if docs.is_empty() || docs.iter().any(|d| d["sketch"].is_string()) {
+        return None;
+    }
+    let archive = &config.archives[seg.archive];
+    let kind = docs[0]["type"].as_str().unwrap_or("gauge");
+    Some(if archive.percentiles.is_empty() {
+        format!("archive '{}' keeps no percentiles (its `percentiles` list is empty), so no quantile can be read from it", archive.name)
+    } else {
+        format!("this series is a {kind}: strata keeps quantile sketches for gauges and timers only; ask a counter or a set for avg, sum, min, max, count, first or last")
+    })
 }
 
 /// The read routes.

@@ -103,6 +103,21 @@ pub(crate) fn segments(
     for &(a, span_from, span_to) in spans {
         let stored = config.archives[a].step.as_millis() as i64;
         let interval = step_ms.map_or(stored, |s| s.max(stored));
+        // A coarser point must cover whole stored buckets, or its statistics and coverage
+        // would count a bucket that straddles two points in one of them only.
+        if interval % stored != 0 {
+            let steps = spans
+                .iter()
+                .map(|&(a, _, _)| humantime::format_duration(config.archives[a].step).to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(format!(
+                "{} is not a whole multiple of the {} step of archive '{}' that serves part of the range: ask for a multiple of every step in the range ({steps})",
+                humantime::format_duration(std::time::Duration::from_millis(interval as u64)),
+                humantime::format_duration(config.archives[a].step),
+                config.archives[a].name
+            ));
+        }
         // Align to the interval so that re-aggregated points cover whole stored buckets.
         let lo = from.max(span_from);
         let hi = to.min(span_to);
@@ -327,6 +342,24 @@ mod tests {
             segments(&cfg, 0, 10 * 86_400_000, None, &[(0, 0, i64::MAX)])
                 .unwrap_err()
                 .contains("coarser step")
+        );
+    }
+
+    #[test]
+    fn a_step_that_is_not_a_multiple_of_a_stored_step_is_refused_naming_the_steps() {
+        let cfg = config();
+        let spans = [(0, 0, 3_600_000), (1, 3_600_000, 10_800_000)];
+        let why = segments(&cfg, 0, 10_800_000, Some(30_000), &spans).unwrap_err();
+        assert!(
+            why.contains("30s is not a whole multiple of the 20s step of archive 'a'"),
+            "{why}"
+        );
+        assert!(why.contains("(20s, 1h)"), "{why}");
+        // Finer than a stored step: that part is served at its own step (each point says so).
+        let segs = segments(&cfg, 0, 10_800_000, Some(40_000), &spans).unwrap();
+        assert_eq!(
+            segs.iter().map(|s| s.interval_ms).collect::<Vec<_>>(),
+            vec![40_000, 3_600_000]
         );
     }
 

@@ -535,6 +535,43 @@ async fn percentiles_survive_downsampling_within_one_percent_of_nearest_rank() {
             "{p} vs exact {exact}"
         );
     }
+    // A step that is not a whole multiple of a stored one is refused, naming the steps.
+    let (status, body) = get_json(
+        &scope,
+        format!(
+            "http://{}/v1/metrics?name=lat&from={from}&to={to}&step=90m",
+            running.addr
+        ),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.to_string()
+            .contains("not a whole multiple of the 1h step"),
+        "{body}"
+    );
+    // A counter keeps no sketch: a percentile of it is refused, not answered with nulls.
+    let hits: String = events
+        .iter()
+        .map(|(t, _)| {
+            format!("{{\"name\":\"hits\",\"type\":\"counter\",\"value\":1,\"timestamp\":{t}}}\n")
+        })
+        .collect();
+    replay_into_node(&cfg, &hits).await;
+    scope.refresh().await;
+    let (status, body) = get_json(
+        &scope,
+        format!(
+            "http://{}/v1/metrics?name=hits&from={from}&to={to}&step=1d&stat=p99",
+            running.addr
+        ),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.to_string().contains("this series is a counter"),
+        "{body}"
+    );
     running.stop().await.unwrap();
     scope.cleanup().await;
 }
