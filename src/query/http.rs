@@ -330,7 +330,7 @@ async fn metrics<B: SearchBackend, C: Clock>(
     Json(json!({"name": selector.name, "points": points})).into_response()
 }
 
-/// cricket's lookup: the stored documents whose bucket starts at `timestamp`.
+/// cricket's lookup: per archive, the stored document whose bucket contains `timestamp`.
 async fn points_at<B: SearchBackend, C: Clock>(
     s: &QueryState<B, C>,
     params: &BTreeMap<String, String>,
@@ -346,8 +346,20 @@ async fn points_at<B: SearchBackend, C: Clock>(
         Err(e) => return bad_request(e),
     };
     let mut filters = selector.filters();
-    filters
-        .push(json!({"range": {"@timestamp": {"gte": at, "lte": at, "format": "epoch_millis"}}}));
+    // Each archive's bucket holding `at` starts at a different instant.
+    let buckets: Vec<_> = s
+        .config
+        .archives
+        .iter()
+        .map(|a| {
+            let start = crate::consolidate::bucket_start(at, a.step.as_millis() as i64);
+            json!({"bool": {"filter": [
+                {"term": {"archive": a.name}},
+                {"range": {"@timestamp": {"gte": start, "lte": start, "format": "epoch_millis"}}}
+            ]}})
+        })
+        .collect();
+    filters.push(json!({"bool": {"should": buckets, "minimum_should_match": 1}}));
     let body =
         json!({"size": 100, "query": {"bool": {"filter": filters}}, "sort": [{"step": "asc"}]});
     let response = match s

@@ -312,6 +312,17 @@ async fn min_coverage_nulls_points_with_too_few_stored_buckets() {
     )
     .await;
     assert_eq!(status, 404);
+    // An instant inside a bucket finds that bucket, not only its start.
+    let (status, inside) = get_json(
+        &scope,
+        format!(
+            "http://{}/v1/metrics?name=half&timestamp={}",
+            running.addr,
+            at + 445_000
+        ),
+    )
+    .await;
+    assert_eq!((status, inside.clone()), (200, body), "{inside}");
     running.stop().await.unwrap();
     scope.cleanup().await;
 }
