@@ -83,12 +83,13 @@ struct AggBody<'a> {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct Groups<'a> {
+    // Kept raw and read one by one, so that an entry of the wrong shape is named.
     #[serde(borrow, default)]
-    c: Vec<RawPartial<'a>>,
+    c: Vec<&'a serde_json::value::RawValue>,
     #[serde(borrow, default)]
-    ms: Vec<RawPartial<'a>>,
+    ms: Vec<&'a serde_json::value::RawValue>,
     #[serde(borrow, default)]
-    g: Vec<RawPartial<'a>>,
+    g: Vec<&'a serde_json::value::RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -136,10 +137,12 @@ pub(crate) fn parse_agg(body: &[u8], limits: &Limits) -> Result<Vec<Event>, Inva
     ];
     let mut events = Vec::new();
     for (group, kind, partials) in groups {
-        for (i, raw) in partials.iter().enumerate() {
+        for (i, entry) in partials.iter().enumerate() {
             let at = |field: &'static str, why: String| {
                 whole(format!("prt.{group}[{i}]: field '{field}': {why}"))
             };
+            let raw: RawPartial = serde_json::from_str(entry.get())
+                .map_err(|e| whole(format!("prt.{group}[{i}]: {e}")))?;
             if let Some(typ) = raw.typ.as_deref().filter(|t| *t != group) {
                 return Err(at("typ", format!("{typ:?} inside the {group:?} list")));
             }
@@ -238,6 +241,9 @@ mod tests {
         assert!(parse_agg(br#"{"prt":{"c":[{"pth":"x"}]}}"#, &limits())
             .unwrap_err()
             .to_string()
-            .contains("missing field"));
+            .contains("prt.c[0]: missing field"));
+        let wrong_type = br#"{"prt":{"g":[{"pth":"ok","sum":1,"cnt":1,"min":1,"max":1,"fst":1,"lst":1},{"pth":"x","sum":"5","cnt":1,"min":1,"max":1,"fst":1,"lst":1}]}}"#;
+        let why = parse_agg(wrong_type, &limits()).unwrap_err().to_string();
+        assert!(why.starts_with("prt.g[1]: invalid type: string"), "{why}");
     }
 }

@@ -162,7 +162,7 @@ fn invalid_event(e: &InvalidEvent) -> Response {
         Location::Line(l) => body.insert("line".into(), json!(l)),
         Location::Body => None,
     };
-    if let Some(f) = e.field {
+    if let Some(f) = &e.field {
         body.insert("field".into(), json!(f));
     }
     error(StatusCode::BAD_REQUEST, Value::Object(body))

@@ -27,7 +27,8 @@ pub enum Location {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct InvalidEvent {
     pub at: Location,
-    pub field: Option<&'static str>,
+    /// The field at fault; for an unknown key, that key.
+    pub field: Option<Cow<'static, str>>,
     pub message: String,
 }
 
@@ -38,7 +39,7 @@ impl fmt::Display for InvalidEvent {
             Location::Item(i) => write!(f, "item {i}: ")?,
             Location::Line(l) => write!(f, "line {l}: ")?,
         }
-        if let Some(field) = self.field {
+        if let Some(field) = &self.field {
             write!(f, "field '{field}': ")?;
         }
         f.write_str(&self.message)
@@ -166,11 +167,30 @@ pub(crate) fn parse_event(
     at: Location,
     limits: &Limits,
 ) -> Result<Event, InvalidEvent> {
-    let err = |field: Option<&'static str>, message: String| InvalidEvent { at, field, message };
+    let err = |field: Option<&'static str>, message: String| InvalidEvent {
+        at,
+        field: field.map(Cow::Borrowed),
+        message,
+    };
     if !json.starts_with('{') {
         return Err(err(None, "expected a JSON object".into()));
     }
-    let raw: RawEvent = serde_json::from_str(json).map_err(|e| err(None, e.to_string()))?;
+    let raw: RawEvent = serde_json::from_str(json).map_err(|e| {
+        let message = e.to_string();
+        // serde names an unknown key in its message only: carry it as the field too.
+        let unknown = message
+            .strip_prefix("unknown field `")
+            .and_then(|rest| rest.split_once('`'))
+            .map(|(key, _)| Cow::Owned(key.to_string()));
+        match unknown {
+            Some(key) => InvalidEvent {
+                at,
+                field: Some(key),
+                message: "unknown field (known: name, value, timestamp, host, tags, labels, type, count, sum, min, max, first, last)".into(),
+            },
+            None => err(None, message),
+        }
+    })?;
     let name: Cow<str> = match raw.name {
         Some(v) => string_field(v).map_err(|m| err(Some("name"), m))?,
         None => return Err(err(Some("name"), "is required".into())),
@@ -476,7 +496,8 @@ mod tests {
             fails(r#"{"name":"a","value":1,"tags":{"a":"1","b":"2","c":"3"}}"#)
                 .contains("more than the limit of 2")
         );
-        assert!(fails(r#"{"name":"a","value":1,"valeu":2}"#).contains("unknown field `valeu`"));
+        assert!(fails(r#"{"name":"a","value":1,"valeu":2}"#)
+            .contains("field 'valeu': unknown field (known: name"));
         assert!(fails(r#"{"name":"a","value":NaN}"#).starts_with("line 1: malformed JSON"));
         assert!(fails("{\"name\":\"a\",\"value\":1}\n{\"name\":\"b\"}")
             .starts_with("line 2: field 'value'"));
