@@ -15,7 +15,6 @@ use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
 use crate::access::{refuse_cross_site_bodies, require_token, Token};
-use crate::calendar::rfc3339;
 use crate::clock::{Clock, EpochMillis};
 use crate::config::Config;
 use crate::consolidate::{BatchReport, ConsolidateError};
@@ -247,31 +246,10 @@ async fn ingest_body<B, C: Clock>(
         Ok(events) => events,
         Err(e) => return invalid_event(&e),
     };
-    let seconds = events
-        .iter()
-        .find_map(|e| looks_like_seconds(e.timestamp, limits.now));
     match submit(s, events).await {
-        Ok(report) => {
-            let mut answer = report_json(&report, &s.config);
-            if let (Some(t), true) = (seconds, report.expired > 0) {
-                answer["hint"] = json!(format!(
-                    "timestamps are milliseconds since the epoch: {t} is in {}, and {t} seconds would be {}",
-                    rfc3339(t).get(..4).unwrap_or("1970"),
-                    rfc3339(t.saturating_mul(1000))
-                ));
-            }
-            (StatusCode::OK, Json(answer)).into_response()
-        }
+        Ok(report) => (StatusCode::OK, Json(report_json(&report, &s.config))).into_response(),
         Err(refused) => refused,
     }
-}
-
-/// `t` when it reads as seconds sent where milliseconds belong: in the first three years of the
-/// epoch as milliseconds, and within a year of `now` as seconds.
-fn looks_like_seconds(t: EpochMillis, now: EpochMillis) -> Option<EpochMillis> {
-    const YEAR_MS: i64 = 366 * 86_400_000;
-    let as_seconds = t.checked_mul(1000)?;
-    ((0..3 * YEAR_MS).contains(&t) && (as_seconds - now).abs() < YEAR_MS).then_some(t)
 }
 
 /// Hands events to the consolidator; a refusal becomes its HTTP answer.
@@ -495,8 +473,6 @@ max_inflight_bytes = 2048
     #[derive(Clone, Copy)]
     enum Answer {
         Accept,
-        /// Every event older than the retention.
-        Expire,
         SeriesLimit,
         KindConflict,
     }
@@ -511,14 +487,6 @@ max_inflight_bytes = 2048
                                 accepted: batch.events.len() as u64,
                                 archives: vec![ArchiveCounts {
                                     recorded: batch.events.len() as u64,
-                                    ..ArchiveCounts::default()
-                                }],
-                                ..BatchReport::default()
-                            }),
-                            Answer::Expire => Ok(BatchReport {
-                                expired: batch.events.len() as u64,
-                                archives: vec![ArchiveCounts {
-                                    expired: batch.events.len() as u64,
                                     ..ArchiveCounts::default()
                                 }],
                                 ..BatchReport::default()
@@ -590,21 +558,6 @@ max_inflight_bytes = 2048
             .uri("/v1/metrics")
             .body(Body::from_stream(never))
             .unwrap()
-    }
-
-    #[tokio::test]
-    async fn expired_events_stamped_in_seconds_get_a_hint() {
-        // NOW is 2026-05-28; 1779000000 ms is 1970-01-21, 1779000000 s is 2026-05-17.
-        let body = r#"{"name":"a","value":1,"timestamp":1779000000}"#;
-        let (status, answer) = call(app(Answer::Expire), "POST", "/v1/metrics", body).await;
-        assert_eq!(status, StatusCode::OK);
-        assert_eq!(
-            answer["hint"],
-            "timestamps are milliseconds since the epoch: 1779000000 is in 1970, and 1779000000 seconds would be 2026-05-17T06:40:00Z"
-        );
-        let old = r#"{"name":"a","value":1,"timestamp":"1990-01-01T00:00:00Z"}"#;
-        let (_, answer) = call(app(Answer::Expire), "POST", "/v1/metrics", old).await;
-        assert!(answer.get("hint").is_none(), "{answer}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -197,7 +197,15 @@ pub(crate) fn parse_event(
     };
     check_text(&name, limits.max_name_length).map_err(|m| err(Some("name"), m.to_string()))?;
     let timestamp = match raw.timestamp {
-        Some(v) if v.get() != "null" => timestamp(v).map_err(|m| err(Some("timestamp"), m))?,
+        Some(v) if v.get() != "null" => {
+            let t = timestamp(v).map_err(|m| err(Some("timestamp"), m))?;
+            if !v.get().starts_with('"') {
+                if let Some(why) = looks_like_seconds(t, limits.now) {
+                    return Err(err(Some("timestamp"), why));
+                }
+            }
+            t
+        }
         _ => limits.now,
     };
     limits
@@ -352,6 +360,22 @@ fn finite_number(v: &RawValue) -> Result<f64, String> {
     }
 }
 
+/// Why the number `t` reads as epoch seconds sent where milliseconds belong: in the first three
+/// years of the epoch as milliseconds, and within a year of `now` as seconds.
+fn looks_like_seconds(t: EpochMillis, now: EpochMillis) -> Option<String> {
+    const YEAR_MS: i64 = 366 * 86_400_000;
+    let as_seconds = t.checked_mul(1000)?;
+    // A clock itself in the first years of the epoch (tests) makes every small number look so.
+    let plausible = as_seconds >= 3 * YEAR_MS && (as_seconds - now).abs() < YEAR_MS;
+    ((0..3 * YEAR_MS).contains(&t) && plausible).then(|| {
+        format!(
+            "{t} is {} in epoch milliseconds, and {} in seconds: timestamps are milliseconds (send {as_seconds}) or RFC 3339",
+            crate::calendar::rfc3339(t),
+            crate::calendar::rfc3339(as_seconds)
+        )
+    })
+}
+
 fn timestamp(v: &RawValue) -> Result<EpochMillis, String> {
     let text = v.get();
     if text.starts_with('"') {
@@ -480,6 +504,12 @@ mod tests {
             fails("{\"name\":\"a\\u0007\",\"value\":1}"),
             "field 'name': must not contain control characters"
         );
+        // NOW is 2023-11-14; 1699000000 ms is 1970-01-20, 1699000000 s is 2023-11-03.
+        assert_eq!(
+            fails(r#"{"name":"a","value":1,"timestamp":1699000000}"#),
+            "field 'timestamp': 1699000000 is 1970-01-20T15:56:40Z in epoch milliseconds, and 2023-11-03T08:26:40Z in seconds: timestamps are milliseconds (send 1699000000000) or RFC 3339"
+        );
+        assert!(parse(r#"{"name":"a","value":1,"timestamp":"1970-01-20T15:56:40Z"}"#).is_ok());
         assert!(fails(r#"{"name":"a","value":1,"timestamp":"yesterday"}"#)
             .starts_with("field 'timestamp': \"yesterday\" is not an RFC 3339 time"));
         assert!(fails(r#"{"name":"a","value":1,"timestamp":1800000000000}"#)
