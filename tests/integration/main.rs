@@ -8,6 +8,7 @@ mod durability;
 mod late;
 mod maintenance;
 mod protocols;
+mod readme;
 mod reads;
 mod replay;
 mod serve;
