@@ -465,3 +465,78 @@ async fn a_shutdown_that_drops_documents_says_how_many_and_fails() {
         "2 document(s) could not be written before persist.shutdown_timeout; see the log"
     );
 }
+
+#[tokio::test]
+async fn secrets_never_appear_in_check_output_logs_or_health() {
+    let scope = Scope::new("secrets");
+    let dir = std::env::temp_dir().join(format!("strata-{}", scope.prefix));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = "s3cr3t-Pa55w0rd-never-shown";
+    let token = "t0ken-never-shown-either";
+    std::fs::write(dir.join("token"), token).unwrap();
+    let config = |extra: &str| {
+        format!(
+            "[node]\nurl = \"{node}\"\nusername = \"strata\"\npassword_env = \"STRATA_TEST_SECRET\"\n{extra}\n[index]\nprefix = \"{p}\"\ntemplate = \"{p}tpl\"\nreplicas = 0\n[aliases]\nprefix = \"{p}alias-\"\numbrella = \"{p}all\"\n[http]\nwrite_token_file = \"{t}\"\n{archives}",
+            node = scope.node,
+            p = scope.prefix,
+            t = dir.join("token").display(),
+            archives = archive_20s()
+        )
+    };
+    // `check` with a problem to report, and with none.
+    for (name, extra) in [
+        ("bad.toml", "ca_file = \"/nonexistent/ca.pem\""),
+        ("good.toml", ""),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, config(extra)).unwrap();
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(["check", "--config", path.to_str().unwrap()])
+            .env("STRATA_TEST_SECRET", secret)
+            .output()
+            .await
+            .unwrap();
+        let shown = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.success(), name == "good.toml", "{shown}");
+        assert!(!shown.contains(secret) && !shown.contains(token), "{shown}");
+    }
+    // `serve`: its log and /health.
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args([
+            "serve",
+            "--config",
+            dir.join("good.toml").to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("STRATA_TEST_SECRET", secret)
+        .env("STRATA_LOG", "debug")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let addr = read_listen_addr_keeping(child.stderr.take().unwrap(), lines.clone()).await;
+    let (status, health) = get_json(&scope, format!("http://{addr}/health")).await;
+    assert_eq!(status, 200, "{health}");
+    assert!(!health.to_string().contains(secret) && !health.to_string().contains(token));
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let log = lines.lock().unwrap().join("\n");
+    assert!(!log.is_empty());
+    assert!(!log.contains(secret) && !log.contains(token), "{log}");
+    scope.cleanup().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
