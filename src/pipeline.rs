@@ -306,9 +306,9 @@ impl<C: Clock> ConsolidatorTask<C> {
             for mut c in pending.drain(..) {
                 c.seq = seq;
                 let c = match self.spill(c) {
-                    Spill::Done => continue,
-                    Spill::WriterGone => return self.writer_gone(),
-                    Spill::Wait(c) => c,
+                    Ok(()) => continue,
+                    Err(backlog::Offer::WriterGone) => return self.writer_gone(),
+                    Err(backlog::Offer::Wait(c)) => *c,
                 };
                 let permit = match self.output.clone().try_reserve_owned() {
                     Ok(permit) => permit,
@@ -336,14 +336,10 @@ impl<C: Clock> ConsolidatorTask<C> {
     /// With a backlog: sends `c` to the writer if nothing waits and its queue has room, else
     /// adds it to the backlog. Without one (or if the backlog cannot write), `c` comes back to
     /// wait for room.
-    fn spill(&mut self, c: Closed) -> Spill {
-        let Some(backlog) = &self.backlog else {
-            return Spill::Wait(c);
-        };
-        match backlog::offer(backlog, &self.output, c, self.clock.now()) {
-            Ok(()) => Spill::Done,
-            Err(backlog::Offer::WriterGone) => Spill::WriterGone,
-            Err(backlog::Offer::Wait(c)) => Spill::Wait(*c),
+    fn spill(&mut self, c: Closed) -> Result<(), backlog::Offer> {
+        match &self.backlog {
+            Some(backlog) => backlog::offer(backlog, &self.output, c, self.clock.now()),
+            None => Err(backlog::Offer::Wait(Box::new(c))),
         }
     }
 
@@ -390,15 +386,6 @@ impl<C: Clock> ConsolidatorTask<C> {
         tracing::error!("bulk writer stopped before the consolidator: closed buckets lost");
         false
     }
-}
-
-/// What became of a bucket offered to the backlog.
-enum Spill {
-    /// Sent to the writer or added to the backlog.
-    Done,
-    WriterGone,
-    /// To be sent to the writer, waiting for room.
-    Wait(Closed),
 }
 
 /// The log thread's next report, or never without a journal.

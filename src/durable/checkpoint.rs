@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::durable::files::{self, sync_dir};
 use crate::durable::ledger::Ledger;
-use crate::durable::log::{segments, sync_dir};
 
 const MAGIC: &[u8; 8] = b"strataK1";
 
@@ -49,28 +49,7 @@ fn checkpoint_dir(dir: &Path) -> PathBuf {
 /// Checkpoint files with the given extension, by position.
 fn listed(dir: &Path, extension: &str) -> Result<Vec<(u64, PathBuf)>, CheckpointError> {
     let path = checkpoint_dir(dir);
-    let mut out = Vec::new();
-    let entries = match std::fs::read_dir(&path) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(io(&path)(e)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(io(&path))?;
-        let p = entry.path();
-        if p.extension().and_then(|e| e.to_str()) != Some(extension) {
-            continue;
-        }
-        if let Some(seq) = p
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .and_then(|s| s.parse().ok())
-        {
-            out.push((seq, p));
-        }
-    }
-    out.sort();
-    Ok(out)
+    files::listed(&path, extension).map_err(io(&path))
 }
 
 /// The restart point: its position and the snapshot it holds, or `None` (replay the whole log).
@@ -95,7 +74,7 @@ pub fn restart_point(dir: &Path) -> Result<Option<(u64, Vec<u8>)>, CheckpointErr
 pub fn write_pending(dir: &Path, seq: u64, snapshot: &[u8]) -> Result<u64, CheckpointError> {
     let at = checkpoint_dir(dir);
     std::fs::create_dir_all(&at).map_err(io(&at))?;
-    let tmp = at.join(format!("{seq:020}.tmp"));
+    let tmp = files::numbered(&at, seq, "tmp");
     let mut bytes = Vec::with_capacity(snapshot.len() + 12);
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&crc32fast::hash(snapshot).to_le_bytes());
@@ -106,12 +85,9 @@ pub fn write_pending(dir: &Path, seq: u64, snapshot: &[u8]) -> Result<u64, Check
         file.write_all(&bytes).map_err(io(&tmp))?;
         file.sync_all().map_err(io(&tmp))?;
     }
-    let pending = at.join(format!("{seq:020}.pending"));
+    let pending = files::numbered(&at, seq, "pending");
     std::fs::rename(&tmp, &pending).map_err(io(&pending))?;
-    sync_dir(&at).map_err(|_| CheckpointError::Io {
-        path: at.clone(),
-        source: std::io::Error::other("cannot sync the directory"),
-    })?;
+    sync_dir(&at).map_err(io(&at))?;
     Ok(bytes.len() as u64)
 }
 
@@ -125,8 +101,7 @@ pub struct Pass {
 }
 
 /// Makes the newest pending checkpoint that the ledger allows the restart point, then removes
-/// older checkpoints and the segments it covers. `applied` is the last position the
-/// consolidator applied (pending checkpoints past it cannot exist).
+/// older checkpoints and the segments it covers.
 pub fn housekeep(dir: &Path, ledger: &Ledger) -> Result<Pass, CheckpointError> {
     let mut pass = Pass::default();
     let oldest = ledger.oldest_outstanding();
@@ -137,10 +112,7 @@ pub fn housekeep(dir: &Path, ledger: &Ledger) -> Result<Pass, CheckpointError> {
         let ckpt = pending.with_extension("ckpt");
         std::fs::rename(&pending, &ckpt).map_err(io(&ckpt))?;
         let at = checkpoint_dir(dir);
-        sync_dir(&at).map_err(|_| CheckpointError::Io {
-            path: at.clone(),
-            source: std::io::Error::other("cannot sync the directory"),
-        })?;
+        sync_dir(&at).map_err(io(&at))?;
         pass.promoted = Some(seq);
     }
     let Some((restart, _)) = listed(dir, "ckpt")?.pop() else {
@@ -153,10 +125,8 @@ pub fn housekeep(dir: &Path, ledger: &Ledger) -> Result<Pass, CheckpointError> {
             }
         }
     }
-    let all = segments(dir).map_err(|e| CheckpointError::Io {
-        path: dir.to_path_buf(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
+    let log = crate::durable::log::segment_dir(dir);
+    let all = files::listed(&log, "wal").map_err(io(&log))?;
     // A segment holds only records up to the restart point when the next one begins at or
     // before the position after it. The last segment is being written: never removed.
     for pair in all.windows(2) {
@@ -244,7 +214,7 @@ pub fn start_keeper(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::durable::log::{start_writer, Append, Committed, Sync};
+    use crate::durable::log::{segments, start_writer, Append, Committed, Sync};
 
     fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("strata-ckpt-{name}-{}", std::process::id()));

@@ -11,6 +11,8 @@
 //! records nobody was told about can be in it, since nothing is answered before its sync.
 
 use std::fs::{File, OpenOptions};
+
+use crate::durable::files::{listed, numbered, sync_dir};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -62,32 +64,13 @@ pub(crate) fn segment_dir(dir: &Path) -> PathBuf {
 }
 
 fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
-    segment_dir(dir).join(format!("{first_seq:020}.wal"))
+    numbered(&segment_dir(dir), first_seq, "wal")
 }
 
 /// The segments in `dir`, by first position.
 pub(crate) fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, LogError> {
     let path = segment_dir(dir);
-    let mut out = Vec::new();
-    let entries = match std::fs::read_dir(&path) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(io(&path)(e)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(io(&path))?;
-        let name = entry.file_name();
-        let Some(seq) = name
-            .to_str()
-            .and_then(|n| n.strip_suffix(".wal"))
-            .and_then(|n| n.parse::<u64>().ok())
-        else {
-            continue;
-        };
-        out.push((seq, entry.path()));
-    }
-    out.sort();
-    Ok(out)
+    listed(&path, "wal").map_err(io(&path))
 }
 
 /// Appends one framed record to `out`.
@@ -139,11 +122,11 @@ pub fn read_back(
 ) -> Result<ReadBack, LogError> {
     let mut out = ReadBack::default();
     let all = segments(dir)?;
-    for (i, (first, path)) in all.iter().enumerate() {
+    for (i, (_, path)) in all.iter().enumerate() {
         let last_segment = i + 1 == all.len();
-        // A segment whose successor starts at or before `from` holds nothing to replay.
-        if all.get(i + 1).is_some_and(|(next, _)| *next <= from + 1) {
-            out.last_seq = out.last_seq.max(next_first(&all, i) - 1);
+        // A segment whose successor starts at or before `from + 1` holds nothing to replay.
+        if let Some((next, _)) = all.get(i + 1).filter(|(next, _)| *next <= from + 1) {
+            out.last_seq = out.last_seq.max(next - 1);
             continue;
         }
         let bytes = std::fs::read(path).map_err(io(path))?;
@@ -174,13 +157,8 @@ pub fn read_back(
                 }
             }
         }
-        let _ = first;
     }
     Ok(out)
-}
-
-fn next_first(all: &[(u64, PathBuf)], i: usize) -> u64 {
-    all.get(i + 1).map_or(1, |(next, _)| *next)
 }
 
 fn cut(path: &Path, len: u64) -> Result<(), LogError> {
@@ -320,7 +298,7 @@ impl Segment {
             .open(&path)
             .map_err(io(&path))?;
         let len = file.metadata().map_err(io(&path))?.len();
-        sync_dir(&segments)?;
+        sync_dir(&segments).map_err(io(&segments))?;
         Ok(Self { file, path, len })
     }
 
@@ -346,11 +324,6 @@ impl Segment {
             }
         }
     }
-}
-
-/// Makes a file's creation, rename or removal in `dir` durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 
 #[cfg(test)]

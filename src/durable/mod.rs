@@ -8,8 +8,10 @@
 //!   the restart point once the node holds every bucket closed before it; older segments and
 //!   checkpoints are then removed.
 //! - [`ledger`]: closed buckets handed to the writer and not yet acknowledged, by position.
+//! - `files`: the numbered file names both use, and the directory sync.
 
 pub mod checkpoint;
+pub(crate) mod files;
 pub mod ledger;
 pub mod log;
 pub mod record;

@@ -317,7 +317,7 @@ impl<B: SearchBackend> BulkWriter<B> {
     async fn flush(&mut self, batch: &mut Batch) {
         let opens_index = std::mem::take(&mut batch.opens_index);
         let positions = std::mem::take(&mut batch.positions);
-        let dropped_before = self.stats.snapshot().docs_dropped;
+        let dropped_before = self.stats.docs_dropped.load(Ordering::Relaxed);
         let (request, late) = batch.take();
         if !self.install_template().await {
             self.give_up(request.ends.len() + late.len());
@@ -330,7 +330,7 @@ impl<B: SearchBackend> BulkWriter<B> {
         }
         // Buckets given up at shutdown stay outstanding: the log keeps them for the next start.
         if let Some(ledger) = &self.ledger {
-            if self.stats.snapshot().docs_dropped == dropped_before {
+            if self.stats.docs_dropped.load(Ordering::Relaxed) == dropped_before {
                 ledger.acknowledged(&positions);
             }
         }

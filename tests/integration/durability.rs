@@ -57,11 +57,7 @@ impl Setup {
         );
         let path = dir.join("archives.toml");
         std::fs::write(&path, config).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_address().port();
         Self {
             scope,
             dir,
@@ -99,25 +95,6 @@ impl Setup {
         self.scope.cleanup().await;
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn signal(child: &Child, sig: &str) {
-    let pid = child.id().unwrap().to_string();
-    assert!(std::process::Command::new("kill")
-        .args([sig, &pid])
-        .status()
-        .unwrap()
-        .success());
-}
-
-/// Stops strata gracefully and waits for its exit.
-async fn terminate(mut child: Child) {
-    signal(&child, "-TERM");
-    let status = tokio::time::timeout(Duration::from_secs(90), child.wait())
-        .await
-        .expect("exits after SIGTERM")
-        .unwrap();
-    assert!(status.success(), "{status}");
 }
 
 async fn kill_9(mut child: Child) {

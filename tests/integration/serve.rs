@@ -202,17 +202,7 @@ async fn sigterm_writes_every_open_bucket_before_exit() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    let pid = child.id().unwrap().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
-        .await
-        .expect("exits after SIGTERM")
-        .unwrap();
-    assert!(status.success(), "{status}");
+    terminate(child).await;
     let docs = scope.documents().await;
     assert_eq!(
         docs.len(),
@@ -297,9 +287,7 @@ async fn starting_with_the_node_away_listens_at_once_and_writes_once_it_comes() 
 
     let scope = Scope::new("away");
     // An address where nothing listens yet: the node is away.
-    let away = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = away.local_addr().unwrap();
-    drop(away);
+    let addr = free_address();
     let clock = ManualClock::new(ms("2026-03-01T10:00:05Z"));
     let options = ServeOptions {
         node_url: Some(format!("http://{addr}")),
@@ -433,9 +421,7 @@ async fn a_shutdown_that_drops_documents_says_how_many_and_fails() {
 
     let scope = Scope::new("dropped");
     // The node stays away: nothing can be written.
-    let away = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = away.local_addr().unwrap();
-    drop(away);
+    let addr = free_address();
     let extra = format!("{FAST}shutdown_timeout = \"1s\"\n");
     let clock = ManualClock::new(ms("2026-03-01T10:00:05Z"));
     let running = serve(
@@ -524,16 +510,7 @@ async fn secrets_never_appear_in_check_output_logs_or_health() {
     let (status, health) = get_json(&scope, format!("http://{addr}/health")).await;
     assert_eq!(status, 200, "{health}");
     assert!(!health.to_string().contains(secret) && !health.to_string().contains(token));
-    let pid = child.id().unwrap().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    tokio::time::timeout(Duration::from_secs(60), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    terminate(child).await;
     let log = lines.lock().unwrap().join("\n");
     assert!(!log.is_empty());
     assert!(!log.contains(secret) && !log.contains(token), "{log}");

@@ -383,3 +383,32 @@ pub async fn read_listen_addr_keeping(
         }
     }
 }
+
+/// A loopback address nothing listens on now (bound, read, released): a node away, or a port
+/// for a process started later.
+pub fn free_address() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// Sends `sig` (`-TERM`, `-KILL`) to a child process.
+pub fn signal(child: &tokio::process::Child, sig: &str) {
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill")
+        .args([sig, &pid])
+        .status()
+        .unwrap()
+        .success());
+}
+
+/// Stops a `strata serve` child with SIGTERM and checks that it exits with success.
+pub async fn terminate(mut child: tokio::process::Child) {
+    signal(&child, "-TERM");
+    let status = tokio::time::timeout(Duration::from_secs(90), child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
