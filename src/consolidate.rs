@@ -31,9 +31,15 @@ use crate::event::{Event, MetricKind, Partial, Sample};
 use crate::sketch::Sketch;
 
 mod snapshot;
+mod tag_keys;
 pub use snapshot::SnapshotError;
 pub(crate) use snapshot::{decode_closed, encode_closed};
 pub(crate) use snapshot::{kind_code, kind_of};
+use tag_keys::TagKeys;
+
+/// Distinct tag keys accepted by default (`consolidate.max_tag_keys`): half the node's default
+/// field limit of 1 000 per index, leaving room for strata's own fields.
+pub const DEFAULT_MAX_TAG_KEYS: usize = 500;
 
 /// Archives are tracked in a bit mask per event.
 pub const MAX_ARCHIVES: usize = 64;
@@ -351,9 +357,28 @@ pub enum ConsolidateError {
         open: &'static str,
         sent: &'static str,
     },
+    /// A new tag key past `consolidate.max_tag_keys`: every tag key is a field of the node's
+    /// index mapping, which the node bounds.
+    #[error("item {item}: field 'tags': tag key '{key}' refused: {limit} distinct tag keys are in use (consolidate.max_tag_keys), and each is a field of the node's index mapping; reuse a tag key, or raise the limit")]
+    TagKeyLimit {
+        /// The event's place in its batch, from 0.
+        item: usize,
+        key: String,
+        limit: usize,
+    },
 }
 
 type SeriesId = u32;
+
+/// The tag keys of every open series with the series' latest event time (what forgetting tag
+/// keys must keep).
+fn keys_in_use(series: &[Option<SeriesEntry>]) -> Vec<(&str, EpochMillis)> {
+    series
+        .iter()
+        .flatten()
+        .flat_map(|e| crate::event::tags(&e.key).map(|(k, _)| (k, e.latest)))
+        .collect()
+}
 
 /// A bucket of the late table: which archive, which bucket, which series.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -397,6 +422,9 @@ struct SeriesEntry {
     kind: MetricKind,
     /// Open buckets over all archives; the series is forgotten when this reaches zero.
     open: u32,
+    /// The latest event time recorded: when the series is forgotten, its tag keys were last
+    /// seen then.
+    latest: EpochMillis,
 }
 
 struct ArchiveState {
@@ -596,6 +624,8 @@ pub struct BatchReport {
     pub refused: u64,
     /// Of `refused`, those refused for their type.
     pub refused_type: u64,
+    /// Of `refused`, those refused for a new tag key past the limit.
+    pub refused_tag_keys: u64,
     /// Per archive, in configuration order.
     pub archives: Vec<ArchiveCounts>,
 }
@@ -649,6 +679,7 @@ pub struct Consolidator {
     series: Vec<Option<SeriesEntry>>,
     free: Vec<SeriesId>,
     max_series: usize,
+    tag_keys: TagKeys,
 }
 
 impl Consolidator {
@@ -679,7 +710,40 @@ impl Consolidator {
             series: Vec::new(),
             free: Vec::new(),
             max_series,
+            tag_keys: TagKeys::new(DEFAULT_MAX_TAG_KEYS),
         }
+    }
+
+    /// Bounds the distinct tag keys accepted (see [`DEFAULT_MAX_TAG_KEYS`]).
+    pub fn with_max_tag_keys(mut self, limit: usize) -> Self {
+        self.tag_keys.set_limit(limit);
+        self
+    }
+
+    /// Distinct tag keys remembered: those of open series and of the indices still kept.
+    pub fn tag_keys(&self) -> usize {
+        self.tag_keys.len()
+    }
+
+    /// Remembers tag keys found on the node at start (the fields of the indices kept), so that
+    /// a restart without a log still counts them.
+    pub fn seed_tag_keys<'a>(&mut self, keys: impl Iterator<Item = &'a str>, at: EpochMillis) {
+        self.tag_keys.note(keys, at);
+    }
+
+    /// Checks the tag keys of a series about to be opened (or merged late) at `at` against the
+    /// limit and remembers them; refuses the event naming the first key past it.
+    fn admit_tag_keys(&mut self, key: &str, at: EpochMillis) -> Result<(), ConsolidateError> {
+        let series = &self.series;
+        self.tag_keys
+            .admit(crate::event::tags(key).map(|(k, _)| k), at, || {
+                keys_in_use(series)
+            })
+            .map_err(|over| ConsolidateError::TagKeyLimit {
+                item: 0,
+                key: over.key,
+                limit: over.limit,
+            })
     }
 
     /// Series that have at least one open bucket.
@@ -751,9 +815,16 @@ impl Consolidator {
                 Ok(fate) => report.count(fate),
                 Err(mut refusal) => {
                     report.refused += 1;
-                    if let ConsolidateError::KindConflict { item: at, .. } = &mut refusal {
-                        *at = item;
-                        report.refused_type += 1;
+                    match &mut refusal {
+                        ConsolidateError::KindConflict { item: at, .. } => {
+                            *at = item;
+                            report.refused_type += 1;
+                        }
+                        ConsolidateError::TagKeyLimit { item: at, .. } => {
+                            *at = item;
+                            report.refused_tag_keys += 1;
+                        }
+                        ConsolidateError::SeriesLimit { .. } => {}
                     }
                     first_refusal.get_or_insert(refusal);
                 }
@@ -768,17 +839,37 @@ impl Consolidator {
         self.record(e.series.as_str(), &e.series, e.kind, &e.sample, e.timestamp)
     }
 
-    /// Fails when the new series among `events` would not fit under the limit, or when an
-    /// event's type differs from its series' (open, or earlier in the batch).
-    fn check_room_for(&self, events: &[Event]) -> Result<(), ConsolidateError> {
+    /// Fails when the new series among `events` would not fit under the limit, when their new
+    /// tag keys would not, or when an event's type differs from its series' (open, or earlier
+    /// in the batch).
+    fn check_room_for(&mut self, events: &[Event]) -> Result<(), ConsolidateError> {
         let room = self.max_series.saturating_sub(self.index.len());
         let mut new: hashbrown::HashMap<&str, MetricKind> = hashbrown::HashMap::new();
+        let mut new_keys: Vec<&str> = Vec::new();
+        let mut keys_checked = false;
         for (item, e) in events.iter().enumerate() {
             let key = e.series.as_str();
             let open = match self.index.get(key, &self.series) {
                 Some(id) => self.series[id as usize].as_ref().map(|s| s.kind),
                 None => {
-                    let kind = *new.entry(key).or_insert(e.kind);
+                    let kind = match new.entry(key) {
+                        hashbrown::hash_map::Entry::Occupied(o) => *o.get(),
+                        hashbrown::hash_map::Entry::Vacant(v) => {
+                            let kind = *v.insert(e.kind);
+                            let before = new_keys.len();
+                            for k in self.tag_keys.unknown(e.series.tags().map(|(k, _)| k)) {
+                                if !new_keys.contains(&k) {
+                                    new_keys.push(k);
+                                }
+                            }
+                            if new_keys.len() > before
+                                && self.tag_keys.len() + new_keys.len() > self.tag_keys.limit()
+                            {
+                                self.refuse_new_keys(item, &new_keys, &mut keys_checked)?;
+                            }
+                            kind
+                        }
+                    };
                     if new.len() > room {
                         return Err(ConsolidateError::SeriesLimit {
                             limit: self.max_series,
@@ -801,6 +892,35 @@ impl Consolidator {
             }
         }
         Ok(())
+    }
+
+    /// Within [`Consolidator::check_room_for`]: the batch's `new_keys` passed the limit at event
+    /// `item`. Forgets expired keys once; fails if they still do not fit.
+    fn refuse_new_keys(
+        &mut self,
+        item: usize,
+        new_keys: &[&str],
+        forgot: &mut bool,
+    ) -> Result<(), ConsolidateError> {
+        if !*forgot {
+            *forgot = true;
+            let series = &self.series;
+            if self
+                .tag_keys
+                .make_room(new_keys.len(), || keys_in_use(series))
+            {
+                return Ok(());
+            }
+        }
+        if self.tag_keys.len() + new_keys.len() <= self.tag_keys.limit() {
+            return Ok(());
+        }
+        let fits = self.tag_keys.limit().saturating_sub(self.tag_keys.len());
+        Err(ConsolidateError::TagKeyLimit {
+            item,
+            key: new_keys[fits.min(new_keys.len() - 1)].to_string(),
+            limit: self.tag_keys.limit(),
+        })
     }
 
     /// Records one sample at time `at` for the series `key`: in every archive whose bucket is
@@ -827,6 +947,10 @@ impl Consolidator {
         let elsewhere = fate.late | fate.expired;
         if elsewhere.count_ones() as usize != self.archives.len() {
             self.record_open(key, owned, kind, sample, at, elsewhere)?;
+        } else if fate.late != 0 && self.index.get(key, &self.series).is_none() {
+            // Late only, for a series not open: its keys may be new to the late buckets'
+            // indices.
+            self.admit_tag_keys(key, at)?;
         }
         if fate.late != 0 {
             self.record_late(key, owned, kind, sample, at, fate.late);
@@ -847,7 +971,13 @@ impl Consolidator {
     ) -> Result<(), ConsolidateError> {
         let id = match self.index.get(key, &self.series) {
             Some(id) => {
-                let open = self.series[id as usize].as_ref().map_or(kind, |e| e.kind);
+                let open = match self.series[id as usize].as_mut() {
+                    Some(entry) => {
+                        entry.latest = entry.latest.max(at);
+                        entry.kind
+                    }
+                    None => kind,
+                };
                 if open != kind {
                     return Err(ConsolidateError::KindConflict {
                         item: 0,
@@ -858,7 +988,10 @@ impl Consolidator {
                 }
                 id
             }
-            None => self.intern(owned, kind)?,
+            None => {
+                self.admit_tag_keys(key, at)?;
+                self.intern(owned, kind, at)?
+            }
         };
         let plain = matches!(sample, Sample::Value(_));
         let mut opened = 0;
@@ -953,17 +1086,24 @@ impl Consolidator {
     }
 
     /// Sets, per archive in configuration order, the start of the oldest bucket still within its
-    /// retention: events of older buckets expire.
+    /// retention: events of older buckets expire. A horizon is an index period's start, so
+    /// every index before it has expired: tag keys last seen before the earliest horizon are
+    /// in no index kept, and can be forgotten once no open series uses them.
     pub fn set_horizons(&mut self, horizons: &[EpochMillis]) {
         for (a, &h) in self.archives.iter_mut().zip(horizons) {
             a.horizon = h;
         }
+        if let Some(&earliest) = horizons.iter().min() {
+            self.tag_keys.set_forget_before(earliest);
+        }
     }
 
+    /// Interns a new series (its tag keys were admitted).
     fn intern(
         &mut self,
         key: &crate::event::SeriesKey,
         kind: MetricKind,
+        at: EpochMillis,
     ) -> Result<SeriesId, ConsolidateError> {
         if self.index.len() >= self.max_series {
             return Err(ConsolidateError::SeriesLimit {
@@ -976,6 +1116,7 @@ impl Consolidator {
             key: shared.clone(),
             kind,
             open: 0,
+            latest: at,
         };
         let id = match self.free.pop() {
             Some(id) => {
@@ -1027,6 +1168,7 @@ impl Consolidator {
             series,
             index,
             free,
+            tag_keys,
             ..
         } = self;
         let a = &mut archives[archive];
@@ -1055,6 +1197,8 @@ impl Consolidator {
                 if entry.open == 0 {
                     // No open bucket in any archive: forget the series and reuse its id.
                     if let Some(gone) = series[id as usize].take() {
+                        let keys = crate::event::tags(&gone.key).map(|(k, _)| k);
+                        tag_keys.note(keys, gone.latest);
                         index.remove(&gone.key, id);
                         free.push(id);
                     }
@@ -1098,6 +1242,86 @@ mod tests {
         let mut out = Vec::new();
         c.flush_due(now_s * 1000, &mut out);
         out
+    }
+
+    fn tagged(keys: &[&str], at_s: i64) -> Event {
+        let mut tags: Vec<(&str, &str)> = keys.iter().map(|k| (*k, "v")).collect();
+        Event::value(
+            SeriesKey::new(&keys.join("+"), None, &mut tags),
+            MetricKind::Gauge,
+            1.0,
+            at_s * 1000,
+        )
+    }
+
+    #[test]
+    fn a_batch_with_a_tag_key_past_the_limit_is_refused_whole_naming_the_event_and_key() {
+        let mut c = Consolidator::new(&[S20], 100).with_max_tag_keys(3);
+        c.record_batch(&[tagged(&["a", "b"], 0)]).unwrap();
+        let batch = [
+            tagged(&["a"], 1),
+            tagged(&["c"], 1),
+            tagged(&["a", "b", "c"], 1),
+            tagged(&["d", "e"], 1),
+        ];
+        match c.record_batch(&batch) {
+            Err(ConsolidateError::TagKeyLimit { item, key, limit }) => {
+                assert_eq!((item, key.as_str(), limit), (3, "d", 3));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Nothing of it was recorded; the keys that fit still do.
+        assert_eq!(c.active_series(), 1);
+        assert_eq!(c.tag_keys(), 2);
+        assert_eq!(c.record_batch(&batch[..3]).unwrap().accepted, 3);
+        assert_eq!(c.tag_keys(), 3);
+    }
+
+    #[test]
+    fn lines_past_the_tag_key_limit_are_refused_one_by_one_and_late_ones_too() {
+        let mut c = Consolidator::new(&[S20], 100).with_max_tag_keys(2);
+        let (report, first) = c.record_each(&[
+            tagged(&["a"], 0),
+            tagged(&["x", "y"], 0),
+            tagged(&["b"], 0),
+            tagged(&["a", "b"], 0),
+        ]);
+        assert_eq!(
+            (report.accepted, report.refused, report.refused_tag_keys),
+            (3, 1, 1)
+        );
+        assert!(matches!(
+            first,
+            Some(ConsolidateError::TagKeyLimit { item: 1, .. })
+        ));
+        flush(&mut c, 100);
+        // A late event of a series no longer open, with a new key: refused, not merged.
+        let (report, _) = c.record_each(&[tagged(&["late"], 5), tagged(&["a"], 5)]);
+        assert_eq!((report.merged, report.refused_tag_keys), (1, 1));
+        assert_eq!(c.late_buckets(), 1);
+    }
+
+    #[test]
+    fn tag_keys_are_forgotten_once_every_index_that_could_hold_them_expired() {
+        let mut c = Consolidator::new(&[S20], 100).with_max_tag_keys(2);
+        c.record_batch(&[tagged(&["a"], 0), tagged(&["b"], 30)])
+            .unwrap();
+        flush(&mut c, 200);
+        // The series are closed, but their buckets' indices are kept.
+        assert!(c.record_batch(&[tagged(&["c"], 200)]).is_err());
+        // "a" was last seen at 0 s, "b" at 30 s: a horizon of 20 s frees "a" only.
+        c.set_horizons(&[20_000]);
+        c.record_batch(&[tagged(&["c"], 200)]).unwrap();
+        assert!(c.record_batch(&[tagged(&["d"], 201)]).is_err());
+        // Past both: "b" goes, but "c" stays while its series is open, although its first
+        // event came before the horizon.
+        c.record_batch(&[tagged(&["c"], 240)]).unwrap();
+        c.set_horizons(&[235_000]);
+        c.record_batch(&[tagged(&["d"], 241)]).unwrap();
+        match c.record_batch(&[tagged(&["e"], 241)]) {
+            Err(ConsolidateError::TagKeyLimit { key, .. }) => assert_eq!(key, "e"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -1193,6 +1417,7 @@ mod tests {
                 expired: 0,
                 refused: 0,
                 refused_type: 0,
+                refused_tag_keys: 0,
                 archives: vec![counts(1, 1, 0), counts(2, 0, 0)]
             }
         );
@@ -1255,6 +1480,7 @@ mod tests {
                 expired: 1,
                 refused: 0,
                 refused_type: 0,
+                refused_tag_keys: 0,
                 archives: vec![counts(1, 0, 2), counts(2, 0, 1)]
             }
         );

@@ -67,6 +67,12 @@ pub enum ServeError {
     Durable(#[from] DurableError),
 }
 
+/// A fresh consolidator for the configured archives and bounds.
+pub fn new_consolidator(config: &Config) -> Consolidator {
+    Consolidator::new(&archive_specs(config), config.consolidate.max_series)
+        .with_max_tag_keys(config.consolidate.max_tag_keys)
+}
+
 /// The consolidator specs of the configured archives.
 pub fn archive_specs(config: &Config) -> Vec<ArchiveSpec> {
     config
@@ -139,6 +145,7 @@ impl<C: Clock> ConsolidatorTask<C> {
                     Stats::set(&self.stats.series_active, self.consolidator.active_series() as u64);
                     Stats::set(&self.stats.buckets_open, self.consolidator.open_buckets() as u64);
                     Stats::set(&self.stats.buckets_late, self.consolidator.late_buckets() as u64);
+                    Stats::set(&self.stats.tag_keys, self.consolidator.tag_keys() as u64);
                     if let Some(j) = &self.journal {
                         Stats::set(&self.stats.data_dir_bytes, j.disk.load(std::sync::atomic::Ordering::Relaxed));
                     }
@@ -272,13 +279,14 @@ impl<C: Clock> ConsolidatorTask<C> {
         }
     }
 
-    /// Counts the events refused one by one at the series limit (as `udp_dropped` too when
-    /// `udp`) and logs them at the rate limit of bad input.
+    /// Counts the events refused one by one (at the series or tag key limit, or for their
+    /// type; as `udp_dropped` too when `udp`) and logs them at the rate limit of bad input.
     fn count_refused(&self, report: &BatchReport, refusal: ConsolidateError, udp: bool) {
         Stats::add(&self.stats.events_refused_type, report.refused_type);
+        Stats::add(&self.stats.events_refused_tag_keys, report.refused_tag_keys);
         Stats::add(
             &self.stats.events_refused_series_limit,
-            report.refused - report.refused_type,
+            report.refused - report.refused_type - report.refused_tag_keys,
         );
         if udp {
             Stats::add(&self.stats.udp_dropped, report.refused);
@@ -434,6 +442,8 @@ pub async fn wait_for_node<B: SearchBackend>(
 pub struct WritePath {
     pub closed: mpsc::Sender<Closed>,
     pub writer: JoinHandle<()>,
+    /// The node answered at start (the template is installed).
+    pub node_answered: bool,
 }
 
 /// What the writer needs of the log: its id (stamped in documents), the ledger it acknowledges
@@ -502,6 +512,7 @@ pub(crate) async fn start_write_path<B: SearchBackend>(
     Ok(WritePath {
         closed,
         writer: tokio::spawn(writer.run(closed_rx)),
+        node_answered: installed,
     })
 }
 
@@ -656,6 +667,31 @@ pub struct ServeOptions {
     pub listen: Option<SocketAddr>,
 }
 
+/// Counts the tag keys already mapped in the indices kept, so that a restart without a log
+/// does not accept a full `max_tag_keys` more. (With a log, the checkpoint carries them; a
+/// seed from outside the log would make its replay refuse differently.)
+async fn seed_tag_keys<B: SearchBackend>(
+    consolidator: &mut Consolidator,
+    backend: &B,
+    config: &Config,
+    now: crate::clock::EpochMillis,
+) {
+    let wildcard = config.index.naming.wildcard();
+    match tokio::time::timeout(TEMPLATE_AT_START, backend.tag_keys(&wildcard)).await {
+        Ok(Ok(keys)) => {
+            consolidator.seed_tag_keys(keys.iter().map(String::as_str), now);
+            tracing::info!(
+                tag_keys = keys.len(),
+                "tag keys already mapped on the node counted"
+            );
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "could not list the tag keys mapped on the node: counting from zero")
+        }
+        Err(_) => tracing::warn!("the node did not list its tag keys in time: counting from zero"),
+    }
+}
+
 /// Starts the whole service and returns once it is listening.
 pub async fn serve<C: Clock>(
     config: Config,
@@ -718,13 +754,13 @@ pub async fn serve<C: Clock>(
             .await?;
             (c, Some(j), Some(d), Some(disk), Some(backlog))
         }
-        None => (
-            Consolidator::new(&archive_specs(&config), config.consolidate.max_series),
-            None,
-            None,
-            None,
-            None,
-        ),
+        None => {
+            let mut c = new_consolidator(&config);
+            if write.node_answered {
+                seed_tag_keys(&mut c, &*backend, &config, clock.now()).await;
+            }
+            (c, None, None, None, None)
+        }
     };
     let (ingest, consolidator) = start_consolidator(
         &config,

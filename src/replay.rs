@@ -18,14 +18,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, EpochMillis};
 use crate::config::{Config, NoNode};
-use crate::consolidate::{BatchReport, Closed, ConsolidateError, Consolidator};
+use crate::consolidate::{BatchReport, Closed, ConsolidateError};
 use crate::event::Event;
 use crate::ingest::json::{parse_event, InvalidEvent, Location};
 use crate::ingest::limits::Limits;
 use crate::maintain::plan::retention_horizons;
 use crate::persist::backend::{BackendError, HttpBackend};
 use crate::persist::document::{DocumentEncoder, Op};
-use crate::pipeline::{archive_specs, start_write_path, wait_for_node, ServeError, LATE_TABLE_MAX};
+use crate::pipeline::{start_write_path, wait_for_node, ServeError, LATE_TABLE_MAX};
 use crate::stats::Stats;
 
 /// Why a replay failed.
@@ -145,7 +145,7 @@ pub fn consolidate_events(
     limits: &Limits,
     mut emit: impl FnMut(&mut Vec<Closed>) -> Result<(), ReplayError>,
 ) -> Result<BatchReport, ReplayError> {
-    let mut consolidator = Consolidator::new(&archive_specs(config), config.consolidate.max_series);
+    let mut consolidator = crate::pipeline::new_consolidator(config);
     consolidator.set_horizons(&retention_horizons(config, limits.now));
     let mut report = BatchReport::new(config.archives.len());
     let mut clock = EpochMillis::MIN;

@@ -42,6 +42,10 @@ pub struct Stats {
     pub events_refused_series_limit: AtomicU64,
     /// Events refused for a type other than their series' (lines nobody answers).
     pub events_refused_type: AtomicU64,
+    /// Events of the stream listeners refused for a new tag key past `consolidate.max_tag_keys`.
+    pub events_refused_tag_keys: AtomicU64,
+    /// Distinct tag keys in use (open series and indices kept).
+    pub tag_keys: AtomicU64,
     /// Events refused because the write-ahead log could not take them.
     pub events_unlogged: AtomicU64,
     /// Datagrams the kernel dropped because a listener's receive buffer was full.
@@ -86,6 +90,8 @@ pub struct StatsSnapshot {
     pub udp_dropped: u64,
     pub events_refused_series_limit: u64,
     pub events_refused_type: u64,
+    pub events_refused_tag_keys: u64,
+    pub tag_keys: u64,
     pub events_unlogged: u64,
     pub udp_receive_buffer_drops: u64,
     pub graphite_bad_lines: u64,
@@ -151,6 +157,8 @@ impl Stats {
             udp_dropped: get(&self.udp_dropped),
             events_refused_series_limit: get(&self.events_refused_series_limit),
             events_refused_type: get(&self.events_refused_type),
+            events_refused_tag_keys: get(&self.events_refused_tag_keys),
+            tag_keys: get(&self.tag_keys),
             events_unlogged: get(&self.events_unlogged),
             udp_receive_buffer_drops: get(&self.udp_receive_buffer_drops),
             graphite_bad_lines: get(&self.graphite_bad_lines),

@@ -126,6 +126,7 @@ pub struct RawIngest {
 #[serde(deny_unknown_fields)]
 pub struct RawConsolidate {
     pub max_series: Option<usize>,
+    pub max_tag_keys: Option<usize>,
     #[serde(default, with = "humantime_serde")]
     pub tick: Option<Duration>,
     pub queue_batches: Option<usize>,

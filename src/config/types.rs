@@ -205,6 +205,8 @@ pub struct IngestConfig {
 #[derive(Debug, Clone)]
 pub struct ConsolidateConfig {
     pub max_series: usize,
+    /// Distinct tag keys accepted over the indices kept (each is a field of the node's mapping).
+    pub max_tag_keys: usize,
     pub tick: Duration,
     pub queue_batches: usize,
 }

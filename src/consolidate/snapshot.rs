@@ -13,7 +13,10 @@ use crate::distinct::Distinct;
 use crate::event::{MetricKind, SeriesKey};
 use crate::sketch::Sketch;
 
-const MAGIC: &[u8; 8] = b"strataC2";
+const MAGIC: &[u8; 8] = b"strataC3";
+/// The format before the tag key registry: read, with the registry rebuilt from the open
+/// series and late buckets.
+const MAGIC_WITHOUT_TAG_KEYS: &[u8; 8] = b"strataC2";
 
 /// Why a snapshot could not be restored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -87,6 +90,15 @@ impl Consolidator {
             put_summary(out, summary);
             put_extras(out, extras.as_deref());
         }
+        let (forget_before, forgot_at) = self.tag_keys.horizons();
+        put_i64(out, forget_before);
+        put_i64(out, forgot_at);
+        let keys = self.tag_keys.entries();
+        put_varint(out, keys.len() as u64);
+        for (key, at) in keys {
+            put_bytes(out, key.as_bytes());
+            put_i64(out, at);
+        }
     }
 
     /// A consolidator for `archives` holding the state `bytes` was taken of.
@@ -96,9 +108,11 @@ impl Consolidator {
         bytes: &[u8],
     ) -> Result<Self, SnapshotError> {
         let mut r = Reader(bytes);
-        if &r.array::<8>()? != MAGIC {
-            return Err(Malformed.into());
-        }
+        let with_tag_keys = match &r.array::<8>()? {
+            m if m == MAGIC => true,
+            m if m == MAGIC_WITHOUT_TAG_KEYS => false,
+            _ => return Err(Malformed.into()),
+        };
         let stored = read_specs(&mut r)?;
         let specs: Vec<ArchiveSpec> = stored.iter().map(|(s, _, _)| *s).collect();
         if specs != archives {
@@ -118,14 +132,20 @@ impl Consolidator {
             let key: Arc<str> = Arc::from(r.str()?);
             let kind = kind_of(r.byte()?)?;
             let id = c
-                .intern(&SeriesKey::from_shared(key), kind)
+                .intern(
+                    &SeriesKey::from_shared(key),
+                    kind,
+                    crate::clock::EpochMillis::MIN,
+                )
                 .map_err(|_| Malformed)?;
             let mut opened = 0;
+            let mut latest = crate::clock::EpochMillis::MIN;
             for a in c.archives.iter_mut() {
                 let buckets = r.len(bytes.len())?;
                 for _ in 0..buckets {
                     let summary = read_summary(&mut r)?;
                     let extras = read_extras(&mut r)?;
+                    latest = latest.max(summary.last_at());
                     if !a.add(id, summary) {
                         return Err(Malformed.into());
                     }
@@ -137,6 +157,7 @@ impl Consolidator {
             }
             if let Some(entry) = c.series[id as usize].as_mut() {
                 entry.open = opened;
+                entry.latest = latest;
             }
         }
         let late = r.len(bytes.len())?;
@@ -152,11 +173,47 @@ impl Consolidator {
             };
             c.late.insert(key, (summary, extras));
         }
+        if with_tag_keys {
+            read_tag_keys(&mut r, &mut c, bytes.len())?;
+        } else {
+            c.remember_keys_of_open_and_late_series();
+        }
         if !r.is_empty() {
             return Err(Malformed.into());
         }
         c.max_series = max_series;
         Ok(c)
+    }
+}
+
+/// Reads the tag key registry written by [`Consolidator::snapshot`].
+fn read_tag_keys(r: &mut Reader<'_>, c: &mut Consolidator, total: usize) -> Result<(), Malformed> {
+    let forget_before = r.i64()?;
+    let forgot_at = r.i64()?;
+    c.tag_keys.set_horizons(forget_before, forgot_at);
+    for _ in 0..r.len(total)? {
+        let key = r.str()?.to_owned();
+        let at = r.i64()?;
+        c.tag_keys.note(std::iter::once(key.as_str()), at);
+    }
+    Ok(())
+}
+
+impl Consolidator {
+    /// Rebuilds the tag key registry of an older snapshot: the keys of every open series and
+    /// late bucket, seen now.
+    fn remember_keys_of_open_and_late_series(&mut self) {
+        let late = self.late.iter().flat_map(|(key, (summary, _))| {
+            crate::event::tags(&key.series).map(|(k, _)| (k, summary.last_at()))
+        });
+        let seen: Vec<(String, crate::clock::EpochMillis)> = super::keys_in_use(&self.series)
+            .into_iter()
+            .chain(late)
+            .map(|(k, at)| (k.to_owned(), at))
+            .collect();
+        for (key, at) in &seen {
+            self.tag_keys.note(std::iter::once(key.as_str()), *at);
+        }
     }
 }
 
@@ -402,6 +459,58 @@ mod tests {
             let sketch = |e: Option<&Extras>| e.and_then(|e| e.sketch.as_ref()).map(Sketch::encode);
             assert_eq!(sketch(ea), sketch(eb));
         }
+    }
+
+    #[test]
+    fn the_tag_keys_survive_a_snapshot_and_an_older_one_rebuilds_them_from_the_series() {
+        let mut c = Consolidator::new(&SPECS, 1000).with_max_tag_keys(3);
+        c.set_horizons(&[5, 7]);
+        c.record_each(&events());
+        let tagged = |k: &str| {
+            Event::value(
+                SeriesKey::new("t", None, &mut [(k, "v")]),
+                MetricKind::Gauge,
+                1.0,
+                1_000_000,
+            )
+        };
+        c.record_each(&[tagged("zone")]);
+        let mut closed = Vec::new();
+        // "zone"'s series closes: the key stays remembered, no open series uses it.
+        c.flush_all(&mut closed);
+        c.record_each(&[tagged("rack")]);
+        let mut bytes = Vec::new();
+        c.snapshot(&mut bytes);
+        let restored = Consolidator::restore(&SPECS, 1000, &bytes)
+            .unwrap()
+            .with_max_tag_keys(3);
+        let keys: Vec<&str> = c.tag_keys.entries().iter().map(|e| e.0).collect();
+        assert_eq!(keys, vec!["k", "rack", "zone"]);
+        assert_eq!(restored.tag_keys.entries(), c.tag_keys.entries());
+        assert_eq!(restored.tag_keys.horizons(), c.tag_keys.horizons());
+        // One key fits no more.
+        let (report, _) = Consolidator::restore(&SPECS, 1000, &bytes)
+            .unwrap()
+            .with_max_tag_keys(3)
+            .record_each(&[tagged("row")]);
+        assert_eq!(report.refused_tag_keys, 1);
+
+        // The same state in the format before the registry: the keys of open series come back.
+        let mut section = Vec::new();
+        let (forget_before, forgot_at) = c.tag_keys.horizons();
+        put_i64(&mut section, forget_before);
+        put_i64(&mut section, forgot_at);
+        put_varint(&mut section, 3);
+        for (key, at) in c.tag_keys.entries() {
+            put_bytes(&mut section, key.as_bytes());
+            put_i64(&mut section, at);
+        }
+        assert!(bytes.ends_with(&section));
+        let mut older = bytes[..bytes.len() - section.len()].to_vec();
+        older[..8].copy_from_slice(MAGIC_WITHOUT_TAG_KEYS);
+        let rebuilt = Consolidator::restore(&SPECS, 1000, &older).unwrap();
+        let keys: Vec<&str> = rebuilt.tag_keys.entries().iter().map(|e| e.0).collect();
+        assert_eq!(keys, vec!["rack"], "only the series still open");
     }
 
     #[test]

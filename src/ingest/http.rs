@@ -289,6 +289,10 @@ async fn submit<B, C>(
             StatusCode::CONFLICT,
             json!({"error": e.to_string(), "item": item, "field": "type"}),
         )),
+        Err(SubmitError::Refused(e @ ConsolidateError::TagKeyLimit { item, .. })) => Err(error(
+            StatusCode::BAD_REQUEST,
+            json!({"error": e.to_string(), "item": item, "field": "tags"}),
+        )),
         Err(SubmitError::Refused(e)) => Err(error(
             StatusCode::TOO_MANY_REQUESTS,
             json!({"error": e.to_string()}),

@@ -3,6 +3,7 @@
 //! `elasticsearch` crate's transport, which sends plain `application/json` and works against
 //! both products.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::Duration;
 
@@ -119,6 +120,11 @@ pub trait SearchBackend: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Fetched>, BackendError>> + Send;
     /// Names of the indices matching `pattern`.
     fn list_indices(
+        &self,
+        pattern: &str,
+    ) -> impl Future<Output = Result<Vec<String>, BackendError>> + Send;
+    /// The tag keys mapped (`tags.<key>` fields) in the indices matching `pattern`, sorted.
+    fn tag_keys(
         &self,
         pattern: &str,
     ) -> impl Future<Output = Result<Vec<String>, BackendError>> + Send;
@@ -465,6 +471,22 @@ impl SearchBackend for HttpBackend {
         Ok(names)
     }
 
+    async fn tag_keys(&self, pattern: &str) -> Result<Vec<String>, BackendError> {
+        let path = format!(
+            "/{pattern}/_mapping/field/tags.*?allow_no_indices=true&ignore_unavailable=true"
+        );
+        let by_index: BTreeMap<String, FieldMappings> = decode(
+            "_mapping/field",
+            &self.call_ok(Method::Get, &path, None).await?,
+        )?;
+        let keys: BTreeSet<String> = by_index
+            .into_values()
+            .flat_map(|m| m.mappings.into_keys())
+            .filter_map(|field| field.strip_prefix("tags.").map(str::to_owned))
+            .collect();
+        Ok(keys.into_iter().collect())
+    }
+
     async fn get_aliases(&self, pattern: &str) -> Result<Vec<ExistingAlias>, BackendError> {
         let path = format!("/{pattern}/_alias?allow_no_indices=true&ignore_unavailable=true");
         let (status, bytes) = self.call(Method::Get, &path, false, None).await?;
@@ -624,6 +646,12 @@ impl SearchBackend for HttpBackend {
 #[derive(Deserialize)]
 struct CatIndex {
     index: String,
+}
+
+/// One index's answer to `_mapping/field`: field name → its mapping.
+#[derive(Deserialize)]
+struct FieldMappings {
+    mappings: BTreeMap<String, serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]

@@ -48,6 +48,8 @@ pub struct CannedBackend {
     pub template_failures: Mutex<u32>,
     /// When set, every template installation is refused with this status.
     pub template_refusal: Mutex<Option<u16>>,
+    /// The tag keys the node's mappings hold.
+    pub tag_keys: Mutex<Vec<String>>,
     pub calls: Mutex<Vec<Call>>,
 }
 
@@ -184,6 +186,10 @@ impl SearchBackend for CannedBackend {
             return Err(status_error("_cat/indices", status));
         }
         Ok(self.indices.lock().unwrap().clone())
+    }
+
+    async fn tag_keys(&self, _pattern: &str) -> Result<Vec<String>, BackendError> {
+        Ok(self.tag_keys.lock().unwrap().clone())
     }
 
     async fn get_aliases(&self, pattern: &str) -> Result<Vec<ExistingAlias>, BackendError> {

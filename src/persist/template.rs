@@ -1,15 +1,17 @@
 //! The composable index template installed at start: explicit types for every field strata
 //! writes (samplerr relied on dynamic mapping and got floats and longs by accident).
 
+use std::collections::BTreeSet;
+
 use serde_json::{json, Value};
 
-use crate::config::Config;
+use crate::config::{percentile_field, Config};
 
 /// The template body for the configured naming and replicas.
 pub fn index_template(config: &Config) -> Value {
     let double = json!({"type": "double"});
     let keyword = json!({"type": "keyword"});
-    json!({
+    let mut template = json!({
         "index_patterns": [config.index.naming.wildcard()],
         "priority": config.index.template_priority,
         "_meta": {"managed_by": "strata", "version": env!("CARGO_PKG_VERSION")},
@@ -44,7 +46,26 @@ pub fn index_template(config: &Config) -> Value {
                 }
             }
         }
-    })
+    });
+    let limit = field_limit(config, &template["template"]["mappings"]["properties"]);
+    template["template"]["settings"]["index"]["mapping"] =
+        json!({"total_fields": {"limit": limit}});
+    template
+}
+
+/// The node's field limit per index: strata's own fields, the percentile fields, and twice
+/// `consolidate.max_tag_keys` — the bound ingest keeps the distinct tag keys under, doubled for
+/// the keys an index may already hold when strata restarts with neither a log nor the node
+/// answering (it then counts from zero). Past this limit the node would refuse documents that
+/// strata has acknowledged.
+fn field_limit(config: &Config, properties: &Value) -> usize {
+    let own = properties.as_object().map_or(0, |p| p.len());
+    let percentiles: BTreeSet<String> = config
+        .archives
+        .iter()
+        .flat_map(|a| a.percentiles.iter().map(|&p| percentile_field(p)))
+        .collect();
+    own + percentiles.len() + 2 * config.consolidate.max_tag_keys
 }
 
 #[cfg(test)]

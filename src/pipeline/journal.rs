@@ -174,8 +174,12 @@ pub(crate) fn recover(
     let specs = archive_specs(config);
     let max_series = config.consolidate.max_series;
     let (from, mut c) = match checkpoint::restart_point(&data.dir)? {
-        Some((seq, bytes)) => (seq, Consolidator::restore(&specs, max_series, &bytes)?),
-        None => (0, Consolidator::new(&specs, max_series)),
+        Some((seq, bytes)) => (
+            seq,
+            Consolidator::restore(&specs, max_series, &bytes)?
+                .with_max_tag_keys(config.consolidate.max_tag_keys),
+        ),
+        None => (0, super::new_consolidator(config)),
     };
     let mut keys = Keys::default();
     let mut out = Vec::new();

@@ -289,3 +289,89 @@ async fn a_blocked_node_pushes_back_with_503_and_loses_nothing() {
     );
     scope.cleanup().await;
 }
+
+#[tokio::test]
+async fn distinct_tag_keys_past_the_bound_are_refused_at_ingest_and_never_by_the_node() {
+    let scope = Scope::new("tagkeys");
+    let clock = ManualClock::new(ms("2026-03-01T10:00:05Z"));
+    let extra = FAST.replace("[consolidate]\n", "[consolidate]\nmax_tag_keys = 100\n");
+    let running = start(&scope, &archive_20s(), &extra, &clock).await;
+    // Names the node's field rules could treat apart come first, then plain ones: 300 in all,
+    // each in an event (and so a series) of its own.
+    let mut keys: Vec<String> = [
+        "_id",
+        "_source",
+        "_type",
+        "_doc",
+        "@timestamp",
+        "a-b",
+        "a b",
+        "ключ",
+        "*",
+        "#",
+        "tags",
+        "1",
+        "A",
+    ]
+    .map(String::from)
+    .to_vec();
+    keys.push("x".repeat(255));
+    keys.extend((keys.len()..300).map(|i| format!("k{i:03}")));
+    let (mut acked, mut refused) = (Vec::new(), 0);
+    for (i, key) in keys.iter().enumerate() {
+        let body = json!({"name": "keys", "value": i, "tags": {key.as_str(): "v"}});
+        let (status, answer, _) = post(&scope, &running, &body.to_string()).await;
+        match status {
+            200 => acked.push(key.clone()),
+            400 => {
+                assert_eq!(answer["field"], "tags", "{answer}");
+                let error = answer["error"].as_str().unwrap();
+                assert!(error.contains(&format!("tag key '{key}'")), "{error}");
+                assert!(error.contains("consolidate.max_tag_keys"), "{error}");
+                refused += 1;
+            }
+            other => panic!("key {key:?}: {other} {answer}"),
+        }
+    }
+    assert_eq!((acked.len(), refused), (100, 200));
+    assert_eq!(&acked[..14], &keys[..14], "the unusual names are taken");
+
+    clock.set(ms("2026-03-01T10:00:30Z"));
+    let docs = scope.wait_for_documents(100).await;
+    let stats = stats_when(&running, Duration::from_secs(10), |s| s.docs_written >= 100).await;
+    assert_eq!((stats.docs_written, stats.docs_rejected), (100, 0));
+    assert_eq!(stats.tag_keys, 100);
+    running.stop().await.unwrap();
+    assert_eq!(scope.documents().await.len(), docs.len());
+
+    // On the node: one field per acknowledged key, under a field limit above the bound.
+    let index = format!("{}20s-2026.03.01", scope.prefix);
+    let (_, mapping) = scope.get(&format!("/{index}/_mapping/field/tags.*")).await;
+    let mut mapped: Vec<&str> = mapping[&index]["mappings"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|f| f.strip_prefix("tags.").unwrap())
+        .collect();
+    mapped.sort_unstable();
+    let mut expected: Vec<&str> = acked.iter().map(String::as_str).collect();
+    expected.sort_unstable();
+    assert_eq!(mapped, expected);
+    let (_, settings) = scope
+        .get(&format!(
+            "/{index}/_settings/index.mapping.total_fields.limit?flat_settings=true"
+        ))
+        .await;
+    let limit: usize = settings[&index]["settings"]["index.mapping.total_fields.limit"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((200..300).contains(&limit), "field limit {limit}");
+    eprintln!(
+        "300 distinct tag keys at max_tag_keys = 100: {} acknowledged and stored, {refused} refused at ingest, {} rejected by the node; field limit {limit}",
+        acked.len(),
+        stats.docs_rejected
+    );
+    scope.cleanup().await;
+}
