@@ -53,6 +53,8 @@ pub enum ServeError {
     Preflight(#[from] crate::config::PreflightError),
     #[error("the node refused strata's credentials; check [node] username, password or api_key")]
     Refused(#[source] BackendError),
+    #[error("the node's TLS certificate was not accepted ({0}); set [node] ca_file to the PEM of the CA that signed it, and use the host name or address the certificate names")]
+    Untrusted(String),
     #[error("{0} document(s) could not be written before persist.shutdown_timeout; see the log")]
     Dropped(u64),
     #[error(transparent)]
@@ -416,7 +418,20 @@ fn without_credentials(url: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// Waits until the node answers, logging while it does not; gives up only on shutdown.
+/// Fails for an error that says the configuration is wrong rather than the node away: it
+/// refused the credentials (401, 403) or TLS refused its certificate.
+fn not_mendable_by_waiting(e: BackendError) -> Result<BackendError, ServeError> {
+    if matches!(e.status(), Some(401 | 403)) {
+        return Err(ServeError::Refused(e));
+    }
+    match e.certificate_refused() {
+        Some(why) => Err(ServeError::Untrusted(why)),
+        None => Ok(e),
+    }
+}
+
+/// Waits until the node answers, logging while it does not; gives up only on shutdown, or on
+/// an error waiting cannot mend (see [`not_mendable_by_waiting`]).
 pub async fn wait_for_node<B: SearchBackend>(
     backend: &B,
     shutdown: &CancellationToken,
@@ -428,7 +443,10 @@ pub async fn wait_for_node<B: SearchBackend>(
                 tracing::info!(distribution = %info.distribution, version = %info.version, "node reachable");
                 return Ok(());
             }
-            Err(e) => tracing::warn!(error = %Chain(&e), retry_in = ?delay, "waiting for the node"),
+            Err(e) => {
+                let e = not_mendable_by_waiting(e)?;
+                tracing::warn!(error = %Chain(&e), retry_in = ?delay, "waiting for the node")
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
@@ -462,7 +480,8 @@ const TEMPLATE_AT_START: Duration = Duration::from_secs(2);
 /// the bulk writer; when the node is away the writer installs the template before its first
 /// write, closed buckets queue meanwhile, and a full queue pushes back on ingest. The writer
 /// notifies `new_index` after its first write of this run to an index. A node that answers
-/// 401 or 403 is not away but refusing the credentials: that fails at once.
+/// 401 or 403, or whose certificate TLS refuses, is not away but misconfigured: that fails at
+/// once.
 pub(crate) async fn start_write_path<B: SearchBackend>(
     config: &Config,
     backend: Arc<B>,
@@ -477,13 +496,12 @@ pub(crate) async fn start_write_path<B: SearchBackend>(
             .await
         {
             Ok(Ok(())) => true,
-            // The node answered and refused who we are: a configuration error, not an outage.
-            Ok(Err(
-                e @ BackendError::Status {
-                    status: 401 | 403, ..
-                },
-            )) => return Err(ServeError::Refused(e)),
-            _ => false,
+            // Refused credentials or certificate: a configuration error, not an outage.
+            Ok(Err(e)) => {
+                not_mendable_by_waiting(e)?;
+                false
+            }
+            Err(_) => false,
         };
     if installed {
         tracing::info!(template = %name, pattern = %config.index.naming.wildcard(), "index template installed");

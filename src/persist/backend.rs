@@ -56,6 +56,27 @@ impl BackendError {
             _ => None,
         }
     }
+
+    /// What TLS said about the node's certificate, when the connection failed because the
+    /// certificate was not accepted (unknown CA, wrong name, expired): a configuration error,
+    /// not an outage, and retrying cannot mend it.
+    pub fn certificate_refused(&self) -> Option<String> {
+        let BackendError::Transport(e) = self else {
+            return None;
+        };
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(c) = cause {
+            let text = c.to_string();
+            if text.contains("certificate")
+                && c.source()
+                    .is_none_or(|s| !s.to_string().contains("certificate"))
+            {
+                return Some(text);
+            }
+            cause = c.source();
+        }
+        None
+    }
 }
 
 /// An alias as found on the cluster.
@@ -475,10 +496,20 @@ impl SearchBackend for HttpBackend {
         let path = format!(
             "/{pattern}/_mapping/field/tags.*?allow_no_indices=true&ignore_unavailable=true"
         );
-        let by_index: BTreeMap<String, FieldMappings> = decode(
-            "_mapping/field",
-            &self.call_ok(Method::Get, &path, None).await?,
-        )?;
+        // No index matching the pattern is a 404 with an empty body, even with
+        // allow_no_indices.
+        let (status, bytes) = self.call(Method::Get, &path, false, None).await?;
+        let by_index: BTreeMap<String, FieldMappings> = match status {
+            200 => decode("_mapping/field", &bytes)?,
+            404 => BTreeMap::new(),
+            status => {
+                return Err(BackendError::Status {
+                    call: "_mapping/field".into(),
+                    status,
+                    body: truncate(&bytes),
+                })
+            }
+        };
         let keys: BTreeSet<String> = by_index
             .into_values()
             .flat_map(|m| m.mappings.into_keys())
