@@ -15,6 +15,41 @@ use clap::{Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// How log lines are written to stderr; overrides [log] format in the configuration.
+    #[arg(long, global = true, value_enum, env = "STRATA_LOG_FORMAT")]
+    pub log_format: Option<LogFormatArg>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum LogFormatArg {
+    /// One readable line per event (the default).
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl From<LogFormatArg> for strata::config::LogFormat {
+    fn from(arg: LogFormatArg) -> Self {
+        match arg {
+            LogFormatArg::Text => Self::Text,
+            LogFormatArg::Json => Self::Json,
+        }
+    }
+}
+
+impl Command {
+    /// The configuration file the subcommand reads.
+    pub fn config_path(&self) -> &std::path::Path {
+        match self {
+            Command::Serve { config, .. }
+            | Command::Check { config, .. }
+            | Command::Replay { config, .. } => config,
+            Command::Plan { common, .. }
+            | Command::Maintain { common, .. }
+            | Command::Rotate { common, .. }
+            | Command::Purge { common, .. } => &common.config,
+        }
+    }
 }
 
 #[derive(Subcommand)]

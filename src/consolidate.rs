@@ -788,10 +788,15 @@ impl Consolidator {
 
     /// Open buckets over all series and archives.
     pub fn open_buckets(&self) -> usize {
+        self.open_buckets_per_archive().iter().sum()
+    }
+
+    /// Open buckets of each archive, in configuration order.
+    pub fn open_buckets_per_archive(&self) -> Vec<usize> {
         self.archives
             .iter()
             .map(|a| a.due.values().map(Vec::len).sum::<usize>())
-            .sum()
+            .collect()
     }
 
     /// Records a whole batch, or none of it when it would exceed the series limit.

@@ -15,13 +15,13 @@ use tokio_util::sync::CancellationToken;
 use cli::{ChangeArgs, Cli, Command, Format, Halves, MaintainArgs};
 
 use strata::clock::SystemClock;
-use strata::config::Config;
+use strata::config::{Config, LogFormat};
 use strata::pipeline::{serve, ServeOptions};
 use strata::replay;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(log_format(&cli));
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -31,15 +31,27 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+/// `--log-format`, else the configuration's `[log] format` (when the file reads), else text.
+fn log_format(cli: &Cli) -> LogFormat {
+    match cli.log_format {
+        Some(arg) => arg.into(),
+        None => Config::load(cli.command.config_path())
+            .map(|c| c.log.format)
+            .unwrap_or_default(),
+    }
+}
+
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

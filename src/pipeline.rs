@@ -34,7 +34,7 @@ use crate::persist::backend::{BackendError, HttpBackend, SearchBackend};
 use crate::persist::document::DocumentEncoder;
 use crate::persist::template::index_template;
 use crate::persist::writer::BulkWriter;
-use crate::stats::Stats;
+use crate::stats::{Protocol, Stats};
 
 mod backlog;
 mod journal;
@@ -144,8 +144,7 @@ impl<C: Clock> ConsolidatorTask<C> {
                     if !self.submit(Input::Tick(now), &mut closed).await {
                         return;
                     }
-                    Stats::set(&self.stats.series_active, self.consolidator.active_series() as u64);
-                    Stats::set(&self.stats.buckets_open, self.consolidator.open_buckets() as u64);
+                    self.report_gauges();
                     Stats::set(&self.stats.buckets_late, self.consolidator.late_buckets() as u64);
                     Stats::set(&self.stats.tag_keys, self.consolidator.tag_keys() as u64);
                     if let Some(j) = &self.journal {
@@ -265,31 +264,82 @@ impl<C: Clock> ConsolidatorTask<C> {
         }
     }
 
+    /// The gauges read at each tick: series, open buckets (per archive too), queue depths.
+    fn report_gauges(&self) {
+        let stats = &self.stats;
+        Stats::set(
+            &stats.series_active,
+            self.consolidator.active_series() as u64,
+        );
+        let per_archive = self.consolidator.open_buckets_per_archive();
+        Stats::set(
+            &stats.buckets_open,
+            per_archive.iter().sum::<usize>() as u64,
+        );
+        stats.set_buckets_open_by_archive(
+            self.config
+                .archives
+                .iter()
+                .zip(per_archive)
+                .map(|(a, n)| (a.name.clone(), n as u64))
+                .collect(),
+        );
+        Stats::set(&stats.ingest_queue_batches, self.input.len() as u64);
+        let writer_queue = self.output.max_capacity() - self.output.capacity();
+        Stats::set(&stats.writer_queue_docs, writer_queue as u64);
+    }
+
     fn record(&mut self, batch: IngestBatch, closed: &mut Vec<Closed>) {
         let (result, refusal) =
             apply_events(&mut self.consolidator, &batch.events, batch.whole, closed);
         if let Ok(report) = &result {
+            let by_protocol = self.stats.protocol(batch.protocol);
             Stats::add(&self.stats.events_accepted, report.accepted);
             Stats::add(&self.stats.events_merged, report.merged);
             Stats::add(&self.stats.events_expired, report.expired);
+            Stats::add(&by_protocol.accepted, report.accepted);
+            Stats::add(&by_protocol.late, report.merged);
+            Stats::add(&by_protocol.expired, report.expired);
             if let Some(refusal) = refusal {
-                self.count_refused(report, refusal, batch.reply.is_none());
+                self.count_refused(report, refusal, batch.reply.is_none(), batch.protocol);
             }
+        }
+        if let Err(e) = &result {
+            self.count_refused_whole(e, batch.events.len() as u64, batch.protocol);
         }
         if let Some(reply) = batch.reply {
             let _ = reply.send(result.map_err(SubmitError::from));
         }
     }
 
+    /// Counts the events of a batch refused whole (its sender is told why) for `protocol`.
+    fn count_refused_whole(&self, refusal: &ConsolidateError, events: u64, protocol: Protocol) {
+        let by_protocol = self.stats.protocol(protocol);
+        let counter = match refusal {
+            ConsolidateError::SeriesLimit { .. } => &by_protocol.refused_series_limit,
+            ConsolidateError::KindConflict { .. } => &by_protocol.refused_type,
+            ConsolidateError::TagKeyLimit { .. } => &by_protocol.refused_tag_keys,
+        };
+        Stats::add(counter, events);
+    }
+
     /// Counts the events refused one by one (at the series or tag key limit, or for their
     /// type; as `udp_dropped` too when `udp`) and logs them at the rate limit of bad input.
-    fn count_refused(&self, report: &BatchReport, refusal: ConsolidateError, udp: bool) {
+    fn count_refused(
+        &self,
+        report: &BatchReport,
+        refusal: ConsolidateError,
+        udp: bool,
+        protocol: Protocol,
+    ) {
+        let series_limit = report.refused - report.refused_type - report.refused_tag_keys;
         Stats::add(&self.stats.events_refused_type, report.refused_type);
         Stats::add(&self.stats.events_refused_tag_keys, report.refused_tag_keys);
-        Stats::add(
-            &self.stats.events_refused_series_limit,
-            report.refused - report.refused_type - report.refused_tag_keys,
-        );
+        Stats::add(&self.stats.events_refused_series_limit, series_limit);
+        let by_protocol = self.stats.protocol(protocol);
+        Stats::add(&by_protocol.refused_type, report.refused_type);
+        Stats::add(&by_protocol.refused_tag_keys, report.refused_tag_keys);
+        Stats::add(&by_protocol.refused_series_limit, series_limit);
         if udp {
             Stats::add(&self.stats.udp_dropped, report.refused);
         }

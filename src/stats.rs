@@ -1,9 +1,76 @@
-//! Counters shared by the pipeline stages and shown by `/health`.
+//! Counters shared by the pipeline stages and shown by `/health` and, in Prometheus' format,
+//! by `/metrics` ([`prometheus`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
+use prometheus_client::metrics::histogram::Histogram;
 use serde::Serialize;
+
+pub mod prometheus;
+
+/// The doors events come in by, for the per-protocol counters. DaTtSs lines arrive on the
+/// statsd listener and count as statsd; Kilometric's and cricket's routes as HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    #[default]
+    Http,
+    Statsd,
+    Graphite,
+    Riemann,
+}
+
+impl Protocol {
+    pub const ALL: [Protocol; 4] = [
+        Protocol::Http,
+        Protocol::Statsd,
+        Protocol::Graphite,
+        Protocol::Riemann,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Statsd => "statsd",
+            Protocol::Graphite => "graphite",
+            Protocol::Riemann => "riemann",
+        }
+    }
+}
+
+/// What became of the events of one protocol.
+#[derive(Debug, Default)]
+pub struct ProtocolCounters {
+    /// Kept in at least one archive.
+    pub accepted: AtomicU64,
+    /// Of those, merged into a stored bucket in at least one archive.
+    pub late: AtomicU64,
+    /// Older than every archive's retention.
+    pub expired: AtomicU64,
+    /// Refused by the consolidator, by reason.
+    pub refused_series_limit: AtomicU64,
+    pub refused_type: AtomicU64,
+    pub refused_tag_keys: AtomicU64,
+}
+
+/// A latency histogram with buckets from 1 ms to about 65 s.
+#[derive(Debug)]
+pub struct Latency(pub Histogram);
+
+impl Default for Latency {
+    fn default() -> Self {
+        Self(Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 17),
+        ))
+    }
+}
+
+impl Latency {
+    pub fn observe(&self, took: Duration) {
+        self.0.observe(took.as_secs_f64());
+    }
+}
 
 /// Monotonic counters and a few gauges, updated with relaxed atomics.
 #[derive(Debug, Default)]
@@ -53,6 +120,19 @@ pub struct Stats {
     pub graphite_bad_lines: AtomicU64,
     pub riemann_bad: AtomicU64,
     pub riemann_skipped: AtomicU64,
+    /// Per protocol, in [`Protocol::ALL`] order.
+    pub protocols: [ProtocolCounters; 4],
+    /// Batches waiting for the consolidator, and closed buckets waiting for the writer.
+    pub ingest_queue_batches: AtomicU64,
+    pub writer_queue_docs: AtomicU64,
+    /// `_bulk` requests, from sending to the answer.
+    pub bulk_latency: Latency,
+    /// Maintenance passes by outcome, and how long each took.
+    pub maintenance_ok: AtomicU64,
+    pub maintenance_failed: AtomicU64,
+    pub maintenance_latency: Latency,
+    /// Open buckets per archive (name, count), as of the last tick.
+    buckets_open_by_archive: Mutex<Vec<(String, u64)>>,
     last_error: Mutex<Option<String>>,
     maintenance: Mutex<Option<MaintenanceStatus>>,
 }
@@ -124,11 +204,37 @@ impl Stats {
         }
     }
 
-    /// Records the outcome of a maintenance pass.
-    pub fn set_maintenance(&self, at: String, error: Option<String>) {
+    /// Records the outcome of a maintenance pass and how long it took.
+    pub fn set_maintenance(&self, at: String, error: Option<String>, took: Duration) {
+        let outcome = match error {
+            None => &self.maintenance_ok,
+            Some(_) => &self.maintenance_failed,
+        };
+        Stats::add(outcome, 1);
+        self.maintenance_latency.observe(took);
         if let Ok(mut slot) = self.maintenance.lock() {
             *slot = Some(MaintenanceStatus { at, error });
         }
+    }
+
+    /// The counters of `protocol`.
+    pub fn protocol(&self, protocol: Protocol) -> &ProtocolCounters {
+        &self.protocols[protocol as usize]
+    }
+
+    /// Records the open buckets of each archive.
+    pub fn set_buckets_open_by_archive(&self, counts: Vec<(String, u64)>) {
+        if let Ok(mut slot) = self.buckets_open_by_archive.lock() {
+            *slot = counts;
+        }
+    }
+
+    /// The open buckets of each archive, as of the last tick.
+    pub fn buckets_open_by_archive(&self) -> Vec<(String, u64)> {
+        self.buckets_open_by_archive
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default()
     }
 
     pub fn snapshot(&self) -> StatsSnapshot {

@@ -84,6 +84,7 @@ fn every_parse_problem(text: &str, first: &toml::de::Error) -> String {
             "durability" => check::<raw::RawDurability>(value),
             "aliases" => check::<raw::RawAliases>(value),
             "maintain" => check::<raw::RawMaintain>(value),
+            "log" => check::<raw::RawLog>(value),
             "statsd" | "graphite" | "riemann" => check::<raw::RawListener>(value),
             "archive" => match value.as_array() {
                 Some(archives) => {

@@ -33,6 +33,8 @@ pub struct RawConfig {
     pub aliases: RawAliases,
     #[serde(default)]
     pub maintain: RawMaintain,
+    #[serde(default)]
+    pub log: RawLog,
     pub statsd: Option<RawListener>,
     pub graphite: Option<RawListener>,
     pub riemann: Option<RawListener>,
@@ -120,6 +122,12 @@ pub struct RawIngest {
     pub max_future_skew: Option<Duration>,
     pub max_name_length: Option<usize>,
     pub max_tags: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub format: Option<super::types::LogFormat>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -25,12 +25,29 @@ pub struct Config {
     pub durability: DurabilityConfig,
     pub aliases: AliasConfig,
     pub maintain: MaintainConfig,
+    pub log: LogConfig,
     /// `None`: no statsd listener.
     pub statsd: Option<ListenerConfig>,
     /// `None`: no Graphite listener (TCP and UDP on one address).
     pub graphite: Option<ListenerConfig>,
     /// `None`: no Riemann listener (TCP and UDP on one address).
     pub riemann: Option<ListenerConfig>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One readable line per event: time, level, target, message, fields.
+    #[default]
+    Text,
+    /// One JSON object per line (timestamp, level, target, fields), for log collectors.
+    Json,
 }
 
 #[derive(Debug, Clone)]

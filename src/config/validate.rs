@@ -100,6 +100,9 @@ impl RawConfig {
                 durability,
                 aliases,
                 maintain,
+                log: LogConfig {
+                    format: self.log.format.unwrap_or_default(),
+                },
                 statsd,
                 graphite,
                 riemann,

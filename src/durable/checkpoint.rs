@@ -185,7 +185,7 @@ pub fn start_keeper(
             let pass = |dir: &Path| match housekeep(dir, &ledger) {
                 Ok(p) => {
                     if let Some(seq) = p.promoted {
-                        tracing::info!(seq, removed_segments = p.removed_segments, removed_bytes = p.removed_bytes, "checkpoint is the restart point now");
+                        tracing::debug!(seq, removed_segments = p.removed_segments, removed_bytes = p.removed_bytes, "checkpoint is the restart point now");
                     }
                     disk.store(disk_bytes(dir), Ordering::Relaxed);
                 }
@@ -196,7 +196,7 @@ pub fn start_keeper(
                     Ok(KeeperWork::Write { seq, snapshot }) => {
                         let started = std::time::Instant::now();
                         match write_pending(&dir, seq, &snapshot) {
-                            Ok(bytes) => tracing::info!(seq, bytes, took_ms = started.elapsed().as_millis() as u64, "checkpoint written"),
+                            Ok(bytes) => tracing::debug!(seq, bytes, took_ms = started.elapsed().as_millis() as u64, "checkpoint written"),
                             Err(e) => tracing::error!(error = %e, "cannot write a checkpoint; the log keeps growing until one is written"),
                         }
                     }

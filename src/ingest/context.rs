@@ -16,6 +16,16 @@ pub(crate) struct ListenerContext<C> {
     pub shutdown: CancellationToken,
 }
 
+impl<C> ListenerContext<C> {
+    /// The same context for the listeners of `protocol`.
+    pub(crate) fn for_protocol(&self, protocol: crate::stats::Protocol) -> Self {
+        Self {
+            ingest: self.ingest.for_protocol(protocol),
+            ..self.clone()
+        }
+    }
+}
+
 impl<C> Clone for ListenerContext<C> {
     fn clone(&self) -> Self {
         Self {

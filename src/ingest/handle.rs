@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::consolidate::{BatchReport, ConsolidateError, OpenSeries};
 use crate::event::Event;
+use crate::stats::Protocol;
 
 /// Where the consolidator answers a batch.
 pub(crate) type Reply = oneshot::Sender<Result<BatchReport, SubmitError>>;
@@ -28,6 +29,8 @@ pub(crate) struct IngestBatch {
     /// Riemann message: their sender is told). Otherwise each event is taken or refused on its
     /// own, so that one client's new series cannot cost another client's known ones.
     pub whole: bool,
+    /// The door the events came in by (for the per-protocol counters).
+    pub protocol: Protocol,
 }
 
 /// A request for the open buckets (`/v1/live`).
@@ -96,6 +99,7 @@ pub(crate) fn ingest_channel(capacity: usize) -> (IngestHandle, IngestQueue) {
         tx,
         congestion: congestion.clone(),
         disk: None,
+        protocol: Protocol::Http,
     };
     (
         handle,
@@ -119,6 +123,7 @@ pub(crate) struct IngestHandle {
     tx: mpsc::Sender<Request>,
     congestion: Congestion,
     disk: Option<DiskBound>,
+    protocol: Protocol,
 }
 
 /// The data directory's size and its bound: at the bound, batches are refused as
@@ -130,6 +135,14 @@ pub(crate) struct DiskBound {
 }
 
 impl IngestHandle {
+    /// The same outlet, counting what it hands over as `protocol`'s.
+    pub(crate) fn for_protocol(&self, protocol: Protocol) -> Self {
+        Self {
+            protocol,
+            ..self.clone()
+        }
+    }
+
     /// Refuses batches while the data directory holds `bound.max` bytes or more.
     pub(crate) fn bounded_by_disk(mut self, bound: DiskBound) -> Self {
         self.disk = Some(bound);
@@ -222,6 +235,7 @@ impl IngestHandle {
                 events,
                 reply,
                 whole,
+                protocol: self.protocol,
             }))
             .map_err(|e| {
                 let why = refusal(&e);

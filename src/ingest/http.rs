@@ -145,6 +145,7 @@ pub(crate) fn router<B: SearchBackend, C: Clock>(
         .merge(writes)
         .merge(reads)
         .route("/health", get(health::<B, C>))
+        .route("/metrics", get(metrics::<B, C>))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }
@@ -415,6 +416,15 @@ fn backlog_of(stats: &crate::stats::StatsSnapshot, now: EpochMillis) -> Value {
         "oldest_age_seconds": (oldest > 0).then(|| (now - oldest).max(0) / 1000),
         "why": stats.last_bulk_error,
     })
+}
+
+/// Prometheus' scrape: every counter in the OpenMetrics text format. Open like `/health`.
+async fn metrics<B: SearchBackend, C: Clock>(State(s): State<AppState<B, C>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, crate::stats::prometheus::CONTENT_TYPE)],
+        crate::stats::prometheus::render(s.stats.clone()),
+    )
+        .into_response()
 }
 
 async fn health<B: SearchBackend, C: Clock>(State(s): State<AppState<B, C>>) -> Response {

@@ -11,6 +11,7 @@ use crate::config::{Config, ListenerConfig};
 use crate::ingest::context::ListenerContext;
 use crate::ingest::datagrams::{bind_udp, BoundUdp};
 use crate::ingest::{graphite, riemann, statsd};
+use crate::stats::Protocol;
 
 /// A listener that could not start.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,7 @@ pub(crate) async fn start_listeners<C: Clock>(
     if let Some(listener) = &config.statsd {
         let (tcp, udp, bound) = bind_pair("statsd", listener).await?;
         let gauges = statsd::shared_gauges(listener.gauge_idle);
+        let ctx = ctx.for_protocol(Protocol::Statsd);
         statsd::spawn_udp(udp, config.ingest.clone(), gauges.clone(), ctx.clone())
             .map_err(at(bound))?;
         tokio::spawn(statsd::run_tcp(
@@ -50,12 +52,14 @@ pub(crate) async fn start_listeners<C: Clock>(
     }
     if let Some(listener) = &config.graphite {
         let (tcp, udp, bound) = bind_pair("graphite", listener).await?;
+        let ctx = ctx.for_protocol(Protocol::Graphite);
         graphite::spawn_udp(udp, config.ingest.clone(), ctx.clone()).map_err(at(bound))?;
         tokio::spawn(graphite::run_tcp(tcp, config.ingest.clone(), ctx.clone()));
         addrs.graphite = Some(bound);
     }
     if let Some(listener) = &config.riemann {
         let (tcp, udp, bound) = bind_pair("riemann", listener).await?;
+        let ctx = ctx.for_protocol(Protocol::Riemann);
         riemann::spawn_udp(udp, config.ingest.clone(), ctx.clone()).map_err(at(bound))?;
         tokio::spawn(riemann::run_tcp(tcp, config.ingest.clone(), ctx.clone()));
         addrs.riemann = Some(bound);

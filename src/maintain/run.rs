@@ -152,15 +152,17 @@ pub async fn run_scheduled<B: SearchBackend, C: Clock>(
     let mut retry_in = FIRST_RETRY;
     loop {
         let now = clock.now();
+        let started = std::time::Instant::now();
         let outcome = run_pass(backend.as_ref(), &config, now, now, PassOptions::FULL).await;
+        let took = started.elapsed();
         let failed = match &outcome {
             Ok(_) => {
-                stats.set_maintenance(rfc3339(now), None);
+                stats.set_maintenance(rfc3339(now), None, took);
                 false
             }
             Err(e) => {
                 tracing::error!(error = %Chain(e), retry_in = ?retry_in, "maintenance pass failed; retrying");
-                stats.set_maintenance(rfc3339(now), Some(Chain(e).to_string()));
+                stats.set_maintenance(rfc3339(now), Some(Chain(e).to_string()), took);
                 true
             }
         };

@@ -135,7 +135,7 @@ fn judge_items(items: &[ItemStatus], stats: &Stats) -> Verdict {
                 Stats::add(&stats.docs_rejected, 1);
                 if logged < 3 {
                     logged += 1;
-                    tracing::warn!(
+                    tracing::error!(
                         status,
                         reason = item.error.as_deref().unwrap_or("none given"),
                         "node rejected a document; not retried"
@@ -491,7 +491,10 @@ impl<B: SearchBackend> BulkWriter<B> {
                 continue;
             }
             Stats::add(&self.stats.bulk_requests, 1);
-            let verdict = match self.backend.bulk(req.body.clone()).await {
+            let sent = std::time::Instant::now();
+            let answer = self.backend.bulk(req.body.clone()).await;
+            self.stats.bulk_latency.observe(sent.elapsed());
+            let verdict = match answer {
                 Ok(items) if items.len() == req.ends.len() => judge_items(&items, &self.stats),
                 Ok(items) => {
                     self.note_failure(format!(

@@ -378,7 +378,7 @@ impl Journal {
             snapshot,
         }) {
             Ok(()) => {
-                tracing::info!(
+                tracing::debug!(
                     seq = self.applied,
                     bytes,
                     took_ms = started.elapsed().as_millis() as u64,

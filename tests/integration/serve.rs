@@ -517,3 +517,192 @@ async fn secrets_never_appear_in_check_output_logs_or_health() {
     scope.cleanup().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn metrics_scrape_parses_with_the_prometheus_client_parser_and_counts_per_protocol() {
+    let python = std::env::var("STRATA_TEST_PYTHON").expect(
+        "STRATA_TEST_PYTHON is not set: scripts/test installs prometheus-client and sets it",
+    );
+    let scope = Scope::new("promscrape");
+    let clock = ManualClock::new(ms("2026-03-01T10:00:05Z"));
+    let extra = format!("{FAST}\n[statsd]\nlisten = \"127.0.0.1:0\"\n");
+    let running = start(&scope, &archive_20s(), &extra, &clock).await;
+    let body = r#"[{"name":"a","value":1},{"name":"a","value":2},{"name":"b","value":3}]"#;
+    assert_eq!(post(&scope, &running, body).await.0, 200);
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.send_to(
+        b"hits:1|c\nhits:2|c\nnot a line",
+        running.statsd_addr.unwrap(),
+    )
+    .unwrap();
+    let stats = stats_when(&running, Duration::from_secs(10), |s| {
+        s.events_accepted >= 5 && s.statsd_bad_lines >= 1
+    })
+    .await;
+    assert_eq!((stats.events_accepted, stats.statsd_bad_lines), (5, 1));
+    clock.set(ms("2026-03-01T10:00:31Z"));
+    stats_when(&running, Duration::from_secs(10), |s| {
+        s.docs_written >= 3 && s.maintenance.is_some()
+    })
+    .await;
+
+    let answer = scope
+        .http
+        .get(format!("http://{}/metrics", running.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let content_type = answer.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    let text = answer.text().await.unwrap();
+    running.stop().await.unwrap();
+
+    // Prometheus' own Python client parses it; every sample comes back as name, labels, value.
+    let script = r#"
+import json, sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+out = []
+for family in text_string_to_metric_families(sys.stdin.read()):
+    for s in family.samples:
+        out.append({"family": family.name, "type": family.type, "name": s.name, "labels": s.labels, "value": s.value})
+print(json.dumps(out))
+"#;
+    let mut parser = tokio::process::Command::new(&python)
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncWriteExt;
+    let mut stdin = parser.stdin.take().unwrap();
+    stdin.write_all(text.as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = parser.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let samples: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let value = |name: &str, labels: Value| {
+        samples
+            .iter()
+            .find(|s| s["name"] == name && s["labels"] == labels)
+            .and_then(|s| s["value"].as_f64())
+            .unwrap_or_else(|| panic!("no sample {name} {labels} in\n{text}"))
+    };
+    assert_eq!(
+        value("strata_events_accepted_total", json!({"protocol": "http"})),
+        3.0
+    );
+    assert_eq!(
+        value(
+            "strata_events_accepted_total",
+            json!({"protocol": "statsd"})
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(
+            "strata_events_accepted_total",
+            json!({"protocol": "riemann"})
+        ),
+        0.0
+    );
+    assert_eq!(
+        value("strata_bad_input_total", json!({"protocol": "statsd"})),
+        1.0
+    );
+    assert_eq!(value("strata_documents_written_total", json!({})), 3.0);
+    assert!(value("strata_bulk_request_duration_seconds_count", json!({})) >= 1.0);
+    assert_eq!(
+        value(
+            "strata_maintenance_passes_total",
+            json!({"outcome": "failed"})
+        ),
+        0.0
+    );
+    assert!(value("strata_maintenance_passes_total", json!({"outcome": "ok"})) >= 1.0);
+    let types: std::collections::BTreeMap<&str, &str> = samples
+        .iter()
+        .map(|s| (s["family"].as_str().unwrap(), s["type"].as_str().unwrap()))
+        .collect();
+    assert_eq!(types["strata_events_accepted"], "counter");
+    assert_eq!(types["strata_bulk_request_duration_seconds"], "histogram");
+    assert_eq!(types["strata_series_active"], "gauge");
+    eprintln!(
+        "/metrics: {} families, {} samples, parsed by prometheus_client",
+        types.len(),
+        samples.len()
+    );
+    scope.cleanup().await;
+}
+
+#[tokio::test]
+async fn logs_are_json_lines_when_the_config_or_the_flag_says_so() {
+    let scope = Scope::new("jsonlog");
+    let dir = std::env::temp_dir().join(format!("strata-{}", scope.prefix));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("strata.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[node]\nurl = \"{node}\"\n[index]\nprefix = \"{p}\"\ntemplate = \"{p}tpl\"\nreplicas = 0\n[aliases]\nprefix = \"{p}alias-\"\numbrella = \"{p}all\"\n[log]\nformat = \"json\"\n{archives}",
+            node = scope.node,
+            p = scope.prefix,
+            archives = archive_20s()
+        ),
+    )
+    .unwrap();
+    // [log] format = "json" alone, then the flag overriding it.
+    for flag in [None, Some("text")] {
+        let mut args = vec![
+            "serve",
+            "--config",
+            path.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ];
+        if let Some(format) = flag {
+            args.extend(["--log-format", format]);
+        }
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(&args)
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        read_listen_addr_keeping(child.stderr.take().unwrap(), lines.clone()).await;
+        terminate(child).await;
+        let lines = lines.lock().unwrap().clone();
+        assert!(lines.len() >= 3, "{lines:?}");
+        for line in &lines {
+            let parsed = serde_json::from_str::<Value>(line);
+            match flag {
+                None => {
+                    let event = parsed.unwrap_or_else(|e| panic!("{e}: {line}"));
+                    assert!(
+                        event["timestamp"].is_string() && event["level"].is_string(),
+                        "{line}"
+                    );
+                    assert!(
+                        event["message"].is_string() && event["target"].is_string(),
+                        "{line}"
+                    );
+                }
+                Some(_) => assert!(parsed.is_err(), "text wanted: {line}"),
+            }
+        }
+    }
+    scope.cleanup().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -364,15 +364,7 @@ pub async fn read_listen_addr_keeping(
             .expect("service exited");
         eprintln!("strata: {line}");
         kept.lock().unwrap().push(line.clone());
-        if line.contains("listening addr=") {
-            let addr = line
-                .split("addr=")
-                .nth(1)
-                .unwrap()
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .to_string();
+        if let Some(addr) = listening_addr(&line) {
             tokio::spawn(async move {
                 while let Ok(Some(line)) = lines.next_line().await {
                     eprintln!("strata: {line}");
@@ -382,6 +374,17 @@ pub async fn read_listen_addr_keeping(
             return addr;
         }
     }
+}
+
+/// The address in the log line that says strata listens, in the text or the JSON format.
+fn listening_addr(line: &str) -> Option<String> {
+    if let Ok(event) = serde_json::from_str::<Value>(line) {
+        return (event["message"] == "listening")
+            .then(|| event["addr"].as_str().map(String::from))
+            .flatten();
+    }
+    let rest = line.split_once("listening addr=")?.1;
+    rest.split_whitespace().next().map(String::from)
 }
 
 /// A loopback address nothing listens on now (bound, read, released): a node away, or a port
