@@ -1,5 +1,6 @@
 //! The command line as users type it: `strata serve | check | plan | maintain | rotate | purge |
-//! replay`, each with `--config FILE` (default `./archives.toml`) and its own `--help`.
+//! replay`, each with `--config FILE` (default `./archives.toml`) and its own `--help`; and
+//! `strata completions <shell>` and `strata man`, generated from this same definition.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,16 +39,17 @@ impl From<LogFormatArg> for strata::config::LogFormat {
 }
 
 impl Command {
-    /// The configuration file the subcommand reads.
-    pub fn config_path(&self) -> &std::path::Path {
+    /// The configuration file the subcommand reads, if it reads one.
+    pub fn config_path(&self) -> Option<&std::path::Path> {
         match self {
             Command::Serve { config, .. }
             | Command::Check { config, .. }
-            | Command::Replay { config, .. } => config,
+            | Command::Replay { config, .. } => Some(config),
             Command::Plan { common, .. }
             | Command::Maintain { common, .. }
             | Command::Rotate { common, .. }
-            | Command::Purge { common, .. } => &common.config,
+            | Command::Purge { common, .. } => Some(&common.config),
+            Command::Completions { .. } | Command::Man => None,
         }
     }
 }
@@ -120,6 +122,14 @@ pub enum Command {
         /// The events, one JSON object per line; - reads stdin.
         events: PathBuf,
     },
+    /// Print a shell completion script: `strata completions bash > /etc/bash_completion.d/strata`.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `strata man | man -l -`.
+    Man,
 }
 
 #[derive(clap::Args)]

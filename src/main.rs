@@ -35,7 +35,10 @@ fn main() -> ExitCode {
 fn log_format(cli: &Cli) -> LogFormat {
     match cli.log_format {
         Some(arg) => arg.into(),
-        None => Config::load(cli.command.config_path())
+        None => cli
+            .command
+            .config_path()
+            .and_then(|path| Config::load(path).ok())
             .map(|c| c.log.format)
             .unwrap_or_default(),
     }
@@ -63,6 +66,19 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "strata", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .context("cannot write the manual page")?;
+            Ok(())
+        }
         Command::Check {
             config,
             print_node_url,

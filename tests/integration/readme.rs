@@ -172,3 +172,72 @@ async fn every_example_in_the_readme_runs_as_written() {
         .unwrap();
     scope.cleanup().await;
 }
+
+#[tokio::test]
+async fn completions_and_the_manual_page_come_from_the_command_line_definition() {
+    let strata = env!("CARGO_BIN_EXE_strata");
+    // bash: the script loads, registers a completion for `strata`, and completes subcommands
+    // and a subcommand's flags.
+    let script = format!(
+        r#"source <("{strata}" completions bash) || exit 3
+complete -p strata || exit 4
+COMP_WORDS=(strata r); COMP_CWORD=1; COMP_LINE="strata r"; COMP_POINT=8
+_strata strata r strata; echo "sub: ${{COMPREPLY[*]}}"
+COMP_WORDS=(strata serve --lo); COMP_CWORD=2; COMP_LINE="strata serve --lo"; COMP_POINT=17
+_strata strata --lo serve; echo "flags: ${{COMPREPLY[*]}}""#
+    );
+    let out = shell(&format!("bash -c '{}'", script.replace('\'', "'\\''"))).await;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("{prefix} in {text}"))
+            .to_string()
+    };
+    let subcommands = line("sub: ");
+    assert!(
+        subcommands.contains("replay") && subcommands.contains("rotate"),
+        "{text}"
+    );
+    assert!(line("flags: ").contains("--log-format"), "{text}");
+    for shell in ["zsh", "fish"] {
+        let out = tokio::process::Command::new(strata)
+            .args(["completions", shell])
+            .output()
+            .await
+            .unwrap();
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && script.contains("replay") && script.contains("node-url"),
+            "{shell}"
+        );
+    }
+    // The manual page renders with groff without a warning and names every subcommand.
+    let out = shell(&format!(
+        "'{strata}' man | groff -man -Tutf8 -ww 2>&1 >/dev/null | head -5; '{strata}' man | groff -man -Tutf8 | col -b"
+    ))
+    .await;
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        page.contains("NAME") && page.contains("strata - Round-robin"),
+        "{page}"
+    );
+    for sub in [
+        "serve",
+        "check",
+        "replay",
+        "plan",
+        "maintain",
+        "rotate",
+        "purge",
+        "completions",
+    ] {
+        assert!(page.contains(sub), "{sub} in {page}");
+    }
+    assert!(!page.contains("warning"), "{page}");
+}
