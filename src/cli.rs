@@ -48,6 +48,7 @@ impl Command {
             Command::Plan { common, .. }
             | Command::Maintain { common, .. }
             | Command::Rotate { common, .. }
+            | Command::Status { common }
             | Command::Purge { common, .. } => Some(&common.config),
             Command::Completions { .. } | Command::Man => None,
         }
@@ -101,6 +102,12 @@ pub enum Command {
         common: MaintainArgs,
         #[command(flatten)]
         dry: DryRunArgs,
+    },
+    /// Per archive: indices, documents, size on disk, oldest and newest bucket, the range it
+    /// serves through the aliases; then how the aliases on the node differ from the plan.
+    Status {
+        #[command(flatten)]
+        common: MaintainArgs,
     },
     /// The purge half of a pass: delete expired indices.
     Purge {

@@ -150,6 +150,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print_plan(&plan, common.format, Halves::Both)
         }
         Command::Maintain { common, change } => maintain(common, change, Halves::Both),
+        Command::Status { common } => {
+            let cfg = Config::load(&common.config)?;
+            let now = instant(&common.now)?;
+            let backend = connect(&cfg, common.node_url.clone())?;
+            let status =
+                runtime()?.block_on(strata::maintain::status::read_status(&backend, &cfg, now))?;
+            match common.format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&status)?),
+                Format::Text => print!("{}", strata::maintain::status::render_text(&status)),
+            }
+            Ok(())
+        }
         Command::Rotate { common, dry } => maintain(common, dry.into_change(), Halves::Rotate),
         Command::Purge { common, change } => maintain(common, change, Halves::Purge),
         Command::Replay {

@@ -13,6 +13,13 @@ use crate::ingest::context::ListenerContext;
 use crate::ingest::handle::{ingest_channel, Request};
 use crate::stats::Stats;
 
+/// An RFC 3339 instant in epoch milliseconds.
+pub(crate) fn at(rfc3339: &str) -> crate::clock::EpochMillis {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .expect("an RFC 3339 instant")
+        .timestamp_millis()
+}
+
 /// The JSON body of `response` (`Null` when it has none or it is not JSON).
 pub(crate) async fn json_of(response: Response) -> Value {
     let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)

@@ -87,6 +87,14 @@ pub struct ExistingAlias {
     pub filter: Option<Value>,
 }
 
+/// One index's document count and size on disk (primaries and replicas).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexSize {
+    pub index: String,
+    pub documents: u64,
+    pub bytes: u64,
+}
+
 /// What `GET /` says about the node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeInfo {
@@ -144,6 +152,11 @@ pub trait SearchBackend: Send + Sync + 'static {
         &self,
         pattern: &str,
     ) -> impl Future<Output = Result<Vec<String>, BackendError>> + Send;
+    /// Documents and bytes on disk of each index matching `pattern`, sorted by name.
+    fn index_sizes(
+        &self,
+        pattern: &str,
+    ) -> impl Future<Output = Result<Vec<IndexSize>, BackendError>> + Send;
     /// The tag keys mapped (`tags.<key>` fields) in the indices matching `pattern`, sorted.
     fn tag_keys(
         &self,
@@ -492,6 +505,28 @@ impl SearchBackend for HttpBackend {
         Ok(names)
     }
 
+    async fn index_sizes(&self, pattern: &str) -> Result<Vec<IndexSize>, BackendError> {
+        let path = format!(
+            "/_cat/indices/{pattern}?format=json&h=index,docs.count,store.size&bytes=b&expand_wildcards=open,closed"
+        );
+        let rows: Vec<CatIndexSize> = decode(
+            "_cat/indices",
+            &self.call_ok(Method::Get, &path, None).await?,
+        )?;
+        // A closed index reports neither count nor size.
+        let number = |v: Option<String>| v.and_then(|s| s.parse().ok()).unwrap_or(0);
+        let mut sizes: Vec<IndexSize> = rows
+            .into_iter()
+            .map(|r| IndexSize {
+                index: r.index,
+                documents: number(r.docs_count),
+                bytes: number(r.store_size),
+            })
+            .collect();
+        sizes.sort_by(|a, b| a.index.cmp(&b.index));
+        Ok(sizes)
+    }
+
     async fn tag_keys(&self, pattern: &str) -> Result<Vec<String>, BackendError> {
         let path = format!(
             "/{pattern}/_mapping/field/tags.*?allow_no_indices=true&ignore_unavailable=true"
@@ -677,6 +712,15 @@ impl SearchBackend for HttpBackend {
 #[derive(Deserialize)]
 struct CatIndex {
     index: String,
+}
+
+#[derive(Deserialize)]
+struct CatIndexSize {
+    index: String,
+    #[serde(rename = "docs.count")]
+    docs_count: Option<String>,
+    #[serde(rename = "store.size")]
+    store_size: Option<String>,
 }
 
 /// One index's answer to `_mapping/field`: field name → its mapping.

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use crate::persist::backend::{
-    BackendError, ExistingAlias, Fetched, ItemStatus, NodeInfo, SearchBackend,
+    BackendError, ExistingAlias, Fetched, IndexSize, ItemStatus, NodeInfo, SearchBackend,
 };
 
 /// One answer to `_bulk`.
@@ -186,6 +186,20 @@ impl SearchBackend for CannedBackend {
             return Err(status_error("_cat/indices", status));
         }
         Ok(self.indices.lock().unwrap().clone())
+    }
+
+    async fn index_sizes(&self, _pattern: &str) -> Result<Vec<IndexSize>, BackendError> {
+        Ok(self
+            .indices
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|index| IndexSize {
+                index: index.clone(),
+                documents: 0,
+                bytes: 0,
+            })
+            .collect())
     }
 
     async fn tag_keys(&self, _pattern: &str) -> Result<Vec<String>, BackendError> {

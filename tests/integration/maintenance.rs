@@ -314,3 +314,112 @@ async fn plan_works_offline_on_samplerr_naming() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn status_reports_each_archive_and_the_drift_of_the_aliases() {
+    use strata::maintain::run::{run_pass, PassOptions};
+
+    let scope = Scope::new("status");
+    let archives = [
+        archive("10m", "10m", "3 days", "day", "10s"),
+        archive("1h", "1h", "2 months", "month", "10s"),
+        archive("1d", "1d", "10 years", "year", "10s"),
+    ]
+    .concat();
+    let cfg = scope.config(&archives, "");
+    let now = chrono::Utc::now().timestamp_millis();
+    let times = three_years_of_times(now);
+    replay_into_node(&cfg, &gauge_ones(&times)).await;
+    let backend = strata::persist::backend::HttpBackend::connect(&scope.node, &cfg.node).unwrap();
+    run_pass(&backend, &cfg, now, now, PassOptions::FULL)
+        .await
+        .unwrap();
+    scope.refresh().await;
+    let dir = std::env::temp_dir().join(format!("strata-{}", scope.prefix));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config_file = dir.join("strata.toml");
+    std::fs::write(
+        &config_file,
+        format!(
+            "[node]\nurl = \"{}\"\n[index]\nprefix = \"{p}\"\ntemplate = \"{p}tpl\"\nreplicas = 0\n[aliases]\nprefix = \"{p}alias-\"\numbrella = \"{p}all\"\n{archives}",
+            scope.node,
+            p = scope.prefix
+        ),
+    )
+    .unwrap();
+    let status = |format: &'static str| {
+        let config_file = config_file.clone();
+        async move {
+            let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+                .args(["status", "--config", config_file.to_str().unwrap()])
+                .args(["--format", format])
+                .output()
+                .await
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap()
+        }
+    };
+    let report: Value = serde_json::from_str(&status("json").await).unwrap();
+
+    // Each archive's documents and bucket range, as the node counts them.
+    let docs = scope.documents().await;
+    for (i, name) in ["10m", "1h", "1d"].iter().enumerate() {
+        let a = &report["archives"][i];
+        assert_eq!(a["name"], *name);
+        let mine: Vec<&Value> = docs.iter().filter(|d| d["archive"] == *name).collect();
+        assert_eq!(a["documents"].as_u64(), Some(mine.len() as u64), "{a}");
+        let times: Vec<&str> = mine
+            .iter()
+            .filter_map(|d| d["@timestamp"].as_str())
+            .collect();
+        let oldest = times.iter().min().map(|t| ms(t));
+        let newest = times.iter().max().map(|t| ms(t));
+        assert_eq!(a["oldest_bucket"].as_str().map(ms), oldest, "{a}");
+        assert_eq!(a["newest_bucket"].as_str().map(ms), newest, "{a}");
+        assert!(
+            a["indices"].as_u64().unwrap() >= 1 && a["bytes"].as_u64().unwrap() > 0,
+            "{a}"
+        );
+    }
+    // Finest first, each archive serving up to where the finer one starts.
+    let serves = |i: usize| &report["archives"][i]["serves"];
+    assert!(serves(0)["to"].is_null(), "{report}");
+    assert_eq!(serves(1)["to"], serves(0)["from"], "{report}");
+    assert_eq!(serves(2)["to"], serves(1)["from"], "{report}");
+    assert_eq!(report["alias_drift"], json!([]), "{report}");
+
+    // An alias removed by hand shows as drift, in both formats.
+    let alias = format!("{}all", scope.prefix);
+    let index = format!("{}10m-*", scope.prefix);
+    assert_eq!(
+        scope
+            .send(
+                reqwest::Method::POST,
+                "/_aliases",
+                json!({"actions": [{"remove": {"index": index, "alias": alias}}]})
+            )
+            .await
+            .0,
+        200
+    );
+    let report: Value = serde_json::from_str(&status("json").await).unwrap();
+    let drift = report["alias_drift"].as_array().unwrap();
+    assert!(
+        !drift.is_empty() && drift.iter().all(|a| a["add"]["alias"] == alias.as_str()),
+        "{report}"
+    );
+    let text = status("text").await;
+    assert!(
+        text.contains("archive") && text.contains("serves through the aliases"),
+        "{text}"
+    );
+    assert!(text.contains("change(s) from the plan"), "{text}");
+    eprintln!("{text}");
+    scope.cleanup().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
