@@ -126,7 +126,15 @@ pub enum Command {
         /// Print the NDJSON _bulk body to stdout instead of sending it; touches no node.
         #[arg(long)]
         dry_run: bool,
-        /// The events, one JSON object per line; - reads stdin.
+        /// Skip bad lines (counted, the first three named) instead of refusing the whole file.
+        #[arg(long)]
+        partial: bool,
+        /// How progress shows on stderr: a bar on a terminal and a line every 10 s otherwise
+        /// (auto), or always one of them, or none.
+        #[arg(long, value_enum, default_value = "auto")]
+        progress: ProgressArg,
+        /// The events, one JSON object per line; - reads stdin (spooled to a temporary file,
+        /// since the input is read twice).
         events: PathBuf,
     },
     /// Print a shell completion script: `strata completions bash > /etc/bash_completion.d/strata`.
@@ -177,6 +185,28 @@ pub struct ChangeArgs {
     /// Go ahead with a purge the safety checks refuse.
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ProgressArg {
+    Auto,
+    Bar,
+    Lines,
+    Off,
+}
+
+impl ProgressArg {
+    /// `Auto` as a bar when stderr is a terminal, else as lines.
+    pub fn mode(self) -> strata::replay::ProgressMode {
+        use std::io::IsTerminal;
+        use strata::replay::ProgressMode;
+        match self {
+            ProgressArg::Auto if std::io::stderr().is_terminal() => ProgressMode::Bar,
+            ProgressArg::Auto | ProgressArg::Lines => ProgressMode::Lines,
+            ProgressArg::Bar => ProgressMode::Bar,
+            ProgressArg::Off => ProgressMode::Off,
+        }
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]

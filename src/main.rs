@@ -4,13 +4,12 @@
 
 mod cli;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use tokio_util::sync::CancellationToken;
 
 use cli::{ChangeArgs, Cli, Command, Format, Halves, MaintainArgs};
 
@@ -168,47 +167,76 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             node_url,
             dry_run,
+            partial,
+            progress,
             events,
         } => {
             let cfg = Config::load(&config)?;
             let limits = replay::limits_now(&cfg, &SystemClock);
-            let source: Arc<dyn replay::Source + Send + Sync> = if events.as_os_str() == "-" {
-                let mut input = Vec::new();
-                std::io::stdin()
-                    .lock()
-                    .read_to_end(&mut input)
-                    .context("cannot read standard input")?;
-                Arc::new(input)
-            } else {
-                std::fs::File::open(&events)
-                    .with_context(|| format!("cannot open {}", events.display()))?;
-                Arc::new(events)
+            let spool = (events.as_os_str() == "-").then(Spool::stdin).transpose()?;
+            let path = spool.as_ref().map_or(events.clone(), |s| s.0.clone());
+            std::fs::File::open(&path)
+                .with_context(|| format!("cannot open {}", events.display()))?;
+            let source: Arc<dyn replay::Source + Send + Sync> = Arc::new(path);
+            let options = replay::ReplayOptions {
+                partial,
+                progress: progress.mode(),
+                ..Default::default()
             };
             let summary = if dry_run {
                 let stdout = std::io::stdout();
                 let mut out = std::io::BufWriter::new(stdout.lock());
-                let summary = replay::dry_run(&cfg, source.as_ref(), &limits, &mut out)?;
+                let summary = replay::dry_run(&cfg, source.as_ref(), &limits, &options, &mut out)?;
                 out.flush()?;
                 summary
             } else {
                 runtime()?.block_on(async {
-                    let shutdown = CancellationToken::new();
                     let signal = shutdown_signal()?;
-                    let stop = shutdown.clone();
+                    let stop = options.shutdown.clone();
                     tokio::spawn(async move {
                         signal.await;
                         tracing::info!("signal received: stopping the replay");
                         stop.cancel();
                     });
-                    anyhow::Ok(replay::to_node(&cfg, node_url, source, limits, shutdown).await?)
+                    anyhow::Ok(replay::to_node(&cfg, node_url, source, limits, options).await?)
                 })?
             };
             eprintln!(
                 "replayed {} events: {} documents; recorded {}, merged {}, expired {} (summed over archives)",
                 summary.events, summary.documents, summary.recorded, summary.merged, summary.expired
             );
+            if summary.skipped.lines > 0 {
+                eprintln!(
+                    "skipped {} bad line(s) (--partial): {}",
+                    summary.skipped.lines,
+                    summary.skipped.first.join("; ")
+                );
+            }
             Ok(())
         }
+    }
+}
+
+/// Standard input copied to a temporary file (a replay reads its input twice), removed when
+/// dropped.
+struct Spool(std::path::PathBuf);
+
+impl Spool {
+    fn stdin() -> anyhow::Result<Self> {
+        let path =
+            std::env::temp_dir().join(format!("strata-replay-{}.ndjson", std::process::id()));
+        let spool = Spool(path);
+        let mut file = std::fs::File::create(&spool.0)
+            .with_context(|| format!("cannot create {}", spool.0.display()))?;
+        std::io::copy(&mut std::io::stdin().lock(), &mut file)
+            .context("cannot read standard input")?;
+        Ok(spool)
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 

@@ -1,7 +1,8 @@
 //! `strata replay`: NDJSON events from a file through the same validation and consolidation as
 //! the HTTP API, with the events' own timestamps as the clock, everything flushed at the end.
-//! The whole input is validated before anything is written; `--dry-run` prints the `_bulk` body
-//! instead of sending it.
+//! The whole input is validated before anything is written (with `--partial`, bad lines are
+//! skipped and counted instead, in one pass); `--dry-run` prints the `_bulk` body instead of
+//! sending it. The input is streamed, never held whole; [`progress`] shows how far it is.
 //!
 //! A file's order does not matter: an event whose bucket the replay's clock has passed goes to
 //! the late table and is merged into the stored document, as on the HTTP path. What is held open
@@ -27,6 +28,41 @@ use crate::persist::backend::{BackendError, HttpBackend};
 use crate::persist::document::{DocumentEncoder, Op};
 use crate::pipeline::{start_write_path, wait_for_node, ServeError, LATE_TABLE_MAX};
 use crate::stats::Stats;
+
+pub mod progress;
+pub use progress::ProgressMode;
+use progress::{Counted, Meter};
+
+/// How a replay runs besides its input.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayOptions {
+    /// Cancelled (the binary does on SIGINT/SIGTERM): stop waiting for an absent node, and
+    /// bound the writer's retries by `persist.shutdown_timeout`.
+    pub shutdown: CancellationToken,
+    /// Skip bad lines (counted, the first few named) instead of refusing the whole input.
+    pub partial: bool,
+    pub progress: ProgressMode,
+}
+
+/// Bad lines a `--partial` replay skipped.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Skipped {
+    pub lines: u64,
+    /// The first few, with their line number and why.
+    pub first: Vec<String>,
+}
+
+/// Bad lines named in a [`Skipped`]; the rest are only counted.
+const SKIPPED_NAMED: usize = 3;
+
+impl Skipped {
+    fn note(&mut self, why: InvalidEvent) {
+        self.lines += 1;
+        if self.first.len() < SKIPPED_NAMED {
+            self.first.push(why.to_string());
+        }
+    }
+}
 
 /// Why a replay failed.
 #[derive(Debug, thiserror::Error)]
@@ -69,10 +105,12 @@ pub struct ReplaySummary {
     pub expired: u64,
     /// Buckets handed to the writer (a bucket merged in several slices counts each time).
     pub documents: u64,
+    /// With `--partial`: the bad lines left out.
+    pub skipped: Skipped,
 }
 
 impl ReplaySummary {
-    fn new(report: &BatchReport, documents: u64) -> Self {
+    fn new(report: &BatchReport, documents: u64, skipped: Skipped) -> Self {
         let total = |f: fn(&crate::consolidate::ArchiveCounts) -> u64| {
             report.archives.iter().map(f).sum::<u64>()
         };
@@ -82,6 +120,7 @@ impl ReplaySummary {
             merged: total(|a| a.merged),
             expired: total(|a| a.expired),
             documents,
+            skipped,
         }
     }
 }
@@ -89,21 +128,32 @@ impl ReplaySummary {
 /// Where a replay reads its events; opened twice (validation, then consolidation).
 pub trait Source {
     fn open(&self) -> std::io::Result<Box<dyn BufRead + '_>>;
+    /// Its size in bytes, when known (for the time left).
+    fn size(&self) -> Option<u64>;
 }
 
-/// A file, read twice.
+/// A file, streamed, read twice.
 impl Source for std::path::PathBuf {
     fn open(&self) -> std::io::Result<Box<dyn BufRead + '_>> {
-        Ok(Box::new(std::io::BufReader::new(std::fs::File::open(
-            self,
-        )?)))
+        Ok(Box::new(std::io::BufReader::with_capacity(
+            1 << 16,
+            std::fs::File::open(self)?,
+        )))
+    }
+
+    fn size(&self) -> Option<u64> {
+        std::fs::metadata(self).ok().map(|m| m.len())
     }
 }
 
-/// Input held in memory (standard input, tests).
+/// Input held in memory (tests).
 impl Source for String {
     fn open(&self) -> std::io::Result<Box<dyn BufRead + '_>> {
         Ok(Box::new(self.as_bytes()))
+    }
+
+    fn size(&self) -> Option<u64> {
+        Some(self.len() as u64)
     }
 }
 
@@ -111,30 +161,79 @@ impl Source for Vec<u8> {
     fn open(&self) -> std::io::Result<Box<dyn BufRead + '_>> {
         Ok(Box::new(self.as_slice()))
     }
+
+    fn size(&self) -> Option<u64> {
+        Some(self.len() as u64)
+    }
 }
 
-/// Calls `each` with every event of `input` in order (blank lines skipped); the first bad line
-/// stops it with its error.
+/// Calls `each` with every event of `input` in order (blank lines skipped), counting them on
+/// `meter`; a bad line goes to `bad`, whose error (if any) stops the pass.
 pub fn for_each_event(
     input: impl BufRead,
     limits: &Limits,
+    meter: &mut Meter,
+    mut bad: impl FnMut(InvalidEvent) -> Result<(), ReplayError>,
     mut each: impl FnMut(Event) -> Result<(), ReplayError>,
 ) -> Result<u64, ReplayError> {
     let mut count = 0;
+    let input = Counted::new(input, meter.byte_counter());
     for (n, line) in input.lines().enumerate() {
         let line = line?;
         let line = line.trim();
-        if !line.is_empty() {
-            each(parse_event(line, Location::Line(n + 1), limits)?)?;
-            count += 1;
+        if line.is_empty() {
+            continue;
+        }
+        match parse_event(line, Location::Line(n + 1), limits) {
+            Ok(event) => {
+                each(event)?;
+                count += 1;
+                meter.event();
+            }
+            Err(why) => bad(why)?,
         }
     }
     Ok(count)
 }
 
+/// Refuses the whole input at its first bad line.
+fn refuse(why: InvalidEvent) -> Result<(), ReplayError> {
+    Err(why.into())
+}
+
 /// Reads and validates every line; the first bad line fails the whole input.
-pub fn validate(source: &(impl Source + ?Sized), limits: &Limits) -> Result<u64, ReplayError> {
-    for_each_event(source.open()?, limits, |_| Ok(()))
+pub fn validate(
+    source: &(impl Source + ?Sized),
+    limits: &Limits,
+    progress: ProgressMode,
+) -> Result<u64, ReplayError> {
+    let mut meter = Meter::new("validating", source.size(), progress);
+    let count = for_each_event(source.open()?, limits, &mut meter, refuse, |_| Ok(()))?;
+    meter.finish();
+    Ok(count)
+}
+
+/// One pass of consolidation over `source` (the caller validated it, unless `partial`, which
+/// skips bad lines into the returned [`Skipped`] instead).
+fn consolidate_source(
+    config: &Config,
+    source: &(impl Source + ?Sized),
+    limits: &Limits,
+    options: &ReplayOptions,
+    emit: impl FnMut(&mut Vec<Closed>) -> Result<(), ReplayError>,
+) -> Result<(BatchReport, Skipped), ReplayError> {
+    let mut meter = Meter::new("writing", source.size(), options.progress);
+    let mut skipped = Skipped::default();
+    let bad = |why: InvalidEvent| match options.partial {
+        true => {
+            skipped.note(why);
+            Ok(())
+        }
+        false => refuse(why),
+    };
+    let report = consolidate_events(config, source.open()?, limits, &mut meter, bad, emit)?;
+    meter.finish();
+    Ok((report, skipped))
 }
 
 /// Consolidates the events of `input` in order with their own times as the clock and `now` for
@@ -143,6 +242,8 @@ pub fn consolidate_events(
     config: &Config,
     input: impl BufRead,
     limits: &Limits,
+    meter: &mut Meter,
+    bad: impl FnMut(InvalidEvent) -> Result<(), ReplayError>,
     mut emit: impl FnMut(&mut Vec<Closed>) -> Result<(), ReplayError>,
 ) -> Result<BatchReport, ReplayError> {
     let mut consolidator = crate::pipeline::new_consolidator(config);
@@ -150,7 +251,7 @@ pub fn consolidate_events(
     let mut report = BatchReport::new(config.archives.len());
     let mut clock = EpochMillis::MIN;
     let mut closed = Vec::new();
-    for_each_event(input, limits, |event| {
+    for_each_event(input, limits, meter, bad, |event| {
         report.count(consolidator.record_event(&event)?);
         clock = clock.max(event.timestamp);
         consolidator.flush_due(clock, &mut closed);
@@ -175,11 +276,14 @@ pub fn dry_run(
     config: &Config,
     source: &(impl Source + ?Sized),
     limits: &Limits,
+    options: &ReplayOptions,
     out: &mut impl Write,
 ) -> Result<ReplaySummary, ReplayError> {
-    validate(source, limits)?;
+    if !options.partial {
+        validate(source, limits, options.progress)?;
+    }
     let mut buckets: BTreeMap<(usize, EpochMillis, Arc<str>), Closed> = BTreeMap::new();
-    let report = consolidate_events(config, source.open()?, limits, |closed| {
+    let (report, skipped) = consolidate_source(config, source, limits, options, |closed| {
         for c in closed.drain(..) {
             let key = (c.archive, c.summary.start, c.series.clone());
             match buckets.get_mut(&key) {
@@ -199,20 +303,22 @@ pub fn dry_run(
         buf.clear();
     }
     out.flush()?;
-    Ok(ReplaySummary::new(&report, buckets.len() as u64))
+    Ok(ReplaySummary::new(&report, buckets.len() as u64, skipped))
 }
 
-/// Writes the events of `source` to the node at `url` (or the configured one). Cancelling
-/// `shutdown` (the binary does on SIGINT/SIGTERM) stops waiting for an absent node and bounds
-/// the writer's retries by `persist.shutdown_timeout`.
+/// Writes the events of `source` to the node at `url` (or the configured one); see
+/// [`ReplayOptions`].
 pub async fn to_node(
     config: &Config,
     url: Option<String>,
     source: Arc<dyn Source + Send + Sync>,
     limits: Limits,
-    shutdown: CancellationToken,
+    options: ReplayOptions,
 ) -> Result<ReplaySummary, ReplayError> {
-    validate(source.as_ref(), &limits)?;
+    if !options.partial {
+        validate(source.as_ref(), &limits, options.progress)?;
+    }
+    let shutdown = options.shutdown.clone();
     let url = config.node.url_or(url)?;
     let backend = Arc::new(HttpBackend::connect(&url, &config.node)?);
     wait_for_node(backend.as_ref(), &shutdown).await?;
@@ -225,18 +331,19 @@ pub async fn to_node(
     let cfg = config.clone();
     let feeder = tokio::task::spawn_blocking(move || {
         let mut documents = 0u64;
-        let report = consolidate_events(&cfg, source.open()?, &limits, |closed| {
-            for c in closed.drain(..) {
-                documents += 1;
-                if tx.blocking_send(c).is_err() {
-                    break;
+        let (report, skipped) =
+            consolidate_source(&cfg, source.as_ref(), &limits, &options, |closed| {
+                for c in closed.drain(..) {
+                    documents += 1;
+                    if tx.blocking_send(c).is_err() {
+                        break;
+                    }
                 }
-            }
-            Ok(())
-        })?;
-        Ok::<_, ReplayError>((report, documents))
+                Ok(())
+            })?;
+        Ok::<_, ReplayError>((report, documents, skipped))
     });
-    let (report, documents) = feeder.await.map_err(ReplayError::Panicked)??;
+    let (report, documents, skipped) = feeder.await.map_err(ReplayError::Panicked)??;
     let _ = write.writer.await;
     let s = stats.snapshot();
     if s.docs_rejected > 0 || s.docs_dropped > 0 {
@@ -245,7 +352,7 @@ pub async fn to_node(
             dropped: s.docs_dropped,
         });
     }
-    Ok(ReplaySummary::new(&report, documents))
+    Ok(ReplaySummary::new(&report, documents, skipped))
 }
 
 /// `now` for events without a timestamp and the future-skew check.
@@ -277,18 +384,59 @@ mod tests {
     fn bad_line_is_named_and_nothing_is_kept() {
         let input =
             "{\"name\":\"a\",\"value\":1,\"timestamp\":0}\n\n{\"name\":\"a\"}\n".to_string();
-        let err = validate(&input, &limits()).unwrap_err();
+        let err = validate(&input, &limits(), ProgressMode::Off).unwrap_err();
         assert_eq!(
             crate::errors::Chain(&err).to_string(),
             "line 3: field 'value': is required (or the partial fields count, sum, min, max, first, last); nothing was written",
             "said once, not again as its cause"
         );
         let mut out = Vec::new();
-        assert!(dry_run(&config(), &input, &limits(), &mut out).is_err());
+        assert!(dry_run(
+            &config(),
+            &input,
+            &limits(),
+            &ReplayOptions::default(),
+            &mut out
+        )
+        .is_err());
         assert!(
             out.is_empty(),
             "nothing printed before the whole input is valid"
         );
+    }
+
+    #[test]
+    fn partial_skips_bad_lines_naming_the_first_three_and_keeps_the_rest() {
+        let mut input = ndjson(&[("m", 0, 1.0), ("m", 10, 3.0)]);
+        for n in 0..5 {
+            input.push_str(&format!("{{\"name\":\"bad{n}\"}}\n"));
+        }
+        input.push_str(&ndjson(&[("m", 20, 5.0)]));
+        let options = ReplayOptions {
+            partial: true,
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        let summary = dry_run(&config(), &input, &limits(), &options, &mut out).unwrap();
+        assert_eq!((summary.events, summary.skipped.lines), (3, 5));
+        assert_eq!(summary.skipped.first.len(), 3);
+        assert!(
+            summary.skipped.first[0].starts_with("line 3: field 'value'"),
+            "{:?}",
+            summary.skipped
+        );
+        assert!(summary.skipped.first[2].starts_with("line 5:"));
+        // Without --partial the same input writes nothing.
+        let mut out = Vec::new();
+        assert!(dry_run(
+            &config(),
+            &input,
+            &limits(),
+            &ReplayOptions::default(),
+            &mut out
+        )
+        .is_err());
+        assert!(out.is_empty());
     }
 
     fn ndjson(points: &[(&str, i64, f64)]) -> String {
@@ -306,7 +454,14 @@ mod tests {
     /// The dry run's documents, as JSON.
     fn dry_documents(input: &String) -> (ReplaySummary, Vec<serde_json::Value>) {
         let mut out = Vec::new();
-        let summary = dry_run(&config(), input, &limits(), &mut out).unwrap();
+        let summary = dry_run(
+            &config(),
+            input,
+            &limits(),
+            &ReplayOptions::default(),
+            &mut out,
+        )
+        .unwrap();
         let lines: Vec<serde_json::Value> = String::from_utf8(out)
             .unwrap()
             .lines()
@@ -325,7 +480,14 @@ mod tests {
             ("m", 40, 2.0),
         ]);
         let mut out = Vec::new();
-        let summary = dry_run(&config(), &input, &limits(), &mut out).unwrap();
+        let summary = dry_run(
+            &config(),
+            &input,
+            &limits(),
+            &ReplayOptions::default(),
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(
             summary,
             ReplaySummary {

@@ -218,3 +218,122 @@ async fn replay_dry_run_prints_the_bulk_body_without_a_node() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn a_large_replay_shows_progress_as_a_bar_on_a_terminal_and_as_lines_otherwise() {
+    let scope = Scope::new("progress");
+    let dir = std::env::temp_dir().join(format!("strata-{}", scope.prefix));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("strata.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[node]\nurl = \"{}\"\n[index]\nprefix = \"{p}\"\ntemplate = \"{p}tpl\"\nreplicas = 0\n[aliases]\nprefix = \"{p}alias-\"\numbrella = \"{p}all\"\n{}",
+            scope.node,
+            archive("20s", "20s", "2 days", "day", "10s"),
+            p = scope.prefix
+        ),
+    )
+    .unwrap();
+    // 100 000 events of one series over half an hour ending an hour and a half ago.
+    let now = chrono::Utc::now().timestamp_millis();
+    let base = now - now.rem_euclid(60_000) - 2 * 3_600_000;
+    let mut input = String::new();
+    for i in 0..100_000i64 {
+        input.push_str(&format!(
+            "{{\"name\":\"p\",\"value\":{},\"timestamp\":{}}}\n",
+            i % 100,
+            base + i * 18
+        ));
+    }
+    let events = dir.join("events.ndjson");
+    std::fs::write(&events, &input).unwrap();
+    let strata = env!("CARGO_BIN_EXE_strata");
+    let run = |command: String| async move {
+        let out = tokio::process::Command::new("sh")
+            .args(["-c", &command])
+            .output()
+            .await
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{command}: {text}");
+        text
+    };
+    let replay = format!(
+        "'{strata}' replay --config '{}' '{}'",
+        config.display(),
+        events.display()
+    );
+
+    // On a pseudo-terminal (util-linux's script): a bar redrawn in place.
+    let tty = run(format!("script -qfec \"{replay}\" /dev/null")).await;
+    assert!(
+        tty.contains("replay: validating [") && tty.contains("replay: writing ["),
+        "{tty}"
+    );
+    assert!(
+        tty.contains('\r') || tty.contains("\u{1b}["),
+        "redrawn in place: {tty:?}"
+    );
+    assert!(tty.contains("100000 events"), "{tty}");
+
+    // Otherwise: plain lines, and the summary.
+    let lines = run(format!("{replay} 2>&1 | cat")).await;
+    for phase in ["validating", "writing"] {
+        let line = lines
+            .lines()
+            .find(|l| l.starts_with(&format!("replay: {phase} 100% (")))
+            .unwrap_or_else(|| panic!("{phase} in {lines}"));
+        assert!(
+            line.contains("100000 events") && line.contains("events/s, done in"),
+            "{line}"
+        );
+    }
+    assert!(!lines.contains('\r'), "{lines:?}");
+    assert!(lines.contains("replayed 100000 events"), "{lines}");
+
+    // Standard input is spooled and streamed the same way; --partial skips bad lines.
+    let bad = "{\"name\":\"p\"}\nnot json\n";
+    let good: String = input.lines().take(4).map(|l| format!("{l}\n")).collect();
+    std::fs::write(dir.join("bad.ndjson"), format!("{bad}{good}")).unwrap();
+    let refused = tokio::process::Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "'{strata}' replay --progress off --config '{}' - < '{}'",
+                config.display(),
+                dir.join("bad.ndjson").display()
+            ),
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("line 1: field 'value'"));
+    let partial = run(format!(
+        "'{strata}' replay --partial --progress off --config '{}' - < '{}'",
+        config.display(),
+        dir.join("bad.ndjson").display()
+    ))
+    .await;
+    assert!(
+        partial.contains("skipped 2 bad line(s) (--partial): line 1: field 'value'"),
+        "{partial}"
+    );
+    assert!(partial.contains("line 2: "), "{partial}");
+    let leftover = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("strata-replay-")
+        });
+    assert!(!leftover, "the spooled standard input is removed");
+    scope.cleanup().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
