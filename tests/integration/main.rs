@@ -4,6 +4,7 @@
 
 mod agents;
 mod backpressure;
+mod dashboard;
 mod durability;
 mod late;
 mod maintenance;
