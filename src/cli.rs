@@ -50,7 +50,7 @@ impl Command {
             | Command::Rotate { common, .. }
             | Command::Status { common }
             | Command::Purge { common, .. } => Some(&common.config),
-            Command::Completions { .. } | Command::Man => None,
+            Command::Completions { .. } | Command::Man | Command::MigrateConfig { .. } => None,
         }
     }
 }
@@ -136,6 +136,12 @@ pub enum Command {
         /// The events, one JSON object per line; - reads stdin (spooled to a temporary file,
         /// since the input is read twice).
         events: PathBuf,
+    },
+    /// Print the archives.toml equivalent of a samplerr Riemann configuration (its archives,
+    /// index and alias prefixes), with a comment for anything it could not translate.
+    MigrateConfig {
+        /// The Riemann configuration that sets samplerr up.
+        samplerr_config: PathBuf,
     },
     /// Print a shell completion script: `strata completions bash > /etc/bash_completion.d/strata`.
     Completions {

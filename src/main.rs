@@ -71,6 +71,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             clap_complete::generate(shell, &mut command, "strata", &mut std::io::stdout());
             Ok(())
         }
+        Command::MigrateConfig { samplerr_config } => {
+            let text = std::fs::read_to_string(&samplerr_config)
+                .with_context(|| format!("cannot read {}", samplerr_config.display()))?;
+            print!(
+                "{}",
+                strata::config::migrate::samplerr_to_toml(&text)
+                    .with_context(|| samplerr_config.display().to_string())?
+            );
+            Ok(())
+        }
         Command::Man => {
             use clap::CommandFactory;
             clap_mangen::Man::new(Cli::command())

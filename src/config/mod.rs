@@ -2,6 +2,7 @@
 //! in strict serde structs (unknown keys refused), [`validate`] turns them into the trusted
 //! [`Config`] of [`types`] or into every problem found, each naming the field, the value and why.
 
+pub mod migrate;
 pub mod preflight;
 pub mod raw;
 pub mod types;

@@ -241,3 +241,46 @@ _strata strata --lo serve; echo "flags: ${{COMPREPLY[*]}}""#
     }
     assert!(!page.contains("warning"), "{page}");
 }
+
+#[tokio::test]
+async fn migrate_config_turns_a_samplerr_setup_into_a_config_check_accepts() {
+    let dir = std::env::temp_dir().join(format!("strata-migrate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let riemann = dir.join("riemann.config");
+    std::fs::write(
+        &riemann,
+        r#"(let [elastic      (samplerr/connect "http://localhost:9200")
+      index-prefix ".samplerr"
+      alias-prefix "samplerr"
+      cfunc        [{:func samplerr/average :name "avg"} {:func samplerr/minimum :name "min"}]
+      archives     [{:tf "YYYY.MM.dd" :step (t/seconds 20) :ttl (t/days 2) :cfunc cfunc}
+                    {:tf "YYYY.MM" :step (t/minutes 10) :ttl (t/months 2) :cfunc cfunc}
+                    {:tf "YYYY" :step (t/hours 1) :ttl (t/years 10) :cfunc cfunc}]]
+  (streams (samplerr/down archives persist)))
+"#,
+    )
+    .unwrap();
+    let strata = env!("CARGO_BIN_EXE_strata");
+    let out = shell(&format!(
+        "'{strata}' migrate-config '{}' > '{}/archives.toml' && '{strata}' check --config '{}/archives.toml'",
+        riemann.display(),
+        dir.display(),
+        dir.display()
+    ))
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("indices: .samplerr-*"), "{text}");
+    for line in [
+        "archive 20s: step 20s, retention 2 days, index per day",
+        "archive 10m: step 10m, retention 2 months, index per month",
+        "archive 1h: step 1h, retention 10 years, index per year",
+    ] {
+        assert!(text.contains(line), "{line} in {text}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
