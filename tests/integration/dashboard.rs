@@ -132,6 +132,90 @@ fn compose_and_provisioning_refer_to_what_exists() {
     }
 }
 
+/// docker/kibana/strata.ndjson, one saved object per line.
+fn saved_objects() -> Vec<Value> {
+    let text = std::fs::read_to_string(repo().join("docker/kibana/strata.ndjson")).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn kibana_saved_objects_hold_together() {
+    let objects = saved_objects();
+    let shipped = strata::config::Config::load(&repo().join("archives.toml")).unwrap();
+    let template = strata::persist::template::index_template(&shipped);
+    let mapped = &template["template"]["mappings"]["properties"];
+    let pattern = objects
+        .iter()
+        .find(|o| o["type"] == "index-pattern")
+        .unwrap();
+    assert_eq!(
+        pattern["attributes"]["title"],
+        shipped.aliases.umbrella.as_str()
+    );
+    assert_eq!(pattern["attributes"]["timeFieldName"], "@timestamp");
+    for vis in objects.iter().filter(|o| o["type"] == "visualization") {
+        for reference in vis["references"].as_array().unwrap() {
+            assert!(
+                objects
+                    .iter()
+                    .any(|o| o["id"] == reference["id"] && o["type"] == reference["type"]),
+                "{reference}"
+            );
+        }
+        let source: Value = serde_json::from_str(
+            vis["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(vis["references"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == source["indexRefName"]));
+        let state: Value =
+            serde_json::from_str(vis["attributes"]["visState"].as_str().unwrap()).unwrap();
+        for agg in state["aggs"].as_array().unwrap() {
+            let field = agg["params"]["field"].as_str().unwrap();
+            assert!(
+                mapped.get(field).is_some(),
+                "{field} is a field strata maps"
+            );
+        }
+    }
+}
+
+/// The search Kibana's visualisation `state` runs: its date histogram around its metric
+/// aggregations.
+fn kibana_body(state: &Value, from: i64, to: i64, interval_ms: i64) -> Value {
+    let aggs = state["aggs"].as_array().unwrap();
+    let mut metrics = serde_json::Map::new();
+    let mut histogram = None;
+    for agg in aggs {
+        let (id, kind, field) = (
+            agg["id"].as_str().unwrap(),
+            agg["type"].as_str().unwrap(),
+            &agg["params"]["field"],
+        );
+        match agg["schema"].as_str().unwrap() {
+            "metric" => {
+                metrics.insert(id.to_string(), json!({kind: {"field": field}}));
+            }
+            "segment" => histogram = Some((id.to_string(), field.clone())),
+            other => panic!("schema {other} not modelled"),
+        }
+    }
+    let (id, field) = histogram.unwrap();
+    json!({
+        "size": 0,
+        "query": {"bool": {"filter": [{"range": {"@timestamp": {"gte": from, "lte": to, "format": "epoch_millis"}}}]}},
+        "aggs": {id: {"date_histogram": {"field": field, "fixed_interval": format!("{interval_ms}ms"), "min_doc_count": 1},
+            "aggs": metrics}}
+    })
+}
+
 /// The `_msearch` body Grafana's Elasticsearch / OpenSearch data source sends for `target`
 /// (the subset of its query model the dashboard uses): the bucket aggregations nested in order,
 /// the metric aggregations innermost, `count` as the document count.
@@ -376,6 +460,30 @@ async fn every_dashboard_query_answers_from_three_resolutions_through_the_umbrel
         )
         .await;
     assert_eq!(served, count["count"].as_f64().unwrap(), "{count}");
+    // Kibana's visualisation over the same range: min <= avg <= max in every bucket.
+    let vis = saved_objects()
+        .into_iter()
+        .find(|o| o["type"] == "visualization")
+        .unwrap();
+    let state: Value =
+        serde_json::from_str(vis["attributes"]["visState"].as_str().unwrap()).unwrap();
+    let (_, answer) = scope
+        .send(
+            reqwest::Method::POST,
+            &format!("/{umbrella}/_search"),
+            kibana_body(&state, range.0, range.1, day),
+        )
+        .await;
+    let buckets = answer["aggregations"]["2"]["buckets"].as_array().unwrap();
+    assert!(buckets.len() >= 38, "{answer}");
+    for b in buckets {
+        let (avg, lo, hi) = (
+            b["1"]["value"].as_f64().unwrap(),
+            b["3"]["value"].as_f64().unwrap(),
+            b["4"]["value"].as_f64().unwrap(),
+        );
+        assert!(lo <= avg && avg <= hi, "{b}");
+    }
     eprintln!(
         "dashboard: {} events over three years through {umbrella}: {shown} days in the band, {} days with p99, {served} documents from archives {archives:?}",
         in_range.len(),
