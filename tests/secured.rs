@@ -68,6 +68,10 @@ async fn start(cfg: Config, clock: &ManualClock) -> Result<strata::pipeline::Run
     .expect("serve neither started nor failed within 30 s")
 }
 
+async fn get_json(http: &reqwest::Client, url: String) -> Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 /// A CA that did not sign the node's certificate.
 fn other_ca(dir: &Path) -> PathBuf {
     let (key, cert) = (dir.join("other-ca-key.pem"), dir.join("other-ca.pem"));
@@ -138,29 +142,19 @@ async fn writes_and_reads_go_through_tls_and_basic_auth() {
     );
 
     // strata's own read API queries the node through the same client.
-    let read: Value = http
-        .get(format!(
+    let read = get_json(
+        &http,
+        format!(
             "http://{}/v1/metrics?name=tls&from=2026-05-28T20:26:00Z&to=2026-05-28T20:27:20Z&step=20s",
             running.addr
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     let points = read["points"].as_array().expect("points");
     let values: Vec<f64> = points.iter().filter_map(|p| p["value"].as_f64()).collect();
     assert_eq!(values, vec![2.0], "the avg of 1 and 3: {read}");
 
-    let health: Value = http
-        .get(format!("http://{}/health", running.addr))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = get_json(&http, format!("http://{}/health", running.addr)).await;
     assert_eq!(health["status"], "ok", "{health}");
     let password = std::fs::read_to_string(node.dir.join("password")).unwrap();
     assert!(!health.to_string().contains(password.trim()));

@@ -99,19 +99,13 @@ impl Meter {
     }
 
     fn show(&mut self) {
-        let bytes = self.bytes.load(Ordering::Relaxed);
         match self.mode {
             ProgressMode::Off => {}
-            ProgressMode::Bar => {
-                if let Some(bar) = &self.bar {
-                    bar.set_position(bytes);
-                    bar.set_message(format!("{} events", self.events));
-                }
-            }
+            ProgressMode::Bar => self.draw_bar(false),
             ProgressMode::Lines => {
                 if self.last_line.elapsed() >= LINE_EVERY {
                     self.last_line = Instant::now();
-                    eprintln!("{}", self.line(bytes, false));
+                    eprintln!("{}", self.line(self.bytes.load(Ordering::Relaxed), false));
                 }
             }
         }
@@ -119,16 +113,22 @@ impl Meter {
 
     /// The end of the pass: the bar's last state, or a closing line.
     pub fn finish(self) {
-        let bytes = self.bytes.load(Ordering::Relaxed);
         match self.mode {
             ProgressMode::Off => {}
-            ProgressMode::Bar => {
-                if let Some(bar) = &self.bar {
-                    bar.set_position(bytes);
-                    bar.finish_with_message(format!("{} events", self.events));
-                }
+            ProgressMode::Bar => self.draw_bar(true),
+            ProgressMode::Lines => {
+                eprintln!("{}", self.line(self.bytes.load(Ordering::Relaxed), true))
             }
-            ProgressMode::Lines => eprintln!("{}", self.line(bytes, true)),
+        }
+    }
+
+    fn draw_bar(&self, done: bool) {
+        let Some(bar) = &self.bar else { return };
+        bar.set_position(self.bytes.load(Ordering::Relaxed));
+        let message = format!("{} events", self.events);
+        match done {
+            true => bar.finish_with_message(message),
+            false => bar.set_message(message),
         }
     }
 
