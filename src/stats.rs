@@ -54,6 +54,10 @@ pub struct ProtocolCounters {
     pub refused_tag_keys: AtomicU64,
 }
 
+/// The answers refusing an ingest request that `/metrics` counts by status; others count as
+/// `other`.
+pub const REFUSAL_STATUSES: [u16; 8] = [400, 401, 408, 409, 413, 415, 429, 503];
+
 /// A latency histogram with buckets from 1 ms to about 65 s.
 #[derive(Debug)]
 pub struct Latency(pub Histogram);
@@ -122,6 +126,9 @@ pub struct Stats {
     pub riemann_skipped: AtomicU64,
     /// Per protocol, in [`Protocol::ALL`] order.
     pub protocols: [ProtocolCounters; 4],
+    /// Ingest requests (POST /v1/metrics, PUT /agg, /track) answered with an error, by status
+    /// in [`REFUSAL_STATUSES`] order, then any other.
+    pub http_refused: [AtomicU64; 9],
     /// Batches waiting for the consolidator, and closed buckets waiting for the writer.
     pub ingest_queue_batches: AtomicU64,
     pub writer_queue_docs: AtomicU64,
@@ -215,6 +222,15 @@ impl Stats {
         if let Ok(mut slot) = self.maintenance.lock() {
             *slot = Some(MaintenanceStatus { at, error });
         }
+    }
+
+    /// Counts an ingest request answered with `status` (>= 400).
+    pub fn count_http_refusal(&self, status: u16) {
+        let slot = REFUSAL_STATUSES
+            .iter()
+            .position(|&s| s == status)
+            .unwrap_or(REFUSAL_STATUSES.len());
+        Stats::add(&self.http_refused[slot], 1);
     }
 
     /// The counters of `protocol`.

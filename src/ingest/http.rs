@@ -110,6 +110,21 @@ async fn bounded_intake(
     }
 }
 
+/// Counts the ingest requests answered with an error, whatever answered it (a handler, the body
+/// limit, the token or cross-site check, the intake bound).
+async fn count_refusals(
+    State(stats): State<Arc<Stats>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    if status >= 400 {
+        stats.count_http_refusal(status);
+    }
+    response
+}
+
 /// The API's routes: the ingest routes behind `write`, the live view and the home page behind
 /// `read`, `/health` open.
 pub(crate) fn router<B: SearchBackend, C: Clock>(
@@ -136,7 +151,11 @@ pub(crate) fn router<B: SearchBackend, C: Clock>(
     let writes = Router::new()
         .merge(bodies)
         .route("/track", get(track::<B, C>))
-        .route_layer(axum::middleware::from_fn_with_state(write, require_token));
+        .route_layer(axum::middleware::from_fn_with_state(write, require_token))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.stats.clone(),
+            count_refusals,
+        ));
     let reads = Router::new()
         .route("/v1/live", get(live::<B, C>))
         .route("/", get(home::<B, C>))
@@ -627,6 +646,40 @@ max_inflight_bytes = 2048
             .as_str()
             .unwrap()
             .contains("max_body_bytes (1000 bytes)"));
+    }
+
+    #[tokio::test]
+    async fn refused_ingest_requests_are_counted_by_status_whatever_refused_them() {
+        let (ingest, queue) = ingest_channel(8);
+        consolidate(queue, Answer::Accept);
+        let stats = Arc::new(Stats::default());
+        let state = AppState::new(
+            ingest,
+            Arc::new(CannedBackend::default()),
+            Arc::new(ManualClock::new(NOW)),
+            Config::from_toml(CONFIG, Path::new("t")).unwrap(),
+            stats.clone(),
+        );
+        let app = router(state, Token::default(), Token::default());
+        let big = format!("[{}]", vec![r#"{"name":"a","value":1}"#; 100].join(","));
+        for (body, expected) in [
+            (GOOD.to_string(), StatusCode::OK),
+            ("{".to_string(), StatusCode::BAD_REQUEST),
+            (r#"{"name":"a"}"#.to_string(), StatusCode::BAD_REQUEST),
+            (big, StatusCode::PAYLOAD_TOO_LARGE),
+        ] {
+            assert_eq!(
+                call(app.clone(), "POST", "/v1/metrics", &body).await.0,
+                expected
+            );
+        }
+        let counts: Vec<u64> = stats
+            .http_refused
+            .iter()
+            .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+            .collect();
+        // 400, 401, 408, 409, 413, 415, 429, 503, other
+        assert_eq!(counts, [2, 0, 0, 0, 1, 0, 0, 0, 0]);
     }
 
     #[tokio::test]

@@ -117,6 +117,19 @@ impl Collector for StatsCollector {
             "Datagrams the kernel dropped on a full receive buffer.",
             get(&s.udp_receive_buffer_drops),
         )?;
+        let mut refused = e.encode_descriptor(
+            "strata_http_requests_refused",
+            "Ingest requests (POST /v1/metrics, PUT /agg, /track) answered with an error, by status.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (i, slot) in s.http_refused.iter().enumerate() {
+            let status = super::REFUSAL_STATUSES
+                .get(i)
+                .map_or("other".to_string(), u16::to_string);
+            ConstCounter::new(get(slot))
+                .encode(refused.encode_family(&[("status", status.as_str())])?)?;
+        }
         counter(
             e,
             "strata_http_requests_refused_busy",
@@ -339,6 +352,8 @@ mod tests {
         Stats::add(&stats.protocol(Protocol::Statsd).accepted, 7);
         Stats::add(&stats.protocol(Protocol::Http).refused_tag_keys, 2);
         Stats::add(&stats.docs_written, 3);
+        stats.count_http_refusal(413);
+        stats.count_http_refusal(418);
         stats.set_buckets_open_by_archive(vec![("20s".into(), 5), ("1h".into(), 1)]);
         stats.bulk_latency.observe(Duration::from_millis(3));
         stats.set_maintenance("t".into(), Some("down".into()), Duration::from_millis(40));
@@ -348,6 +363,9 @@ mod tests {
             "strata_events_accepted_total{protocol=\"http\"} 0",
             "strata_events_refused_total{protocol=\"http\",reason=\"tag_keys\"} 2",
             "strata_documents_written_total 3",
+            "strata_http_requests_refused_total{status=\"413\"} 1",
+            "strata_http_requests_refused_total{status=\"other\"} 1",
+            "strata_http_requests_refused_total{status=\"400\"} 0",
             "strata_buckets_open{archive=\"20s\"} 5",
             "strata_bulk_request_duration_seconds_count 1",
             "strata_bulk_request_duration_seconds_bucket{le=\"0.004\"} 1",
