@@ -259,7 +259,7 @@ impl<C: Clock> ConsolidatorTask<C> {
                 Some(reply) => {
                     let _ = reply.send(Err(SubmitError::Unlogged(why)));
                 }
-                None => Stats::add(&self.stats.udp_dropped, n),
+                None => self.stats.count_udp_dropped(batch.protocol, n),
             }
         }
     }
@@ -341,7 +341,7 @@ impl<C: Clock> ConsolidatorTask<C> {
         Stats::add(&by_protocol.refused_tag_keys, report.refused_tag_keys);
         Stats::add(&by_protocol.refused_series_limit, series_limit);
         if udp {
-            Stats::add(&self.stats.udp_dropped, report.refused);
+            self.stats.count_udp_dropped(protocol, report.refused);
         }
         let what = format!(
             "{refusal} ({} events of this batch refused)",
@@ -1049,7 +1049,10 @@ mod tests {
                 ]
             })
             .collect();
-        h.ingest.hand_off(mixed).unwrap();
+        h.ingest
+            .for_protocol(Protocol::Graphite)
+            .hand_off(mixed)
+            .unwrap();
         a_few_ticks().await;
         let s = h.stats.snapshot();
         assert_eq!(
@@ -1060,6 +1063,18 @@ mod tests {
             ),
             (105, 5, 5)
         );
+        let graphite = h.stats.protocol(Protocol::Graphite);
+        let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(
+            (
+                get(&graphite.accepted),
+                get(&graphite.udp_dropped),
+                get(&graphite.refused_series_limit)
+            ),
+            (5, 5, 5),
+            "counted under the protocol that sent them"
+        );
+        assert_eq!(get(&h.stats.protocol(Protocol::Http).accepted), 100);
         drop(h.ingest);
         h.task.await.unwrap();
         let mut s0 = 0;

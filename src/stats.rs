@@ -52,6 +52,8 @@ pub struct ProtocolCounters {
     pub refused_series_limit: AtomicU64,
     pub refused_type: AtomicU64,
     pub refused_tag_keys: AtomicU64,
+    /// UDP events the pipeline could not take (series limit, shutdown, a full queue).
+    pub udp_dropped: AtomicU64,
 }
 
 /// The answers refusing an ingest request that `/metrics` counts by status; others count as
@@ -222,6 +224,12 @@ impl Stats {
         if let Ok(mut slot) = self.maintenance.lock() {
             *slot = Some(MaintenanceStatus { at, error });
         }
+    }
+
+    /// Counts `n` UDP events of `protocol` the pipeline could not take.
+    pub fn count_udp_dropped(&self, protocol: Protocol, n: u64) {
+        Stats::add(&self.udp_dropped, n);
+        Stats::add(&self.protocol(protocol).udp_dropped, n);
     }
 
     /// Counts an ingest request answered with `status` (>= 400).

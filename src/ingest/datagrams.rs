@@ -285,7 +285,8 @@ impl<C: Clock> Receiver<C> {
 
     fn drop_events(&mut self, why: &SubmitError, n: usize) {
         self.events.clear();
-        Stats::add(&self.stats.udp_dropped, n as u64);
+        self.stats
+            .count_udp_dropped(self.ingest.protocol(), n as u64);
         tracing::debug!(error = %why, events = n, "udp events dropped");
     }
 }

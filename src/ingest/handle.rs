@@ -143,6 +143,11 @@ impl IngestHandle {
         }
     }
 
+    /// The protocol this handle counts its batches under.
+    pub(crate) fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
     /// Refuses batches while the data directory holds `bound.max` bytes or more.
     pub(crate) fn bounded_by_disk(mut self, bound: DiskBound) -> Self {
         self.disk = Some(bound);

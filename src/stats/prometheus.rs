@@ -105,12 +105,16 @@ impl Collector for StatsCollector {
             "Riemann events without a metric (or a NaN one), skipped.",
             get(&s.riemann_skipped),
         )?;
-        counter(
-            e,
+        let mut dropped = e.encode_descriptor(
             "strata_udp_dropped",
-            "UDP events the pipeline could not take (series limit, shutdown).",
-            get(&s.udp_dropped),
+            "UDP events the pipeline could not take (series limit, shutdown, a full queue).",
+            None,
+            MetricType::Counter,
         )?;
+        for p in [Protocol::Statsd, Protocol::Graphite, Protocol::Riemann] {
+            let value = get(&s.protocol(p).udp_dropped);
+            ConstCounter::new(value).encode(dropped.encode_family(&[("protocol", p.as_str())])?)?;
+        }
         counter(
             e,
             "strata_udp_receive_buffer_drops",
