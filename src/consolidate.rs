@@ -907,25 +907,15 @@ impl Consolidator {
         new_keys: &[&str],
         forgot: &mut bool,
     ) -> Result<(), ConsolidateError> {
-        if !*forgot {
-            *forgot = true;
-            let series = &self.series;
-            if self
-                .tag_keys
-                .make_room(new_keys.len(), || keys_in_use(series))
-            {
-                return Ok(());
-            }
-        }
-        if self.tag_keys.len() + new_keys.len() <= self.tag_keys.limit() {
-            return Ok(());
-        }
-        let fits = self.tag_keys.limit().saturating_sub(self.tag_keys.len());
-        Err(ConsolidateError::TagKeyLimit {
-            item,
-            key: new_keys[fits.min(new_keys.len() - 1)].to_string(),
-            limit: self.tag_keys.limit(),
-        })
+        let may_forget = !std::mem::replace(forgot, true);
+        let series = &self.series;
+        self.tag_keys
+            .room_for(new_keys, may_forget, || keys_in_use(series))
+            .map_err(|over| ConsolidateError::TagKeyLimit {
+                item,
+                key: over.key,
+                limit: over.limit,
+            })
     }
 
     /// Records one sample at time `at` for the series `key`: in every archive whose bucket is

@@ -119,6 +119,31 @@ impl TagKeys {
         }
     }
 
+    /// Whether the not yet remembered keys `new` fit (forgetting expired keys first when
+    /// `may_forget`), or the first of them past the limit.
+    pub(super) fn room_for<'b, I>(
+        &mut self,
+        new: &[&str],
+        may_forget: bool,
+        in_use: I,
+    ) -> Result<(), OverLimit>
+    where
+        I: FnOnce() -> Vec<(&'b str, EpochMillis)>,
+    {
+        let fits = match may_forget {
+            true => self.make_room(new.len(), in_use),
+            false => self.seen.len() + new.len() <= self.limit,
+        };
+        if fits || new.is_empty() {
+            return Ok(());
+        }
+        let room = self.limit.saturating_sub(self.seen.len());
+        Err(OverLimit {
+            key: new[room.min(new.len() - 1)].to_string(),
+            limit: self.limit,
+        })
+    }
+
     /// Checks `keys` of one event at `at` and remembers them, or names the first key that would
     /// exceed the limit (nothing is remembered then).
     pub(super) fn admit<'a, 'b, I>(
@@ -131,15 +156,8 @@ impl TagKeys {
         I: FnOnce() -> Vec<(&'b str, EpochMillis)>,
     {
         let new = self.unknown(keys.clone());
-        if !new.is_empty() && !self.make_room(new.len(), in_use) {
-            return Err(OverLimit {
-                key: new[self
-                    .limit
-                    .saturating_sub(self.seen.len())
-                    .min(new.len() - 1)]
-                .to_string(),
-                limit: self.limit,
-            });
+        if !new.is_empty() {
+            self.room_for(&new, true, in_use)?;
         }
         self.note(keys, at);
         Ok(())

@@ -35,18 +35,32 @@ fn get(c: &AtomicU64) -> u64 {
     c.load(Ordering::Relaxed)
 }
 
-/// One counter family: `name` (without `_total`) with a sample per label set.
-fn counters(
+/// Label name and value of one sample.
+type Labels = Vec<(&'static str, String)>;
+
+/// One family of counters or gauges (`kind`): `name` (a counter's without `_total`) with a
+/// sample per label set.
+fn family(
     encoder: &mut DescriptorEncoder,
+    kind: MetricType,
     name: &str,
     help: &str,
-    samples: &[(&[(&str, &str)], u64)],
+    samples: impl IntoIterator<Item = (Labels, u64)>,
 ) -> Result<(), std::fmt::Error> {
-    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    let mut family = encoder.encode_descriptor(name, help, None, kind)?;
     for (labels, value) in samples {
-        ConstCounter::new(*value).encode(family.encode_family(labels)?)?;
+        let sample = family.encode_family(&labels)?;
+        match kind {
+            MetricType::Gauge => ConstGauge::new(value as i64).encode(sample)?,
+            _ => ConstCounter::new(value).encode(sample)?,
+        }
     }
     Ok(())
+}
+
+/// One label.
+fn label(name: &'static str, value: impl ToString) -> Labels {
+    vec![(name, value.to_string())]
 }
 
 fn counter(
@@ -89,14 +103,15 @@ impl Collector for StatsCollector {
             "Events refused because the write-ahead log could not take them.",
             get(&s.events_unlogged),
         )?;
-        counters(
+        family(
             e,
+            MetricType::Counter,
             "strata_bad_input",
             "Lines (statsd, Graphite) or messages (Riemann) refused as malformed or past a limit.",
-            &[
-                (&[("protocol", "statsd")], get(&s.statsd_bad_lines)),
-                (&[("protocol", "graphite")], get(&s.graphite_bad_lines)),
-                (&[("protocol", "riemann")], get(&s.riemann_bad)),
+            [
+                (label("protocol", "statsd"), get(&s.statsd_bad_lines)),
+                (label("protocol", "graphite"), get(&s.graphite_bad_lines)),
+                (label("protocol", "riemann"), get(&s.riemann_bad)),
             ],
         )?;
         counter(
@@ -105,35 +120,36 @@ impl Collector for StatsCollector {
             "Riemann events without a metric (or a NaN one), skipped.",
             get(&s.riemann_skipped),
         )?;
-        let mut dropped = e.encode_descriptor(
+        family(
+            e,
+            MetricType::Counter,
             "strata_udp_dropped",
             "UDP events the pipeline could not take (series limit, shutdown, a full queue).",
-            None,
-            MetricType::Counter,
+            [Protocol::Statsd, Protocol::Graphite, Protocol::Riemann].map(|p| {
+                (
+                    label("protocol", p.as_str()),
+                    get(&s.protocol(p).udp_dropped),
+                )
+            }),
         )?;
-        for p in [Protocol::Statsd, Protocol::Graphite, Protocol::Riemann] {
-            let value = get(&s.protocol(p).udp_dropped);
-            ConstCounter::new(value).encode(dropped.encode_family(&[("protocol", p.as_str())])?)?;
-        }
         counter(
             e,
             "strata_udp_receive_buffer_drops",
             "Datagrams the kernel dropped on a full receive buffer.",
             get(&s.udp_receive_buffer_drops),
         )?;
-        let mut refused = e.encode_descriptor(
+        family(
+            e,
+            MetricType::Counter,
             "strata_http_requests_refused",
             "Ingest requests (POST /v1/metrics, PUT /agg, /track) answered with an error, by status.",
-            None,
-            MetricType::Counter,
+            s.http_refused.iter().enumerate().map(|(i, slot)| {
+                let status = super::REFUSAL_STATUSES
+                    .get(i)
+                    .map_or("other".to_string(), u16::to_string);
+                (label("status", status), get(slot))
+            }),
         )?;
-        for (i, slot) in s.http_refused.iter().enumerate() {
-            let status = super::REFUSAL_STATUSES
-                .get(i)
-                .map_or("other".to_string(), u16::to_string);
-            ConstCounter::new(get(slot))
-                .encode(refused.encode_family(&[("status", status.as_str())])?)?;
-        }
         counter(
             e,
             "strata_http_requests_refused_busy",
@@ -156,56 +172,49 @@ impl Collector for StatsCollector {
 impl StatsCollector {
     fn events(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let per = |f: fn(&super::ProtocolCounters) -> &AtomicU64| {
-            Protocol::ALL.map(|p| (p.as_str(), get(f(self.0.protocol(p)))))
+            Protocol::ALL.map(|p| (label("protocol", p.as_str()), get(f(self.0.protocol(p)))))
         };
-        let family = |e: &mut DescriptorEncoder,
-                      name: &str,
-                      help: &str,
-                      values: [(&str, u64); 4]|
-         -> Result<(), std::fmt::Error> {
-            let mut family = e.encode_descriptor(name, help, None, MetricType::Counter)?;
-            for (protocol, value) in values {
-                ConstCounter::new(value)
-                    .encode(family.encode_family(&[("protocol", protocol)])?)?;
-            }
-            Ok(())
-        };
-        family(
-            e,
-            "strata_events_accepted",
-            "Events kept in at least one archive.",
-            per(|c| &c.accepted),
-        )?;
-        family(
-            e,
-            "strata_events_late",
-            "Events merged into an already written bucket in at least one archive.",
-            per(|c| &c.late),
-        )?;
-        family(
-            e,
-            "strata_events_expired",
-            "Events older than every archive's retention, kept nowhere.",
-            per(|c| &c.expired),
-        )?;
-        let mut refused = e.encode_descriptor(
-            "strata_events_refused",
-            "Events refused by the consolidator, by reason.",
-            None,
-            MetricType::Counter,
-        )?;
-        for p in Protocol::ALL {
+        for (name, help, values) in [
+            (
+                "strata_events_accepted",
+                "Events kept in at least one archive.",
+                per(|c| &c.accepted),
+            ),
+            (
+                "strata_events_late",
+                "Events merged into an already written bucket in at least one archive.",
+                per(|c| &c.late),
+            ),
+            (
+                "strata_events_expired",
+                "Events older than every archive's retention, kept nowhere.",
+                per(|c| &c.expired),
+            ),
+        ] {
+            family(e, MetricType::Counter, name, help, values)?;
+        }
+        let refused = Protocol::ALL.into_iter().flat_map(|p| {
             let c = self.0.protocol(p);
-            for (reason, value) in [
+            [
                 ("series_limit", get(&c.refused_series_limit)),
                 ("type", get(&c.refused_type)),
                 ("tag_keys", get(&c.refused_tag_keys)),
-            ] {
-                let labels = [("protocol", p.as_str()), ("reason", reason)];
-                ConstCounter::new(value).encode(refused.encode_family(&labels)?)?;
-            }
-        }
-        Ok(())
+            ]
+            .map(|(reason, value)| {
+                let labels = vec![
+                    ("protocol", p.as_str().to_string()),
+                    ("reason", reason.into()),
+                ];
+                (labels, value)
+            })
+        });
+        family(
+            e,
+            MetricType::Counter,
+            "strata_events_refused",
+            "Events refused by the consolidator, by reason.",
+            refused,
+        )
     }
 
     fn documents(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
@@ -266,16 +275,15 @@ impl StatsCollector {
             None,
             get(&s.series_active),
         )?;
-        let mut open = e.encode_descriptor(
+        family(
+            e,
+            MetricType::Gauge,
             "strata_buckets_open",
             "Open buckets per archive.",
-            None,
-            MetricType::Gauge,
+            s.buckets_open_by_archive()
+                .into_iter()
+                .map(|(archive, count)| (label("archive", archive), count)),
         )?;
-        for (archive, count) in s.buckets_open_by_archive() {
-            let labels = [("archive", archive.as_str())];
-            ConstGauge::new(count as i64).encode(open.encode_family(&labels)?)?;
-        }
         for (name, help, unit, value) in [
             (
                 "strata_buckets_late",
@@ -327,13 +335,14 @@ impl StatsCollector {
 
     fn maintenance(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = &self.0;
-        counters(
+        family(
             e,
+            MetricType::Counter,
             "strata_maintenance_passes",
             "Maintenance passes (aliases, index creation, deletion) by outcome.",
-            &[
-                (&[("outcome", "ok")], get(&s.maintenance_ok)),
-                (&[("outcome", "failed")], get(&s.maintenance_failed)),
+            [
+                (label("outcome", "ok"), get(&s.maintenance_ok)),
+                (label("outcome", "failed"), get(&s.maintenance_failed)),
             ],
         )?;
         s.maintenance_latency.0.encode(e.encode_descriptor(

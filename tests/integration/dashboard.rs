@@ -267,7 +267,7 @@ fn grafana_body(target: &Value, metric: &str, from: i64, to: i64, interval_ms: i
     })
 }
 
-/// The histogram buckets of one panel query: `(time, doc_count, metric value)`.
+/// The aggregations of one panel query, sent as Grafana sends it.
 async fn run_target(
     scope: &Scope,
     index: &str,
@@ -275,24 +275,8 @@ async fn run_target(
     range: (i64, i64),
     interval_ms: i64,
 ) -> Value {
-    let header =
-        json!({"search_type": "query_then_fetch", "ignore_unavailable": true, "index": index});
     let body = grafana_body(target, "g", range.0, range.1, interval_ms);
-    let r = scope
-        .http
-        .post(format!(
-            "{}/_msearch?max_concurrent_shard_requests=5",
-            scope.node
-        ))
-        .header("content-type", "application/x-ndjson")
-        .body(format!("{header}\n{body}\n"))
-        .send()
-        .await
-        .unwrap();
-    let v: Value = r.json().await.unwrap();
-    let response = v["responses"][0].clone();
-    assert!(response.get("error").is_none(), "{response}");
-    response["aggregations"].clone()
+    scope.grafana_search(index, &body).await["aggregations"].clone()
 }
 
 /// `(time, value)` of a histogram's buckets for metric `id` (`None`: the doc count).

@@ -8,8 +8,6 @@ use crate::support::*;
 /// Grafana's `_msearch` for one panel: a date histogram summing `count` over [from, to], through
 /// `index` (an alias, a wildcard or a comma list of names); returns the total.
 async fn grafana_total(scope: &Scope, index: &str, from: i64, to: i64) -> f64 {
-    let header =
-        json!({"search_type": "query_then_fetch", "ignore_unavailable": true, "index": index});
     let body = json!({
         "size": 0,
         "query": {"bool": {"filter": [
@@ -20,21 +18,7 @@ async fn grafana_total(scope: &Scope, index: &str, from: i64, to: i64) -> f64 {
             "extended_bounds": {"min": from, "max": to}, "format": "epoch_millis"},
             "aggs": {"1": {"sum": {"field": "count"}}}}}
     });
-    let ndjson = format!("{header}\n{body}\n");
-    let r = scope
-        .http
-        .post(format!(
-            "{}/_msearch?max_concurrent_shard_requests=5",
-            scope.node
-        ))
-        .header("content-type", "application/x-ndjson")
-        .body(ndjson)
-        .send()
-        .await
-        .unwrap();
-    let v: Value = r.json().await.unwrap();
-    let response = &v["responses"][0];
-    assert!(response.get("error").is_none(), "{response}");
+    let response = scope.grafana_search(index, &body).await;
     response["aggregations"]["2"]["buckets"]
         .as_array()
         .unwrap()
@@ -341,15 +325,7 @@ async fn status_reports_each_archive_and_the_drift_of_the_aliases() {
     let dir = std::env::temp_dir().join(format!("strata-{}", scope.prefix));
     std::fs::create_dir_all(&dir).unwrap();
     let config_file = dir.join("strata.toml");
-    std::fs::write(
-        &config_file,
-        format!(
-            "[node]\nurl = \"{}\"\n[index]\nprefix = \"{p}\"\ntemplate = \"{p}tpl\"\nreplicas = 0\n[aliases]\nprefix = \"{p}alias-\"\numbrella = \"{p}all\"\n{archives}",
-            scope.node,
-            p = scope.prefix
-        ),
-    )
-    .unwrap();
+    std::fs::write(&config_file, scope.config_text(&archives, "")).unwrap();
     let status = |format: &'static str| {
         let config_file = config_file.clone();
         async move {

@@ -225,16 +225,8 @@ async fn a_large_replay_shows_progress_as_a_bar_on_a_terminal_and_as_lines_other
     let dir = std::env::temp_dir().join(format!("strata-{}", scope.prefix));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("strata.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[node]\nurl = \"{}\"\n[index]\nprefix = \"{p}\"\ntemplate = \"{p}tpl\"\nreplicas = 0\n[aliases]\nprefix = \"{p}alias-\"\numbrella = \"{p}all\"\n{}",
-            scope.node,
-            archive("20s", "20s", "2 days", "day", "10s"),
-            p = scope.prefix
-        ),
-    )
-    .unwrap();
+    let text = scope.config_text(&archive("20s", "20s", "2 days", "day", "10s"), "");
+    std::fs::write(&config, text).unwrap();
     // 100 000 events of one series over half an hour ending an hour and a half ago.
     let now = chrono::Utc::now().timestamp_millis();
     let base = now - now.rem_euclid(60_000) - 2 * 3_600_000;

@@ -652,16 +652,8 @@ async fn logs_are_json_lines_when_the_config_or_the_flag_says_so() {
     let dir = std::env::temp_dir().join(format!("strata-{}", scope.prefix));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("strata.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[node]\nurl = \"{node}\"\n[index]\nprefix = \"{p}\"\ntemplate = \"{p}tpl\"\nreplicas = 0\n[aliases]\nprefix = \"{p}alias-\"\numbrella = \"{p}all\"\n[log]\nformat = \"json\"\n{archives}",
-            node = scope.node,
-            p = scope.prefix,
-            archives = archive_20s()
-        ),
-    )
-    .unwrap();
+    let text = scope.config_text(&archive_20s(), "[log]\nformat = \"json\"\n");
+    std::fs::write(&path, text).unwrap();
     // [log] format = "json" alone, then the flag overriding it.
     for flag in [None, Some("text")] {
         let mut args = vec![

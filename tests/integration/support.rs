@@ -55,12 +55,38 @@ impl Scope {
 
     /// A config using this scope's prefix and template, with `archives` (TOML) and `extra` sections.
     pub fn config(&self, archives: &str, extra: &str) -> Config {
-        let text = format!(
+        Config::from_toml(&self.config_text(archives, extra), Path::new("test.toml")).unwrap()
+    }
+
+    /// One search through `_msearch`, as Grafana's data source sends it (header with
+    /// `ignore_unavailable`, NDJSON); its response, which must not be an error.
+    pub async fn grafana_search(&self, index: &str, body: &Value) -> Value {
+        let header =
+            json!({"search_type": "query_then_fetch", "ignore_unavailable": true, "index": index});
+        let r = self
+            .http
+            .post(format!(
+                "{}/_msearch?max_concurrent_shard_requests=5",
+                self.node
+            ))
+            .header("content-type", "application/x-ndjson")
+            .body(format!("{header}\n{body}\n"))
+            .send()
+            .await
+            .unwrap();
+        let v: Value = r.json().await.unwrap();
+        let response = v["responses"][0].clone();
+        assert!(response.get("error").is_none(), "{response}");
+        response
+    }
+
+    /// [`Scope::config`] as TOML text, for a `strata` process to read from a file.
+    pub fn config_text(&self, archives: &str, extra: &str) -> String {
+        format!(
             "[node]\nurl = \"{}\"\n[index]\nprefix = \"{p}\"\ntemplate = \"{p}tpl\"\nreplicas = 0\n[aliases]\nprefix = \"{p}alias-\"\numbrella = \"{p}all\"\n{archives}\n{extra}\n",
             self.node,
             p = self.prefix
-        );
-        Config::from_toml(&text, Path::new("test.toml")).unwrap()
+        )
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
