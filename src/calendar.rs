@@ -24,6 +24,16 @@ pub enum IndexPeriod {
 }
 
 impl IndexPeriod {
+    /// The same format in Joda's tokens, as samplerr's archives wrote it (`tf`).
+    pub fn joda_format(self) -> &'static str {
+        match self {
+            IndexPeriod::Hour => "YYYY.MM.dd.HH",
+            IndexPeriod::Day => "YYYY.MM.dd",
+            IndexPeriod::Month => "YYYY.MM",
+            IndexPeriod::Year => "YYYY",
+        }
+    }
+
     /// The chrono format of a period in an index name (samplerr's `YYYY.MM.dd` family).
     pub fn format_str(self) -> &'static str {
         match self {

@@ -339,9 +339,13 @@ fn print_summary(path: &std::path::Path, cfg: &Config) {
             .unwrap_or("(none: scripts/run provisions a local node)")
     );
     println!(
-        "  indices: {} (template '{}')",
+        "  indices: {} (template '{}'{})",
         cfg.index.naming.wildcard(),
-        cfg.index.template
+        cfg.index.template,
+        match cfg.index.layout {
+            strata::config::DocumentLayout::Strata => "",
+            strata::config::DocumentLayout::Samplerr => ", samplerr's documents",
+        }
     );
     for a in &cfg.archives {
         println!(

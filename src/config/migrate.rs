@@ -42,9 +42,8 @@ pub fn samplerr_to_toml(text: &str) -> Result<String, MigrateError> {
     let mut out = String::from(
         "# Translated from a samplerr configuration by `strata migrate-config`. Check it with\n\
          # `strata check --config <this file>`; see MIGRATING.md.\n\
-         # strata writes one document per bucket holding every statistic (count, sum, min, max,\n\
-         # avg, first, last), where samplerr wrote one document per consolidation function: the\n\
-         # archives' :cfunc lists have no equivalent and are not needed.\n\n[index]\n",
+         # The archives' :cfunc lists need no translation: every bucket keeps count, sum, min,\n\
+         # max, avg, first and last.\n\n[index]\n",
     );
     match &index_prefix {
         // samplerr names indices `<index-prefix>-<tf date>`.
@@ -53,7 +52,13 @@ pub fn samplerr_to_toml(text: &str) -> Result<String, MigrateError> {
         }
         None => out.push_str("# no index-prefix found: strata's default \"strata-\" applies\n"),
     }
-    out.push_str("name = \"{prefix}{period}\"\n\n");
+    out.push_str(
+        "name = \"{prefix}{period}\"\n\
+         # samplerr's documents (service \"<name>/<cfunc>/<step>\", metric, cfunc; an avg, a min\n\
+         # and a max document per bucket), so existing dashboards keep working. Remove it for\n\
+         # strata's own layout: one document per bucket, a third of the documents.\n\
+         layout = \"samplerr\"\n\n",
+    );
     for (i, a) in archives.iter().enumerate() {
         write_archive(&mut out, i, a);
     }
@@ -266,6 +271,7 @@ mod tests {
             ]
         );
         assert_eq!(config.index.naming.wildcard(), ".samplerr-*");
+        assert_eq!(config.index.layout, crate::config::DocumentLayout::Samplerr);
         assert!(
             toml.contains("prefix = \"samplerr-\"") && toml.contains("mode = \"samplerr\""),
             "{toml}"

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::calendar::IndexPeriod;
-use crate::config::types::AliasMode;
+use crate::config::types::{AliasMode, DocumentLayout};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -87,6 +87,7 @@ pub struct RawIndex {
     pub template: Option<String>,
     pub template_priority: Option<u32>,
     pub replicas: Option<u32>,
+    pub layout: Option<DocumentLayout>,
 }
 
 #[derive(Debug, Deserialize)]

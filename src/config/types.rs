@@ -177,6 +177,19 @@ pub struct IndexConfig {
     pub template: String,
     pub template_priority: u32,
     pub replicas: u32,
+    pub layout: DocumentLayout,
+}
+
+/// The shape of the documents written for each bucket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DocumentLayout {
+    /// One document per bucket holding every statistic.
+    #[default]
+    Strata,
+    /// strata's document, also carrying samplerr's `service`/`metric`/`cfunc` as the `avg`
+    /// document, plus one `min` and one `max` document per bucket, as samplerr wrote them.
+    Samplerr,
 }
 
 /// One resolution: its bucket length, how long it is kept, how its indices are cut.

@@ -230,6 +230,7 @@ fn validate_index(raw: RawIndex, problems: &mut Problems) -> Option<IndexConfig>
         template,
         template_priority: raw.template_priority.unwrap_or(500),
         replicas: raw.replicas.unwrap_or(1),
+        layout: raw.layout.unwrap_or_default(),
     })
 }
 

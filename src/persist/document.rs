@@ -5,13 +5,22 @@
 //! stores but does not index): the times of `first` and `last`, a set's members, and the token
 //! of the write that stored it, so a writer that retries after an unclear answer can tell its
 //! own write from someone else's (see `persist::merge`).
+//!
+//! With `[index] layout = "samplerr"` the bucket's document also carries samplerr's fields as
+//! its `avg` document (`service` = `<name>/avg/<step>`, `metric`, `cfunc`, `tf`), and two
+//! *companion* documents, `min` and `max`, repeat the bucket in samplerr's shape under the ids
+//! `<id>-min` and `<id>-max`. Companions are derived from the bucket's document, never read
+//! back; they carry no `name`, `series` or `archive`, so strata's own reads never see them.
+//! They are written with the bucket's `count` as an external version (`external_gte`): every
+//! later state of a bucket holds more events, so an older companion can never replace a newer
+//! one, whichever writer sends it last.
 
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
 use crate::calendar::{rfc3339, IndexPeriod};
 use crate::clock::EpochMillis;
-use crate::config::Config;
+use crate::config::{Config, DocumentLayout};
 use crate::consolidate::Closed;
 use crate::event::{self, MetricKind};
 use crate::naming::IndexNaming;
@@ -36,6 +45,31 @@ pub(crate) struct DocumentEncoder {
     archives: Vec<ArchiveInfo>,
     /// The write-ahead log whose positions go in `merge.logs` (0: none).
     log_id: u64,
+    layout: DocumentLayout,
+}
+
+/// samplerr's consolidation functions written as companion documents (`avg` is the bucket's
+/// own document).
+const COMPANIONS: [Cfunc; 2] = [Cfunc::Min, Cfunc::Max];
+
+/// Companion documents per bucket in the samplerr layout.
+pub(crate) const COMPANIONS_PER_BUCKET: usize = COMPANIONS.len();
+
+#[derive(Debug, Clone, Copy)]
+enum Cfunc {
+    Avg,
+    Min,
+    Max,
+}
+
+impl Cfunc {
+    fn as_str(self) -> &'static str {
+        match self {
+            Cfunc::Avg => "avg",
+            Cfunc::Min => "min",
+            Cfunc::Max => "max",
+        }
+    }
 }
 
 /// How a document is written.
@@ -63,6 +97,10 @@ struct ActionMeta<'a> {
     if_seq_no: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     if_primary_term: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version_type: Option<&'static str>,
 }
 
 /// What merging needs, stored but not indexed.
@@ -136,6 +174,35 @@ struct Document<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     sketch: Option<String>,
     merge: MergeFields,
+    /// samplerr's fields of the `avg` document, in the samplerr layout.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    samplerr: Option<SamplerrFields>,
+}
+
+/// What samplerr wrote in each of its documents besides the time and the host.
+#[derive(Serialize)]
+struct SamplerrFields {
+    /// `<name>/<cfunc>/<step seconds>`.
+    service: String,
+    metric: f64,
+    cfunc: &'static str,
+    /// The Joda date format of the index period, as samplerr's archives named it.
+    tf: &'static str,
+}
+
+/// A companion document: one consolidation function of a bucket, in samplerr's shape.
+#[derive(Serialize)]
+struct CompanionDocument<'a> {
+    #[serde(rename = "@timestamp")]
+    timestamp: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<&'a str>,
+    tags: Tags<'a>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    labels: Vec<&'a str>,
+    step: u64,
+    #[serde(flatten)]
+    samplerr: SamplerrFields,
 }
 
 /// `p<N>` fields, one per configured percentile, when the bucket has a sketch.
@@ -193,7 +260,13 @@ impl DocumentEncoder {
                 })
                 .collect(),
             log_id: 0,
+            layout: config.index.layout,
         }
+    }
+
+    /// Whether each bucket also has companion documents (see the module's doc).
+    pub(crate) fn writes_companions(&self) -> bool {
+        self.layout == DocumentLayout::Samplerr
     }
 
     /// The index a bucket of `archive` starting at `start` belongs to.
@@ -242,6 +315,8 @@ impl DocumentEncoder {
             _id: &id,
             if_seq_no,
             if_primary_term,
+            version: None,
+            version_type: None,
         };
         write_json(
             out,
@@ -293,8 +368,71 @@ impl DocumentEncoder {
                     .map(crate::distinct::Distinct::to_base64),
                 logs: self.marks_of(closed),
             },
+            samplerr: (self.layout == DocumentLayout::Samplerr)
+                .then(|| samplerr_fields(closed, info, Cfunc::Avg)),
         };
         write_json(out, &doc);
+    }
+
+    /// Appends the companion documents of `closed` (the state its own document was written
+    /// in) to `out`, [`COMPANIONS_PER_BUCKET`] items whose ends go in `ends`, each replacing
+    /// an older state of itself only.
+    pub(crate) fn encode_companions(
+        &mut self,
+        closed: &Closed,
+        out: &mut Vec<u8>,
+        ends: &mut Vec<usize>,
+    ) {
+        let s = &closed.summary;
+        let id = document_id(&closed.series, &self.archives[closed.archive].name, s.start);
+        let index = self.index_for(closed.archive, s.start).to_string();
+        let timestamp = rfc3339(s.start);
+        let info = &self.archives[closed.archive];
+        for cfunc in COMPANIONS {
+            let companion_id = format!("{id}-{}", cfunc.as_str());
+            write_json(
+                out,
+                &Action::Index(ActionMeta {
+                    _index: &index,
+                    _id: &companion_id,
+                    if_seq_no: None,
+                    if_primary_term: None,
+                    version: Some(s.count),
+                    version_type: Some("external_gte"),
+                }),
+            );
+            write_json(
+                out,
+                &CompanionDocument {
+                    timestamp: &timestamp,
+                    host: event::host(&closed.series),
+                    tags: Tags(&closed.series),
+                    labels: event::labels(&closed.series).collect(),
+                    step: info.step_s,
+                    samplerr: samplerr_fields(closed, info, cfunc),
+                },
+            );
+            ends.push(out.len());
+        }
+    }
+}
+
+fn samplerr_fields(closed: &Closed, info: &ArchiveInfo, cfunc: Cfunc) -> SamplerrFields {
+    let s = &closed.summary;
+    SamplerrFields {
+        service: format!(
+            "{}/{}/{}",
+            event::name(&closed.series),
+            cfunc.as_str(),
+            info.step_s
+        ),
+        metric: match cfunc {
+            Cfunc::Avg => s.avg(),
+            Cfunc::Min => s.min,
+            Cfunc::Max => s.max,
+        },
+        cfunc: cfunc.as_str(),
+        tf: info.period.joda_format(),
     }
 }
 
@@ -427,6 +565,86 @@ mod tests {
         );
         assert!(text.ends_with('\n'));
         for absent in ["labels", "rate", "unique", "sketch", "p50"] {
+            assert!(doc.get(absent).is_none(), "{absent}");
+        }
+    }
+
+    #[test]
+    fn the_samplerr_layout_adds_samplerrs_fields_and_a_min_and_a_max_document() {
+        let text = "[index]\nlayout=\"samplerr\"\n[[archive]]\nname=\"20s\"\nstep=\"20s\"\nretention=\"2 days\"\nindex_period=\"day\"\n";
+        let mut enc = DocumentEncoder::new(&Config::from_toml(text, Path::new("t")).unwrap());
+        assert!(enc.writes_companions());
+        let bucket = closed(1_458_172_800_000);
+        let (mut own, mut companions, mut ends) = (Vec::new(), Vec::new(), Vec::new());
+        enc.encode(&bucket, Op::Create, 7, &mut own);
+        enc.encode_companions(&bucket, &mut companions, &mut ends);
+        let lines = |bytes: &[u8]| -> Vec<serde_json::Value> {
+            std::str::from_utf8(bytes)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        };
+        let own = lines(&own);
+        let id = own[0]["create"]["_id"].as_str().unwrap().to_string();
+        let avg = &own[1];
+        assert_eq!(
+            (&avg["service"], &avg["metric"], &avg["cfunc"], &avg["tf"]),
+            (
+                &serde_json::json!("cpu/avg/20"),
+                &serde_json::json!(2.0),
+                &serde_json::json!("avg"),
+                &serde_json::json!("YYYY.MM.dd")
+            )
+        );
+        assert_eq!(
+            (avg["count"].as_u64(), avg["name"].as_str()),
+            (Some(2), Some("cpu"))
+        );
+
+        assert_eq!(ends.len(), COMPANIONS_PER_BUCKET);
+        assert_eq!(ends.last(), Some(&companions.len()));
+        let items = lines(&companions);
+        assert_eq!(items.len(), 2 * COMPANIONS_PER_BUCKET);
+        for (pair, (cfunc, metric)) in items.chunks(2).zip([("min", 1.0), ("max", 3.0)]) {
+            let action = &pair[0]["index"];
+            assert_eq!(action["_index"], "strata-20s-2016.03.17");
+            assert_eq!(action["_id"], format!("{id}-{cfunc}"));
+            assert_eq!(
+                (&action["version"], &action["version_type"]),
+                (&serde_json::json!(2), &serde_json::json!("external_gte")),
+                "the bucket's count orders its states"
+            );
+            let doc = &pair[1];
+            assert_eq!(doc["service"], format!("cpu/{cfunc}/20"));
+            assert_eq!(
+                (doc["metric"].as_f64(), doc["cfunc"].as_str()),
+                (Some(metric), Some(cfunc))
+            );
+            assert_eq!(
+                (doc["host"].as_str(), doc["tags"]["dc"].as_str()),
+                (Some("web-1"), Some("par"))
+            );
+            assert_eq!(doc["@timestamp"], "2016-03-17T00:00:00Z");
+            for invisible_to_reads in ["name", "series", "archive", "count", "merge"] {
+                assert!(
+                    doc.get(invisible_to_reads).is_none(),
+                    "{invisible_to_reads}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_default_layout_writes_no_samplerr_field() {
+        let mut enc = DocumentEncoder::new(&config());
+        assert!(!enc.writes_companions());
+        let mut out = Vec::new();
+        enc.encode(&closed(0), Op::Create, 7, &mut out);
+        let doc: serde_json::Value =
+            serde_json::from_str(std::str::from_utf8(&out).unwrap().lines().nth(1).unwrap())
+                .unwrap();
+        for absent in ["service", "metric", "cfunc", "tf"] {
             assert!(doc.get(absent).is_none(), "{absent}");
         }
     }

@@ -39,8 +39,8 @@ pub(crate) struct Pending {
 /// What to do with a [`Pending`] bucket, given its stored document.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Step {
-    /// One of our writes of it is stored already.
-    Landed,
+    /// One of our writes of it is stored already: this is the stored bucket.
+    Landed(Box<Closed>),
     /// Write this (ours, or ours merged into the stored document) with this operation.
     Write(Box<Closed>, Op),
     /// The stored document is not one strata can merge into; nothing is written.
@@ -69,7 +69,7 @@ pub(crate) fn decide(
         ));
     };
     if stored.token.is_some_and(|t| pending.sent.contains(&t)) {
-        return Step::Landed;
+        return Step::Landed(Box::new(stored.closed));
     }
     let ours = pending.ours.seq;
     let marked = stored
@@ -78,7 +78,7 @@ pub(crate) fn decide(
         .iter()
         .find(|(log, _)| *log == log_id);
     if log_id != 0 && ours != 0 && marked.is_some_and(|&(_, seq)| seq >= ours) {
-        return Step::Landed;
+        return Step::Landed(Box::new(stored.closed));
     }
     let mut merged = stored.closed;
     if merged.summary.start != pending.ours.summary.start || merged.archive != pending.ours.archive
@@ -339,7 +339,7 @@ mod tests {
             0,
             archive_of,
         );
-        assert_eq!(step, Step::Landed);
+        assert!(matches!(step, Step::Landed(stored) if stored.summary.count == ours.summary.count));
     }
 
     /// The document written for `closed` by a writer stamping positions of log `log`.
@@ -372,7 +372,7 @@ mod tests {
                 archive_of,
             );
             match step {
-                Step::Landed => assert!(landed, "slice {seq}"),
+                Step::Landed(_) => assert!(landed, "slice {seq}"),
                 Step::Write(merged, _) => {
                     assert!(!landed, "slice {seq}");
                     assert_eq!((merged.summary.count, merged.seq), (2, 41));

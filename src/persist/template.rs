@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 
-use crate::config::{percentile_field, Config};
+use crate::config::{percentile_field, Config, DocumentLayout};
 
 /// The template body for the configured naming and replicas.
 pub fn index_template(config: &Config) -> Value {
@@ -47,6 +47,13 @@ pub fn index_template(config: &Config) -> Value {
             }
         }
     });
+    if config.index.layout == DocumentLayout::Samplerr {
+        let properties = &mut template["template"]["mappings"]["properties"];
+        for field in ["service", "cfunc", "tf"] {
+            properties[field] = keyword.clone();
+        }
+        properties["metric"] = double.clone();
+    }
     let limit = field_limit(config, &template["template"]["mappings"]["properties"]);
     template["template"]["settings"]["index"]["mapping"] =
         json!({"total_fields": {"limit": limit}});
@@ -102,5 +109,26 @@ mod tests {
         ] {
             assert!(props.get(f).is_some(), "{f} is mapped");
         }
+    }
+
+    #[test]
+    fn the_samplerr_layout_maps_samplerrs_fields() {
+        let text = "[index]\nlayout=\"samplerr\"\n[[archive]]\nname=\"20s\"\nstep=\"20s\"\nretention=\"2 days\"\nindex_period=\"day\"\n";
+        let t = index_template(&Config::from_toml(text, Path::new("t")).unwrap());
+        let props = &t["template"]["mappings"]["properties"];
+        for (field, kind) in [
+            ("service", "keyword"),
+            ("cfunc", "keyword"),
+            ("tf", "keyword"),
+            ("metric", "double"),
+        ] {
+            assert_eq!(props[field]["type"], kind, "{field}");
+        }
+        let plain =
+            "[[archive]]\nname=\"20s\"\nstep=\"20s\"\nretention=\"2 days\"\nindex_period=\"day\"\n";
+        let t = index_template(&Config::from_toml(plain, Path::new("t")).unwrap());
+        assert!(t["template"]["mappings"]["properties"]
+            .get("metric")
+            .is_none());
     }
 }

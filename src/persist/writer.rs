@@ -25,7 +25,7 @@ use crate::config::PersistConfig;
 use crate::consolidate::Closed;
 use crate::errors::Chain;
 use crate::persist::backend::{BackendError, ItemStatus, SearchBackend};
-use crate::persist::document::{DocumentEncoder, Op};
+use crate::persist::document::{DocumentEncoder, Op, COMPANIONS_PER_BUCKET};
 use crate::persist::merge::{self, parse_document, Pending, Step};
 use crate::stats::Stats;
 
@@ -40,6 +40,34 @@ struct Batch {
     opens_index: bool,
     /// How many of its buckets each log position closed, to acknowledge once written.
     positions: BTreeMap<u64, u64>,
+    /// The companion documents of the new buckets, [`COMPANIONS_PER_BUCKET`] per item, in
+    /// the samplerr layout.
+    companions: Companions,
+}
+
+/// Companion documents (samplerr layout, see `persist::document`), written once their bucket's
+/// own document was: an NDJSON body and where each item ends in it.
+#[derive(Debug, Default)]
+struct Companions {
+    body: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Companions {
+    fn take(&mut self) -> Request {
+        Request::new(
+            std::mem::take(&mut self.body),
+            std::mem::take(&mut self.ends),
+        )
+    }
+
+    /// Adds the companions of item `item` of a request whose companions are `of`.
+    fn add_those_of(&mut self, of: &Request, item: usize) {
+        for k in item * COMPANIONS_PER_BUCKET..(item + 1) * COMPANIONS_PER_BUCKET {
+            self.body.extend_from_slice(&of.item(k));
+            self.ends.push(self.body.len());
+        }
+    }
 }
 
 impl Batch {
@@ -47,11 +75,15 @@ impl Batch {
         self.ends.len() + self.late.len()
     }
 
-    fn take(&mut self) -> (Request, Vec<Closed>) {
+    fn take(&mut self) -> (Request, Request, Vec<Closed>) {
         let ends = std::mem::take(&mut self.ends);
         let capacity = self.body.capacity();
         let body = std::mem::replace(&mut self.body, Vec::with_capacity(capacity));
-        (Request::new(body, ends), std::mem::take(&mut self.late))
+        (
+            Request::new(body, ends),
+            self.companions.take(),
+            std::mem::take(&mut self.late),
+        )
     }
 }
 
@@ -297,6 +329,11 @@ impl<B: SearchBackend> BulkWriter<B> {
         self.encoder
             .encode(&closed, Op::Create, token, &mut batch.body);
         batch.ends.push(batch.body.len());
+        if self.encoder.writes_companions() {
+            let companions = &mut batch.companions;
+            self.encoder
+                .encode_companions(&closed, &mut companions.body, &mut companions.ends);
+        }
     }
 
     /// Whether `closed` goes to an index this run has not written to yet.
@@ -318,12 +355,12 @@ impl<B: SearchBackend> BulkWriter<B> {
         let opens_index = std::mem::take(&mut batch.opens_index);
         let positions = std::mem::take(&mut batch.positions);
         let dropped_before = self.stats.docs_dropped.load(Ordering::Relaxed);
-        let (request, late) = batch.take();
+        let (request, companions, late) = batch.take();
         if !self.install_template().await {
             self.give_up(request.ends.len() + late.len());
             return;
         }
-        self.write_and_merge(request, late).await;
+        self.write_and_merge(request, companions, late).await;
         if let (true, Some(notify)) = (opens_index, &self.new_index) {
             // Kept as a permit while maintenance is busy: one more pass follows.
             notify.notify_one();
@@ -337,11 +374,15 @@ impl<B: SearchBackend> BulkWriter<B> {
     }
 
     /// Writes the new buckets with `create`, then merges the late ones and those whose
-    /// document existed.
-    async fn write_and_merge(&mut self, request: Request, late: Vec<Closed>) {
+    /// document existed, then the companions of every bucket written.
+    async fn write_and_merge(&mut self, request: Request, companions: Request, late: Vec<Closed>) {
         let outcomes = self.write(request).await;
         let mut pending: Vec<Pending> = late.into_iter().map(|c| self.pending(c)).collect();
-        for outcome in outcomes {
+        let mut follow = Companions::default();
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            if outcome == Outcome::Written && self.encoder.writes_companions() {
+                follow.add_those_of(&companions, i);
+            }
             if let Outcome::Conflict(item) = outcome {
                 match self.pending_of_item(&item) {
                     Some(p) => pending.push(p),
@@ -352,7 +393,16 @@ impl<B: SearchBackend> BulkWriter<B> {
                 }
             }
         }
-        self.merge(pending).await;
+        self.merge(pending, &mut follow).await;
+        self.write_companions(follow).await;
+    }
+
+    /// Writes companion documents. A 409 means a later state of the bucket wrote its own
+    /// (the version is the bucket's count): nothing to do.
+    async fn write_companions(&mut self, mut companions: Companions) {
+        if !companions.ends.is_empty() {
+            self.write(companions.take()).await;
+        }
     }
 
     /// Installs the template if it is not yet; false once shutdown's deadline passed first.
@@ -415,8 +465,9 @@ impl<B: SearchBackend> BulkWriter<B> {
         })
     }
 
-    /// Merges every pending bucket into its stored document, reading again after each conflict.
-    async fn merge(&mut self, pending: Vec<Pending>) {
+    /// Merges every pending bucket into its stored document, reading again after each conflict;
+    /// adds the companions of each bucket's final state to `follow`.
+    async fn merge(&mut self, pending: Vec<Pending>, follow: &mut Companions) {
         let mut pending = coalesce(pending, self.live_from.load(Ordering::Relaxed));
         let mut attempt = 0;
         while !pending.is_empty() {
@@ -439,11 +490,22 @@ impl<B: SearchBackend> BulkWriter<B> {
             let mut body = Vec::new();
             let mut ends = Vec::new();
             let mut sent = Vec::new();
+            let mut companions = Companions::default();
             for (mut p, fetched) in pending.drain(..).zip(&fetched) {
                 match merge::decide(&p, fetched, self.encoder.log_id(), |name| {
                     self.encoder.archive_named(name)
                 }) {
-                    Step::Landed => Stats::add(&self.stats.docs_written, 1),
+                    Step::Landed(stored) => {
+                        Stats::add(&self.stats.docs_written, 1);
+                        // Its companions may not have followed it (an unclear answer, a crash).
+                        if self.encoder.writes_companions() {
+                            self.encoder.encode_companions(
+                                &stored,
+                                &mut follow.body,
+                                &mut follow.ends,
+                            );
+                        }
+                    }
                     Step::Unreadable(why) => {
                         Stats::add(&self.stats.docs_rejected, 1);
                         tracing::error!(reason = %why, series = %crate::persist::document::series_label(&p.ours.series), "cannot merge a bucket into its stored document; not written");
@@ -452,13 +514,24 @@ impl<B: SearchBackend> BulkWriter<B> {
                         let token = self.tokens.next();
                         self.encoder.encode(&closed, op, token, &mut body);
                         ends.push(body.len());
+                        if self.encoder.writes_companions() {
+                            self.encoder.encode_companions(
+                                &closed,
+                                &mut companions.body,
+                                &mut companions.ends,
+                            );
+                        }
                         p.sent.push(token);
                         sent.push((p, op));
                     }
                 }
             }
             let outcomes = self.write(Request::new(body, ends)).await;
-            for ((p, op), outcome) in sent.into_iter().zip(outcomes) {
+            let companions = companions.take();
+            for (i, ((p, op), outcome)) in sent.into_iter().zip(outcomes).enumerate() {
+                if outcome == Outcome::Written && self.encoder.writes_companions() {
+                    follow.add_those_of(&companions, i);
+                }
                 match outcome {
                     Outcome::Conflict(_) => {
                         Stats::add(&self.stats.write_conflicts, 1);
@@ -763,7 +836,10 @@ shutdown_timeout = "2s"
     }
 
     fn start(backend: CannedBackend) -> Run {
-        let config = config();
+        start_with(config(), backend)
+    }
+
+    fn start_with(config: Config, backend: CannedBackend) -> Run {
         let backend = Arc::new(backend);
         let stats = Arc::new(Stats::default());
         let shutdown = CancellationToken::new();
@@ -973,6 +1049,55 @@ shutdown_timeout = "2s"
         assert_eq!(
             (s.docs_written, s.docs_merged, s.write_conflicts),
             (1, 1, 1)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn samplerr_companions_follow_each_written_bucket_in_its_final_state_only() {
+        let config = Config::from_toml(
+            &CONFIG.replace("[[archive]]", "[index]\nlayout = \"samplerr\"\n[[archive]]"),
+            Path::new("t"),
+        )
+        .unwrap();
+        let buckets = closed(3);
+        // Created, rejected, and found existing (merged into a document holding 2 events).
+        let backend = CannedBackend::answering_bulk([Ok(vec![item(201), item(400), item(409)])]);
+        backend
+            .mget_answers
+            .lock()
+            .unwrap()
+            .push_back(Ok(vec![stored_by_someone_else(&buckets[2], 2, 10.0, 7)]));
+        let run = start_with(config, backend);
+        for b in buckets.iter().cloned() {
+            run.input.send(b).await.unwrap();
+        }
+        drop(run.input);
+        run.task.await.unwrap();
+        let bodies = run.backend.bulk_bodies();
+        assert_eq!(bodies.len(), 3, "buckets, the merge, then the companions");
+        let merged_id = items_of(&bodies[1])[0].0["index"]["_id"].clone();
+        let companions = items_of(&bodies[2]);
+        let shown: Vec<(String, u64, String)> = companions
+            .iter()
+            .map(|(action, doc)| {
+                (
+                    action["index"]["_id"].as_str().unwrap().to_string(),
+                    action["index"]["version"].as_u64().unwrap(),
+                    doc["service"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        let created_id = items_of(&bodies[0])[0].0["create"]["_id"].clone();
+        let (created, merged) = (created_id.as_str().unwrap(), merged_id.as_str().unwrap());
+        assert_eq!(
+            shown,
+            vec![
+                (format!("{created}-min"), 1, "s0/min/20".to_string()),
+                (format!("{created}-max"), 1, "s0/max/20".to_string()),
+                (format!("{merged}-min"), 3, "s2/min/20".to_string()),
+                (format!("{merged}-max"), 3, "s2/max/20".to_string()),
+            ],
+            "none for the rejected bucket; the merged one's at its merged count"
         );
     }
 

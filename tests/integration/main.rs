@@ -12,5 +12,6 @@ mod protocols;
 mod readme;
 mod reads;
 mod replay;
+mod samplerr;
 mod serve;
 mod support;

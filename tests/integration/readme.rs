@@ -274,7 +274,10 @@ async fn migrate_config_turns_a_samplerr_setup_into_a_config_check_accepts() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("indices: .samplerr-*"), "{text}");
+    assert!(
+        text.contains("indices: .samplerr-* (template 'strata', samplerr's documents)"),
+        "{text}"
+    );
     for line in [
         "archive 20s: step 20s, retention 2 days, index per day",
         "archive 10m: step 10m, retention 2 months, index per month",
