@@ -297,8 +297,12 @@ pub fn dry_run(
     })?;
     let mut encoder = DocumentEncoder::new(config);
     let mut buf = Vec::new();
+    let mut ends = Vec::new();
     for c in buckets.values() {
         encoder.encode(c, Op::Create, 0, &mut buf);
+        if encoder.writes_companions() {
+            encoder.encode_companions(c, &mut buf, &mut ends);
+        }
         out.write_all(&buf)?;
         buf.clear();
     }
