@@ -16,10 +16,11 @@ use crate::config::Config;
 use crate::errors::Chain;
 use crate::maintain::plan::archive_spans;
 use crate::persist::backend::{BackendError, SearchBackend};
-use crate::query::filter::{instant, BadParam, SeriesSelector};
+use crate::query::filter::{instant, BadParam, GroupBy, SeriesSelector};
 use crate::query::metrics::{
-    document_sketch, parse_percentile, points_from_response, points_from_sketches, segment_filter,
-    segment_query, segments, Stat,
+    document_sketch, fill_percentiles, histograms_of, parse_percentile, parse_stats,
+    points_from_histogram, points_from_sketches, segment_filter, segment_query, segments, Groups,
+    Point, PointsOut, Segment, Stat, StepChoice, MAX_GROUPED_POINTS,
 };
 use crate::query::stats::{stats_from_response, stats_query};
 use crate::sketch::Sketch;
@@ -54,22 +55,59 @@ impl<B: SearchBackend, C: Clock> QueryState<B, C> {
         Ok((pattern, spans))
     }
 
-    /// The points of `segs` in one `_msearch`, in order.
+    /// The points of `segs` for each group (one group, keyed "", when `groups` is `None`), in
+    /// order: the statistics in one `_msearch`, the percentiles from the stored sketches.
     async fn points(
         &self,
         pattern: &str,
         selector: &SeriesSelector,
-        segs: &[crate::query::metrics::Segment],
-        stat: Stat,
+        segs: &[Segment],
+        stats: &[Stat],
+        groups: Option<(&GroupBy, &Groups)>,
         min_coverage: f64,
-    ) -> Result<Vec<crate::query::metrics::Point>, Response> {
-        if segs.is_empty() {
-            return Ok(Vec::new());
+    ) -> Result<BTreeMap<String, Vec<Point>>, Response> {
+        let mut out: BTreeMap<String, Vec<Point>> = BTreeMap::new();
+        if let Some((_, g)) = groups {
+            for key in &g.keys {
+                out.insert(key.clone(), Vec::new());
+            }
+        } else {
+            out.insert(String::new(), Vec::new());
         }
-        if let Some(q) = stat.quantile() {
-            let mut points = Vec::new();
-            for seg in segs {
-                let query = segment_filter(&self.config, selector, seg);
+        if segs.is_empty() {
+            return Ok(out);
+        }
+        let from_histograms = stats.iter().any(|s| s.quantile().is_none());
+        let from_sketches = stats.iter().any(|s| s.quantile().is_some());
+        let responses = if from_histograms {
+            let bodies: Vec<_> = segs
+                .iter()
+                .map(|seg| segment_query(&self.config, selector, seg, stats, groups.map(|g| g.1)))
+                .collect();
+            self.backend
+                .msearch(pattern, &bodies)
+                .await
+                .map_err(node_error)?
+        } else {
+            Vec::new()
+        };
+        for (i, seg) in segs.iter().enumerate() {
+            let mut by_group: BTreeMap<String, Vec<Point>> = BTreeMap::new();
+            if let Some(response) = responses.get(i) {
+                for (key, histogram) in histograms_of(response, groups.is_some()) {
+                    by_group.insert(
+                        key,
+                        points_from_histogram(&self.config, seg, histogram, stats, min_coverage),
+                    );
+                }
+            }
+            if from_sketches {
+                let mut query = segment_filter(&self.config, selector, seg);
+                if let (Some((_, g)), Some(filters)) =
+                    (groups, query["bool"]["filter"].as_array_mut())
+                {
+                    filters.push(json!({"terms": {g.field.as_str(): g.keys}}));
+                }
                 let docs = self
                     .backend
                     .search_all(pattern, &query)
@@ -81,30 +119,76 @@ impl<B: SearchBackend, C: Clock> QueryState<B, C> {
                         why,
                     }));
                 }
-                points.extend(points_from_sketches(
-                    &self.config,
-                    seg,
-                    &docs,
-                    q,
-                    min_coverage,
-                ));
+                let by = groups.map_or(&GroupBy::Nothing, |g| g.0);
+                let mut docs_by_group: BTreeMap<String, Vec<&serde_json::Value>> = BTreeMap::new();
+                for doc in &docs {
+                    if let Some(key) = by.key_of(doc) {
+                        docs_by_group.entry(key).or_default().push(doc);
+                    }
+                }
+                for key in out.keys() {
+                    let docs = docs_by_group.remove(key).unwrap_or_default();
+                    let sketched =
+                        points_from_sketches(&self.config, seg, docs, stats, min_coverage);
+                    match by_group.get_mut(key) {
+                        Some(points) => fill_percentiles(points, &sketched, stats),
+                        None if !from_histograms => {
+                            by_group.insert(key.clone(), sketched);
+                        }
+                        None => {}
+                    }
+                }
             }
-            return Ok(points);
+            for (key, points) in by_group {
+                if let Some(into) = out.get_mut(&key) {
+                    into.extend(points);
+                }
+            }
         }
-        let bodies: Vec<_> = segs
-            .iter()
-            .map(|seg| segment_query(&self.config, selector, seg, stat))
-            .collect();
-        let responses = self
+        Ok(out)
+    }
+
+    /// The groups of a grouped read: the `limit` values of `by`'s field with the most stored
+    /// buckets in the range, sorted, and whether others were left out.
+    async fn groups(
+        &self,
+        pattern: &str,
+        selector: &SeriesSelector,
+        by: &GroupBy,
+        (from, to): (i64, i64),
+        spans: &[(usize, i64, i64)],
+        limit: usize,
+    ) -> Result<Option<(Groups, bool)>, Response> {
+        let Some(field) = by.field() else {
+            return Ok(None);
+        };
+        let Some(mut body) = stats_query(&self.config, selector, from, to, spans) else {
+            return Ok(Some((
+                Groups {
+                    field,
+                    keys: Vec::new(),
+                },
+                false,
+            )));
+        };
+        body["aggs"] = json!({"groups": {"terms": {"field": field, "size": limit}}});
+        let response = self
             .backend
-            .msearch(pattern, &bodies)
+            .search(pattern, &body)
             .await
             .map_err(node_error)?;
-        Ok(segs
-            .iter()
-            .zip(&responses)
-            .flat_map(|(seg, r)| points_from_response(&self.config, seg, r, stat, min_coverage))
-            .collect())
+        let groups = &response["aggregations"]["groups"];
+        let mut keys: Vec<String> = groups["buckets"]
+            .as_array()
+            .map(|b| {
+                b.iter()
+                    .filter_map(|b| b["key"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        keys.sort();
+        let truncated = groups["sum_other_doc_count"].as_u64().unwrap_or(0) > 0;
+        Ok(Some((Groups { field, keys }, truncated)))
     }
 }
 
@@ -275,8 +359,37 @@ fn parse_coverage(v: &str) -> Result<f64, String> {
         .ok_or_else(|| format!("{v:?} is not a number from 0 to 1"))
 }
 
-/// `GET /v1/metrics?name=&from=&to=[&host=][&tag.<k>=<v>][&step=][&stat=][&min_coverage=]`, or
-/// cricket's `GET /v1/metrics?name=&timestamp=` for the stored points at one instant.
+/// The most groups one grouped read may ask for.
+const MAX_GROUPS: usize = 100;
+
+/// `step`: a duration (`1h`, or seconds), or `auto` for about `points` points (1 000 by
+/// default) over the range.
+fn step_choice(params: &BTreeMap<String, String>) -> Result<StepChoice, BadParam> {
+    match params.get("step").map(String::as_str) {
+        None | Some("") => Ok(StepChoice::Stored),
+        Some("auto") => {
+            let points = optional(params, "points", |v| {
+                v.parse::<i64>()
+                    .ok()
+                    .filter(|p| (1..=crate::query::metrics::MAX_POINTS).contains(p))
+                    .ok_or_else(|| {
+                        format!(
+                            "{v:?} is not a number of points from 1 to {}",
+                            crate::query::metrics::MAX_POINTS
+                        )
+                    })
+            })?;
+            Ok(StepChoice::Auto(points.unwrap_or(1000)))
+        }
+        Some(_) => Ok(StepChoice::Fixed(
+            optional(params, "step", parse_step)?.unwrap_or_default(),
+        )),
+    }
+}
+
+/// `GET /v1/metrics?name=|match=|names=&from=&to=[&host=][&tag.<k>=<v>][&step=][&points=]
+/// [&stat=][&min_coverage=][&group_by=][&limit=]`, or cricket's `GET /v1/metrics?name=&timestamp=`
+/// for the stored points at one instant.
 async fn metrics<B: SearchBackend, C: Clock>(
     State(s): State<QueryState<B, C>>,
     Query(params): Query<BTreeMap<String, String>>,
@@ -288,16 +401,28 @@ async fn metrics<B: SearchBackend, C: Clock>(
         return points_at(&s, &params).await;
     }
     let parsed = (|| {
+        let selector = SeriesSelector::one_or_several(&params)?;
+        let group_by = GroupBy::from_params(&params, &selector)?;
         Ok::<_, BadParam>((
-            SeriesSelector::from_params(&params, "name")?,
             instant(&params, "from")?,
             instant(&params, "to")?,
-            optional(&params, "step", parse_step)?,
-            optional(&params, "stat", |v| v.parse::<Stat>())?.unwrap_or(Stat::Avg),
+            step_choice(&params)?,
+            optional(&params, "stat", parse_stats)?.unwrap_or_else(|| vec![Stat::Avg]),
             optional(&params, "min_coverage", parse_coverage)?.unwrap_or(0.0),
+            optional(&params, "limit", |v| {
+                v.parse::<usize>()
+                    .ok()
+                    .filter(|l| (1..=MAX_GROUPS).contains(l))
+                    .ok_or_else(|| {
+                        format!("{v:?} is not a number of groups from 1 to {MAX_GROUPS}")
+                    })
+            })?
+            .unwrap_or(10),
+            selector,
+            group_by,
         ))
     })();
-    let (selector, from, to, step, stat, min_coverage) = match parsed {
+    let (from, to, step, stats, min_coverage, limit, selector, group_by) = match parsed {
         Ok(p) => p,
         Err(e) => return bad_request(e),
     };
@@ -311,7 +436,8 @@ async fn metrics<B: SearchBackend, C: Clock>(
         Ok(found) => found,
         Err(answer) => return answer,
     };
-    let segs = match segments(&s.config, from, to.saturating_add(1), step, &spans) {
+    let end = to.saturating_add(1);
+    let segs = match segments(&s.config, from, end, step, &spans) {
         Ok(segs) => segs,
         Err(why) => {
             return bad_request(BadParam {
@@ -320,14 +446,58 @@ async fn metrics<B: SearchBackend, C: Clock>(
             })
         }
     };
+    let groups = match s
+        .groups(&pattern, &selector, &group_by, (from, end), &spans, limit)
+        .await
+    {
+        Ok(groups) => groups,
+        Err(answer) => return answer,
+    };
+    if let Some((g, _)) = &groups {
+        let per_series: i64 = segs
+            .iter()
+            .map(|seg| (seg.to - seg.from) / seg.interval_ms + 1)
+            .sum();
+        if per_series * g.keys.len() as i64 > MAX_GROUPED_POINTS {
+            return bad_request(BadParam {
+                param: "step".into(),
+                why: format!(
+                    "{} groups of about {per_series} points is more than {MAX_GROUPED_POINTS} points: ask for a coarser step or a lower limit",
+                    g.keys.len()
+                ),
+            });
+        }
+    }
     let points = match s
-        .points(&pattern, &selector, &segs, stat, min_coverage)
+        .points(
+            &pattern,
+            &selector,
+            &segs,
+            &stats,
+            groups.as_ref().map(|(g, _)| (&group_by, g)),
+            min_coverage,
+        )
         .await
     {
         Ok(points) => points,
         Err(answer) => return answer,
     };
-    Json(json!({"name": selector.name, "points": points})).into_response()
+    let name = selector.label();
+    match groups {
+        None => {
+            let points = points.into_values().next().unwrap_or_default();
+            Json(json!({"name": name, "points": PointsOut { points: &points, stats: &stats }}))
+                .into_response()
+        }
+        Some((_, truncated)) => {
+            let series: Vec<serde_json::Value> = points
+                .iter()
+                .map(|(key, points)| json!({"key": key, "points": PointsOut { points, stats: &stats }}))
+                .collect();
+            Json(json!({"name": name, "group_by": group_by.as_param(), "series": series, "truncated": truncated}))
+                .into_response()
+        }
+    }
 }
 
 /// cricket's lookup: per archive, the stored document whose bucket contains `timestamp`.
@@ -444,7 +614,7 @@ async fn read<B: SearchBackend, C: Clock>(
         &s.config,
         from,
         to.saturating_add(1),
-        Some(period_ms),
+        StepChoice::Fixed(period_ms),
         &spans,
     ) {
         Ok(segs) => segs,
@@ -455,30 +625,59 @@ async fn read<B: SearchBackend, C: Clock>(
             })
         }
     };
-    let points: Vec<_> = match s.points(&pattern, &selector, &segs, Stat::Sum, 0.0).await {
-        Ok(points) => points.into_iter().map(|p| (p.timestamp, p.value)).collect(),
+    let points: Vec<_> = match s
+        .points(&pattern, &selector, &segs, &[Stat::Sum], None, 0.0)
+        .await
+    {
+        Ok(points) => points
+            .into_values()
+            .flatten()
+            .map(|p| (p.timestamp, p.values[0]))
+            .collect(),
         Err(answer) => return answer,
     };
     Json(points_answer(&selector.name, &points)).into_response()
 }
 
-/// `GET /v1/series?from=&to=[&name=][&host=][&tag.<k>=<v>]`.
+/// `GET /v1/series?from=&to=[&name=|match=|names=][&host=][&tag.<k>=<v>][&limit=][&after=]`.
 async fn series<B: SearchBackend, C: Clock>(
     State(s): State<QueryState<B, C>>,
     Query(params): Query<BTreeMap<String, String>>,
 ) -> Response {
-    use crate::query::series::{series_answer, series_query};
-    let parsed = (|| Ok::<_, BadParam>((instant(&params, "from")?, instant(&params, "to")?)))();
-    let (from, to) = match parsed {
+    use crate::query::series::{series_answer, series_query, MAX_SERIES};
+    let parsed = (|| {
+        Ok::<_, BadParam>((
+            instant(&params, "from")?,
+            instant(&params, "to")?,
+            optional(&params, "limit", |v| {
+                v.parse::<usize>()
+                    .ok()
+                    .filter(|l| (1..=MAX_SERIES).contains(l))
+                    .ok_or_else(|| {
+                        format!("{v:?} is not a number of series from 1 to {MAX_SERIES}")
+                    })
+            })?
+            .unwrap_or(MAX_SERIES),
+        ))
+    })();
+    let (from, to, limit) = match parsed {
         Ok(p) => p,
         Err(e) => return bad_request(e),
     };
+    let after = params.get("after").filter(|a| !a.is_empty());
     let selector = SeriesSelector::any_name(&params);
     let (pattern, spans) = match s.spans().await {
         Ok(found) => found,
         Err(answer) => return answer,
     };
-    let Some(body) = series_query(&s.config, &selector, from, to.saturating_add(1), &spans) else {
+    let Some(body) = series_query(
+        &s.config,
+        &selector,
+        from,
+        to.saturating_add(1),
+        &spans,
+        (limit, after.map(String::as_str)),
+    ) else {
         return Json(json!([])).into_response();
     };
     match s.backend.search(&pattern, &body).await {

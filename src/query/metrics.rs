@@ -32,6 +32,23 @@ pub(crate) enum Stat {
 }
 
 impl Stat {
+    /// The stat as a request names it: `avg`, `p99`, `p99.9`.
+    pub(crate) fn name(self) -> String {
+        match self {
+            Stat::Avg => "avg".into(),
+            Stat::Min => "min".into(),
+            Stat::Max => "max".into(),
+            Stat::Sum => "sum".into(),
+            Stat::Count => "count".into(),
+            Stat::First => "first".into(),
+            Stat::Last => "last".into(),
+            Stat::Percentile(milli) if milli % 1000 == 0 => format!("p{}", milli / 1000),
+            Stat::Percentile(milli) => {
+                format!("p{}", f64::from(milli) / 1000.0)
+            }
+        }
+    }
+
     /// The quantile (0–1) of a percentile stat.
     pub(crate) fn quantile(self) -> Option<f64> {
         match self {
@@ -76,8 +93,45 @@ impl FromStr for Stat {
     }
 }
 
+/// The most statistics one request may ask for.
+const MAX_STATS: usize = 12;
+
+/// `stat=avg,min,max`: the statistics asked for, in order, each once.
+pub(crate) fn parse_stats(text: &str) -> Result<Vec<Stat>, String> {
+    let mut stats: Vec<Stat> = Vec::new();
+    for part in text.split(',') {
+        let stat = part.parse::<Stat>()?;
+        if !stats.contains(&stat) {
+            stats.push(stat);
+        }
+    }
+    if stats.len() > MAX_STATS {
+        return Err(format!(
+            "asks for {} statistics, more than {MAX_STATS}",
+            stats.len()
+        ));
+    }
+    Ok(stats)
+}
+
 /// The most points one request may return.
 pub(crate) const MAX_POINTS: i64 = 20_000;
+
+/// The most points one grouped request may return over all its groups (the node's histogram
+/// buckets, under its default `search.max_buckets` of 65 536).
+pub(crate) const MAX_GROUPED_POINTS: i64 = 60_000;
+
+/// The step of the points asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StepChoice {
+    /// Each part at its archive's stored step.
+    Stored,
+    /// This step, or the stored one where that is coarser.
+    Fixed(i64),
+    /// About this many points over the range: each part at the smallest multiple of its
+    /// stored step that gives no more.
+    Auto(i64),
+}
 
 /// One part of the range, read from one archive at one interval.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,14 +149,21 @@ pub(crate) fn segments(
     config: &Config,
     from: EpochMillis,
     to: EpochMillis,
-    step_ms: Option<i64>,
+    step: StepChoice,
     spans: &[(usize, EpochMillis, EpochMillis)],
 ) -> Result<Vec<Segment>, String> {
     let mut out = Vec::new();
     let mut points = 0;
     for &(a, span_from, span_to) in spans {
         let stored = config.archives[a].step.as_millis() as i64;
-        let interval = step_ms.map_or(stored, |s| s.max(stored));
+        let interval = match step {
+            StepChoice::Stored => stored,
+            StepChoice::Fixed(ms) => ms.max(stored),
+            StepChoice::Auto(wanted) => {
+                let target = (to - from).max(1) / wanted.max(1);
+                stored * ((target + stored - 1) / stored).max(1)
+            }
+        };
         // A coarser point must cover whole stored buckets, or its statistics and coverage
         // would count a bucket that straddles two points in one of them only.
         if interval % stored != 0 {
@@ -140,12 +201,21 @@ pub(crate) fn segments(
     Ok(out)
 }
 
-/// The `_search` body of one segment.
+/// The groups of a grouped read: the keyword field and the values kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Groups {
+    pub field: String,
+    pub keys: Vec<String>,
+}
+
+/// The `_search` body of one segment: a date histogram of the statistics, under a `terms`
+/// aggregation per group when `groups` is given.
 pub(crate) fn segment_query(
     config: &Config,
     selector: &SeriesSelector,
     seg: &Segment,
-    stat: Stat,
+    stats: &[Stat],
+    groups: Option<&Groups>,
 ) -> Value {
     let mut aggs = json!({
         "count": {"sum": {"field": "count"}},
@@ -153,34 +223,58 @@ pub(crate) fn segment_query(
         "min": {"min": {"field": "min"}},
         "max": {"max": {"field": "max"}}
     });
-    match stat {
-        Stat::First => {
-            aggs["edge"] = json!({"top_hits": {"size": 1, "sort": [{"@timestamp": "asc"}], "_source": ["first"]}})
-        }
-        Stat::Last => {
-            aggs["edge"] = json!({"top_hits": {"size": 1, "sort": [{"@timestamp": "desc"}], "_source": ["last"]}})
-        }
-        _ => {}
+    if stats.contains(&Stat::First) {
+        aggs["first_doc"] =
+            json!({"top_hits": {"size": 1, "sort": [{"@timestamp": "asc"}], "_source": ["first"]}})
+    }
+    if stats.contains(&Stat::Last) {
+        aggs["last_doc"] =
+            json!({"top_hits": {"size": 1, "sort": [{"@timestamp": "desc"}], "_source": ["last"]}})
     }
     let first_bucket = seg.from - seg.from.rem_euclid(seg.interval_ms);
     let last_bucket = (seg.to - 1) - (seg.to - 1).rem_euclid(seg.interval_ms);
-    json!({
-        "size": 0,
-        "query": segment_filter(config, selector, seg),
-        "aggs": {"points": {
-            "date_histogram": {"field": "@timestamp", "fixed_interval": format!("{}ms", seg.interval_ms), "min_doc_count": 0,
-                "extended_bounds": {"min": first_bucket, "max": last_bucket}},
-            "aggs": aggs
-        }}
-    })
+    let histogram = json!({
+        "date_histogram": {"field": "@timestamp", "fixed_interval": format!("{}ms", seg.interval_ms), "min_doc_count": 0,
+            "extended_bounds": {"min": first_bucket, "max": last_bucket}},
+        "aggs": aggs
+    });
+    let mut query = segment_filter(config, selector, seg);
+    let aggs = match groups {
+        Some(g) => {
+            if let Some(filters) = query["bool"]["filter"].as_array_mut() {
+                filters.push(json!({"terms": {g.field.as_str(): g.keys}}));
+            }
+            json!({"groups": {"terms": {"field": g.field, "size": g.keys.len().max(1)},
+                "aggs": {"points": histogram}}})
+        }
+        None => json!({"points": histogram}),
+    };
+    json!({"size": 0, "query": query, "aggs": aggs})
 }
 
-/// One point of the answer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// The per-group histograms of one segment's response: `("", histogram)` when not grouped.
+pub(crate) fn histograms_of(response: &Value, grouped: bool) -> Vec<(String, &Value)> {
+    let aggs = &response["aggregations"];
+    if !grouped {
+        return vec![(String::new(), &aggs["points"])];
+    }
+    aggs["groups"]["buckets"]
+        .as_array()
+        .map(|buckets| {
+            buckets
+                .iter()
+                .filter_map(|b| Some((b["key"].as_str()?.to_string(), &b["points"])))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// One point of the answer: one value per statistic asked for, in order.
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Point {
     pub time: String,
     pub timestamp: EpochMillis,
-    pub value: Option<f64>,
+    pub values: Vec<Option<f64>>,
     pub archive: String,
     /// Seconds covered by the point.
     pub step: i64,
@@ -194,13 +288,13 @@ impl Point {
         config: &Config,
         seg: &Segment,
         t: EpochMillis,
-        value: Option<f64>,
+        values: Vec<Option<f64>>,
         coverage: f64,
     ) -> Self {
         Point {
             time: rfc3339(t),
             timestamp: t,
-            value,
+            values,
             archive: config.archives[seg.archive].name.clone(),
             step: seg.interval_ms / 1000,
             coverage,
@@ -208,15 +302,62 @@ impl Point {
     }
 }
 
-/// Reads one segment's histogram into points.
-pub(crate) fn points_from_response(
+/// Points as the answer writes them: `value` for one statistic, `values` (by name) for several.
+pub(crate) struct PointsOut<'a> {
+    pub points: &'a [Point],
+    pub stats: &'a [Stat],
+}
+
+impl Serialize for PointsOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        struct Values<'a>(&'a [Option<f64>], &'a [Stat]);
+        impl Serialize for Values<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut map = s.serialize_map(Some(self.0.len()))?;
+                for (v, stat) in self.0.iter().zip(self.1) {
+                    map.serialize_entry(&stat.name(), v)?;
+                }
+                map.end()
+            }
+        }
+        let mut seq = s.serialize_seq(Some(self.points.len()))?;
+        for p in self.points {
+            struct One<'a>(&'a Point, &'a [Stat]);
+            impl Serialize for One<'_> {
+                fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                    let (p, stats) = (self.0, self.1);
+                    let mut map = s.serialize_map(Some(6))?;
+                    map.serialize_entry("time", &p.time)?;
+                    map.serialize_entry("timestamp", &p.timestamp)?;
+                    if stats.len() == 1 {
+                        map.serialize_entry("value", &p.values[0])?;
+                    } else {
+                        map.serialize_entry("values", &Values(&p.values, stats))?;
+                    }
+                    map.serialize_entry("archive", &p.archive)?;
+                    map.serialize_entry("step", &p.step)?;
+                    map.serialize_entry("coverage", &p.coverage)?;
+                    map.end()
+                }
+            }
+            seq.serialize_element(&One(p, self.stats))?;
+        }
+        seq.end()
+    }
+}
+
+/// Reads one segment's histogram (the `points` aggregation) into points, with the values of
+/// the statistics that are not percentiles (percentiles are `None`, see
+/// [`points_from_sketches`]).
+pub(crate) fn points_from_histogram(
     config: &Config,
     seg: &Segment,
-    response: &Value,
-    stat: Stat,
+    histogram: &Value,
+    stats: &[Stat],
     min_coverage: f64,
 ) -> Vec<Point> {
-    let Some(buckets) = response["aggregations"]["points"]["buckets"].as_array() else {
+    let Some(buckets) = histogram["buckets"].as_array() else {
         return Vec::new();
     };
     let expected = (seg.interval_ms / seg.stored_step_ms).max(1) as f64;
@@ -227,10 +368,11 @@ pub(crate) fn points_from_response(
             let docs = b["doc_count"].as_f64().unwrap_or(0.0);
             let coverage = (docs / expected).min(1.0);
             let count = b["count"]["value"].as_f64().unwrap_or(0.0);
-            let value = if docs == 0.0 || coverage < min_coverage {
-                None
-            } else {
-                match stat {
+            let shown = docs > 0.0 && coverage >= min_coverage;
+            let values = stats
+                .iter()
+                .map(|stat| match stat {
+                    _ if !shown => None,
                     Stat::Avg => {
                         (count > 0.0).then(|| b["sum"]["value"].as_f64().unwrap_or(0.0) / count)
                     }
@@ -238,12 +380,12 @@ pub(crate) fn points_from_response(
                     Stat::Count => Some(count),
                     Stat::Min => b["min"]["value"].as_f64(),
                     Stat::Max => b["max"]["value"].as_f64(),
-                    Stat::First => b["edge"]["hits"]["hits"][0]["_source"]["first"].as_f64(),
-                    Stat::Last => b["edge"]["hits"]["hits"][0]["_source"]["last"].as_f64(),
+                    Stat::First => b["first_doc"]["hits"]["hits"][0]["_source"]["first"].as_f64(),
+                    Stat::Last => b["last_doc"]["hits"]["hits"][0]["_source"]["last"].as_f64(),
                     Stat::Percentile(_) => None,
-                }
-            };
-            Some(Point::of_segment(config, seg, t, value, coverage))
+                })
+                .collect();
+            Some(Point::of_segment(config, seg, t, values, coverage))
         })
         .collect()
 }
@@ -270,16 +412,16 @@ pub(crate) fn document_sketch(doc: &Value) -> Option<(EpochMillis, Sketch)> {
 }
 
 /// Points of one segment from its documents' sketches: each point merges the sketches of the
-/// stored buckets under it and reads quantile `q`.
-pub(crate) fn points_from_sketches(
+/// stored buckets under it and reads each percentile of `stats` (other statistics are `None`).
+pub(crate) fn points_from_sketches<'d>(
     config: &Config,
     seg: &Segment,
-    docs: &[Value],
-    q: f64,
+    docs: impl IntoIterator<Item = &'d Value>,
+    stats: &[Stat],
     min_coverage: f64,
 ) -> Vec<Point> {
     let mut merged: BTreeMap<EpochMillis, (u64, Sketch)> = BTreeMap::new();
-    for (start, sketch) in docs.iter().filter_map(document_sketch) {
+    for (start, sketch) in docs.into_iter().filter_map(document_sketch) {
         let key = start - start.rem_euclid(seg.interval_ms);
         let (n, into) = merged.entry(key).or_default();
         *n += 1;
@@ -294,13 +436,30 @@ pub(crate) fn points_from_sketches(
             .get(&t)
             .map_or((0.0, None), |(n, s)| (*n as f64, Some(s)));
         let coverage = (docs / expected).min(1.0);
-        let value = sketch
-            .filter(|_| coverage >= min_coverage)
-            .and_then(|s| s.quantile(q));
-        points.push(Point::of_segment(config, seg, t, value, coverage));
+        let shown = sketch.filter(|_| coverage >= min_coverage);
+        let values = stats
+            .iter()
+            .map(|stat| shown.zip(stat.quantile()).and_then(|(s, q)| s.quantile(q)))
+            .collect();
+        points.push(Point::of_segment(config, seg, t, values, coverage));
         t += seg.interval_ms;
     }
     points
+}
+
+/// Fills the percentile columns of `points` from `from` (the same segment's points from the
+/// sketches), by point start.
+pub(crate) fn fill_percentiles(points: &mut [Point], from: &[Point], stats: &[Stat]) {
+    let by_start: BTreeMap<EpochMillis, &Point> = from.iter().map(|p| (p.timestamp, p)).collect();
+    for p in points {
+        if let Some(other) = by_start.get(&p.timestamp) {
+            for (i, stat) in stats.iter().enumerate() {
+                if stat.quantile().is_some() {
+                    p.values[i] = other.values[i];
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -328,7 +487,7 @@ mod tests {
     fn segments_take_the_coarser_of_stored_and_requested_step() {
         let cfg = config();
         let spans = [(0, 7_200_000, i64::MAX), (1, 0, 7_200_000)];
-        let segs = segments(&cfg, 0, 10_800_000, Some(60_000), &spans).unwrap();
+        let segs = segments(&cfg, 0, 10_800_000, StepChoice::Fixed(60_000), &spans).unwrap();
         assert_eq!(
             segs.iter()
                 .map(|s| (s.archive, s.from, s.to, s.interval_ms))
@@ -338,25 +497,29 @@ mod tests {
                 (0, 7_200_000, 10_800_000, 60_000)
             ]
         );
-        assert!(
-            segments(&cfg, 0, 10 * 86_400_000, None, &[(0, 0, i64::MAX)])
-                .unwrap_err()
-                .contains("coarser step")
-        );
+        assert!(segments(
+            &cfg,
+            0,
+            10 * 86_400_000,
+            StepChoice::Stored,
+            &[(0, 0, i64::MAX)]
+        )
+        .unwrap_err()
+        .contains("coarser step"));
     }
 
     #[test]
     fn a_step_that_is_not_a_multiple_of_a_stored_step_is_refused_naming_the_steps() {
         let cfg = config();
         let spans = [(0, 0, 3_600_000), (1, 3_600_000, 10_800_000)];
-        let why = segments(&cfg, 0, 10_800_000, Some(30_000), &spans).unwrap_err();
+        let why = segments(&cfg, 0, 10_800_000, StepChoice::Fixed(30_000), &spans).unwrap_err();
         assert!(
             why.contains("30s is not a whole multiple of the 20s step of archive 'a'"),
             "{why}"
         );
         assert!(why.contains("(20s, 1h)"), "{why}");
         // Finer than a stored step: that part is served at its own step (each point says so).
-        let segs = segments(&cfg, 0, 10_800_000, Some(40_000), &spans).unwrap();
+        let segs = segments(&cfg, 0, 10_800_000, StepChoice::Fixed(40_000), &spans).unwrap();
         assert_eq!(
             segs.iter().map(|s| s.interval_ms).collect::<Vec<_>>(),
             vec![40_000, 3_600_000]
@@ -367,22 +530,57 @@ mod tests {
     fn points_re_aggregate_exactly_and_respect_min_coverage() {
         let cfg = config();
         let seg = segment_of_20s_buckets(120_000);
-        let response = json!({"aggregations": {"points": {"buckets": [
+        let histogram = json!({"buckets": [
             {"key": 0, "doc_count": 2, "count": {"value": 3.0}, "sum": {"value": 9.0}, "min": {"value": 1.0}, "max": {"value": 5.0}},
             {"key": 40000, "doc_count": 1, "count": {"value": 2.0}, "sum": {"value": 2.0}, "min": {"value": 1.0}, "max": {"value": 1.0}},
             {"key": 80000, "doc_count": 0, "count": {"value": 0.0}, "sum": {"value": 0.0}, "min": {"value": null}, "max": {"value": null}}
-        ]}}});
-        let avg = points_from_response(&cfg, &seg, &response, Stat::Avg, 0.0);
+        ]});
+        let avg = points_from_histogram(&cfg, &seg, &histogram, &[Stat::Avg], 0.0);
         assert_eq!(
-            avg.iter().map(|p| p.value).collect::<Vec<_>>(),
+            avg.iter().map(|p| p.values[0]).collect::<Vec<_>>(),
             vec![Some(3.0), Some(1.0), None]
         );
         assert_eq!(avg[1].coverage, 0.5);
         assert_eq!(avg[0].step, 40);
-        let strict = points_from_response(&cfg, &seg, &response, Stat::Max, 0.75);
+        let strict = points_from_histogram(&cfg, &seg, &histogram, &[Stat::Max], 0.75);
         assert_eq!(
-            strict.iter().map(|p| p.value).collect::<Vec<_>>(),
+            strict.iter().map(|p| p.values[0]).collect::<Vec<_>>(),
             vec![Some(5.0), None, None]
+        );
+        let several = points_from_histogram(
+            &cfg,
+            &seg,
+            &histogram,
+            &[Stat::Avg, Stat::Min, Stat::Max, Stat::Percentile(99_000)],
+            0.0,
+        );
+        assert_eq!(
+            several[0].values,
+            vec![Some(3.0), Some(1.0), Some(5.0), None]
+        );
+        let stats = parse_stats("avg,min,max,p99.9,avg").unwrap();
+        let text = serde_json::to_value(PointsOut {
+            points: &several[..1],
+            stats: &stats[..3],
+        })
+        .unwrap();
+        assert_eq!(
+            text[0]["values"],
+            json!({"avg": 3.0, "min": 1.0, "max": 5.0}),
+            "several statistics by name"
+        );
+        let one = serde_json::to_value(PointsOut {
+            points: &avg[..1],
+            stats: &[Stat::Avg],
+        })
+        .unwrap();
+        assert_eq!(
+            one[0],
+            json!({"time": "1970-01-01T00:00:00Z", "timestamp": 0, "value": 3.0, "archive": "a", "step": 40, "coverage": 1.0})
+        );
+        assert_eq!(
+            stats.iter().map(|s| s.name()).collect::<Vec<_>>(),
+            vec!["avg", "min", "max", "p99.9"]
         );
         assert_eq!("p99".parse::<Stat>(), Ok(Stat::Percentile(99_000)));
         assert_eq!("p99.9".parse::<Stat>(), Ok(Stat::Percentile(99_900)));
@@ -401,11 +599,61 @@ mod tests {
             json!({"@timestamp": rfc3339(t), "sketch": s.to_base64()})
         };
         let docs = [doc(0, 1..=50), doc(20_000, 51..=100)];
-        let points = points_from_sketches(&cfg, &seg, &docs, 0.9, 0.0);
+        let stats = [Stat::Avg, Stat::Percentile(90_000)];
+        let points = points_from_sketches(&cfg, &seg, &docs, &stats, 0.0);
         assert_eq!(points.len(), 2);
-        let p90 = points[0].value.unwrap();
+        let p90 = points[0].values[1].unwrap();
         assert!((p90 - 90.0).abs() <= 0.9, "{p90}");
+        assert_eq!(points[0].values[0], None, "not from the sketches");
         assert_eq!(points[0].coverage, 1.0);
-        assert_eq!(points[1].value, None);
+        assert_eq!(points[1].values[1], None);
+        let mut from_histogram = vec![
+            Point::of_segment(&cfg, &seg, 0, vec![Some(50.5), None], 1.0),
+            Point::of_segment(&cfg, &seg, 40_000, vec![None, None], 0.0),
+        ];
+        fill_percentiles(&mut from_histogram, &points, &stats);
+        assert_eq!(from_histogram[0].values, vec![Some(50.5), Some(p90)]);
+    }
+
+    #[test]
+    fn an_automatic_step_is_a_multiple_of_each_stored_step_near_the_points_asked() {
+        let cfg = config();
+        // 3 days: 20 s buckets for the last 2 hours, 1 h before. About 100 points asked.
+        let (from, to) = (0, 3 * 86_400_000);
+        let spans = [(0, to - 7_200_000, i64::MAX), (1, 0, to - 7_200_000)];
+        let segs = segments(&cfg, from, to, StepChoice::Auto(100), &spans).unwrap();
+        assert_eq!(
+            segs.iter().map(|s| s.interval_ms).collect::<Vec<_>>(),
+            vec![3_600_000, 2_600_000],
+            "2 592 s wanted: 1 h over hours, 2 600 s (130 buckets) over 20 s buckets"
+        );
+        for seg in &segs {
+            assert_eq!(seg.interval_ms % seg.stored_step_ms, 0);
+        }
+        let groups = Groups {
+            field: "host".into(),
+            keys: vec!["a".into(), "b".into()],
+        };
+        let q = segment_query(
+            &cfg,
+            &SeriesSelector::one_or_several(
+                &[("match".to_string(), "cpu*".to_string())]
+                    .into_iter()
+                    .collect(),
+            )
+            .unwrap(),
+            &segs[0],
+            &[Stat::Last],
+            Some(&groups),
+        );
+        assert_eq!(
+            q["aggs"]["groups"]["terms"],
+            json!({"field": "host", "size": 2})
+        );
+        assert!(q["aggs"]["groups"]["aggs"]["points"]["aggs"]["last_doc"].is_object());
+        assert!(q["query"]["bool"]["filter"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"terms": {"host": ["a", "b"]}})));
     }
 }

@@ -1,5 +1,6 @@
 //! `/v1/series`: the series that have data in a range — name, host, tags, and which archives
-//! hold them there — from a `terms` aggregation on the documents' `series` keyword.
+//! hold them there — from a `composite` aggregation on the documents' `series` keyword, in
+//! pages ordered by series (`after` the last one of the page before).
 
 use serde_json::{json, Value};
 
@@ -18,10 +19,17 @@ pub(crate) fn series_query(
     from: EpochMillis,
     to: EpochMillis,
     spans: &[(usize, EpochMillis, EpochMillis)],
+    page: (usize, Option<&str>),
 ) -> Option<Value> {
+    let (limit, after) = page;
     let mut q = stats_query(config, selector, from, to, spans)?;
+    let mut composite =
+        json!({"size": limit, "sources": [{"series": {"terms": {"field": "series"}}}]});
+    if let Some(after) = after {
+        composite["after"] = json!({"series": after});
+    }
     q["aggs"] = json!({"series": {
-        "terms": {"field": "series", "size": MAX_SERIES, "order": {"_key": "asc"}},
+        "composite": composite,
         "aggs": {
             "archives": {"terms": {"field": "archive", "size": 64}},
             "sample": {"top_hits": {"size": 1, "_source": ["name", "host", "tags"]}}
@@ -40,7 +48,7 @@ pub(crate) fn series_answer(response: &Value) -> Vec<Value> {
         .map(|b| {
             let sample = &b["sample"]["hits"]["hits"][0]["_source"];
             let archives: Vec<Value> = b["archives"]["buckets"].as_array().map(|a| a.iter().map(|x| x["key"].clone()).collect()).unwrap_or_default();
-            json!({"series": b["key"], "name": sample["name"], "host": sample["host"], "tags": sample.get("tags").cloned().unwrap_or(json!({})), "archives": archives})
+            json!({"series": b["key"]["series"], "name": sample["name"], "host": sample["host"], "tags": sample.get("tags").cloned().unwrap_or(json!({})), "archives": archives})
         })
         .collect()
 }

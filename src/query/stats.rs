@@ -89,6 +89,7 @@ mod tests {
         let cfg = Config::from_toml(text, Path::new("t")).unwrap();
         let sel = SeriesSelector {
             name: "c1".into(),
+            matching: None,
             host: None,
             tags: vec![],
         };

@@ -586,3 +586,151 @@ async fn percentiles_survive_downsampling_within_one_percent_of_nearest_rank() {
     running.stop().await.unwrap();
     scope.cleanup().await;
 }
+
+#[tokio::test]
+async fn several_series_in_one_read_equal_each_read_alone_and_series_come_in_pages() {
+    let scope = Scope::new("group");
+    let archives = [
+        archive("20s", "20s", "2 days", "day", "10s") + "percentiles = [50, 99]\n",
+        archive("1h", "1h", "10 years", "year", "10s") + "percentiles = [50, 99]\n",
+    ]
+    .concat();
+    let cfg = scope.config(&archives, FAST);
+    let now = ms("2026-02-03T12:00:00Z");
+    let base = ms("2026-02-01T00:00:00Z");
+    // Two names on three hosts, every 5 minutes for two and a half days: the first day is
+    // served by the hourly archive only (the 20 s one keeps two days).
+    let values = spread_values(6 * 720);
+    let mut lines = Vec::new();
+    for (i, v) in values.iter().enumerate() {
+        let (series, step) = (i % 6, i / 6);
+        let name = ["cpu.user", "cpu.system"][series % 2];
+        let host = ["a", "b", "c"][series / 2];
+        let t = base + step as i64 * 300_000;
+        lines.push(format!(
+            r#"{{"name":"{name}","host":"{host}","type":"timer","value":{v},"timestamp":{t}}}"#
+        ));
+    }
+    replay_ndjson_at(&cfg, &lines.join("\n"), now)
+        .await
+        .unwrap();
+    scope.refresh().await;
+    let clock = ManualClock::new(now);
+    let running = start(&scope, &archives, FAST, &clock).await;
+    let range = format!("from={base}&to={}", now - 1);
+    let read = |q: String| {
+        let (scope, addr) = (&scope, running.addr);
+        async move {
+            let (status, body) = get_json(scope, format!("http://{addr}/v1/metrics?{q}")).await;
+            assert_eq!(status, 200, "{q}: {body}");
+            body
+        }
+    };
+
+    // By host, three statistics and a percentile, about 60 points over the range.
+    let stats = "stat=avg,min,max,p99&step=auto&points=60";
+    let grouped = read(format!("match=cpu.*&group_by=host&{stats}&{range}")).await;
+    assert_eq!(grouped["group_by"], "host");
+    assert_eq!(grouped["truncated"], false);
+    let series = grouped["series"].as_array().unwrap();
+    assert_eq!(
+        series.iter().map(|s| s["key"].clone()).collect::<Vec<_>>(),
+        vec![json!("a"), json!("b"), json!("c")]
+    );
+    let points = series[0]["points"].as_array().unwrap();
+    assert!((40..=80).contains(&points.len()), "{} points", points.len());
+    let archives_seen: std::collections::BTreeSet<&str> = points
+        .iter()
+        .map(|p| p["archive"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        archives_seen.len(),
+        2,
+        "both resolutions, each point says which"
+    );
+    for (host, s) in ["a", "b", "c"].iter().zip(series) {
+        let alone = read(format!(
+            "names=cpu.user,cpu.system&host={host}&group_by=none&{stats}&{range}"
+        ))
+        .await;
+        assert_eq!(s["points"], alone["points"], "host {host}: grouped = alone");
+    }
+    // By name, against the exact-name read.
+    let by_name = read(format!("names=cpu.user,cpu.system&{stats}&{range}")).await;
+    assert_eq!(by_name["group_by"], "name");
+    for s in by_name["series"].as_array().unwrap() {
+        let key = s["key"].as_str().unwrap();
+        let alone = read(format!("name={key}&{stats}&{range}")).await;
+        assert_eq!(s["points"], alone["points"], "{key}");
+        let first = &alone["points"][0]["values"];
+        assert!(first["min"].as_f64() <= first["avg"].as_f64(), "{first}");
+        assert!(
+            first["p99"].as_f64() <= Some(first["max"].as_f64().unwrap() * 1.01),
+            "{first}"
+        );
+    }
+    let (status, body) = get_json(
+        &scope,
+        format!(
+            "http://{}/v1/metrics?match=cpu.*&group_by=host&limit=2&{range}&step=auto&points=60",
+            running.addr
+        ),
+    )
+    .await;
+    assert_eq!((status, &body["truncated"]), (200, &json!(true)), "{body}");
+    assert_eq!(body["series"].as_array().unwrap().len(), 2);
+    let (status, body) = get_json(
+        &scope,
+        format!(
+            "http://{}/v1/metrics?name=cpu.user&match=cpu.*&{range}",
+            running.addr
+        ),
+    )
+    .await;
+    assert_eq!((status, &body["param"]), (400, &json!("match")), "{body}");
+
+    // Series in pages of four, then filtered by a glob.
+    let page = |after: Option<String>| {
+        let (scope, addr) = (&scope, running.addr);
+        let range = range.clone();
+        async move {
+            let after = after
+                .map(|a| format!("&after={}", urlencode(&a)))
+                .unwrap_or_default();
+            let (status, body) = get_json(
+                scope,
+                format!("http://{addr}/v1/series?{range}&limit=4{after}"),
+            )
+            .await;
+            assert_eq!(status, 200, "{body}");
+            body.as_array().unwrap().clone()
+        }
+    };
+    let first = page(None).await;
+    assert_eq!(first.len(), 4);
+    let rest = page(first[3]["series"].as_str().map(String::from)).await;
+    assert_eq!(rest.len(), 2);
+    let all: Vec<Value> = first.into_iter().chain(rest).collect();
+    let (_, whole) = get_json(&scope, format!("http://{}/v1/series?{range}", running.addr)).await;
+    assert_eq!(Value::Array(all), whole);
+    let (_, system) = get_json(
+        &scope,
+        format!("http://{}/v1/series?{range}&match=*.system", running.addr),
+    )
+    .await;
+    assert_eq!(system.as_array().unwrap().len(), 3, "{system}");
+    running.stop().await.unwrap();
+    scope.cleanup().await;
+}
+
+/// Percent-encodes a query value.
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
