@@ -1,6 +1,7 @@
 //! Counters shared by the pipeline stages and shown by `/health` and, in Prometheus' format,
 //! by `/metrics` ([`prometheus`]).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -188,6 +189,12 @@ pub struct StatsSnapshot {
     pub riemann_skipped: u64,
     pub last_bulk_error: Option<String>,
     pub maintenance: Option<MaintenanceStatus>,
+    /// Events kept in at least one archive, per protocol.
+    pub events_by_protocol: BTreeMap<&'static str, u64>,
+    pub ingest_queue_batches: u64,
+    pub writer_queue_docs: u64,
+    /// Open buckets per archive, as of the last tick.
+    pub buckets_open_by_archive: BTreeMap<String, u64>,
 }
 
 impl Stats {
@@ -296,6 +303,13 @@ impl Stats {
             riemann_skipped: get(&self.riemann_skipped),
             last_bulk_error: self.last_error.lock().ok().and_then(|e| e.clone()),
             maintenance: self.maintenance.lock().ok().and_then(|m| m.clone()),
+            events_by_protocol: Protocol::ALL
+                .iter()
+                .map(|&p| (p.as_str(), get(&self.protocol(p).accepted)))
+                .collect(),
+            ingest_queue_batches: get(&self.ingest_queue_batches),
+            writer_queue_docs: get(&self.writer_queue_docs),
+            buckets_open_by_archive: self.buckets_open_by_archive().into_iter().collect(),
         }
     }
 }

@@ -158,7 +158,6 @@ pub(crate) fn router<B: SearchBackend, C: Clock>(
         ));
     let reads = Router::new()
         .route("/v1/live", get(live::<B, C>))
-        .route("/", get(home::<B, C>))
         .route_layer(axum::middleware::from_fn_with_state(read, require_token));
     Router::new()
         .merge(writes)
@@ -378,48 +377,6 @@ async fn live<B: SearchBackend, C: Clock>(
             json!({"error": e.to_string()}),
         ),
     }
-}
-
-/// `GET /`: what this service is and where its endpoints are.
-async fn home<B: SearchBackend, C: Clock>(State(s): State<AppState<B, C>>) -> Response {
-    let escape = |t: &str| {
-        t.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-    };
-    let rows: String = s
-        .config
-        .archives
-        .iter()
-        .map(|a| {
-            format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                escape(&a.name),
-                humantime::format_duration(a.step),
-                a.retention,
-                a.index_period,
-                humantime::format_duration(a.lateness)
-            )
-        })
-        .collect();
-    let stats = s.stats.snapshot();
-    let page = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>strata</title></head><body>\
-         <h1>strata {version}</h1><p>Round-robin downsampling archiver for metrics on Elasticsearch and OpenSearch.</p>\
-         <h2>Archives</h2><table border=\"1\"><tr><th>name</th><th>step</th><th>retention</th><th>index period</th><th>lateness</th></tr>{rows}</table>\
-         <p>Live series: {series}. Open buckets: {open}. Events accepted: {accepted}.</p>\
-         <h2>Endpoints</h2><ul>\
-         <li>POST <code>/v1/metrics</code>: ingest events</li>\
-         <li><a href=\"/v1/live\">/v1/live</a>: open buckets in memory</li>\
-         <li><code>/v1/series?from=&amp;to=</code>, <code>/v1/metrics?name=&amp;from=&amp;to=</code>, <code>/v1/stats?name=&amp;start=&amp;end=</code></li>\
-         <li><code>/track?key=</code>, <code>/read?key=&amp;type=counter|points</code> (Kilometric)</li>\
-         <li><a href=\"/health\">/health</a></li></ul></body></html>",
-        version = env!("CARGO_PKG_VERSION"),
-        series = stats.series_active,
-        open = stats.buckets_open,
-        accepted = stats.events_accepted,
-    );
-    axum::response::Html(page).into_response()
 }
 
 /// The closed buckets waiting for the node in the on-disk backlog, and why (the writer's last
@@ -767,10 +724,8 @@ max_inflight_bytes = 2048
     }
 
     #[tokio::test]
-    async fn live_and_home_answer_from_memory() {
+    async fn live_answers_from_memory() {
         let (status, _) = call(app(Answer::Accept), "GET", "/v1/live", "").await;
-        assert_eq!(status, StatusCode::OK);
-        let (status, _) = call(app(Answer::Accept), "GET", "/", "").await;
         assert_eq!(status, StatusCode::OK);
     }
 

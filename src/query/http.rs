@@ -219,8 +219,30 @@ pub(crate) fn router<B: SearchBackend, C: Clock>(state: QueryState<B, C>, token:
         .route("/v1/metrics", get(metrics::<B, C>))
         .route("/read", get(read::<B, C>))
         .route("/v1/series", get(series::<B, C>))
+        .route("/v1/archives", get(archives::<B, C>))
         .route_layer(axum::middleware::from_fn_with_state(token, require_token))
+        .merge(crate::query::page::router())
         .with_state(state)
+}
+
+/// `GET /v1/archives`: the configured archives, finest first as configured.
+async fn archives<B: SearchBackend, C: Clock>(State(s): State<QueryState<B, C>>) -> Response {
+    let list: Vec<serde_json::Value> = s
+        .config
+        .archives
+        .iter()
+        .map(|a| {
+            json!({
+                "name": a.name,
+                "step_seconds": a.step.as_secs(),
+                "retention": a.retention.to_string(),
+                "index_period": a.index_period.to_string(),
+                "lateness_seconds": a.lateness.as_secs_f64(),
+                "percentiles": a.percentiles,
+            })
+        })
+        .collect();
+    Json(list).into_response()
 }
 
 fn bad_request(e: BadParam) -> Response {

@@ -215,7 +215,7 @@ async fn sigterm_writes_every_open_bucket_before_exit() {
 }
 
 #[tokio::test]
-async fn live_view_and_home_page_come_from_memory() {
+async fn live_view_home_page_and_archives_come_from_memory() {
     let scope = Scope::new("live");
     let clock = ManualClock::new(ms("2026-03-01T10:00:05Z"));
     let running = start(&scope, &archive_20s(), FAST, &clock).await;
@@ -255,11 +255,15 @@ async fn live_view_and_home_page_come_from_memory() {
         .unwrap();
     assert_eq!(home.status().as_u16(), 200);
     let html = home.text().await.unwrap();
-    assert!(
-        html.contains("<td>20s</td><td>20s</td><td>2 days</td><td>day</td><td>10s</td>"),
-        "{html}"
-    );
+    assert!(html.contains("<script src=\"/assets/app.js\">"), "{html}");
     assert!(html.contains("href=\"/health\""));
+    let (status, archives) = get_json(&scope, format!("http://{}/v1/archives", running.addr)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        archives,
+        json!([{"name": "20s", "step_seconds": 20, "retention": "2 days", "index_period": "day",
+            "lateness_seconds": 10.0, "percentiles": []}])
+    );
     running.stop().await.unwrap();
     scope.cleanup().await;
 }
