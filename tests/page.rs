@@ -20,6 +20,9 @@ use tokio::process::{Child, Command};
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// Series besides the three charted ones, listed 50 to a page.
+const SERIES_TO_PAGE: usize = 1_200;
+
 fn node() -> String {
     std::env::var("STRATA_TEST_NODE")
         .unwrap_or_else(|_| panic!("STRATA_TEST_NODE is not set: run scripts/test"))
@@ -250,6 +253,13 @@ fn history(now: i64) -> String {
         t += 600_000;
         i += 1;
     }
+    // Many more series, to page through (sorted after the three above).
+    for n in 0..SERIES_TO_PAGE {
+        lines.push(format!(
+            r#"{{"name":"zz.load.s{n:04}","value":{n},"timestamp":{}}}"#,
+            now - 3_600_000
+        ));
+    }
     let mut t = now - day;
     while t < now - 120_000 {
         lines.push(format!(
@@ -355,7 +365,7 @@ async fn the_page_browses_charts_across_resolutions_shows_live_counts_and_status
     let browser = Browser::start().await;
     browser.open(&page).await;
 
-    // The series list, as rendered.
+    // The series list, as rendered: the first page of 50.
     let listed = browser
         .until(
             "the series list",
@@ -363,14 +373,43 @@ async fn the_page_browses_charts_across_resolutions_shows_live_counts_and_status
              return rows.length >= 3 ? rows : null;",
         )
         .await;
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 50);
     assert_eq!(
-        listed,
-        json!([
-            r#"cpu.user{host="a"}"#,
-            r#"cpu.user{host="b"}"#,
-            r#"mem.used{host="a"}"#
-        ])
+        listed[..4],
+        [
+            json!(r#"cpu.user{host="a"}"#),
+            json!(r#"cpu.user{host="b"}"#),
+            json!(r#"mem.used{host="a"}"#),
+            json!("zz.load.s0000")
+        ]
     );
+    // Paging through 1 200 more, then narrowing them with a glob.
+    let after_render = |listings: Value| {
+        format!(
+            "return window.strata.listings > {listings} ? [document.getElementById('page-info').textContent, document.querySelector('#series-list tbody tr').dataset.series] : null;"
+        )
+    };
+    let listings = browser.run("return window.strata.listings").await;
+    browser.click("#next").await;
+    let second = browser
+        .until("the second page", &after_render(listings))
+        .await;
+    assert_eq!(
+        second,
+        json!(["series 51–100 (more on the next page)", "zz.load.s0047"])
+    );
+    let listings = browser.run("return window.strata.listings").await;
+    browser.type_into("#q", "zz.load.s11*").await;
+    browser.click("#search button[type=submit]").await;
+    let narrowed = browser
+        .until("the glob's first page", &after_render(listings))
+        .await;
+    assert_eq!(
+        narrowed,
+        json!(["series 1–50 (more on the next page)", "zz.load.s1100"])
+    );
+    browser.type_into("#q", "*").await;
 
     // A year of one series: three resolutions, values as /v1/metrics gives them.
     let listings = browser.run("return window.strata.listings").await;
@@ -379,7 +418,7 @@ async fn the_page_browses_charts_across_resolutions_shows_live_counts_and_status
     browser
         .until(
             "the list for a year",
-            &format!("return window.strata.listings > {listings} && document.querySelectorAll('#series-list tbody tr').length === 3"),
+            &format!("return window.strata.listings > {listings} && document.querySelectorAll('#series-list tbody tr').length === 50"),
         )
         .await;
     browser
