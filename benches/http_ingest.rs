@@ -8,7 +8,8 @@
 //! Knobs (environment): BENCH_SECONDS (20), BENCH_CLIENTS (4), BENCH_BATCH (5000 events per
 //! request), BENCH_SERIES (10000), BENCH_FORMAT (`array`, the default, or `ndjson`: the same
 //! events one per line), BENCH_LOG (`off`, the default; `on`: the write-ahead log with fsync, in
-//! a temporary directory; `nosync`: the log without fsync).
+//! a temporary directory; `nosync`: the log without fsync), BENCH_READERS (0: tasks reading
+//! `/v1/metrics` for one series over the last hour, one request after another, meanwhile).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -104,6 +105,22 @@ index_period = "year"
         let deadline = Instant::now() + Duration::from_secs(seconds);
         let started = Instant::now();
         let mut tasks = Vec::new();
+        let reads = Arc::new(AtomicU64::new(0));
+        let mut readers = Vec::new();
+        for _ in 0..knob("BENCH_READERS", 0) {
+            let (addr, reads) = (running.addr, reads.clone());
+            readers.push(tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                while Instant::now() < deadline {
+                    let now = chrono::Utc::now().timestamp_millis();
+                    let url = format!("http://{addr}/v1/metrics?name=bench.metric.0&host=host-0&from={}&to={now}", now - 3_600_000);
+                    let r = http.get(&url).send().await.unwrap();
+                    assert_eq!(r.status().as_u16(), 200);
+                    let _ = r.bytes().await.unwrap();
+                    reads.fetch_add(1, Ordering::Relaxed);
+                }
+            }));
+        }
         for c in 0..clients {
             let (url, bodies, accepted, busy) = (url.clone(), bodies.clone(), accepted.clone(), busy.clone());
             tasks.push(tokio::spawn(async move {
@@ -130,14 +147,19 @@ index_period = "year"
             t.await.unwrap();
         }
         let elapsed = started.elapsed().as_secs_f64();
+        for r in readers {
+            r.await.unwrap();
+        }
         let stats = running.stats.clone();
         running.stop().await.unwrap();
         let s = stats.snapshot();
         let total = accepted.load(Ordering::Relaxed);
         println!(
-            "http ingest ({}, log {log}): {total} events accepted in {elapsed:.1} s = {:.0} events/s ({clients} clients, {batch} events/request, {series} series x 3 archives); 503 answers: {}; documents written: {}, rejected: {}, dropped: {}",
+            "http ingest ({}, log {log}): {total} events accepted in {elapsed:.1} s = {:.0} events/s ({clients} clients, {batch} events/request, {series} series x 3 archives); {} reads by {} readers; 503 answers: {}; documents written: {}, rejected: {}, dropped: {}",
             if ndjson { "ndjson" } else { "array" },
             total as f64 / elapsed,
+            reads.load(Ordering::Relaxed),
+            knob("BENCH_READERS", 0),
             busy.load(Ordering::Relaxed),
             s.docs_written,
             s.docs_rejected,

@@ -49,22 +49,48 @@ fn main() {
         http.post(format!("{node}/{prefix}*/_refresh")).send().await.unwrap();
         let running = serve(config, ServeOptions { node_url: Some(node.clone()), listen: Some("127.0.0.1:0".parse().unwrap()) }, Arc::new(SystemClock)).await.unwrap();
         let year_ago = end - 365 * 24 * hour;
+        // The same questions asked of the node directly, through the umbrella alias, as a
+        // dashboard would: the floor strata's answers are measured against.
+        let umbrella = format!("{node}/{prefix}all/_search");
+        let histogram = serde_json::json!({"size": 0,
+            "query": {"bool": {"filter": [{"term": {"name": "lat"}},
+                {"range": {"@timestamp": {"gte": year_ago, "lte": end, "format": "epoch_millis"}}}]}},
+            "aggs": {"points": {"date_histogram": {"field": "@timestamp", "fixed_interval": "1h", "min_doc_count": 0,
+                "extended_bounds": {"min": year_ago, "max": end}},
+                "aggs": {"count": {"sum": {"field": "count"}}, "sum": {"sum": {"field": "sum"}},
+                    "min": {"min": {"field": "min"}}, "max": {"max": {"field": "max"}}}}}});
+        let totals = serde_json::json!({"size": 0,
+            "query": {"bool": {"filter": [{"term": {"name": "lat"}},
+                {"range": {"@timestamp": {"gte": start, "lte": end, "format": "epoch_millis"}}}]}},
+            "aggs": {"count": {"sum": {"field": "count"}}, "sum": {"sum": {"field": "sum"}},
+                "min": {"min": {"field": "min"}}, "max": {"max": {"field": "max"}}}});
+        enum Ask {
+            Get(String),
+            Post(String, serde_json::Value),
+        }
         let cases = [
-            ("/v1/metrics one year, step=1h", format!("http://{}/v1/metrics?name=lat&from={year_ago}&to={end}&step=1h", running.addr)),
-            ("/v1/stats ten years", format!("http://{}/v1/stats?name=lat&start={start}&end={end}", running.addr)),
+            ("/v1/metrics one year, step=1h", Ask::Get(format!("http://{}/v1/metrics?name=lat&from={year_ago}&to={end}&step=1h", running.addr))),
+            ("node's own date histogram, one year at 1h (umbrella alias)", Ask::Post(umbrella.clone(), histogram)),
+            ("/v1/stats ten years", Ask::Get(format!("http://{}/v1/stats?name=lat&start={start}&end={end}", running.addr))),
+            ("node's own stats aggregation, ten years (umbrella alias)", Ask::Post(umbrella, totals)),
+            ("node's _cat/indices (what each read listed first)", Ask::Get(format!("{node}/_cat/indices/{prefix}*?format=json&h=index"))),
         ];
-        println!("read latency: {} hourly documents for one series, {requests} sequential requests per endpoint", summary.documents);
-        for (label, url) in cases {
+        println!("read latency: {} hourly documents for one series, {requests} sequential requests per case", summary.documents);
+        for (label, ask) in cases {
             let mut took = Vec::with_capacity(requests);
+            let mut bytes = 0;
             for _ in 0..requests {
                 let t = Instant::now();
-                let r = http.get(&url).send().await.unwrap();
+                let r = match &ask {
+                    Ask::Get(url) => http.get(url).send().await.unwrap(),
+                    Ask::Post(url, body) => http.post(url).json(body).send().await.unwrap(),
+                };
                 assert_eq!(r.status().as_u16(), 200);
-                let _ = r.bytes().await.unwrap();
+                bytes = r.bytes().await.unwrap().len();
                 took.push(t.elapsed());
             }
             took.sort();
-            println!("read latency: {label}: p50 {:.1} ms, p99 {:.1} ms", percentile(&took, 50.0), percentile(&took, 99.0));
+            println!("read latency: {label}: p50 {:.1} ms, p99 {:.1} ms, {bytes} bytes", percentile(&took, 50.0), percentile(&took, 99.0));
         }
         running.stop().await.unwrap();
         let indices: serde_json::Value = http.get(format!("{node}/_cat/indices/{prefix}*?format=json&h=index")).send().await.unwrap().json().await.unwrap();

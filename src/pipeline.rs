@@ -850,6 +850,7 @@ pub async fn serve<C: Clock>(
         .map_err(at(addr))?;
     let addr = listener.local_addr().map_err(at(addr))?;
     tracing::info!(%addr, node = %without_credentials(&url), "listening");
+    let indices = crate::maintain::indices::IndexList::new();
     let maintenance = tokio::spawn(run_scheduled(
         backend.clone(),
         Arc::new(config.clone()),
@@ -857,6 +858,7 @@ pub async fn serve<C: Clock>(
         stats.clone(),
         shutdown.clone(),
         new_index,
+        indices.clone(),
     ));
     let listeners = ListenerContext {
         ingest: ingest.clone(),
@@ -873,6 +875,7 @@ pub async fn serve<C: Clock>(
             backend: backend_for_reads,
             clock: clock_for_reads,
             config: Arc::new(config.clone()),
+            indices,
         },
         read_token.clone(),
     );

@@ -10,6 +10,7 @@ use crate::calendar::rfc3339;
 use crate::clock::{Clock, EpochMillis};
 use crate::config::Config;
 use crate::errors::Chain;
+use crate::maintain::indices::IndexList;
 use crate::maintain::plan::{plan, Plan};
 use crate::persist::backend::{BackendError, SearchBackend};
 use crate::persist::template::index_template;
@@ -138,7 +139,8 @@ const FIRST_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 const LAST_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// `serve`'s maintenance: one pass at start-up, then one at every tick of the schedule, and one
-/// whenever `new_index` is notified (the writer opened an index). Passes run one after another
+/// whenever `new_index` is notified (the writer opened an index); after each, `indices` lists
+/// again. Passes run one after another
 /// in this task, so two never overlap; a failed pass is logged, shown by `/health`, and tried
 /// again after 1 s, 2 s, 4 s… (at most a minute), or at the next tick if that comes first.
 pub async fn run_scheduled<B: SearchBackend, C: Clock>(
@@ -148,12 +150,15 @@ pub async fn run_scheduled<B: SearchBackend, C: Clock>(
     stats: Arc<Stats>,
     shutdown: CancellationToken,
     new_index: Arc<tokio::sync::Notify>,
+    indices: Arc<IndexList>,
 ) {
     let mut retry_in = FIRST_RETRY;
     loop {
         let now = clock.now();
         let started = std::time::Instant::now();
         let outcome = run_pass(backend.as_ref(), &config, now, now, PassOptions::FULL).await;
+        // Even a failed pass may have created or deleted some indices.
+        indices.invalidate();
         let took = started.elapsed();
         let failed = match &outcome {
             Ok(_) => {
@@ -258,6 +263,7 @@ max_deletes = 2
             stats.clone(),
             shutdown.clone(),
             new_index.clone(),
+            IndexList::new(),
         ));
         Loop {
             backend,

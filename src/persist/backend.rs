@@ -645,8 +645,11 @@ impl SearchBackend for HttpBackend {
                 body: truncate(&bytes),
             });
         }
-        let v: Value = decode("_msearch", &bytes)?;
-        let responses = v["responses"].as_array().cloned().unwrap_or_default();
+        let mut v: Value = decode("_msearch", &bytes)?;
+        let responses = match v.get_mut("responses").map(Value::take) {
+            Some(Value::Array(responses)) => responses,
+            _ => Vec::new(),
+        };
         if let Some(error) = responses.iter().find_map(|r| r.get("error")) {
             return Err(BackendError::Status {
                 call: "_msearch".into(),

@@ -14,13 +14,15 @@ use crate::access::{require_token, Token};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::errors::Chain;
+use crate::maintain::indices::IndexList;
 use crate::maintain::plan::archive_spans;
 use crate::persist::backend::{BackendError, SearchBackend};
 use crate::query::filter::{instant, BadParam, GroupBy, SeriesSelector};
 use crate::query::metrics::{
-    document_sketch, fill_percentiles, histograms_of, parse_percentile, parse_stats,
-    points_from_histogram, points_from_sketches, segment_filter, segment_query, segments, Groups,
-    Point, PointsOut, Segment, Stat, StepChoice, MAX_GROUPED_POINTS,
+    direct_query, document_sketch, fill_percentiles, histograms_of, parse_percentile, parse_stats,
+    points_from_documents, points_from_histogram, points_from_sketches, readable_directly,
+    segment_filter, segment_query, segments, Groups, Point, PointsOut, Segment, Stat, StepChoice,
+    MAX_GROUPED_POINTS,
 };
 use crate::query::stats::{stats_from_response, stats_query};
 use crate::sketch::Sketch;
@@ -30,6 +32,8 @@ pub(crate) struct QueryState<B, C> {
     pub backend: Arc<B>,
     pub clock: Arc<C>,
     pub config: Arc<Config>,
+    /// The index list, kept between maintenance passes.
+    pub indices: Arc<IndexList>,
 }
 
 impl<B, C> Clone for QueryState<B, C> {
@@ -38,6 +42,7 @@ impl<B, C> Clone for QueryState<B, C> {
             backend: self.backend.clone(),
             clock: self.clock.clone(),
             config: self.config.clone(),
+            indices: self.indices.clone(),
         }
     }
 }
@@ -46,12 +51,22 @@ impl<B: SearchBackend, C: Clock> QueryState<B, C> {
     /// The index pattern and what each archive serves now (the stitching), or the error answer.
     async fn spans(&self) -> Result<(String, Vec<(usize, i64, i64)>), Response> {
         let pattern = self.config.index.naming.wildcard();
+        let now = self.clock.now();
         let indices = self
-            .backend
-            .list_indices(&pattern)
+            .indices
+            .get(self.backend.as_ref(), &pattern)
             .await
             .map_err(node_error)?;
-        let spans = archive_spans(&self.config, self.clock.now(), &indices);
+        let mut spans = archive_spans(&self.config, now, &indices);
+        if spans.is_empty() {
+            // None known: perhaps the first index appeared since the list was taken.
+            let indices = self
+                .indices
+                .refresh(self.backend.as_ref(), &pattern)
+                .await
+                .map_err(node_error)?;
+            spans = archive_spans(&self.config, now, &indices);
+        }
         Ok((pattern, spans))
     }
 
@@ -79,6 +94,15 @@ impl<B: SearchBackend, C: Clock> QueryState<B, C> {
         }
         let from_histograms = stats.iter().any(|s| s.quantile().is_none());
         let from_sketches = stats.iter().any(|s| s.quantile().is_some());
+        if groups.is_none() && !from_sketches && segs.iter().all(readable_directly) {
+            if let Some(points) = self
+                .points_read_directly(pattern, selector, segs, stats, min_coverage)
+                .await?
+            {
+                out.insert(String::new(), points);
+                return Ok(out);
+            }
+        }
         let responses = if from_histograms {
             let bodies: Vec<_> = segs
                 .iter()
@@ -146,6 +170,35 @@ impl<B: SearchBackend, C: Clock> QueryState<B, C> {
             }
         }
         Ok(out)
+    }
+
+    /// The points of `segs` read document by document (see `metrics::readable_directly`), in
+    /// one `_msearch`; `None` when a segment holds too many documents for that.
+    async fn points_read_directly(
+        &self,
+        pattern: &str,
+        selector: &SeriesSelector,
+        segs: &[Segment],
+        stats: &[Stat],
+        min_coverage: f64,
+    ) -> Result<Option<Vec<Point>>, Response> {
+        let bodies: Vec<_> = segs
+            .iter()
+            .map(|seg| direct_query(&self.config, selector, seg, stats))
+            .collect();
+        let responses = self
+            .backend
+            .msearch(pattern, &bodies)
+            .await
+            .map_err(node_error)?;
+        let mut points = Vec::new();
+        for (seg, response) in segs.iter().zip(&responses) {
+            match points_from_documents(&self.config, seg, response, stats, min_coverage) {
+                Some(read) => points.extend(read),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(points))
     }
 
     /// The groups of a grouped read: the `limit` values of `by`'s field with the most stored
@@ -741,6 +794,7 @@ index_period = "year"
                 backend: Arc::new(backend),
                 clock: Arc::new(ManualClock::new(NOW)),
                 config: Arc::new(Config::from_toml(CONFIG, Path::new("t")).unwrap()),
+                indices: IndexList::new(),
             },
             Token::default(),
         )

@@ -347,6 +347,65 @@ impl Serialize for PointsOut<'_> {
     }
 }
 
+/// What the stored buckets under one point add up to.
+#[derive(Debug, Clone, Copy, Default)]
+struct Under {
+    docs: f64,
+    count: f64,
+    sum: f64,
+    min: Option<f64>,
+    max: Option<f64>,
+    first: Option<f64>,
+    last: Option<f64>,
+}
+
+impl Under {
+    /// The values of `stats` (percentiles `None`), or all `None` when the point is empty or
+    /// covered less than `min_coverage`.
+    fn values(&self, stats: &[Stat], coverage: f64, min_coverage: f64) -> Vec<Option<f64>> {
+        let shown = self.docs > 0.0 && coverage >= min_coverage;
+        stats
+            .iter()
+            .map(|stat| match stat {
+                _ if !shown => None,
+                Stat::Avg => (self.count > 0.0).then(|| self.sum / self.count),
+                Stat::Sum => Some(self.sum),
+                Stat::Count => Some(self.count),
+                Stat::Min => self.min,
+                Stat::Max => self.max,
+                Stat::First => self.first,
+                Stat::Last => self.last,
+                Stat::Percentile(_) => None,
+            })
+            .collect()
+    }
+
+    /// Adds one stored bucket (a document of the series), in time order.
+    fn add(
+        &mut self,
+        count: f64,
+        sum: f64,
+        min: Option<f64>,
+        max: Option<f64>,
+        first: Option<f64>,
+        last: Option<f64>,
+    ) {
+        self.docs += 1.0;
+        self.count += count;
+        self.sum += sum;
+        self.min = match (self.min, min) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.max = match (self.max, max) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.first = self.first.or(first);
+        self.last = last.or(self.last);
+    }
+}
+
 /// Reads one segment's histogram (the `points` aggregation) into points, with the values of
 /// the statistics that are not percentiles (percentiles are `None`, see
 /// [`points_from_sketches`]).
@@ -365,29 +424,125 @@ pub(crate) fn points_from_histogram(
         .iter()
         .filter_map(|b| {
             let t = b["key"].as_i64()?;
-            let docs = b["doc_count"].as_f64().unwrap_or(0.0);
-            let coverage = (docs / expected).min(1.0);
-            let count = b["count"]["value"].as_f64().unwrap_or(0.0);
-            let shown = docs > 0.0 && coverage >= min_coverage;
-            let values = stats
-                .iter()
-                .map(|stat| match stat {
-                    _ if !shown => None,
-                    Stat::Avg => {
-                        (count > 0.0).then(|| b["sum"]["value"].as_f64().unwrap_or(0.0) / count)
-                    }
-                    Stat::Sum => b["sum"]["value"].as_f64(),
-                    Stat::Count => Some(count),
-                    Stat::Min => b["min"]["value"].as_f64(),
-                    Stat::Max => b["max"]["value"].as_f64(),
-                    Stat::First => b["first_doc"]["hits"]["hits"][0]["_source"]["first"].as_f64(),
-                    Stat::Last => b["last_doc"]["hits"]["hits"][0]["_source"]["last"].as_f64(),
-                    Stat::Percentile(_) => None,
-                })
-                .collect();
+            let under = Under {
+                docs: b["doc_count"].as_f64().unwrap_or(0.0),
+                count: b["count"]["value"].as_f64().unwrap_or(0.0),
+                sum: b["sum"]["value"].as_f64().unwrap_or(0.0),
+                min: b["min"]["value"].as_f64(),
+                max: b["max"]["value"].as_f64(),
+                first: b["first_doc"]["hits"]["hits"][0]["_source"]["first"].as_f64(),
+                last: b["last_doc"]["hits"]["hits"][0]["_source"]["last"].as_f64(),
+            };
+            let coverage = (under.docs / expected).min(1.0);
+            let values = under.values(stats, coverage, min_coverage);
             Some(Point::of_segment(config, seg, t, values, coverage))
         })
         .collect()
+}
+
+/// The most documents one segment is read by directly (the node's default
+/// `index.max_result_window`); a segment with more goes through the histogram.
+pub(crate) const MAX_DIRECT_DOCS: usize = 10_000;
+
+/// Whether `seg` can be read document by document: its points are its stored buckets, so
+/// there is nothing to aggregate for one series (several series in one bucket are added up
+/// here), and there are few enough of them.
+pub(crate) fn readable_directly(seg: &Segment) -> bool {
+    seg.interval_ms == seg.stored_step_ms
+        && ((seg.to - seg.from) / seg.interval_ms + 1) < MAX_DIRECT_DOCS as i64
+}
+
+/// The `_search` body reading one segment's documents directly: their statistics as doc values
+/// (no `_source`), in time order.
+pub(crate) fn direct_query(
+    config: &Config,
+    selector: &SeriesSelector,
+    seg: &Segment,
+    stats: &[Stat],
+) -> Value {
+    let mut fields = vec![
+        json!({"field": "@timestamp", "format": "epoch_millis"}),
+        json!("count"),
+        json!("sum"),
+        json!("min"),
+        json!("max"),
+    ];
+    if stats.contains(&Stat::First) {
+        fields.push(json!("first"));
+    }
+    if stats.contains(&Stat::Last) {
+        fields.push(json!("last"));
+    }
+    json!({
+        "size": MAX_DIRECT_DOCS,
+        "track_total_hits": false,
+        "_source": false,
+        "sort": [{"@timestamp": "asc"}],
+        "docvalue_fields": fields,
+        "query": segment_filter(config, selector, seg),
+    })
+}
+
+/// Points from a [`direct_query`]'s answer, one per bucket of the segment (empty ones `None`);
+/// `None` when the answer holds [`MAX_DIRECT_DOCS`] documents (there may be more: read the
+/// histogram instead).
+pub(crate) fn points_from_documents(
+    config: &Config,
+    seg: &Segment,
+    response: &Value,
+    stats: &[Stat],
+    min_coverage: f64,
+) -> Option<Vec<Point>> {
+    let hits = response["hits"]["hits"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
+    if hits.len() >= MAX_DIRECT_DOCS {
+        return None;
+    }
+    let first_bucket = seg.from - seg.from.rem_euclid(seg.interval_ms);
+    let last_bucket = (seg.to - 1) - (seg.to - 1).rem_euclid(seg.interval_ms);
+    let slots = ((last_bucket - first_bucket) / seg.interval_ms + 1).max(0) as usize;
+    let mut under = vec![Under::default(); slots];
+    for hit in hits {
+        let f = &hit["fields"];
+        let number = |name: &str| f[name][0].as_f64();
+        let Some(t) = f["@timestamp"][0]
+            .as_str()
+            .and_then(|t| t.parse::<f64>().ok())
+            .or_else(|| f["@timestamp"][0].as_f64())
+        else {
+            continue;
+        };
+        let t = t as i64;
+        let slot = (t - t.rem_euclid(seg.interval_ms) - first_bucket) / seg.interval_ms;
+        if let Some(u) = usize::try_from(slot).ok().and_then(|i| under.get_mut(i)) {
+            u.add(
+                number("count").unwrap_or(0.0),
+                number("sum").unwrap_or(0.0),
+                number("min"),
+                number("max"),
+                number("first"),
+                number("last"),
+            );
+        }
+    }
+    Some(
+        under
+            .iter()
+            .enumerate()
+            .map(|(i, u)| {
+                let coverage = u.docs.min(1.0);
+                let t = first_bucket + i as i64 * seg.interval_ms;
+                Point::of_segment(
+                    config,
+                    seg,
+                    t,
+                    u.values(stats, coverage, min_coverage),
+                    coverage,
+                )
+            })
+            .collect(),
+    )
 }
 
 /// The query of one segment's documents: the series, the archive, the range. Also what a scroll
@@ -613,6 +768,90 @@ mod tests {
         ];
         fill_percentiles(&mut from_histogram, &points, &stats);
         assert_eq!(from_histogram[0].values, vec![Some(50.5), Some(p90)]);
+    }
+
+    #[test]
+    fn documents_read_directly_give_the_histograms_points() {
+        let cfg = config();
+        let seg = Segment {
+            archive: 0,
+            from: 0,
+            to: 80_000,
+            interval_ms: 20_000,
+            stored_step_ms: 20_000,
+        };
+        assert!(readable_directly(&seg));
+        let q = direct_query(
+            &cfg,
+            &SeriesSelector::from_params(
+                &[("name".to_string(), "c".to_string())]
+                    .into_iter()
+                    .collect(),
+                "name",
+            )
+            .unwrap(),
+            &seg,
+            &[Stat::Avg, Stat::Last],
+        );
+        assert_eq!(q["_source"], false);
+        assert!(q["docvalue_fields"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("last")));
+        let doc = |t: i64, count: f64, sum: f64, min: f64, max: f64| json!({"fields": {"@timestamp": [t.to_string()], "count": [count], "sum": [sum], "min": [min], "max": [max], "last": [max]}});
+        // Two series in the first bucket, none in the second, one in the third.
+        let response = json!({"hits": {"hits": [
+            doc(0, 2.0, 6.0, 1.0, 5.0), doc(0, 1.0, 3.0, 3.0, 3.0), doc(40_000, 1.0, 7.0, 7.0, 7.0)
+        ]}});
+        let stats = [Stat::Avg, Stat::Min, Stat::Max, Stat::Count, Stat::Last];
+        let points = points_from_documents(&cfg, &seg, &response, &stats, 0.0).unwrap();
+        assert_eq!(
+            points
+                .iter()
+                .map(|p| (p.timestamp, p.values.clone(), p.coverage))
+                .collect::<Vec<_>>(),
+            vec![
+                (
+                    0,
+                    vec![Some(3.0), Some(1.0), Some(5.0), Some(3.0), Some(3.0)],
+                    1.0
+                ),
+                (20_000, vec![None; 5], 0.0),
+                (
+                    40_000,
+                    vec![Some(7.0), Some(7.0), Some(7.0), Some(1.0), Some(7.0)],
+                    1.0
+                ),
+                (60_000, vec![None; 5], 0.0),
+            ]
+        );
+        // The same buckets as a histogram answer give the same points.
+        let histogram = json!({"buckets": [
+            {"key": 0, "doc_count": 2, "count": {"value": 3.0}, "sum": {"value": 9.0}, "min": {"value": 1.0}, "max": {"value": 5.0},
+                "last_doc": {"hits": {"hits": [{"_source": {"last": 3.0}}]}}},
+            {"key": 20000, "doc_count": 0, "count": {"value": 0.0}, "sum": {"value": 0.0}, "min": {"value": null}, "max": {"value": null}},
+            {"key": 40000, "doc_count": 1, "count": {"value": 1.0}, "sum": {"value": 7.0}, "min": {"value": 7.0}, "max": {"value": 7.0},
+                "last_doc": {"hits": {"hits": [{"_source": {"last": 7.0}}]}}},
+            {"key": 60000, "doc_count": 0, "count": {"value": 0.0}, "sum": {"value": 0.0}, "min": {"value": null}, "max": {"value": null}}
+        ]});
+        assert_eq!(
+            points_from_histogram(&cfg, &seg, &histogram, &stats, 0.0),
+            points
+        );
+        let full = json!({"hits": {"hits": vec![doc(0, 1.0, 1.0, 1.0, 1.0); MAX_DIRECT_DOCS]}});
+        assert!(
+            points_from_documents(&cfg, &seg, &full, &stats, 0.0).is_none(),
+            "maybe more: read the histogram"
+        );
+        let long = Segment {
+            to: 20_000 * MAX_DIRECT_DOCS as i64,
+            ..seg
+        };
+        assert!(!readable_directly(&long));
+        assert!(!readable_directly(&Segment {
+            interval_ms: 40_000,
+            ..seg
+        }));
     }
 
     #[test]
