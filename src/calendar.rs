@@ -155,6 +155,40 @@ fn from_ymd(year: i32, month: u32) -> EpochMillis {
 
 /// Renders an instant as RFC 3339 UTC with second precision (`2020-04-09T00:00:00Z`), or with
 /// milliseconds when it has them.
+/// [`rfc3339`] without its allocation and format parsing, for the many points of a read:
+/// written into a fixed buffer, returned as text.
+pub fn rfc3339_into(t: EpochMillis, buf: &mut [u8; 24]) -> &str {
+    let d = to_datetime(t);
+    let digits = |out: &mut [u8], mut v: u32| {
+        for slot in out.iter_mut().rev() {
+            *slot = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    let year = d.year().clamp(0, 9999) as u32;
+    digits(&mut buf[0..4], year);
+    buf[4] = b'-';
+    digits(&mut buf[5..7], d.month());
+    buf[7] = b'-';
+    digits(&mut buf[8..10], d.day());
+    buf[10] = b'T';
+    digits(&mut buf[11..13], d.hour());
+    buf[13] = b':';
+    digits(&mut buf[14..16], d.minute());
+    buf[16] = b':';
+    digits(&mut buf[17..19], d.second());
+    let end = if d.nanosecond() == 0 {
+        19
+    } else {
+        buf[19] = b'.';
+        digits(&mut buf[20..23], d.nanosecond() / 1_000_000);
+        23
+    };
+    buf[end] = b'Z';
+    // Only ASCII digits and separators were written.
+    std::str::from_utf8(&buf[..=end]).unwrap_or_default()
+}
+
 pub fn rfc3339(t: EpochMillis) -> String {
     let d = to_datetime(t);
     if d.nanosecond() == 0 {
@@ -278,6 +312,20 @@ impl CalendarSpan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_into_writes_what_rfc3339_does() {
+        let mut buf = [0u8; 24];
+        for t in [
+            0,
+            1_458_172_800_000,
+            1_458_172_800_123,
+            4_102_444_799_999,
+            951_782_400_000,
+        ] {
+            assert_eq!(rfc3339_into(t, &mut buf), rfc3339(t), "{t}");
+        }
+    }
 
     fn at(s: &str) -> EpochMillis {
         DateTime::parse_from_rfc3339(s).unwrap().timestamp_millis()

@@ -635,8 +635,12 @@ impl SearchBackend for HttpBackend {
             ndjson.push_str(&body.to_string());
             ndjson.push('\n');
         }
+        // Only what the read APIs use: each answer's aggregations, its hits' fields (documents
+        // read by doc values), and its error. Each hit's _index, _id, _score and sort would
+        // otherwise double the answer of a direct read.
+        let path = "/_msearch?filter_path=responses.aggregations,responses.hits.hits.fields,responses.error,responses.status";
         let (status, bytes) = self
-            .call(Method::Post, "/_msearch", true, Some(Bytes::from(ndjson)))
+            .call(Method::Post, path, true, Some(Bytes::from(ndjson)))
             .await?;
         if !(200..300).contains(&status) {
             return Err(BackendError::Status {

@@ -121,7 +121,7 @@ impl<B: SearchBackend, C: Clock> QueryState<B, C> {
                 for (key, histogram) in histograms_of(response, groups.is_some()) {
                     by_group.insert(
                         key,
-                        points_from_histogram(&self.config, seg, histogram, stats, min_coverage),
+                        points_from_histogram(seg, histogram, stats, min_coverage),
                     );
                 }
             }
@@ -152,8 +152,7 @@ impl<B: SearchBackend, C: Clock> QueryState<B, C> {
                 }
                 for key in out.keys() {
                     let docs = docs_by_group.remove(key).unwrap_or_default();
-                    let sketched =
-                        points_from_sketches(&self.config, seg, docs, stats, min_coverage);
+                    let sketched = points_from_sketches(seg, docs, stats, min_coverage);
                     match by_group.get_mut(key) {
                         Some(points) => fill_percentiles(points, &sketched, stats),
                         None if !from_histograms => {
@@ -193,7 +192,7 @@ impl<B: SearchBackend, C: Clock> QueryState<B, C> {
             .map_err(node_error)?;
         let mut points = Vec::new();
         for (seg, response) in segs.iter().zip(&responses) {
-            match points_from_documents(&self.config, seg, response, stats, min_coverage) {
+            match points_from_documents(seg, response, stats, min_coverage) {
                 Some(read) => points.extend(read),
                 None => return Ok(None),
             }
@@ -561,13 +560,26 @@ async fn metrics<B: SearchBackend, C: Clock>(
     match groups {
         None => {
             let points = points.into_values().next().unwrap_or_default();
-            Json(json!({"name": name, "points": PointsOut { points: &points, stats: &stats }}))
-                .into_response()
+            // Serialized straight from the points: no JSON tree of thousands of objects first.
+            #[derive(serde::Serialize)]
+            struct Answer<'a> {
+                name: &'a str,
+                points: PointsOut<'a>,
+            }
+            Json(Answer {
+                name: &name,
+                points: PointsOut {
+                    points: &points,
+                    stats: &stats,
+                    config: &s.config,
+                },
+            })
+            .into_response()
         }
         Some((_, truncated)) => {
             let series: Vec<serde_json::Value> = points
                 .iter()
-                .map(|(key, points)| json!({"key": key, "points": PointsOut { points, stats: &stats }}))
+                .map(|(key, points)| json!({"key": key, "points": PointsOut { points, stats: &stats, config: &s.config }}))
                 .collect();
             Json(json!({"name": name, "group_by": group_by.as_param(), "series": series, "truncated": truncated}))
                 .into_response()

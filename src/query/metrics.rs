@@ -11,7 +11,6 @@ use std::str::FromStr;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::calendar::rfc3339;
 use crate::clock::EpochMillis;
 use crate::config::Config;
 use crate::query::filter::SeriesSelector;
@@ -272,10 +271,10 @@ pub(crate) fn histograms_of(response: &Value, grouped: bool) -> Vec<(String, &Va
 /// One point of the answer: one value per statistic asked for, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Point {
-    pub time: String,
     pub timestamp: EpochMillis,
     pub values: Vec<Option<f64>>,
-    pub archive: String,
+    /// The archive read, by configuration order.
+    pub archive: usize,
     /// Seconds covered by the point.
     pub step: i64,
     /// Share of the stored buckets under the point that hold data.
@@ -284,18 +283,11 @@ pub(crate) struct Point {
 
 impl Point {
     /// The point of `seg` that starts at `t`.
-    fn of_segment(
-        config: &Config,
-        seg: &Segment,
-        t: EpochMillis,
-        values: Vec<Option<f64>>,
-        coverage: f64,
-    ) -> Self {
+    fn of_segment(seg: &Segment, t: EpochMillis, values: Vec<Option<f64>>, coverage: f64) -> Self {
         Point {
-            time: rfc3339(t),
             timestamp: t,
             values,
-            archive: config.archives[seg.archive].name.clone(),
+            archive: seg.archive,
             step: seg.interval_ms / 1000,
             coverage,
         }
@@ -306,6 +298,7 @@ impl Point {
 pub(crate) struct PointsOut<'a> {
     pub points: &'a [Point],
     pub stats: &'a [Stat],
+    pub config: &'a Config,
 }
 
 impl Serialize for PointsOut<'_> {
@@ -323,25 +316,29 @@ impl Serialize for PointsOut<'_> {
         }
         let mut seq = s.serialize_seq(Some(self.points.len()))?;
         for p in self.points {
-            struct One<'a>(&'a Point, &'a [Stat]);
+            struct One<'a>(&'a Point, &'a [Stat], &'a Config);
             impl Serialize for One<'_> {
                 fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                    let (p, stats) = (self.0, self.1);
+                    let (p, stats, config) = (self.0, self.1, self.2);
                     let mut map = s.serialize_map(Some(6))?;
-                    map.serialize_entry("time", &p.time)?;
+                    let mut buf = [0u8; 24];
+                    map.serialize_entry(
+                        "time",
+                        crate::calendar::rfc3339_into(p.timestamp, &mut buf),
+                    )?;
                     map.serialize_entry("timestamp", &p.timestamp)?;
                     if stats.len() == 1 {
                         map.serialize_entry("value", &p.values[0])?;
                     } else {
                         map.serialize_entry("values", &Values(&p.values, stats))?;
                     }
-                    map.serialize_entry("archive", &p.archive)?;
+                    map.serialize_entry("archive", &config.archives[p.archive].name)?;
                     map.serialize_entry("step", &p.step)?;
                     map.serialize_entry("coverage", &p.coverage)?;
                     map.end()
                 }
             }
-            seq.serialize_element(&One(p, self.stats))?;
+            seq.serialize_element(&One(p, self.stats, self.config))?;
         }
         seq.end()
     }
@@ -410,7 +407,6 @@ impl Under {
 /// the statistics that are not percentiles (percentiles are `None`, see
 /// [`points_from_sketches`]).
 pub(crate) fn points_from_histogram(
-    config: &Config,
     seg: &Segment,
     histogram: &Value,
     stats: &[Stat],
@@ -435,7 +431,7 @@ pub(crate) fn points_from_histogram(
             };
             let coverage = (under.docs / expected).min(1.0);
             let values = under.values(stats, coverage, min_coverage);
-            Some(Point::of_segment(config, seg, t, values, coverage))
+            Some(Point::of_segment(seg, t, values, coverage))
         })
         .collect()
 }
@@ -477,6 +473,7 @@ pub(crate) fn direct_query(
         "size": MAX_DIRECT_DOCS,
         "track_total_hits": false,
         "_source": false,
+        "stored_fields": "_none_",
         "sort": [{"@timestamp": "asc"}],
         "docvalue_fields": fields,
         "query": segment_filter(config, selector, seg),
@@ -487,7 +484,6 @@ pub(crate) fn direct_query(
 /// `None` when the answer holds [`MAX_DIRECT_DOCS`] documents (there may be more: read the
 /// histogram instead).
 pub(crate) fn points_from_documents(
-    config: &Config,
     seg: &Segment,
     response: &Value,
     stats: &[Stat],
@@ -533,13 +529,7 @@ pub(crate) fn points_from_documents(
             .map(|(i, u)| {
                 let coverage = u.docs.min(1.0);
                 let t = first_bucket + i as i64 * seg.interval_ms;
-                Point::of_segment(
-                    config,
-                    seg,
-                    t,
-                    u.values(stats, coverage, min_coverage),
-                    coverage,
-                )
+                Point::of_segment(seg, t, u.values(stats, coverage, min_coverage), coverage)
             })
             .collect(),
     )
@@ -569,7 +559,6 @@ pub(crate) fn document_sketch(doc: &Value) -> Option<(EpochMillis, Sketch)> {
 /// Points of one segment from its documents' sketches: each point merges the sketches of the
 /// stored buckets under it and reads each percentile of `stats` (other statistics are `None`).
 pub(crate) fn points_from_sketches<'d>(
-    config: &Config,
     seg: &Segment,
     docs: impl IntoIterator<Item = &'d Value>,
     stats: &[Stat],
@@ -596,7 +585,7 @@ pub(crate) fn points_from_sketches<'d>(
             .iter()
             .map(|stat| shown.zip(stat.quantile()).and_then(|(s, q)| s.quantile(q)))
             .collect();
-        points.push(Point::of_segment(config, seg, t, values, coverage));
+        points.push(Point::of_segment(seg, t, values, coverage));
         t += seg.interval_ms;
     }
     points
@@ -690,20 +679,19 @@ mod tests {
             {"key": 40000, "doc_count": 1, "count": {"value": 2.0}, "sum": {"value": 2.0}, "min": {"value": 1.0}, "max": {"value": 1.0}},
             {"key": 80000, "doc_count": 0, "count": {"value": 0.0}, "sum": {"value": 0.0}, "min": {"value": null}, "max": {"value": null}}
         ]});
-        let avg = points_from_histogram(&cfg, &seg, &histogram, &[Stat::Avg], 0.0);
+        let avg = points_from_histogram(&seg, &histogram, &[Stat::Avg], 0.0);
         assert_eq!(
             avg.iter().map(|p| p.values[0]).collect::<Vec<_>>(),
             vec![Some(3.0), Some(1.0), None]
         );
         assert_eq!(avg[1].coverage, 0.5);
         assert_eq!(avg[0].step, 40);
-        let strict = points_from_histogram(&cfg, &seg, &histogram, &[Stat::Max], 0.75);
+        let strict = points_from_histogram(&seg, &histogram, &[Stat::Max], 0.75);
         assert_eq!(
             strict.iter().map(|p| p.values[0]).collect::<Vec<_>>(),
             vec![Some(5.0), None, None]
         );
         let several = points_from_histogram(
-            &cfg,
             &seg,
             &histogram,
             &[Stat::Avg, Stat::Min, Stat::Max, Stat::Percentile(99_000)],
@@ -717,6 +705,7 @@ mod tests {
         let text = serde_json::to_value(PointsOut {
             points: &several[..1],
             stats: &stats[..3],
+            config: &cfg,
         })
         .unwrap();
         assert_eq!(
@@ -727,6 +716,7 @@ mod tests {
         let one = serde_json::to_value(PointsOut {
             points: &avg[..1],
             stats: &[Stat::Avg],
+            config: &cfg,
         })
         .unwrap();
         assert_eq!(
@@ -746,16 +736,15 @@ mod tests {
 
     #[test]
     fn percentile_points_merge_the_sketches_under_each_point() {
-        let cfg = config();
         let seg = segment_of_20s_buckets(80_000);
         let doc = |t: i64, values: std::ops::RangeInclusive<i32>| {
             let mut s = Sketch::new();
             values.for_each(|v| s.add(f64::from(v)));
-            json!({"@timestamp": rfc3339(t), "sketch": s.to_base64()})
+            json!({"@timestamp": crate::calendar::rfc3339(t), "sketch": s.to_base64()})
         };
         let docs = [doc(0, 1..=50), doc(20_000, 51..=100)];
         let stats = [Stat::Avg, Stat::Percentile(90_000)];
-        let points = points_from_sketches(&cfg, &seg, &docs, &stats, 0.0);
+        let points = points_from_sketches(&seg, &docs, &stats, 0.0);
         assert_eq!(points.len(), 2);
         let p90 = points[0].values[1].unwrap();
         assert!((p90 - 90.0).abs() <= 0.9, "{p90}");
@@ -763,8 +752,8 @@ mod tests {
         assert_eq!(points[0].coverage, 1.0);
         assert_eq!(points[1].values[1], None);
         let mut from_histogram = vec![
-            Point::of_segment(&cfg, &seg, 0, vec![Some(50.5), None], 1.0),
-            Point::of_segment(&cfg, &seg, 40_000, vec![None, None], 0.0),
+            Point::of_segment(&seg, 0, vec![Some(50.5), None], 1.0),
+            Point::of_segment(&seg, 40_000, vec![None, None], 0.0),
         ];
         fill_percentiles(&mut from_histogram, &points, &stats);
         assert_eq!(from_histogram[0].values, vec![Some(50.5), Some(p90)]);
@@ -804,7 +793,7 @@ mod tests {
             doc(0, 2.0, 6.0, 1.0, 5.0), doc(0, 1.0, 3.0, 3.0, 3.0), doc(40_000, 1.0, 7.0, 7.0, 7.0)
         ]}});
         let stats = [Stat::Avg, Stat::Min, Stat::Max, Stat::Count, Stat::Last];
-        let points = points_from_documents(&cfg, &seg, &response, &stats, 0.0).unwrap();
+        let points = points_from_documents(&seg, &response, &stats, 0.0).unwrap();
         assert_eq!(
             points
                 .iter()
@@ -834,13 +823,10 @@ mod tests {
                 "last_doc": {"hits": {"hits": [{"_source": {"last": 7.0}}]}}},
             {"key": 60000, "doc_count": 0, "count": {"value": 0.0}, "sum": {"value": 0.0}, "min": {"value": null}, "max": {"value": null}}
         ]});
-        assert_eq!(
-            points_from_histogram(&cfg, &seg, &histogram, &stats, 0.0),
-            points
-        );
+        assert_eq!(points_from_histogram(&seg, &histogram, &stats, 0.0), points);
         let full = json!({"hits": {"hits": vec![doc(0, 1.0, 1.0, 1.0, 1.0); MAX_DIRECT_DOCS]}});
         assert!(
-            points_from_documents(&cfg, &seg, &full, &stats, 0.0).is_none(),
+            points_from_documents(&seg, &full, &stats, 0.0).is_none(),
             "maybe more: read the histogram"
         );
         let long = Segment {

@@ -734,3 +734,106 @@ fn urlencode(text: &str) -> String {
         })
         .collect()
 }
+
+#[tokio::test]
+async fn indices_of_an_older_template_and_of_the_current_one_read_alike() {
+    use strata::maintain::run::{run_pass, PassOptions};
+    use strata::persist::backend::HttpBackend;
+
+    let scope = Scope::new("mixed");
+    let archives = archive("1h", "1h", "10 years", "year", "10s");
+    let cfg = scope.config(&archives, FAST);
+    // The 2025 index as an older strata made it: every statistic indexed for search too.
+    let mut template = strata::persist::template::index_template(&cfg);
+    let mut mappings = template["template"]["mappings"].take();
+    for field in ["count", "sum", "min", "max", "avg", "first", "last"] {
+        let kind = mappings["properties"][field]["type"].clone();
+        mappings["properties"][field] = json!({"type": kind});
+    }
+    let old = format!("{}1h-2025", scope.prefix);
+    let (status, body) = scope
+        .send(
+            reqwest::Method::PUT,
+            &format!("/{old}"),
+            json!({"settings": {"number_of_replicas": 0}, "mappings": mappings}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // Three events an hour around the new year: the last day of 2025, the first of 2026.
+    let first = ms("2025-12-31T00:00:00Z");
+    let mut lines = Vec::new();
+    for h in 0..48 {
+        for k in 0..3 {
+            lines.push(format!(
+                r#"{{"name":"m","value":{},"timestamp":{}}}"#,
+                h * 3 + k,
+                first + h * 3_600_000 + k * 600_000
+            ));
+        }
+    }
+    let now = ms("2026-01-05T00:00:00Z");
+    replay_ndjson_at(&cfg, &lines.join("\n"), now)
+        .await
+        .unwrap();
+    let backend = HttpBackend::connect(&scope.node, &cfg.node).unwrap();
+    run_pass(&backend, &cfg, now, now, PassOptions::FULL)
+        .await
+        .unwrap();
+    scope.refresh().await;
+    let (_, mapping) = scope
+        .get(&format!("/{}1h-*/_mapping/field/count", scope.prefix))
+        .await;
+    let indexed =
+        |index: &str| mapping[index]["mappings"]["count"]["mapping"]["count"]["index"].clone();
+    assert_eq!(
+        indexed(&old),
+        Value::Null,
+        "the older index searches its statistics"
+    );
+    assert_eq!(
+        indexed(&format!("{}1h-2026", scope.prefix)),
+        json!(false),
+        "the new one keeps them as doc values only"
+    );
+
+    let clock = ManualClock::new(now);
+    let running = start(&scope, &archives, FAST, &clock).await;
+    let (status, stats) = get_json(
+        &scope,
+        format!(
+            "http://{}/v1/stats?name=m&start=2025-12-31T00:00:00Z&end=2026-01-01T23:59:59Z",
+            running.addr
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{stats}");
+    let n = 144.0;
+    assert_eq!(
+        stats,
+        json!({"count": 144, "sum": n * (n - 1.0) / 2.0, "min": 0.0, "max": n - 1.0, "average": (n - 1.0) / 2.0})
+    );
+    for step in ["1h", "1d"] {
+        let (status, body) = get_json(
+            &scope,
+            format!(
+                "http://{}/v1/metrics?name=m&from=2025-12-31T00:00:00Z&to=2026-01-01T23:59:59Z&step={step}&stat=count,max",
+                running.addr
+            ),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let points = body["points"].as_array().unwrap();
+        let total: f64 = points
+            .iter()
+            .filter_map(|p| p["values"]["count"].as_f64())
+            .sum();
+        assert_eq!(total, 144.0, "step {step}: every event, from both indices");
+        assert_eq!(
+            points.last().unwrap()["values"]["max"],
+            json!(n - 1.0),
+            "step {step}"
+        );
+    }
+    running.stop().await.unwrap();
+    scope.cleanup().await;
+}
