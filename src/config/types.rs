@@ -219,6 +219,8 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// Request bytes being received or parsed at once, over all requests.
     pub max_inflight_bytes: usize,
+    /// Read requests served at once (the stored-data reads); others wait their turn.
+    pub max_concurrent_reads: usize,
     /// The bearer token the ingest routes require, when set.
     pub write_token: Option<SecretSource>,
     /// The bearer token the read routes require, when set.

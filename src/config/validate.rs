@@ -532,6 +532,12 @@ const MAX_INFLIGHT_BYTES: usize = 1 << 40;
 /// for seconds each (1 200 keys in one bulk request took 45 s on OpenSearch 2.19 here).
 const MAX_TAG_KEYS: usize = 10_000;
 
+/// Stored-data reads served at once by default: enough for a few dashboards refreshing
+/// together, few enough that readers queue instead of taking the cores from ingest (with 20
+/// readers asking back to back and no bound, HTTP ingest fell by half on 2 cores; see
+/// BENCHMARKS.md).
+const DEFAULT_CONCURRENT_READS: usize = 2;
+
 fn validate_http(raw: RawHttp, problems: &mut Problems) -> Option<HttpConfig> {
     let listen = raw.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
     let max_body_bytes = raw.max_body_bytes.unwrap_or(16 * 1024 * 1024);
@@ -544,6 +550,14 @@ fn validate_http(raw: RawHttp, problems: &mut Problems) -> Option<HttpConfig> {
             "http.max_inflight_bytes",
             max_inflight_bytes,
             format!("must be at least http.max_body_bytes ({max_body_bytes}) and at most {MAX_INFLIGHT_BYTES}"),
+        );
+    }
+    let max_concurrent_reads = raw.max_concurrent_reads.unwrap_or(DEFAULT_CONCURRENT_READS);
+    if max_concurrent_reads == 0 || max_concurrent_reads > 1024 {
+        problems.add(
+            "http.max_concurrent_reads",
+            max_concurrent_reads,
+            "must be from 1 to 1024",
         );
     }
     let write_token = secret_source(
@@ -563,6 +577,7 @@ fn validate_http(raw: RawHttp, problems: &mut Problems) -> Option<HttpConfig> {
             listen,
             max_body_bytes,
             max_inflight_bytes,
+            max_concurrent_reads,
             write_token,
             read_token,
         }),

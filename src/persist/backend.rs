@@ -384,7 +384,14 @@ struct BulkItem {
 fn describe_error(error: &Value) -> String {
     let kind = error.get("type").and_then(Value::as_str).unwrap_or("error");
     let reason = error.get("reason").and_then(Value::as_str).unwrap_or("");
-    match error.pointer("/caused_by/reason").and_then(Value::as_str) {
+    // "all shards failed" says nothing: the first shard's reason does.
+    let cause = error
+        .pointer("/caused_by/reason")
+        .or_else(|| error.pointer("/root_cause/0/reason"))
+        .or_else(|| error.pointer("/failed_shards/0/reason/reason"))
+        .and_then(Value::as_str)
+        .filter(|cause| *cause != reason);
+    match cause {
         Some(cause) => format!("{kind}: {reason} (caused by: {cause})"),
         None => format!("{kind}: {reason}"),
     }

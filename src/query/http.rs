@@ -272,9 +272,27 @@ pub(crate) fn router<B: SearchBackend, C: Clock>(state: QueryState<B, C>, token:
         .route("/read", get(read::<B, C>))
         .route("/v1/series", get(series::<B, C>))
         .route("/v1/archives", get(archives::<B, C>))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::new(tokio::sync::Semaphore::new(
+                state.config.http.max_concurrent_reads,
+            )),
+            one_of_few,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(token, require_token))
         .merge(crate::query::page::router())
         .with_state(state)
+}
+
+/// Lets a read run once one of `http.max_concurrent_reads` turns is free: readers queue rather
+/// than take the cores ingest needs.
+async fn one_of_few(
+    State(turns): State<Arc<tokio::sync::Semaphore>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    // The semaphore is never closed.
+    let _turn = turns.acquire().await;
+    next.run(request).await
 }
 
 /// `GET /v1/archives`: the configured archives, finest first as configured.
