@@ -186,40 +186,30 @@ fn events(series: u64, now: i64) -> (String, u64) {
         x ^= x << 17;
         (x % 10_000) as f64 / 100.0
     };
-    for s in 0..series {
-        let dc = if s % 2 == 0 { "par" } else { "ams" };
-        let mut t = start;
-        while t < end {
-            for k in 0..3 {
-                out.push_str(&format!(
-                    "{{\"name\":\"app.latency.{s}\",\"host\":\"web-{}\",\"tags\":{{\"dc\":\"{dc}\"}},\"value\":{},\"timestamp\":{}}}\n",
-                    s % 10,
-                    value(),
-                    t + k * 1_200_000
-                ));
-                n += 1;
+    let mut buckets = |series: &mut dyn Iterator<Item = u64>,
+                       from: i64,
+                       step: i64,
+                       spacing: i64| {
+        for s in series {
+            let dc = if s % 2 == 0 { "par" } else { "ams" };
+            let mut t = from;
+            while t < end {
+                for k in 0..3 {
+                    out.push_str(&format!(
+                        "{{\"name\":\"app.latency.{s}\",\"host\":\"web-{}\",\"tags\":{{\"dc\":\"{dc}\"}},\"value\":{},\"timestamp\":{}}}\n",
+                        s % 10,
+                        value(),
+                        t + k * spacing
+                    ));
+                    n += 1;
+                }
+                t += step;
             }
-            t += hour;
         }
-    }
+    };
+    buckets(&mut (0..series), start, hour, 1_200_000);
     // A day of 20-second buckets for a fifth of the series.
-    let day_start = end - 24 * hour;
-    for s in (0..series).step_by(5) {
-        let dc = if s % 2 == 0 { "par" } else { "ams" };
-        let mut t = day_start;
-        while t < end {
-            for k in 0..3 {
-                out.push_str(&format!(
-                    "{{\"name\":\"app.latency.{s}\",\"host\":\"web-{}\",\"tags\":{{\"dc\":\"{dc}\"}},\"value\":{},\"timestamp\":{}}}\n",
-                    s % 10,
-                    value(),
-                    t + k * 6_000
-                ));
-                n += 1;
-            }
-            t += 20_000;
-        }
-    }
+    buckets(&mut (0..series).step_by(5), end - 24 * hour, 20_000, 6_000);
     (out, n)
 }
 

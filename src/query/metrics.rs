@@ -377,29 +377,21 @@ impl Under {
             .collect()
     }
 
-    /// Adds one stored bucket (a document of the series), in time order.
-    fn add(
-        &mut self,
-        count: f64,
-        sum: f64,
-        min: Option<f64>,
-        max: Option<f64>,
-        first: Option<f64>,
-        last: Option<f64>,
-    ) {
-        self.docs += 1.0;
-        self.count += count;
-        self.sum += sum;
-        self.min = match (self.min, min) {
+    /// Adds one stored bucket (a document of the series, `docs` 1), in time order.
+    fn add(&mut self, doc: Under) {
+        self.docs += doc.docs;
+        self.count += doc.count;
+        self.sum += doc.sum;
+        self.min = match (self.min, doc.min) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        self.max = match (self.max, max) {
+        self.max = match (self.max, doc.max) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         };
-        self.first = self.first.or(first);
-        self.last = last.or(self.last);
+        self.first = self.first.or(doc.first);
+        self.last = doc.last.or(self.last);
     }
 }
 
@@ -512,14 +504,15 @@ pub(crate) fn points_from_documents(
         let t = t as i64;
         let slot = (t - t.rem_euclid(seg.interval_ms) - first_bucket) / seg.interval_ms;
         if let Some(u) = usize::try_from(slot).ok().and_then(|i| under.get_mut(i)) {
-            u.add(
-                number("count").unwrap_or(0.0),
-                number("sum").unwrap_or(0.0),
-                number("min"),
-                number("max"),
-                number("first"),
-                number("last"),
-            );
+            u.add(Under {
+                docs: 1.0,
+                count: number("count").unwrap_or(0.0),
+                sum: number("sum").unwrap_or(0.0),
+                min: number("min"),
+                max: number("max"),
+                first: number("first"),
+                last: number("last"),
+            });
         }
     }
     Some(
