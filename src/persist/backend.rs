@@ -14,6 +14,7 @@ use elasticsearch::http::headers::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use elasticsearch::http::transport::{SingleNodeConnectionPool, Transport, TransportBuilder};
 use elasticsearch::http::{Method, Url};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::config::{NodeAuth, NodeConfig};
@@ -185,12 +186,14 @@ pub trait SearchBackend: Send + Sync + 'static {
         pattern: &str,
         body: &Value,
     ) -> impl Future<Output = Result<Value, BackendError>> + Send;
-    /// Several searches over `pattern` in one `_msearch`; one response per body, in order.
+    /// Several searches over `pattern` in one `_msearch`; one response per body, in order, as
+    /// JSON text for the caller to read as it needs (a tree, or a typed struct for the large
+    /// answers of direct reads).
     fn msearch(
         &self,
         pattern: &str,
         bodies: &[Value],
-    ) -> impl Future<Output = Result<Vec<Value>, BackendError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Box<RawValue>>, BackendError>> + Send;
     /// Makes recent writes to the indices matching `pattern` searchable.
     fn refresh(&self, pattern: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
     /// Every hit's `_source` for `query` over `pattern`, read in pages (scroll).
@@ -633,7 +636,11 @@ impl SearchBackend for HttpBackend {
         )
     }
 
-    async fn msearch(&self, pattern: &str, bodies: &[Value]) -> Result<Vec<Value>, BackendError> {
+    async fn msearch(
+        &self,
+        pattern: &str,
+        bodies: &[Value],
+    ) -> Result<Vec<Box<RawValue>>, BackendError> {
         let header = serde_json::json!({"index": pattern, "ignore_unavailable": true, "allow_no_indices": true});
         let mut ndjson = String::new();
         for body in bodies {
@@ -656,19 +663,27 @@ impl SearchBackend for HttpBackend {
                 body: truncate(&bytes),
             });
         }
-        let mut v: Value = decode("_msearch", &bytes)?;
-        let responses = match v.get_mut("responses").map(Value::take) {
-            Some(Value::Array(responses)) => responses,
-            _ => Vec::new(),
-        };
-        if let Some(error) = responses.iter().find_map(|r| r.get("error")) {
-            return Err(BackendError::Status {
-                call: "_msearch".into(),
-                status: 400,
-                body: describe_error(error),
-            });
+        #[derive(Deserialize)]
+        struct Answers {
+            #[serde(default)]
+            responses: Vec<Box<RawValue>>,
         }
-        Ok(responses)
+        /// Only the error of one answer; the rest is skimmed, not built.
+        #[derive(Deserialize)]
+        struct ErrorOnly {
+            error: Option<Value>,
+        }
+        let answers: Answers = decode("_msearch", &bytes)?;
+        for response in &answers.responses {
+            if let Ok(ErrorOnly { error: Some(error) }) = serde_json::from_str(response.get()) {
+                return Err(BackendError::Status {
+                    call: "_msearch".into(),
+                    status: 400,
+                    body: describe_error(&error),
+                });
+            }
+        }
+        Ok(answers.responses)
     }
 
     async fn refresh(&self, pattern: &str) -> Result<(), BackendError> {

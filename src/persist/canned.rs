@@ -232,7 +232,11 @@ impl SearchBackend for CannedBackend {
         Err(status_error("_search", 404))
     }
 
-    async fn msearch(&self, _pattern: &str, _bodies: &[Value]) -> Result<Vec<Value>, BackendError> {
+    async fn msearch(
+        &self,
+        _pattern: &str,
+        _bodies: &[Value],
+    ) -> Result<Vec<Box<serde_json::value::RawValue>>, BackendError> {
         Err(status_error("_msearch", 404))
     }
 

@@ -21,8 +21,8 @@ use crate::query::filter::{instant, BadParam, GroupBy, SeriesSelector};
 use crate::query::metrics::{
     direct_query, document_sketch, fill_percentiles, histograms_of, parse_percentile, parse_stats,
     points_from_documents, points_from_histogram, points_from_sketches, readable_directly,
-    segment_filter, segment_query, segments, Groups, Point, PointsOut, Segment, Stat, StepChoice,
-    MAX_GROUPED_POINTS,
+    segment_filter, segment_query, segments, DirectAnswer, Groups, Point, PointsOut, Segment, Stat,
+    StepChoice, MAX_GROUPED_POINTS,
 };
 use crate::query::stats::{stats_from_response, stats_query};
 use crate::sketch::Sketch;
@@ -108,10 +108,20 @@ impl<B: SearchBackend, C: Clock> QueryState<B, C> {
                 .iter()
                 .map(|seg| segment_query(&self.config, selector, seg, stats, groups.map(|g| g.1)))
                 .collect();
-            self.backend
+            let raw = self
+                .backend
                 .msearch(pattern, &bodies)
                 .await
-                .map_err(node_error)?
+                .map_err(node_error)?;
+            raw.iter()
+                .map(|r| serde_json::from_str::<serde_json::Value>(r.get()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|source| {
+                    node_error(BackendError::Decode {
+                        call: "_msearch".into(),
+                        source,
+                    })
+                })?
         } else {
             Vec::new()
         };
@@ -192,7 +202,13 @@ impl<B: SearchBackend, C: Clock> QueryState<B, C> {
             .map_err(node_error)?;
         let mut points = Vec::new();
         for (seg, response) in segs.iter().zip(&responses) {
-            match points_from_documents(seg, response, stats, min_coverage) {
+            let answer: DirectAnswer = serde_json::from_str(response.get()).map_err(|source| {
+                node_error(BackendError::Decode {
+                    call: "_msearch".into(),
+                    source,
+                })
+            })?;
+            match points_from_documents(seg, &answer, stats, min_coverage) {
                 Some(read) => points.extend(read),
                 None => return Ok(None),
             }

@@ -472,18 +472,79 @@ pub(crate) fn direct_query(
     })
 }
 
+/// A [`direct_query`]'s answer, read straight into what is used (it is the largest answer a
+/// read gets: about 95 bytes a document).
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct DirectAnswer {
+    #[serde(default)]
+    hits: DirectHits,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct DirectHits {
+    #[serde(default)]
+    hits: Vec<DirectHit>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct DirectHit {
+    fields: DirectFields,
+}
+
+/// A document's doc values, each a one-element array.
+#[derive(Debug, serde::Deserialize)]
+struct DirectFields {
+    #[serde(rename = "@timestamp")]
+    timestamp: (Millis,),
+    count: Option<(f64,)>,
+    sum: Option<(f64,)>,
+    min: Option<(f64,)>,
+    max: Option<(f64,)>,
+    first: Option<(f64,)>,
+    last: Option<(f64,)>,
+}
+
+/// A time in epoch milliseconds, written as text (`format: epoch_millis`) or as a number.
+#[derive(Debug)]
+struct Millis(i64);
+
+impl<'de> serde::Deserialize<'de> for Millis {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = Millis;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("epoch milliseconds")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Millis, E> {
+                v.parse::<f64>()
+                    .map(|t| Millis(t as i64))
+                    .map_err(|_| E::custom(format!("{v:?} is not epoch milliseconds")))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Millis, E> {
+                Ok(Millis(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Millis, E> {
+                Ok(Millis(v as i64))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Millis, E> {
+                Ok(Millis(v as i64))
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
+
 /// Points from a [`direct_query`]'s answer, one per bucket of the segment (empty ones `None`);
 /// `None` when the answer holds [`MAX_DIRECT_DOCS`] documents (there may be more: read the
 /// histogram instead).
 pub(crate) fn points_from_documents(
     seg: &Segment,
-    response: &Value,
+    answer: &DirectAnswer,
     stats: &[Stat],
     min_coverage: f64,
 ) -> Option<Vec<Point>> {
-    let hits = response["hits"]["hits"]
-        .as_array()
-        .map_or(&[][..], Vec::as_slice);
+    let hits = &answer.hits.hits;
     if hits.len() >= MAX_DIRECT_DOCS {
         return None;
     }
@@ -492,26 +553,18 @@ pub(crate) fn points_from_documents(
     let slots = ((last_bucket - first_bucket) / seg.interval_ms + 1).max(0) as usize;
     let mut under = vec![Under::default(); slots];
     for hit in hits {
-        let f = &hit["fields"];
-        let number = |name: &str| f[name][0].as_f64();
-        let Some(t) = f["@timestamp"][0]
-            .as_str()
-            .and_then(|t| t.parse::<f64>().ok())
-            .or_else(|| f["@timestamp"][0].as_f64())
-        else {
-            continue;
-        };
-        let t = t as i64;
+        let f = &hit.fields;
+        let t = f.timestamp.0 .0;
         let slot = (t - t.rem_euclid(seg.interval_ms) - first_bucket) / seg.interval_ms;
         if let Some(u) = usize::try_from(slot).ok().and_then(|i| under.get_mut(i)) {
             u.add(Under {
                 docs: 1.0,
-                count: number("count").unwrap_or(0.0),
-                sum: number("sum").unwrap_or(0.0),
-                min: number("min"),
-                max: number("max"),
-                first: number("first"),
-                last: number("last"),
+                count: f.count.map_or(0.0, |v| v.0),
+                sum: f.sum.map_or(0.0, |v| v.0),
+                min: f.min.map(|v| v.0),
+                max: f.max.map(|v| v.0),
+                first: f.first.map(|v| v.0),
+                last: f.last.map(|v| v.0),
             });
         }
     }
@@ -786,6 +839,7 @@ mod tests {
             doc(0, 2.0, 6.0, 1.0, 5.0), doc(0, 1.0, 3.0, 3.0, 3.0), doc(40_000, 1.0, 7.0, 7.0, 7.0)
         ]}});
         let stats = [Stat::Avg, Stat::Min, Stat::Max, Stat::Count, Stat::Last];
+        let response: DirectAnswer = serde_json::from_value(response).unwrap();
         let points = points_from_documents(&seg, &response, &stats, 0.0).unwrap();
         assert_eq!(
             points
@@ -817,7 +871,10 @@ mod tests {
             {"key": 60000, "doc_count": 0, "count": {"value": 0.0}, "sum": {"value": 0.0}, "min": {"value": null}, "max": {"value": null}}
         ]});
         assert_eq!(points_from_histogram(&seg, &histogram, &stats, 0.0), points);
-        let full = json!({"hits": {"hits": vec![doc(0, 1.0, 1.0, 1.0, 1.0); MAX_DIRECT_DOCS]}});
+        let full: DirectAnswer = serde_json::from_value(
+            json!({"hits": {"hits": vec![doc(0, 1.0, 1.0, 1.0, 1.0); MAX_DIRECT_DOCS]}}),
+        )
+        .unwrap();
         assert!(
             points_from_documents(&seg, &full, &stats, 0.0).is_none(),
             "maybe more: read the histogram"
