@@ -182,5 +182,44 @@ index_period = "week"
             dockerfile.contains("COPY archives.toml "),
             "the image ships the same file"
         );
+        // What the binary embeds must be in the image's build stage too.
+        for dir in embedded_dirs(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src")) {
+            assert!(
+                dockerfile
+                    .lines()
+                    .any(|l| l.trim() == format!("COPY {dir} {dir}")),
+                "the Dockerfile's build stage copies {dir}/, which src/ embeds"
+            );
+        }
+    }
+
+    /// The top-level directories whose files the sources embed (`include_str!`, `include_bytes!`).
+    fn embedded_dirs(dir: &Path) -> std::collections::BTreeSet<String> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut found = std::collections::BTreeSet::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                found.extend(embedded_dirs(&path));
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let after = |mac: &'static str| text.split(mac).skip(1);
+            for part in after("include_str!(\"").chain(after("include_bytes!(\"")) {
+                let Some(relative) = part.split('"').next() else {
+                    continue;
+                };
+                let target = path.parent().unwrap().join(relative);
+                let Ok(canonical) = target.canonicalize() else {
+                    continue;
+                };
+                if let Ok(inside) = canonical.strip_prefix(root.canonicalize().unwrap()) {
+                    if let Some(first) = inside.components().next() {
+                        found.insert(first.as_os_str().to_string_lossy().into_owned());
+                    }
+                }
+            }
+        }
+        found
     }
 }
