@@ -114,14 +114,9 @@ impl<B: SearchBackend, C: Clock> QueryState<B, C> {
                 .await
                 .map_err(node_error)?;
             raw.iter()
-                .map(|r| serde_json::from_str::<serde_json::Value>(r.get()))
+                .map(|r| read_answer::<serde_json::Value>(r))
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|source| {
-                    node_error(BackendError::Decode {
-                        call: "_msearch".into(),
-                        source,
-                    })
-                })?
+                .map_err(node_error)?
         } else {
             Vec::new()
         };
@@ -202,12 +197,7 @@ impl<B: SearchBackend, C: Clock> QueryState<B, C> {
             .map_err(node_error)?;
         let mut points = Vec::new();
         for (seg, response) in segs.iter().zip(&responses) {
-            let answer: DirectAnswer = serde_json::from_str(response.get()).map_err(|source| {
-                node_error(BackendError::Decode {
-                    call: "_msearch".into(),
-                    source,
-                })
-            })?;
+            let answer: DirectAnswer = read_answer(response).map_err(node_error)?;
             match points_from_documents(seg, &answer, stats, min_coverage) {
                 Some(read) => points.extend(read),
                 None => return Ok(None),
@@ -329,6 +319,16 @@ async fn archives<B: SearchBackend, C: Clock>(State(s): State<QueryState<B, C>>)
         })
         .collect();
     Json(list).into_response()
+}
+
+/// One `_msearch` answer read as `T`.
+fn read_answer<T: serde::de::DeserializeOwned>(
+    raw: &serde_json::value::RawValue,
+) -> Result<T, BackendError> {
+    serde_json::from_str(raw.get()).map_err(|source| BackendError::Decode {
+        call: "_msearch".into(),
+        source,
+    })
 }
 
 fn bad_request(e: BadParam) -> Response {
@@ -562,10 +562,7 @@ async fn metrics<B: SearchBackend, C: Clock>(
         Err(answer) => return answer,
     };
     if let Some((g, _)) = &groups {
-        let per_series: i64 = segs
-            .iter()
-            .map(|seg| (seg.to - seg.from) / seg.interval_ms + 1)
-            .sum();
+        let per_series: i64 = segs.iter().map(Segment::point_count).sum();
         if per_series * g.keys.len() as i64 > MAX_GROUPED_POINTS {
             return bad_request(BadParam {
                 param: "step".into(),

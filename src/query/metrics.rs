@@ -143,6 +143,23 @@ pub(crate) struct Segment {
     pub stored_step_ms: i64,
 }
 
+impl Segment {
+    /// The start of the segment's first point.
+    pub(crate) fn first_point(&self) -> EpochMillis {
+        self.from - self.from.rem_euclid(self.interval_ms)
+    }
+
+    /// The start of the segment's last point.
+    pub(crate) fn last_point(&self) -> EpochMillis {
+        (self.to - 1) - (self.to - 1).rem_euclid(self.interval_ms)
+    }
+
+    /// How many points the segment answers with (empty ones included).
+    pub(crate) fn point_count(&self) -> i64 {
+        (self.last_point() - self.first_point()) / self.interval_ms + 1
+    }
+}
+
 /// Splits `[from, to)` over the archives' spans; `None` when the points would exceed [`MAX_POINTS`].
 pub(crate) fn segments(
     config: &Config,
@@ -184,14 +201,15 @@ pub(crate) fn segments(
         if lo >= hi {
             continue;
         }
-        points += (hi - lo) / interval + 1;
-        out.push(Segment {
+        let seg = Segment {
             archive: a,
             from: lo,
             to: hi,
             interval_ms: interval,
             stored_step_ms: stored,
-        });
+        };
+        points += seg.point_count();
+        out.push(seg);
     }
     if points > MAX_POINTS {
         return Err(format!("the range would give about {points} points, more than {MAX_POINTS}: ask for a coarser step"));
@@ -230,8 +248,7 @@ pub(crate) fn segment_query(
         aggs["last_doc"] =
             json!({"top_hits": {"size": 1, "sort": [{"@timestamp": "desc"}], "_source": ["last"]}})
     }
-    let first_bucket = seg.from - seg.from.rem_euclid(seg.interval_ms);
-    let last_bucket = (seg.to - 1) - (seg.to - 1).rem_euclid(seg.interval_ms);
+    let (first_bucket, last_bucket) = (seg.first_point(), seg.last_point());
     let histogram = json!({
         "date_histogram": {"field": "@timestamp", "fixed_interval": format!("{}ms", seg.interval_ms), "min_doc_count": 0,
             "extended_bounds": {"min": first_bucket, "max": last_bucket}},
@@ -436,8 +453,7 @@ pub(crate) const MAX_DIRECT_DOCS: usize = 10_000;
 /// there is nothing to aggregate for one series (several series in one bucket are added up
 /// here), and there are few enough of them.
 pub(crate) fn readable_directly(seg: &Segment) -> bool {
-    seg.interval_ms == seg.stored_step_ms
-        && ((seg.to - seg.from) / seg.interval_ms + 1) < MAX_DIRECT_DOCS as i64
+    seg.interval_ms == seg.stored_step_ms && seg.point_count() < MAX_DIRECT_DOCS as i64
 }
 
 /// The `_search` body reading one segment's documents directly: their statistics as doc values
@@ -548,9 +564,8 @@ pub(crate) fn points_from_documents(
     if hits.len() >= MAX_DIRECT_DOCS {
         return None;
     }
-    let first_bucket = seg.from - seg.from.rem_euclid(seg.interval_ms);
-    let last_bucket = (seg.to - 1) - (seg.to - 1).rem_euclid(seg.interval_ms);
-    let slots = ((last_bucket - first_bucket) / seg.interval_ms + 1).max(0) as usize;
+    let first_bucket = seg.first_point();
+    let slots = seg.point_count().max(0) as usize;
     let mut under = vec![Under::default(); slots];
     for hit in hits {
         let f = &hit.fields;
@@ -618,7 +633,7 @@ pub(crate) fn points_from_sketches<'d>(
         into.merge(&sketch);
     }
     let expected = (seg.interval_ms / seg.stored_step_ms).max(1) as f64;
-    let first_bucket = seg.from - seg.from.rem_euclid(seg.interval_ms);
+    let first_bucket = seg.first_point();
     let mut points = Vec::new();
     let mut t = first_bucket;
     while t < seg.to {
