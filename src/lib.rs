@@ -34,6 +34,7 @@ pub mod pipeline;
 pub(crate) mod query;
 pub mod replay;
 pub(crate) mod schedule;
+pub mod script;
 pub(crate) mod sketch;
 pub mod stats;
 
