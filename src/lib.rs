@@ -37,6 +37,7 @@ pub(crate) mod schedule;
 pub mod script;
 pub(crate) mod sketch;
 pub mod stats;
+pub mod tasks;
 
 #[cfg(test)]
 mod architecture;

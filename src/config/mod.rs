@@ -5,6 +5,7 @@
 pub mod migrate;
 pub mod preflight;
 pub mod raw;
+pub mod tasks;
 pub mod types;
 pub mod validate;
 
@@ -46,22 +47,39 @@ impl Config {
 
     /// Parses and validates `text`; `path` only names the source in errors.
     pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.into(),
             message: every_parse_problem(text, &e),
         })?;
+        if let Some(dir) = &raw.tasks.dir {
+            let dir = relative_to(path, dir);
+            raw.dir_tasks = tasks::read_task_dir(&dir)
+                .map_err(|(path, message)| ConfigError::Parse { path, message })?;
+            raw.tasks.dir = Some(dir);
+        }
         let mut config = raw.validate().map_err(|problems| ConfigError::Invalid {
             path: path.into(),
             problems,
         })?;
         // A relative data directory belongs with the file that names it, not with wherever
         // strata happens to be started from.
-        if let (Some(dir), Some(base)) = (&config.durability.dir, path.parent()) {
-            if dir.is_relative() {
-                config.durability.dir = Some(base.join(dir));
+        if let Some(dir) = &config.durability.dir {
+            config.durability.dir = Some(relative_to(path, dir));
+        }
+        for task in &mut config.tasks.list {
+            if task.source.as_os_str().is_empty() {
+                task.source = path.into();
             }
         }
         Ok(config)
+    }
+}
+
+/// `dir` as seen from where `config_path` is (a relative path belongs with the file naming it).
+fn relative_to(config_path: &Path, dir: &Path) -> PathBuf {
+    match config_path.parent() {
+        Some(base) if dir.is_relative() => base.join(dir),
+        _ => dir.to_path_buf(),
     }
 }
 
@@ -87,6 +105,23 @@ fn every_parse_problem(text: &str, first: &toml::de::Error) -> String {
             "maintain" => check::<raw::RawMaintain>(value),
             "log" => check::<raw::RawLog>(value),
             "statsd" | "graphite" | "riemann" => check::<raw::RawListener>(value),
+            "tasks" => check::<raw::RawTasks>(value),
+            "task" | "handler" => match value.as_array() {
+                Some(list) => {
+                    for (i, item) in list.iter().enumerate() {
+                        let why = if key == "task" {
+                            check::<raw::RawTask>(item)
+                        } else {
+                            check::<raw::RawHandler>(item)
+                        };
+                        if let Some(why) = why {
+                            problems.push(format!("{key}[{i}]: {why}"));
+                        }
+                    }
+                    None
+                }
+                None => Some(format!("must be a list of [[{key}]] tables")),
+            },
             "archive" => match value.as_array() {
                 Some(archives) => {
                     for (i, a) in archives.iter().enumerate() {

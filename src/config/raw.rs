@@ -38,6 +38,76 @@ pub struct RawConfig {
     pub statsd: Option<RawListener>,
     pub graphite: Option<RawListener>,
     pub riemann: Option<RawListener>,
+    #[serde(default)]
+    pub tasks: RawTasks,
+    #[serde(default, rename = "task")]
+    pub task_list: Vec<RawTask>,
+    #[serde(default, rename = "handler")]
+    pub handlers: Vec<RawHandler>,
+    /// The tasks of the files in `tasks.dir`, read by [`super::Config::load`] before validation.
+    #[serde(skip)]
+    pub dir_tasks: Vec<(PathBuf, RawTask)>,
+}
+
+/// `[tasks]`: where more task files are, and the bounds every task shares.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTasks {
+    pub dir: Option<PathBuf>,
+    #[serde(default, with = "humantime_serde")]
+    pub grace: Option<Duration>,
+    pub queue_events: Option<usize>,
+    pub max_groups: Option<usize>,
+    pub alerts_index: Option<String>,
+}
+
+/// A file of the tasks directory: `[[task]]` tables only.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTaskFile {
+    #[serde(default)]
+    pub task: Vec<RawTask>,
+}
+
+/// `[[task]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTask {
+    pub name: String,
+    pub kind: String,
+    #[serde(default)]
+    pub names: Vec<String>,
+    pub host: Option<String>,
+    #[serde(default)]
+    pub tags: std::collections::BTreeMap<String, String>,
+    pub script: String,
+    #[serde(default)]
+    pub handlers: Vec<String>,
+    pub enabled: Option<bool>,
+    #[serde(default, with = "humantime_serde")]
+    pub every: Option<Duration>,
+    pub cron: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub range: Option<Duration>,
+    pub archive: Option<String>,
+}
+
+/// `[[handler]]`: where alerts go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHandler {
+    pub name: String,
+    pub kind: String,
+    pub url: Option<String>,
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    pub retries: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    pub backoff: Option<Duration>,
+    pub path: Option<PathBuf>,
+    pub command: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -32,6 +32,8 @@ pub struct Config {
     pub graphite: Option<ListenerConfig>,
     /// `None`: no Riemann listener (TCP and UDP on one address).
     pub riemann: Option<ListenerConfig>,
+    /// Stream and batch tasks, and where their alerts go.
+    pub tasks: TasksConfig,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -274,4 +276,116 @@ impl Default for IngestConfig {
             max_tags: 32,
         }
     }
+}
+
+/// `[tasks]`, the `[[task]]` tables (of archives.toml and of the files in `tasks.dir`) and the
+/// `[[handler]]` tables.
+#[derive(Debug, Clone)]
+pub struct TasksConfig {
+    /// Where more task files are (`*.toml`, each of `[[task]]` tables), read at start and on
+    /// reload.
+    pub dir: Option<std::path::PathBuf>,
+    /// How long after a window's end a stream task waits for events still on their way.
+    pub grace: Duration,
+    /// Events waiting for the tasks; past it, events are left out of the tasks (never out of
+    /// the archives) and counted.
+    pub queue_events: usize,
+    /// Groups one reduction (or deadman) holds per window.
+    pub max_groups: usize,
+    /// Prefix of the indices holding alert transitions (`<prefix>-<yyyy.mm>`) and current
+    /// levels (`<prefix>-state`).
+    pub alerts_index: String,
+    pub list: Vec<TaskConfig>,
+    pub handlers: Vec<HandlerConfig>,
+}
+
+impl TasksConfig {
+    pub fn task(&self, name: &str) -> Option<&TaskConfig> {
+        self.list.iter().find(|t| t.name == name)
+    }
+}
+
+/// One task, checked: its script compiled, its handlers known, its batch range kept by an
+/// archive.
+#[derive(Debug, Clone)]
+pub struct TaskConfig {
+    pub name: String,
+    pub program: std::sync::Arc<crate::script::Program>,
+    pub script: String,
+    pub select: TaskSelect,
+    pub handlers: Vec<String>,
+    pub enabled: bool,
+    /// Batch tasks only.
+    pub batch: Option<BatchConfig>,
+    /// The file that declares it.
+    pub source: std::path::PathBuf,
+}
+
+impl TaskConfig {
+    pub fn kind(&self) -> crate::script::SourceKind {
+        self.program.source
+    }
+}
+
+/// Which series a task takes: names (exact or glob), and optionally host and tags (globs).
+#[derive(Debug, Clone)]
+pub struct TaskSelect {
+    pub names: Vec<crate::script::Glob>,
+    pub host: Option<crate::script::Glob>,
+    pub tags: Vec<(String, crate::script::Glob)>,
+}
+
+impl TaskSelect {
+    pub fn matches(&self, series: &crate::event::SeriesKey) -> bool {
+        self.names.iter().any(|g| g.matches(series.name()))
+            && self
+                .host
+                .as_ref()
+                .is_none_or(|h| h.matches(series.host().unwrap_or("")))
+            && self.tags.iter().all(|(k, g)| {
+                g.matches(series.tags().find(|(tk, _)| tk == k).map_or("", |(_, v)| v))
+            })
+    }
+}
+
+/// When and what a batch task reads.
+#[derive(Debug, Clone)]
+pub struct BatchConfig {
+    pub schedule: TaskSchedule,
+    /// Each run reads `[now - range, now)`.
+    pub range: Duration,
+    /// The archive read (index into `archives`); coarser archives fill what it no longer keeps.
+    pub archive: usize,
+}
+
+#[derive(Debug, Clone)]
+pub enum TaskSchedule {
+    Every(Duration),
+    Cron(Box<crate::schedule::Schedule>),
+}
+
+/// Where alerts are sent.
+#[derive(Debug, Clone)]
+pub struct HandlerConfig {
+    pub name: String,
+    pub kind: HandlerKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum HandlerKind {
+    /// POST of the alert as JSON, retried with doubling backoff.
+    Http {
+        url: String,
+        headers: Vec<(String, String)>,
+        timeout: Duration,
+        retries: u32,
+        backoff: Duration,
+    },
+    /// One JSON line per alert appended to a file.
+    Log { path: std::path::PathBuf },
+    /// A command run with the alert as JSON on its standard input.
+    Exec {
+        command: Vec<String>,
+        timeout: Duration,
+    },
 }

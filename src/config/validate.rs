@@ -34,10 +34,15 @@ impl fmt::Display for Problem {
 
 /// Collects problems so that one run of `strata check` reports all of them.
 #[derive(Default)]
-struct Problems(Vec<Problem>);
+pub(super) struct Problems(pub(super) Vec<Problem>);
 
 impl Problems {
-    fn add(&mut self, field: impl Into<String>, value: impl fmt::Display, why: impl Into<String>) {
+    pub(super) fn add(
+        &mut self,
+        field: impl Into<String>,
+        value: impl fmt::Display,
+        why: impl Into<String>,
+    ) {
         self.0.push(Problem {
             field: field.into(),
             value: value.to_string(),
@@ -88,6 +93,19 @@ impl RawConfig {
             "127.0.0.1:5555",
             &mut problems,
         );
+        let mut task_list: Vec<(PathBuf, RawTask)> = self
+            .task_list
+            .into_iter()
+            .map(|t| (PathBuf::new(), t))
+            .collect();
+        task_list.extend(self.dir_tasks);
+        let tasks = super::tasks::validate_tasks(
+            self.tasks,
+            task_list,
+            self.handlers,
+            &archives,
+            &mut problems,
+        );
         match (problems.0.is_empty(), index, http, maintain) {
             (true, Some(index), Some(http), Some(maintain)) => Ok(Config {
                 node,
@@ -106,6 +124,7 @@ impl RawConfig {
                 statsd,
                 graphite,
                 riemann,
+                tasks,
             }),
             _ => Err(problems.0),
         }
