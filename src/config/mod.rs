@@ -4,6 +4,7 @@
 
 pub mod migrate;
 pub mod preflight;
+mod problems;
 pub mod raw;
 pub mod tasks;
 pub mod types;

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::problems::Problems;
 use crate::config::raw::{RawHandler, RawTask, RawTaskFile, RawTasks};
 use crate::config::types::*;
-use crate::config::validate::Problems;
 use crate::schedule::Schedule;
 use crate::script::{compile, Glob, SourceKind};
 

@@ -3,7 +3,6 @@
 //! value and why — so that `strata check` and `strata serve` print the same list.
 
 use std::collections::HashSet;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,38 +17,8 @@ use crate::schedule::Schedule;
 /// The largest receive buffer a listener may ask for.
 const MAX_RECEIVE_BUFFER_BYTES: u64 = 1 << 30;
 
-/// One validation failure: which field, which value, and why it is refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub field: String,
-    pub value: String,
-    pub why: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} = {}: {}", self.field, self.value, self.why)
-    }
-}
-
-/// Collects problems so that one run of `strata check` reports all of them.
-#[derive(Default)]
-pub(super) struct Problems(pub(super) Vec<Problem>);
-
-impl Problems {
-    pub(super) fn add(
-        &mut self,
-        field: impl Into<String>,
-        value: impl fmt::Display,
-        why: impl Into<String>,
-    ) {
-        self.0.push(Problem {
-            field: field.into(),
-            value: value.to_string(),
-            why: why.into(),
-        });
-    }
-}
+pub use super::problems::Problem;
+use super::problems::Problems;
 
 fn quoted(s: &str) -> String {
     format!("{s:?}")

@@ -375,8 +375,7 @@ impl TaskEngine {
 
     /// Closes what is due at `now` and returns the alerts and derived events it gives.
     pub fn advance(&mut self, now: EpochMillis) -> TaskOutput {
-        let mut results: BTreeMap<EpochMillis, Vec<WindowValues>> =
-            BTreeMap::new();
+        let mut results: BTreeMap<EpochMillis, Vec<WindowValues>> = BTreeMap::new();
         let n = self.reductions.len();
         for (i, (reduction, state)) in self
             .program
@@ -426,12 +425,7 @@ impl TaskEngine {
         out
     }
 
-    fn evaluate(
-        &mut self,
-        end: EpochMillis,
-        values: &[WindowValues],
-        out: &mut TaskOutput,
-    ) {
+    fn evaluate(&mut self, end: EpochMillis, values: &[WindowValues], out: &mut TaskOutput) {
         let program = self.program.clone();
         for (i, sink) in program.sinks.iter().enumerate() {
             let flow = match sink {
@@ -446,12 +440,7 @@ impl TaskEngine {
         }
     }
 
-    fn evaluate_at(
-        &mut self,
-        start: EpochMillis,
-        values: &[WindowValues],
-        out: &mut TaskOutput,
-    ) {
+    fn evaluate_at(&mut self, start: EpochMillis, values: &[WindowValues], out: &mut TaskOutput) {
         let program = self.program.clone();
         for (i, sink) in program.sinks.iter().enumerate() {
             if let Sink::Alert { input, .. } | Sink::Emit { input, .. } = sink {
