@@ -35,6 +35,7 @@ use crate::persist::document::DocumentEncoder;
 use crate::persist::template::index_template;
 use crate::persist::writer::BulkWriter;
 use crate::stats::{Protocol, Stats};
+use crate::tasks::feed::{task_feed, FeedQueue, NameIndex, TaskFeed};
 
 mod backlog;
 mod journal;
@@ -115,6 +116,8 @@ pub struct ConsolidatorTask<C> {
     held: Vec<Closed>,
     /// Where closed buckets wait when the writer's queue is full (with a data directory).
     backlog: Option<Backlog>,
+    /// The stream tasks' door (`None` without an enabled stream task).
+    feed: Option<TaskFeed>,
 }
 
 impl<C: Clock> ConsolidatorTask<C> {
@@ -293,6 +296,9 @@ impl<C: Clock> ConsolidatorTask<C> {
         let (result, refusal) =
             apply_events(&mut self.consolidator, &batch.events, batch.whole, closed);
         if let Ok(report) = &result {
+            if let Some(feed) = &self.feed {
+                feed.offer(&batch.events);
+            }
             let by_protocol = self.stats.protocol(batch.protocol);
             Stats::add(&self.stats.events_accepted, report.accepted);
             Stats::add(&self.stats.events_merged, report.merged);
@@ -592,6 +598,7 @@ pub(crate) async fn start_write_path<B: SearchBackend>(
 /// to the late table and are merged. A bucket still open that an earlier run wrote at its
 /// shutdown starts afresh here and is merged into that document when it closes (its `create`
 /// meets the document).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn start_consolidator<C: Clock>(
     config: &Config,
     mut consolidator: Consolidator,
@@ -600,6 +607,7 @@ pub(crate) fn start_consolidator<C: Clock>(
     clock: Arc<C>,
     closed: mpsc::Sender<Closed>,
     stats: Arc<Stats>,
+    feed: Option<TaskFeed>,
 ) -> (IngestHandle, JoinHandle<()>) {
     if journal.is_none() {
         let now = clock.now();
@@ -619,6 +627,7 @@ pub(crate) fn start_consolidator<C: Clock>(
         journal,
         held: Vec::new(),
         backlog,
+        feed,
     };
     let task = tokio::spawn(task.run(config.consolidate.tick));
     (handle, task)
@@ -760,6 +769,113 @@ async fn seed_tag_keys<B: SearchBackend>(
     }
 }
 
+/// The tasks' side of a running service.
+struct TasksRunning {
+    board: crate::tasks::store::AlertBoard,
+    /// Runner and emitter, in the order they end.
+    stream: Vec<JoinHandle<()>>,
+    /// The store's writer and the handlers, given [`TASKS_DRAIN`] to finish.
+    outlets: Vec<JoinHandle<()>>,
+}
+
+/// How long shutdown waits for alert transitions and deliveries still queued.
+const TASKS_DRAIN: Duration = Duration::from_secs(5);
+
+impl TasksRunning {
+    async fn finish(self) {
+        for task in self.stream {
+            let _ = task.await;
+        }
+        let drain = futures_join(self.outlets);
+        if tokio::time::timeout(TASKS_DRAIN, drain).await.is_err() {
+            tracing::warn!("alert deliveries still under way at shutdown were left");
+        }
+    }
+}
+
+async fn futures_join(tasks: Vec<JoinHandle<()>>) {
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+/// Starts the stream tasks (when any is enabled), the alert store and the handlers. The levels
+/// raised before this start are read back from the node (when it answers), so that a restart
+/// sends none of them again.
+#[allow(clippy::too_many_arguments)]
+async fn start_tasks<B: SearchBackend, C: Clock>(
+    config: &Config,
+    backend: Arc<B>,
+    clock: Arc<C>,
+    ingest: &IngestHandle,
+    feed: Option<FeedQueue>,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+    node_answered: bool,
+) -> TasksRunning {
+    use crate::tasks::store;
+    let board = store::AlertBoard::default();
+    let mut running = TasksRunning {
+        board: board.clone(),
+        stream: Vec::new(),
+        outlets: Vec::new(),
+    };
+    if config.tasks.list.is_empty() {
+        return running;
+    }
+    let indices = store::AlertIndices {
+        prefix: config.tasks.alerts_index.clone(),
+    };
+    let mut raised = std::collections::HashMap::new();
+    if node_answered {
+        match tokio::time::timeout(TEMPLATE_AT_START, store::load_raised(&*backend, &indices)).await
+        {
+            Ok(Ok((levels, docs))) => {
+                for doc in &docs {
+                    board.update(doc["id"].as_str().unwrap_or_default(), doc);
+                }
+                tracing::info!(
+                    raised = levels.len(),
+                    "alert levels read back from the node"
+                );
+                raised = levels;
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "alert levels not read back: raised alerts may be sent again")
+            }
+            Err(_) => tracing::warn!(
+                "alert levels not read back in time: raised alerts may be sent again"
+            ),
+        }
+    }
+    let (store_queue, store_task) = store::start_store(backend, indices);
+    let (dispatch, handler_tasks) =
+        crate::tasks::handlers::Dispatch::start(&config.tasks.handlers, stats.clone());
+    running.outlets.push(store_task);
+    running.outlets.extend(handler_tasks);
+    let Some(feed) = feed else {
+        return running;
+    };
+    let (emit, emitter) = crate::tasks::runner::start_emitter(ingest.clone(), stats.clone());
+    let runner = crate::tasks::runner::StreamRunner::new(
+        &config.tasks,
+        &raised,
+        clock,
+        feed,
+        crate::tasks::runner::Outlets {
+            dispatch,
+            store: Some(store_queue),
+            board,
+            stats,
+        },
+        emit,
+        shutdown,
+    );
+    running.stream.push(tokio::spawn(runner.run()));
+    running.stream.push(emitter);
+    running
+}
+
 /// Starts the whole service and returns once it is listening.
 pub async fn serve<C: Clock>(
     config: Config,
@@ -830,6 +946,13 @@ pub async fn serve<C: Clock>(
             (c, None, None, None, None)
         }
     };
+    let (feed, feed_queue) = match NameIndex::of(&config.tasks.list) {
+        names if names.is_empty() => (None, None),
+        names => {
+            let (feed, queue) = task_feed(names, config.tasks.queue_events, stats.clone());
+            (Some(feed), Some(queue))
+        }
+    };
     let (ingest, consolidator) = start_consolidator(
         &config,
         consolidator,
@@ -838,6 +961,7 @@ pub async fn serve<C: Clock>(
         clock.clone(),
         write.closed,
         stats.clone(),
+        feed,
     );
     let ingest = match disk {
         Some(bound) => ingest.bounded_by_disk(bound),
@@ -868,6 +992,26 @@ pub async fn serve<C: Clock>(
     };
     let addrs = start_listeners(&config, &listeners).await?;
     drop(listeners);
+    let tasks = start_tasks(
+        &config,
+        backend.clone(),
+        clock.clone(),
+        &ingest,
+        feed_queue,
+        stats.clone(),
+        shutdown.clone(),
+        write.node_answered,
+    )
+    .await;
+    let tasks_api = crate::tasks::http::router(
+        crate::tasks::http::TasksState {
+            backend: backend.clone(),
+            clock: clock.clone(),
+            config: Arc::new(config.clone()),
+            board: tasks.board.clone(),
+        },
+        read_token.clone(),
+    );
     let (backend_for_reads, clock_for_reads) = (backend.clone(), clock.clone());
     let state = AppState::new(ingest, backend, clock, config.clone(), stats.clone());
     let reads = crate::query::http::router(
@@ -879,7 +1023,9 @@ pub async fn serve<C: Clock>(
         },
         read_token.clone(),
     );
-    let app = router(state, write_token, read_token).merge(reads);
+    let app = router(state, write_token, read_token)
+        .merge(reads)
+        .merge(tasks_api);
     let stop = shutdown.clone();
     let stats_at_end = stats.clone();
     let done = tokio::spawn(async move {
@@ -888,6 +1034,8 @@ pub async fn serve<C: Clock>(
         // The router (and with it the last IngestHandle) is gone: the consolidator drains, closes
         // every bucket, and its output closing ends the writer.
         let _ = maintenance.await;
+        // The runner stops on the token; the emitter then ends and drops its ingest handle.
+        tasks.finish().await;
         let _ = consolidator.await;
         let _ = write.writer.await;
         if let Some(durable) = durable {
@@ -973,6 +1121,7 @@ mod tests {
             journal: None,
             held: Vec::new(),
             backlog: None,
+            feed: None,
         };
         Harness {
             ingest,

@@ -20,14 +20,17 @@ pub enum Protocol {
     Statsd,
     Graphite,
     Riemann,
+    /// Derived events a task's `emit` writes back.
+    Task,
 }
 
 impl Protocol {
-    pub const ALL: [Protocol; 4] = [
+    pub const ALL: [Protocol; 5] = [
         Protocol::Http,
         Protocol::Statsd,
         Protocol::Graphite,
         Protocol::Riemann,
+        Protocol::Task,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -36,6 +39,7 @@ impl Protocol {
             Protocol::Statsd => "statsd",
             Protocol::Graphite => "graphite",
             Protocol::Riemann => "riemann",
+            Protocol::Task => "task",
         }
     }
 }
@@ -128,7 +132,7 @@ pub struct Stats {
     pub riemann_bad: AtomicU64,
     pub riemann_skipped: AtomicU64,
     /// Per protocol, in [`Protocol::ALL`] order.
-    pub protocols: [ProtocolCounters; 4],
+    pub protocols: [ProtocolCounters; 5],
     /// Ingest requests (POST /v1/metrics, PUT /agg, /track) answered with an error, by status
     /// in [`REFUSAL_STATUSES`] order, then any other.
     pub http_refused: [AtomicU64; 9],
@@ -141,10 +145,72 @@ pub struct Stats {
     pub maintenance_ok: AtomicU64,
     pub maintenance_failed: AtomicU64,
     pub maintenance_latency: Latency,
+    /// What the tasks took, left out, raised and emitted.
+    pub tasks: TaskCounters,
     /// Open buckets per archive (name, count), as of the last tick.
     buckets_open_by_archive: Mutex<Vec<(String, u64)>>,
     last_error: Mutex<Option<String>>,
     maintenance: Mutex<Option<MaintenanceStatus>>,
+}
+
+/// The tasks' counters (all monotonic).
+#[derive(Debug, Default)]
+pub struct TaskCounters {
+    /// Events handed to the stream tasks.
+    pub events: AtomicU64,
+    /// Events left out of the tasks because their queue was full (still archived).
+    pub events_dropped: AtomicU64,
+    /// Events that came after their task window had closed.
+    pub events_late: AtomicU64,
+    /// Events of a group past `tasks.max_groups`.
+    pub events_over_groups: AtomicU64,
+    /// Alerts raised or cleared (each sent to the task's handlers).
+    pub alerts: AtomicU64,
+    /// Handler deliveries that failed after their retries, or that timed out.
+    pub handler_failures: AtomicU64,
+    /// Alerts not delivered because a handler's queue was full.
+    pub handler_dropped: AtomicU64,
+    /// Derived events written back into ingest, and those it refused.
+    pub emitted: AtomicU64,
+    pub emit_refused: AtomicU64,
+    /// Batch task runs, and those that failed (their error is logged).
+    pub batch_runs: AtomicU64,
+    pub batch_failures: AtomicU64,
+}
+
+/// A copy of [`TaskCounters`].
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+pub struct TaskCountersSnapshot {
+    pub events: u64,
+    pub events_dropped: u64,
+    pub events_late: u64,
+    pub events_over_groups: u64,
+    pub alerts: u64,
+    pub handler_failures: u64,
+    pub handler_dropped: u64,
+    pub emitted: u64,
+    pub emit_refused: u64,
+    pub batch_runs: u64,
+    pub batch_failures: u64,
+}
+
+impl TaskCounters {
+    pub fn snapshot(&self) -> TaskCountersSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        TaskCountersSnapshot {
+            events: get(&self.events),
+            events_dropped: get(&self.events_dropped),
+            events_late: get(&self.events_late),
+            events_over_groups: get(&self.events_over_groups),
+            alerts: get(&self.alerts),
+            handler_failures: get(&self.handler_failures),
+            handler_dropped: get(&self.handler_dropped),
+            emitted: get(&self.emitted),
+            emit_refused: get(&self.emit_refused),
+            batch_runs: get(&self.batch_runs),
+            batch_failures: get(&self.batch_failures),
+        }
+    }
 }
 
 /// The last maintenance pass: when, and its error if it failed.
@@ -195,6 +261,7 @@ pub struct StatsSnapshot {
     pub writer_queue_docs: u64,
     /// Open buckets per archive, as of the last tick.
     pub buckets_open_by_archive: BTreeMap<String, u64>,
+    pub tasks: TaskCountersSnapshot,
 }
 
 impl Stats {
@@ -310,6 +377,7 @@ impl Stats {
             ingest_queue_batches: get(&self.ingest_queue_batches),
             writer_queue_docs: get(&self.writer_queue_docs),
             buckets_open_by_archive: self.buckets_open_by_archive().into_iter().collect(),
+            tasks: self.tasks.snapshot(),
         }
     }
 }

@@ -162,6 +162,7 @@ impl Collector for StatsCollector {
             "statsd gauges forgotten after gauge_idle without a value.",
             get(&s.statsd_gauges_evicted),
         )?;
+        self.tasks(e)?;
         self.documents(e)?;
         self.gauges(e)?;
         self.maintenance(e)?;
@@ -170,6 +171,62 @@ impl Collector for StatsCollector {
 }
 
 impl StatsCollector {
+    fn tasks(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let t = &self.0.tasks;
+        for (name, help, value) in [
+            (
+                "strata_task_events",
+                "Events handed to the stream tasks.",
+                &t.events,
+            ),
+            (
+                "strata_task_events_dropped",
+                "Events left out of the tasks because their queue was full (still archived).",
+                &t.events_dropped,
+            ),
+            (
+                "strata_task_events_late",
+                "Events that came after their task window had closed.",
+                &t.events_late,
+            ),
+            (
+                "strata_task_events_over_groups",
+                "Events of a task group past tasks.max_groups.",
+                &t.events_over_groups,
+            ),
+            ("strata_alerts", "Alerts raised or cleared.", &t.alerts),
+            (
+                "strata_alert_handler_failures",
+                "Alert deliveries that failed after their retries or timed out.",
+                &t.handler_failures,
+            ),
+            (
+                "strata_alert_handler_dropped",
+                "Alerts not delivered because a handler's queue was full.",
+                &t.handler_dropped,
+            ),
+            (
+                "strata_task_emitted",
+                "Derived events written back into ingest.",
+                &t.emitted,
+            ),
+            (
+                "strata_task_emit_refused",
+                "Derived events ingest refused.",
+                &t.emit_refused,
+            ),
+            ("strata_batch_runs", "Batch task runs.", &t.batch_runs),
+            (
+                "strata_batch_failures",
+                "Batch task runs that failed.",
+                &t.batch_failures,
+            ),
+        ] {
+            counter(e, name, help, get(value))?;
+        }
+        Ok(())
+    }
+
     fn events(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let per = |f: fn(&super::ProtocolCounters) -> &AtomicU64| {
             Protocol::ALL.map(|p| (label("protocol", p.as_str()), get(f(self.0.protocol(p)))))

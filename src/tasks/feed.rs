@@ -1,0 +1,175 @@
+//! The consolidator's door to the stream tasks: after a batch is applied, the events whose
+//! name some enabled stream task takes are copied onto a bounded queue. A name is looked up in
+//! a hash set first (exact names) and then against the globs, so events no task takes cost one
+//! lookup; with no stream task the feed is not built at all. A full queue never waits: the
+//! events are left out of the tasks (they are archived all the same) and counted.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::mpsc;
+
+use crate::config::TaskConfig;
+use crate::event::Event;
+use crate::script::{Glob, SourceKind};
+use crate::stats::Stats;
+
+/// The names the enabled stream tasks take.
+#[derive(Debug, Default)]
+pub struct NameIndex {
+    exact: HashSet<Box<str>>,
+    globs: Vec<Glob>,
+}
+
+impl NameIndex {
+    pub fn of<'a>(tasks: impl IntoIterator<Item = &'a TaskConfig>) -> Self {
+        let mut index = Self::default();
+        for task in tasks {
+            if !task.enabled || task.kind() != SourceKind::Stream {
+                continue;
+            }
+            for glob in &task.select.names {
+                match glob.literal() {
+                    Some(name) => {
+                        index.exact.insert(name.into());
+                    }
+                    None => index.globs.push(glob.clone()),
+                }
+            }
+        }
+        index
+    }
+
+    pub fn takes(&self, name: &str) -> bool {
+        self.exact.contains(name) || self.globs.iter().any(|g| g.matches(name))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.globs.is_empty()
+    }
+}
+
+/// The sending side, held by the consolidator task.
+#[derive(Clone)]
+pub struct TaskFeed {
+    names: Arc<RwLock<Arc<NameIndex>>>,
+    queue: mpsc::Sender<Vec<Event>>,
+    /// Events queued and not yet taken by the runner.
+    queued: Arc<AtomicUsize>,
+    max_queued: usize,
+    stats: Arc<Stats>,
+}
+
+/// The receiving side, held by the runner.
+pub struct FeedQueue {
+    pub events: mpsc::Receiver<Vec<Event>>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl FeedQueue {
+    /// Marks `n` events as taken off the queue.
+    pub fn taken(&self, n: usize) {
+        self.queued.fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
+/// A feed holding at most `max_queued` events.
+pub fn task_feed(index: NameIndex, max_queued: usize, stats: Arc<Stats>) -> (TaskFeed, FeedQueue) {
+    // Each queued batch holds at least one event, so the event bound bounds the channel too.
+    let (tx, rx) = mpsc::channel(max_queued.max(1));
+    let queued = Arc::new(AtomicUsize::new(0));
+    (
+        TaskFeed {
+            names: Arc::new(RwLock::new(Arc::new(index))),
+            queue: tx,
+            queued: queued.clone(),
+            max_queued,
+            stats,
+        },
+        FeedQueue { events: rx, queued },
+    )
+}
+
+impl TaskFeed {
+    /// Copies the events some stream task takes onto the queue.
+    pub fn offer(&self, events: &[Event]) {
+        let names = match self.names.read() {
+            Ok(n) => n.clone(),
+            Err(_) => return,
+        };
+        if names.is_empty() {
+            return;
+        }
+        let taken: Vec<Event> = events
+            .iter()
+            .filter(|e| names.takes(e.series.name()))
+            .cloned()
+            .collect();
+        if taken.is_empty() {
+            return;
+        }
+        let n = taken.len();
+        let stats = &self.stats.tasks;
+        if self.queued.load(Ordering::Relaxed) + n > self.max_queued {
+            Stats::add(&stats.events_dropped, n as u64);
+            return;
+        }
+        self.queued.fetch_add(n, Ordering::Relaxed);
+        match self.queue.try_send(taken) {
+            Ok(()) => Stats::add(&stats.events, n as u64),
+            Err(_) => {
+                self.queued.fetch_sub(n, Ordering::Relaxed);
+                Stats::add(&stats.events_dropped, n as u64);
+            }
+        }
+    }
+
+    /// Takes the names of a new set of tasks (after a reload, or a task enabled or disabled).
+    pub fn set_names(&self, index: NameIndex) {
+        if let Ok(mut names) = self.names.write() {
+            *names = Arc::new(index);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{MetricKind, SeriesKey};
+
+    fn event(name: &str) -> Event {
+        Event::value(
+            SeriesKey::new(name, None, &mut []),
+            MetricKind::Gauge,
+            1.0,
+            0,
+        )
+    }
+
+    #[tokio::test]
+    async fn only_taken_names_are_queued_and_a_full_queue_drops_and_counts() {
+        let stats = Arc::new(Stats::default());
+        let index = NameIndex {
+            exact: ["cpu".into()].into_iter().collect(),
+            globs: vec![Glob::new("disk.*")],
+        };
+        let (feed, mut queue) = task_feed(index, 3, stats.clone());
+        feed.offer(&[event("cpu"), event("mem"), event("disk.free")]);
+        feed.offer(&[event("cpu"), event("cpu")]);
+        let first = queue.events.recv().await.unwrap();
+        assert_eq!(
+            first.iter().map(|e| e.series.name()).collect::<Vec<_>>(),
+            ["cpu", "disk.free"]
+        );
+        assert_eq!(
+            stats.tasks.events_dropped.load(Ordering::Relaxed),
+            2,
+            "3 held at most"
+        );
+        queue.taken(first.len());
+        feed.offer(&[event("cpu"), event("cpu")]);
+        assert_eq!(queue.events.recv().await.unwrap().len(), 2);
+        assert_eq!(stats.tasks.events.load(Ordering::Relaxed), 4);
+    }
+}

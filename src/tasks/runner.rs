@@ -1,0 +1,320 @@
+//! The async shell around the stream tasks' engines: one task takes the events the feed copied,
+//! records them into every task whose selector matches, and wakes on the [`Clock`] when the
+//! first window closes or a deadman's silence ends. What the engines give goes out without
+//! waiting: alerts to the board, the store and the handlers' queues; derived events to the
+//! emitter, which hands them to ingest like any other door (and waits there, not here).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{Clock, EpochMillis};
+use crate::config::{TaskConfig, TasksConfig};
+use crate::event::{Event, MetricKind, SeriesKey};
+use crate::ingest::handle::IngestHandle;
+use crate::script::{Field, SourceKind};
+use crate::stats::{Protocol, Stats};
+
+use super::alert::GroupLevel;
+use super::engine::{Emitted, EngineLimits, TaskEngine, TaskOutput};
+use super::feed::FeedQueue;
+use super::handlers::{alert_body, Dispatch};
+use super::store::{AlertBoard, StoreQueue};
+
+/// Batches of derived events waiting for ingest; past it they are counted as refused.
+const EMIT_QUEUE: usize = 1_024;
+
+/// A stream task running.
+struct Running {
+    config: TaskConfig,
+    engine: TaskEngine,
+}
+
+/// Where the runner's output goes.
+pub(crate) struct Outlets {
+    pub(crate) dispatch: Dispatch,
+    pub(crate) store: Option<StoreQueue>,
+    pub(crate) board: AlertBoard,
+    pub(crate) stats: Arc<Stats>,
+}
+
+impl Outlets {
+    /// Sends what one advance of `task` gave.
+    fn deliver(
+        &self,
+        task: &TaskConfig,
+        out: TaskOutput,
+        now: EpochMillis,
+        emit: &mpsc::Sender<Vec<Event>>,
+    ) {
+        for alert in &out.alerts {
+            Stats::add(&self.stats.tasks.alerts, 1);
+            tracing::info!(task = %task.name, alert = %alert.id, level = alert.level.as_str(), previous = alert.previous.as_str(), value = ?alert.value, "alert");
+            let body = alert_body(alert);
+            self.board.update(&alert.id, &body);
+            if let Some(store) = &self.store {
+                store.record(body, now);
+            }
+            self.dispatch.send(&task.handlers, alert);
+        }
+        if out.emitted.is_empty() {
+            return;
+        }
+        let n = out.emitted.len() as u64;
+        let events = out.emitted.iter().map(derived_event).collect();
+        if emit.try_send(events).is_err() {
+            Stats::add(&self.stats.tasks.emit_refused, n);
+            tracing::warn!(task = %task.name, events = n, "derived events not emitted: the emit queue is full");
+        }
+    }
+}
+
+/// The event `emit` writes: the emitted name, the group's host and tags (a group by name
+/// becomes the tag `name`).
+pub(crate) fn derived_event(e: &Emitted) -> Event {
+    let mut host = None;
+    let mut tags: Vec<(&str, &str)> = Vec::new();
+    for (field, value) in &e.group {
+        match field {
+            Field::Host if !value.is_empty() => host = Some(value.as_str()),
+            Field::Name => tags.push(("name", value)),
+            Field::Tag(k) if !value.is_empty() => tags.push((k, value)),
+            _ => {}
+        }
+    }
+    Event::value(
+        SeriesKey::new(&e.name, host, &mut tags),
+        MetricKind::Gauge,
+        e.value,
+        e.time,
+    )
+}
+
+/// The stream tasks' runner.
+pub(crate) struct StreamRunner<C> {
+    clock: Arc<C>,
+    feed: FeedQueue,
+    tasks: Vec<Running>,
+    outlets: Outlets,
+    emit: mpsc::Sender<Vec<Event>>,
+    shutdown: CancellationToken,
+}
+
+/// The limits every engine of `config` shares.
+pub(crate) fn limits_of(config: &TasksConfig) -> EngineLimits {
+    EngineLimits {
+        grace_ms: config.grace.as_millis() as i64,
+        max_groups: config.max_groups,
+    }
+}
+
+impl<C: Clock> StreamRunner<C> {
+    /// Engines for the enabled stream tasks of `config`, with the levels raised before a
+    /// restart put back.
+    pub(crate) fn new(
+        config: &TasksConfig,
+        raised: &HashMap<String, GroupLevel>,
+        clock: Arc<C>,
+        feed: FeedQueue,
+        outlets: Outlets,
+        emit: mpsc::Sender<Vec<Event>>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let now = clock.now();
+        let limits = limits_of(config);
+        let tasks = config
+            .list
+            .iter()
+            .filter(|t| t.enabled && t.kind() == SourceKind::Stream)
+            .map(|t| {
+                let mut engine = TaskEngine::new(&t.name, t.program.clone(), limits, now);
+                engine.restore(raised, now);
+                Running {
+                    config: t.clone(),
+                    engine,
+                }
+            })
+            .collect();
+        Self {
+            clock,
+            feed,
+            tasks,
+            outlets,
+            emit,
+            shutdown,
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        loop {
+            let due = self.tasks.iter().filter_map(|t| t.engine.next_due()).min();
+            let clock = self.clock.clone();
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => break,
+                batch = self.feed.events.recv() => match batch {
+                    Some(events) => self.record(events),
+                    None => break,
+                },
+                _ = sleep_until(&*clock, due) => self.advance(clock.now()),
+            }
+        }
+        tracing::info!("stream tasks stopped");
+    }
+
+    fn record(&mut self, events: Vec<Event>) {
+        self.feed.taken(events.len());
+        let now = self.clock.now();
+        for event in &events {
+            for task in &mut self.tasks {
+                if task.config.select.matches(&event.series) {
+                    task.engine.record(event, now);
+                }
+            }
+        }
+        if self
+            .tasks
+            .iter()
+            .any(|t| t.engine.next_due().is_some_and(|d| d <= now))
+        {
+            self.advance(now);
+        }
+    }
+
+    fn advance(&mut self, now: EpochMillis) {
+        for task in &mut self.tasks {
+            if task.engine.next_due().is_some_and(|d| d <= now) {
+                let out = task.engine.advance(now);
+                self.outlets.deliver(&task.config, out, now, &self.emit);
+            }
+            let dropped = task.engine.take_dropped();
+            let counters = &self.outlets.stats.tasks;
+            Stats::add(&counters.events_late, dropped.late);
+            Stats::add(&counters.events_over_groups, dropped.over_groups);
+        }
+    }
+}
+
+async fn sleep_until<C: Clock>(clock: &C, due: Option<EpochMillis>) {
+    match due {
+        Some(at) => clock.sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Hands derived events to ingest (as the `task` protocol), waiting while it is full; ends
+/// when the runner drops its sender.
+pub(crate) fn start_emitter(
+    ingest: IngestHandle,
+    stats: Arc<Stats>,
+) -> (mpsc::Sender<Vec<Event>>, JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::channel::<Vec<Event>>(EMIT_QUEUE);
+    let ingest = ingest.for_protocol(Protocol::Task);
+    let task = tokio::spawn(async move {
+        while let Some(events) = rx.recv().await {
+            let n = events.len() as u64;
+            match ingest.submit_waiting(events, false).await {
+                Ok(()) => Stats::add(&stats.tasks.emitted, n),
+                Err(e) => {
+                    Stats::add(&stats.tasks.emit_refused, n);
+                    tracing::warn!(error = %e, events = n, "derived events refused by ingest");
+                }
+            }
+        }
+    });
+    (tx, task)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::config::Config;
+    use crate::tasks::feed::{task_feed, NameIndex};
+
+    #[test]
+    fn a_derived_event_carries_the_groups_host_and_tags() {
+        let e = derived_event(&Emitted {
+            name: "cpu.dc_mean".into(),
+            group: vec![
+                (Field::Tag("dc".into()), "eu".into()),
+                (Field::Host, "a".into()),
+                (Field::Name, "cpu".into()),
+            ],
+            time: 10_000,
+            value: 2.5,
+        });
+        assert_eq!(format!("{:?}", e.series), "cpu.dc_mean@a,dc=eu,name=cpu");
+        assert_eq!((e.timestamp, e.sample.as_value()), (10_000, Some(2.5)));
+    }
+
+    /// The runner on a manual clock: a window closes when the clock passes it, with no event
+    /// after it, and its alert reaches the board.
+    #[tokio::test]
+    async fn the_runner_wakes_on_the_clock_and_delivers_the_alert() {
+        let config = Config::from_toml(
+            r#"
+            [[archive]]
+            name = "20s"
+            step = "20s"
+            retention = "2 days"
+            index_period = "day"
+            [tasks]
+            grace = "0s"
+            [[task]]
+            name = "low"
+            kind = "stream"
+            names = ["cpu"]
+            script = "stream | window(10s) | groupby(host) | mean | alert(crit: < 30)"
+            "#,
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap();
+        let stats = Arc::new(Stats::default());
+        let clock = ManualClock::new(0);
+        let (feed, queue) = task_feed(NameIndex::of(&config.tasks.list), 100, stats.clone());
+        let board = AlertBoard::default();
+        let (dispatch, _) = Dispatch::start(&[], stats.clone());
+        let (emit, _emitted) = mpsc::channel(4);
+        let shutdown = CancellationToken::new();
+        let runner = StreamRunner::new(
+            &config.tasks,
+            &HashMap::new(),
+            Arc::new(clock.clone()),
+            queue,
+            Outlets {
+                dispatch,
+                store: None,
+                board: board.clone(),
+                stats: stats.clone(),
+            },
+            emit,
+            shutdown.clone(),
+        );
+        let task = tokio::spawn(runner.run());
+        let event = Event::value(
+            SeriesKey::new("cpu", Some("a"), &mut []),
+            MetricKind::Gauge,
+            10.0,
+            1_000,
+        );
+        feed.offer(&[event]);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(board.current().is_empty(), "the window is still open");
+        clock.set(10_000);
+        let mut waited = 0;
+        while board.current().is_empty() && waited < 100 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            waited += 1;
+        }
+        let current = board.current();
+        assert_eq!(current.len(), 1);
+        assert_eq!(current[0]["id"], "low,host=a");
+        assert_eq!(current[0]["level"], "critical");
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+}
