@@ -217,6 +217,7 @@ mod tests {
     #[tokio::test]
     async fn log_and_exec_handlers_deliver_and_a_hanging_command_is_killed() {
         let dir = std::env::temp_dir().join(format!("strata-handlers-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let log = dir.join("alerts.ndjson");
         let body = alert_body(&alert());
