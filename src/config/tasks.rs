@@ -44,6 +44,7 @@ pub(super) fn validate_tasks(
     list: Vec<(PathBuf, RawTask)>,
     handlers: Vec<RawHandler>,
     archives: &[Archive],
+    archive_indices: Option<&str>,
     problems: &mut Problems,
 ) -> TasksConfig {
     let handlers = validate_handlers(handlers, problems);
@@ -80,13 +81,23 @@ pub(super) fn validate_tasks(
     if max_groups == 0 {
         problems.add("tasks.max_groups", 0, "must be at least 1");
     }
-    let alerts_index = raw.alerts_index.unwrap_or_else(|| "strata-alerts".into());
+    let alerts_index = raw.alerts_index.unwrap_or_else(|| "strata_alerts".into());
     if let Err(why) = crate::naming::validate_index_name(&format!("{alerts_index}-state")) {
         problems.add(
             "tasks.alerts_index",
             format!("{alerts_index:?}"),
             why.to_string(),
         );
+    } else if let Some(pattern) = archive_indices {
+        // Alert documents under the archives' pattern would be read, aliased and purged as
+        // archives.
+        if Glob::new(pattern).matches(&format!("{alerts_index}-state")) {
+            problems.add(
+                "tasks.alerts_index",
+                format!("{alerts_index:?}"),
+                format!("its indices would match the archives' pattern {pattern:?}; choose a name outside it"),
+            );
+        }
     }
     TasksConfig {
         dir: raw.dir,
@@ -559,6 +570,8 @@ mod tests {
             [[handler]]
             name = "h"
             kind = "exec"
+            [tasks]
+            alerts_index = "strata-alerts"
             "#,
         ));
         let want = [
@@ -569,6 +582,7 @@ mod tests {
             "task.c.kind = \"stream\": but the script reads batch",
             "task.c.names = []: name the series",
             "task.c.range = set: is for batch tasks only",
+            "tasks.alerts_index = \"strata-alerts\": its indices would match the archives' pattern \"strata-*-*\"",
         ];
         for w in want {
             assert!(

@@ -73,6 +73,7 @@ impl RawConfig {
             task_list,
             self.handlers,
             &archives,
+            index.as_ref().map(|i| i.naming.wildcard()).as_deref(),
             &mut problems,
         );
         match (problems.0.is_empty(), index, http, maintain) {

@@ -110,6 +110,8 @@ pub async fn load_raised<B: SearchBackend>(
 ) -> Result<(HashMap<String, GroupLevel>, Vec<Value>), BackendError> {
     let body =
         json!({"size": 10_000, "query": {"bool": {"must_not": [{"term": {"level": "ok"}}]}}});
+    // The last run's final transitions may not be searchable yet.
+    backend.refresh(&indices.state()).await?;
     let answer = backend.search(&indices.state(), &body).await?;
     let mut raised = HashMap::new();
     let mut docs = Vec::new();
@@ -140,6 +142,7 @@ pub async fn history<B: SearchBackend>(
         "query": {"range": {"@timestamp": {"gte": from, "lte": to, "format": "epoch_millis"}}},
         "sort": [{"@timestamp": "asc"}, {"time_ms": "asc"}]
     });
+    backend.refresh(&indices.history_pattern()).await?;
     let answer = backend.search(&indices.history_pattern(), &body).await?;
     Ok(answer["hits"]["hits"]
         .as_array()

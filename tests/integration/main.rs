@@ -15,3 +15,4 @@ mod replay;
 mod samplerr;
 mod serve;
 mod support;
+mod tasks;

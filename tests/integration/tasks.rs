@@ -1,0 +1,361 @@
+//! Stream tasks against the real node: Kapacitor's example alerting through a real webhook
+//! server (with a hanging and a failing handler beside it), a restart in the middle of a raised
+//! alert, a deadman, and a derived series archived in every archive.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::routing::post as route_post;
+use axum::{Json, Router};
+use serde_json::Value;
+use strata::clock::ManualClock;
+
+use crate::support::*;
+
+/// A webhook receiver: `/hook` keeps every body, `/hang` answers after 10 s, `/fail` answers 500.
+async fn webhook_server() -> (String, Arc<Mutex<Vec<Value>>>) {
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let kept = received.clone();
+    let app = Router::new()
+        .route(
+            "/hook",
+            route_post(move |Json(body): Json<Value>| {
+                let kept = kept.clone();
+                async move {
+                    kept.lock().unwrap().push(body);
+                    "ok"
+                }
+            }),
+        )
+        .route(
+            "/hang",
+            route_post(|| async {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                "late"
+            }),
+        )
+        .route(
+            "/fail",
+            route_post(|| async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "no") }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), received)
+}
+
+/// Waits until `done` holds (or 10 s passed) and returns what `read` gives then.
+async fn until<T>(read: impl Fn() -> T, done: impl Fn(&T) -> bool) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = read();
+        if done(&v) || Instant::now() >= deadline {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn tasks_config(hooks: &str, log: &std::path::Path, alerts_index: &str) -> String {
+    format!(
+        r#"{FAST}
+[tasks]
+grace = "0s"
+alerts_index = "{alerts_index}"
+[[handler]]
+name = "hook"
+kind = "http"
+url = "{hooks}/hook"
+[[handler]]
+name = "hang"
+kind = "http"
+url = "{hooks}/hang"
+timeout = "300ms"
+retries = 1
+backoff = "50ms"
+[[handler]]
+name = "fail"
+kind = "http"
+url = "{hooks}/fail"
+retries = 1
+backoff = "50ms"
+[[handler]]
+name = "file"
+kind = "log"
+path = "{log}"
+[[task]]
+name = "cpu_low"
+kind = "stream"
+names = ["cpu_idle"]
+handlers = ["hook", "hang", "fail"]
+script = """
+// Kapacitor: stream.window(period: 10s, every: 10s).groupBy('host').mapReduce(mean('value')).alert().crit(lambda: "mean" < 30)
+stream
+  | window(period: 10s, every: 10s)
+  | groupby(host)
+  | mean()
+  | alert(crit: < 30)
+"""
+[[task]]
+name = "silent"
+kind = "stream"
+names = ["cpu_idle"]
+handlers = ["file"]
+script = "stream | groupby(host) | deadman(period: 25s)"
+"#,
+        log = log.display()
+    )
+}
+
+/// Posts ten seconds of `cpu_idle` for hosts a and b, one event a second each, and returns how
+/// long the slowest request took.
+async fn post_window(
+    scope: &Scope,
+    running: &strata::pipeline::Running,
+    start: i64,
+    a: f64,
+    b: f64,
+) -> Duration {
+    let mut slowest = Duration::ZERO;
+    for s in 0..10 {
+        let t = start + s * 1000;
+        let body = format!(
+            "{{\"name\":\"cpu_idle\",\"host\":\"a\",\"value\":{a},\"timestamp\":{t}}}\n{{\"name\":\"cpu_idle\",\"host\":\"b\",\"value\":{b},\"timestamp\":{t}}}\n"
+        );
+        let asked = Instant::now();
+        let (status, answer, _) = post(scope, running, &body).await;
+        slowest = slowest.max(asked.elapsed());
+        assert_eq!(status, 200, "{answer}");
+    }
+    slowest
+}
+
+#[tokio::test]
+async fn kapacitors_example_alerts_once_for_the_host_that_drops_even_across_a_restart() {
+    let scope = Scope::new("tasks_kapacitor");
+    let (hooks, received) = webhook_server().await;
+    let log = std::env::temp_dir().join(format!("{}alerts.ndjson", scope.prefix));
+    let alerts_index = format!("alerts-{}", scope.prefix.trim_end_matches('-'));
+    let extra = tasks_config(&hooks, &log, &alerts_index);
+    let now = chrono::Utc::now().timestamp_millis();
+    let t0 = now - now.rem_euclid(60_000) - 120_000;
+    let clock = ManualClock::new(t0);
+    let running = start(&scope, &archive_20s(), &extra, &clock).await;
+    let alerts_of = |r: &Arc<Mutex<Vec<Value>>>| r.lock().unwrap().clone();
+
+    // Windows 0 and 1: both hosts well; window 2: host a drops below 30.
+    let mut slowest = Duration::ZERO;
+    for (w, a) in [(0, 80.0), (1, 80.0), (2, 10.0)] {
+        let start_of = t0 + w * 10_000;
+        slowest = slowest.max(post_window(&scope, &running, start_of, a, 70.0).await);
+        let fed = 20 * (w as u64 + 1);
+        stats_when(&running, Duration::from_secs(10), |s| s.tasks.events >= fed).await;
+        clock.set(start_of + 10_000);
+    }
+    let got = until(|| alerts_of(&received), |v| !v.is_empty()).await;
+    assert_eq!(got.len(), 1, "{got:#?}");
+    let critical = &got[0];
+    assert_eq!(critical["task"], "cpu_low");
+    assert_eq!(critical["group"], serde_json::json!({"host": "a"}));
+    assert_eq!(critical["level"], "critical");
+    assert_eq!(critical["value"], 10.0);
+    assert_eq!(critical["time_ms"], t0 + 20_000);
+    let (status, current) = get_json(&scope, format!("http://{}/v1/alerts", running.addr)).await;
+    assert_eq!(status, 200);
+    let ids: Vec<_> = current["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].clone())
+        .collect();
+    assert_eq!(ids, ["cpu_low,host=a"]);
+
+    // The hanging and the failing handler each fail, counted, while ingest answered at once.
+    let stats = stats_when(&running, Duration::from_secs(10), |s| {
+        s.tasks.handler_failures >= 2
+    })
+    .await;
+    assert_eq!(stats.tasks.handler_failures, 2);
+    println!("slowest ingest request while a handler hung: {slowest:?}");
+    assert!(
+        slowest < Duration::from_secs(2),
+        "ingest waited for a handler: {slowest:?}"
+    );
+
+    // A restart while host a is critical: the level is read back, not sent again.
+    running.stop().await.unwrap();
+    let clock = ManualClock::new(t0 + 30_000);
+    let running = start(&scope, &archive_20s(), &extra, &clock).await;
+    post_window(&scope, &running, t0 + 30_000, 10.0, 70.0).await;
+    stats_when(&running, Duration::from_secs(10), |s| s.tasks.events >= 20).await;
+    clock.set(t0 + 40_000);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        alerts_of(&received).len(),
+        1,
+        "the raised alert was not sent again"
+    );
+    post_window(&scope, &running, t0 + 40_000, 80.0, 70.0).await;
+    stats_when(&running, Duration::from_secs(10), |s| s.tasks.events >= 40).await;
+    clock.set(t0 + 50_000);
+    let got = until(|| alerts_of(&received), |v| v.len() >= 2).await;
+    let seen: Vec<_> = got
+        .iter()
+        .map(|a| {
+            (
+                a["group"]["host"].clone(),
+                a["level"].clone(),
+                a["time_ms"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("a".into(), "critical".into(), (t0 + 20_000).into()),
+            ("a".into(), "ok".into(), (t0 + 40_000).into())
+        ]
+    );
+    let (_, current) = get_json(&scope, format!("http://{}/v1/alerts", running.addr)).await;
+    assert_eq!(current["alerts"], serde_json::json!([]));
+    let (_, history) = get_json(
+        &scope,
+        format!(
+            "http://{}/v1/alerts/history?from={}&to={}",
+            running.addr,
+            t0,
+            t0 + 60_000
+        ),
+    )
+    .await;
+    let levels: Vec<_> = history["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["level"].clone())
+        .collect();
+    assert_eq!(levels, ["critical", "ok"], "{history}");
+
+    // Deadman: both hosts silent for 25 s by the clock, then host a sends again.
+    clock.set(t0 + 80_000);
+    let lines = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .map(|v| {
+                (
+                    v["group"]["host"].as_str().unwrap().to_string(),
+                    v["level"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let silent = until(lines, |l| l.len() >= 2).await;
+    assert_eq!(
+        silent,
+        [
+            ("a".into(), "critical".into()),
+            ("b".into(), "critical".into())
+        ]
+    );
+    let body = format!(
+        "{{\"name\":\"cpu_idle\",\"host\":\"a\",\"value\":50,\"timestamp\":{}}}\n",
+        t0 + 80_000
+    );
+    post(&scope, &running, &body).await;
+    let back = until(lines, |l| l.len() >= 3).await;
+    assert_eq!(back[2], ("a".into(), "ok".into()));
+    assert_eq!(
+        alerts_of(&received).len(),
+        2,
+        "the deadman's alerts go only to its own handler"
+    );
+
+    running.stop().await.unwrap();
+    let _ = std::fs::remove_file(&log);
+    scope
+        .http
+        .delete(format!("{}/{alerts_index}-*", scope.node))
+        .send()
+        .await
+        .unwrap();
+    scope.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_mean_per_dc_is_emitted_and_archived_in_every_archive() {
+    let scope = Scope::new("tasks_emit");
+    let alerts_index = format!("alerts-{}", scope.prefix.trim_end_matches('-'));
+    let extra = format!(
+        r#"{FAST}
+[tasks]
+grace = "0s"
+alerts_index = "{alerts_index}"
+[[task]]
+name = "dc_mean"
+kind = "stream"
+names = ["cpu_idle"]
+script = 'stream | window(period: 20s) | groupby(dc) | mean() | emit("cpu_idle.dc_mean")'
+"#
+    );
+    let archives = format!(
+        "{}{}",
+        archive_20s(),
+        archive("10m", "10m", "2 months", "month", "1m")
+    );
+    let now = chrono::Utc::now().timestamp_millis();
+    let t0 = now - now.rem_euclid(600_000) - 600_000;
+    let clock = ManualClock::new(t0);
+    let running = start(&scope, &archives, &extra, &clock).await;
+    let mut body = String::new();
+    for (host, dc, v) in [("a", "eu", 10.0), ("b", "eu", 30.0), ("c", "us", 50.0)] {
+        for s in [1, 5, 9] {
+            body.push_str(&format!(
+                "{{\"name\":\"cpu_idle\",\"host\":\"{host}\",\"tags\":{{\"dc\":\"{dc}\"}},\"value\":{v},\"timestamp\":{}}}\n",
+                t0 + s * 1000
+            ));
+        }
+    }
+    let (status, answer, _) = post(&scope, &running, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    stats_when(&running, Duration::from_secs(10), |s| s.tasks.events >= 9).await;
+    clock.set(t0 + 20_000);
+    let stats = stats_when(&running, Duration::from_secs(10), |s| s.tasks.emitted >= 2).await;
+    assert_eq!(stats.tasks.emitted, 2);
+    running.stop().await.unwrap();
+    scope.refresh().await;
+    let derived: Vec<(String, String, u64, f64, i64)> = scope
+        .documents()
+        .await
+        .iter()
+        .filter(|d| d["name"] == "cpu_idle.dc_mean")
+        .map(|d| {
+            (
+                d["archive"].as_str().unwrap().to_string(),
+                d["tags"]["dc"].as_str().unwrap().to_string(),
+                d["count"].as_u64().unwrap(),
+                d["avg"].as_f64().unwrap(),
+                ms(d["@timestamp"].as_str().unwrap()),
+            )
+        })
+        .collect();
+    let mut derived = derived;
+    derived.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    assert_eq!(
+        derived,
+        vec![
+            ("10m".into(), "eu".into(), 1, 20.0, t0),
+            ("10m".into(), "us".into(), 1, 50.0, t0),
+            ("20s".into(), "eu".into(), 1, 20.0, t0),
+            ("20s".into(), "us".into(), 1, 50.0, t0),
+        ]
+    );
+    scope
+        .http
+        .delete(format!("{}/{alerts_index}-*", scope.node))
+        .send()
+        .await
+        .unwrap();
+    scope.cleanup().await;
+}
