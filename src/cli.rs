@@ -50,7 +50,16 @@ impl Command {
             | Command::Rotate { common, .. }
             | Command::Status { common }
             | Command::Purge { common, .. } => Some(&common.config),
-            Command::Completions { .. } | Command::Man | Command::MigrateConfig { .. } => None,
+            Command::Task { command } => match command {
+                TaskCommand::List { config }
+                | TaskCommand::Show { config, .. }
+                | TaskCommand::Test { config, .. } => Some(config),
+                TaskCommand::Enable { .. } | TaskCommand::Disable { .. } => None,
+            },
+            Command::Completions { .. }
+            | Command::Man
+            | Command::MigrateConfig { .. }
+            | Command::Record { .. } => None,
         }
     }
 }
@@ -137,6 +146,27 @@ pub enum Command {
         /// since the input is read twice).
         events: PathBuf,
     },
+    /// Tasks: list and show them, test one offline on recorded events, enable or disable one
+    /// on a running service.
+    Task {
+        #[command(subcommand)]
+        command: TaskCommand,
+    },
+    /// Print the events a running service receives from now on, one JSON line each (the
+    /// ingest format), for `strata task test`; stops after --count events or --for.
+    Record {
+        #[command(flatten)]
+        service: ServiceArgs,
+        /// Only these names (comma-separated, globs allowed); all by default.
+        #[arg(long)]
+        names: Option<String>,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Stop after this long (30s, 10m); at least one of --count and --for is needed.
+        #[arg(long = "for", value_name = "DURATION")]
+        lasting: Option<String>,
+    },
     /// Print the archives.toml equivalent of a samplerr Riemann configuration (its archives,
     /// index and alias prefixes), with a comment for anything it could not translate.
     MigrateConfig {
@@ -151,6 +181,54 @@ pub enum Command {
     },
     /// Print the manual page (roff): `strata man | man -l -`.
     Man,
+}
+
+#[derive(Subcommand)]
+pub enum TaskCommand {
+    /// The tasks of the configuration: name, kind, state, names taken, handlers, file.
+    List {
+        #[arg(long, short, default_value = "archives.toml")]
+        config: PathBuf,
+    },
+    /// One task: its settings and its script.
+    Show {
+        #[arg(long, short, default_value = "archives.toml")]
+        config: PathBuf,
+        name: String,
+    },
+    /// Run a stream task offline over NDJSON events (from `strata record` or written by hand),
+    /// the clock driven by the events' times; print what it would alert and emit as NDJSON.
+    Test {
+        #[arg(long, short, default_value = "archives.toml")]
+        config: PathBuf,
+        name: String,
+        /// The events, one JSON object per line (- for stdin).
+        #[arg(long)]
+        events: PathBuf,
+    },
+    /// Enable a task on a running service (until its files are read again).
+    Enable {
+        #[command(flatten)]
+        service: ServiceArgs,
+        name: String,
+    },
+    /// Disable a task on a running service (until its files are read again).
+    Disable {
+        #[command(flatten)]
+        service: ServiceArgs,
+        name: String,
+    },
+}
+
+/// How to reach a running service's HTTP API.
+#[derive(clap::Args)]
+pub struct ServiceArgs {
+    /// The service's HTTP address.
+    #[arg(long, default_value = "http://127.0.0.1:8080", env = "STRATA_URL")]
+    pub url: String,
+    /// The bearer token (the read token for record, the write token for enable and disable).
+    #[arg(long, env = "STRATA_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 #[derive(clap::Args)]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 
-use cli::{ChangeArgs, Cli, Command, Format, Halves, MaintainArgs};
+use cli::{ChangeArgs, Cli, Command, Format, Halves, MaintainArgs, ServiceArgs, TaskCommand};
 
 use strata::clock::SystemClock;
 use strata::config::{Config, LogFormat};
@@ -87,6 +87,35 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .render(&mut std::io::stdout())
                 .context("cannot write the manual page")?;
             Ok(())
+        }
+        Command::Task { command } => task(command),
+        Command::Record {
+            service,
+            names,
+            count,
+            lasting,
+        } => {
+            let mut query = Vec::new();
+            if let Some(n) = names {
+                query.push(("names", n));
+            }
+            if let Some(c) = count {
+                query.push(("count", c.to_string()));
+            }
+            if let Some(f) = lasting {
+                query.push(("for", f));
+            }
+            runtime()?.block_on(async {
+                let mut response =
+                    call(&service, reqwest::Method::GET, "/v1/record", &query).await?;
+                let stdout = std::io::stdout();
+                let mut out = stdout.lock();
+                while let Some(chunk) = response.chunk().await.context("the recording was cut")? {
+                    out.write_all(&chunk)?;
+                }
+                out.flush()?;
+                Ok(())
+            })
         }
         Command::Check {
             config,
@@ -379,5 +408,166 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     Ok(async {
         let _ = tokio::signal::ctrl_c().await;
+    })
+}
+
+/// Sends a request to a running service's API; an answer that is not 2xx is an error naming
+/// its status and body.
+async fn call(
+    service: &ServiceArgs,
+    method: reqwest::Method,
+    path: &str,
+    query: &[(&str, String)],
+) -> anyhow::Result<reqwest::Response> {
+    let url = format!("{}{path}", service.url.trim_end_matches('/'));
+    let mut request = reqwest::Client::new().request(method, &url).query(query);
+    if let Some(token) = &service.token {
+        request = request.bearer_auth(token);
+    }
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
+    if !response.status().is_success() {
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        anyhow::bail!("{url} answered {status}: {}", body.trim());
+    }
+    Ok(response)
+}
+
+fn task(command: TaskCommand) -> anyhow::Result<()> {
+    match command {
+        TaskCommand::List { config } => {
+            let cfg = Config::load(&config)?;
+            if cfg.tasks.list.is_empty() {
+                println!("no tasks in {}", config.display());
+            }
+            for t in &cfg.tasks.list {
+                println!(
+                    "{}\t{}\t{}\tnames {}\thandlers {}\t{}",
+                    t.name,
+                    t.kind().as_str(),
+                    if t.enabled { "enabled" } else { "disabled" },
+                    t.select
+                        .names
+                        .iter()
+                        .map(|g| g.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    if t.handlers.is_empty() {
+                        "-".to_string()
+                    } else {
+                        t.handlers.join(",")
+                    },
+                    t.source.display()
+                );
+            }
+            Ok(())
+        }
+        TaskCommand::Show { config, name } => {
+            let cfg = Config::load(&config)?;
+            let t = cfg
+                .tasks
+                .task(&name)
+                .with_context(|| format!("no task named {name:?} in {}", config.display()))?;
+            println!(
+                "name: {}\nkind: {}\nenabled: {}\nfile: {}",
+                t.name,
+                t.kind().as_str(),
+                t.enabled,
+                t.source.display()
+            );
+            println!(
+                "names: {}",
+                t.select
+                    .names
+                    .iter()
+                    .map(|g| g.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            if let Some(h) = &t.select.host {
+                println!("host: {}", h.as_str());
+            }
+            for (k, g) in &t.select.tags {
+                println!("tag {k}: {}", g.as_str());
+            }
+            println!("handlers: {}", t.handlers.join(", "));
+            if let Some(b) = &t.batch {
+                println!(
+                    "range: {}\narchive: {}",
+                    humantime::format_duration(b.range),
+                    cfg.archives[b.archive].name
+                );
+            }
+            println!("script:\n{}", t.script.trim_end());
+            Ok(())
+        }
+        TaskCommand::Test {
+            config,
+            name,
+            events,
+        } => {
+            let cfg = Config::load(&config)?;
+            let t = cfg
+                .tasks
+                .task(&name)
+                .with_context(|| format!("no task named {name:?} in {}", config.display()))?;
+            if t.kind() != strata::script::SourceKind::Stream {
+                anyhow::bail!(
+                    "{name} is a batch task: strata task test runs stream tasks only so far"
+                );
+            }
+            let limits = replay::limits_now(&cfg, &SystemClock);
+            let input: Box<dyn std::io::BufRead> = if events.as_os_str() == "-" {
+                Box::new(std::io::stdin().lock())
+            } else {
+                Box::new(std::io::BufReader::new(
+                    std::fs::File::open(&events)
+                        .with_context(|| format!("cannot open {}", events.display()))?,
+                ))
+            };
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let mut print = |line: serde_json::Value| {
+                let _ = writeln!(out, "{line}");
+            };
+            let mut run = strata::tasks::offline::TaskTest::new(t, &cfg.tasks);
+            let mut meter =
+                replay::progress::Meter::new("testing", None, replay::ProgressMode::Off);
+            replay::for_each_event(
+                input,
+                &limits,
+                &mut meter,
+                |why| Err(why.into()),
+                |event| {
+                    run.feed(&event, &mut print);
+                    Ok(())
+                },
+            )
+            .with_context(|| format!("{}", events.display()))?;
+            let summary = run.finish(&mut print);
+            out.flush()?;
+            eprintln!(
+                "{name}: {} events read, {} taken, {} late; {} alerts, {} emitted",
+                summary.read, summary.taken, summary.late, summary.alerts, summary.emitted
+            );
+            Ok(())
+        }
+        TaskCommand::Enable { service, name } => switch_task(&service, &name, "enable"),
+        TaskCommand::Disable { service, name } => switch_task(&service, &name, "disable"),
+    }
+}
+
+fn switch_task(service: &ServiceArgs, name: &str, action: &str) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let path = format!("/v1/tasks/{name}/{action}");
+        let answer: serde_json::Value = call(service, reqwest::Method::POST, &path, &[])
+            .await?
+            .json()
+            .await?;
+        println!("{name}: {}", answer["state"].as_str().unwrap_or(action));
+        Ok(())
     })
 }

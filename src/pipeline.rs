@@ -946,13 +946,11 @@ pub async fn serve<C: Clock>(
             (c, None, None, None, None)
         }
     };
-    let (feed, feed_queue) = match NameIndex::of(&config.tasks.list) {
-        names if names.is_empty() => (None, None),
-        names => {
-            let (feed, queue) = task_feed(names, config.tasks.queue_events, stats.clone());
-            (Some(feed), Some(queue))
-        }
-    };
+    // Always built: `GET /v1/record` taps it even without a task.
+    let names = NameIndex::of(&config.tasks.list);
+    let any_stream_task = !names.is_empty();
+    let (feed, feed_queue) = task_feed(names, config.tasks.queue_events, stats.clone());
+    let feed_queue = any_stream_task.then_some(feed_queue);
     let (ingest, consolidator) = start_consolidator(
         &config,
         consolidator,
@@ -961,7 +959,7 @@ pub async fn serve<C: Clock>(
         clock.clone(),
         write.closed,
         stats.clone(),
-        feed,
+        Some(feed.clone()),
     );
     let ingest = match disk {
         Some(bound) => ingest.bounded_by_disk(bound),
@@ -1009,6 +1007,7 @@ pub async fn serve<C: Clock>(
             clock: clock.clone(),
             config: Arc::new(config.clone()),
             board: tasks.board.clone(),
+            feed,
         },
         read_token.clone(),
     );

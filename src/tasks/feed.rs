@@ -50,10 +50,29 @@ impl NameIndex {
     }
 }
 
+/// A recording under way (`GET /v1/record`): the names it takes and where its events go.
+struct Tap {
+    names: Vec<Glob>,
+    events: mpsc::Sender<Vec<Event>>,
+    dropped: Arc<AtomicUsize>,
+}
+
+/// Batches one recording may have waiting; past it, its events are left out and counted.
+const TAP_QUEUE: usize = 1_024;
+
+/// The receiving end of a recording.
+pub struct Recording {
+    pub events: mpsc::Receiver<Vec<Event>>,
+    /// Events left out because the recording fell behind.
+    pub dropped: Arc<AtomicUsize>,
+}
+
 /// The sending side, held by the consolidator task.
 #[derive(Clone)]
 pub struct TaskFeed {
     names: Arc<RwLock<Arc<NameIndex>>>,
+    taps: Arc<std::sync::Mutex<Vec<Tap>>>,
+    tapping: Arc<std::sync::atomic::AtomicBool>,
     queue: mpsc::Sender<Vec<Event>>,
     /// Events queued and not yet taken by the runner.
     queued: Arc<AtomicUsize>,
@@ -82,6 +101,8 @@ pub fn task_feed(index: NameIndex, max_queued: usize, stats: Arc<Stats>) -> (Tas
     (
         TaskFeed {
             names: Arc::new(RwLock::new(Arc::new(index))),
+            taps: Arc::default(),
+            tapping: Arc::default(),
             queue: tx,
             queued: queued.clone(),
             max_queued,
@@ -92,8 +113,12 @@ pub fn task_feed(index: NameIndex, max_queued: usize, stats: Arc<Stats>) -> (Tas
 }
 
 impl TaskFeed {
-    /// Copies the events some stream task takes onto the queue.
+    /// Copies the events some stream task takes onto the queue (and those a recording takes
+    /// onto its own).
     pub fn offer(&self, events: &[Event]) {
+        if self.tapping.load(Ordering::Relaxed) {
+            self.offer_to_taps(events);
+        }
         let names = match self.names.read() {
             Ok(n) => n.clone(),
             Err(_) => return,
@@ -123,6 +148,51 @@ impl TaskFeed {
                 Stats::add(&stats.events_dropped, n as u64);
             }
         }
+    }
+
+    /// Starts a recording of the events whose name matches one of `names` (all when empty).
+    pub fn record(&self, names: Vec<Glob>) -> Recording {
+        let (tx, rx) = mpsc::channel(TAP_QUEUE);
+        let dropped = Arc::new(AtomicUsize::new(0));
+        if let Ok(mut taps) = self.taps.lock() {
+            taps.push(Tap {
+                names,
+                events: tx,
+                dropped: dropped.clone(),
+            });
+            self.tapping.store(true, Ordering::Relaxed);
+        }
+        Recording {
+            events: rx,
+            dropped,
+        }
+    }
+
+    fn offer_to_taps(&self, events: &[Event]) {
+        let Ok(mut taps) = self.taps.lock() else {
+            return;
+        };
+        taps.retain(|tap| {
+            let taken: Vec<Event> = events
+                .iter()
+                .filter(|e| {
+                    tap.names.is_empty() || tap.names.iter().any(|g| g.matches(e.series.name()))
+                })
+                .cloned()
+                .collect();
+            if taken.is_empty() {
+                return !tap.events.is_closed();
+            }
+            match tap.events.try_send(taken) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(lost)) => {
+                    tap.dropped.fetch_add(lost.len(), Ordering::Relaxed);
+                    true
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            }
+        });
+        self.tapping.store(!taps.is_empty(), Ordering::Relaxed);
     }
 
     /// Takes the names of a new set of tasks (after a reload, or a task enabled or disabled).
@@ -171,5 +241,26 @@ mod tests {
         feed.offer(&[event("cpu"), event("cpu")]);
         assert_eq!(queue.events.recv().await.unwrap().len(), 2);
         assert_eq!(stats.tasks.events.load(Ordering::Relaxed), 4);
+    }
+
+    #[tokio::test]
+    async fn a_recording_takes_its_names_whether_a_task_takes_them_or_not_and_ends_when_dropped() {
+        let stats = Arc::new(Stats::default());
+        let (feed, _queue) = task_feed(NameIndex::default(), 3, stats.clone());
+        let mut recording = feed.record(vec![Glob::new("mem*")]);
+        feed.offer(&[event("cpu"), event("mem.free")]);
+        let got = recording.events.recv().await.unwrap();
+        assert_eq!(
+            got.iter().map(|e| e.series.name()).collect::<Vec<_>>(),
+            ["mem.free"]
+        );
+        assert_eq!(
+            stats.tasks.events.load(Ordering::Relaxed),
+            0,
+            "no task took them"
+        );
+        drop(recording);
+        feed.offer(&[event("mem")]);
+        assert!(!feed.tapping.load(Ordering::Relaxed));
     }
 }

@@ -154,7 +154,12 @@ async fn append_line(path: &std::path::Path, body: &Value) -> Result<(), String>
         .open(path)
         .await
         .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    file.write_all(line.as_bytes())
+    // tokio's file hands the write to a blocking thread: flush waits for it to be done.
+    let written = async {
+        file.write_all(line.as_bytes()).await?;
+        file.flush().await
+    };
+    written
         .await
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }

@@ -1,5 +1,6 @@
 //! The tasks' read API: `GET /v1/alerts` (the current level of every alert not ok),
-//! `GET /v1/alerts/history?from=&to=` (transitions, from the node) and `GET /v1/tasks`.
+//! `GET /v1/alerts/history?from=&to=` (transitions, from the node), `GET /v1/tasks`, and
+//! `GET /v1/record?names=&count=&for=` (the live events as NDJSON, for `strata task test`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::persist::backend::SearchBackend;
 
+use super::feed::TaskFeed;
 use super::store::{history, AlertBoard, AlertIndices};
 
 /// The most transitions one history answer holds.
@@ -26,6 +28,7 @@ pub(crate) struct TasksState<B, C> {
     pub clock: Arc<C>,
     pub config: Arc<Config>,
     pub board: AlertBoard,
+    pub feed: TaskFeed,
 }
 
 impl<B, C> Clone for TasksState<B, C> {
@@ -35,6 +38,7 @@ impl<B, C> Clone for TasksState<B, C> {
             clock: self.clock.clone(),
             config: self.config.clone(),
             board: self.board.clone(),
+            feed: self.feed.clone(),
         }
     }
 }
@@ -44,6 +48,7 @@ pub(crate) fn router<B: SearchBackend, C: Clock>(state: TasksState<B, C>, token:
         .route("/v1/alerts", get(alerts::<B, C>))
         .route("/v1/alerts/history", get(alert_history::<B, C>))
         .route("/v1/tasks", get(tasks::<B, C>))
+        .route("/v1/record", get(record::<B, C>))
         .route_layer(axum::middleware::from_fn_with_state(token, require_token))
         .with_state(state)
 }
@@ -110,4 +115,98 @@ async fn tasks<B: SearchBackend, C: Clock>(State(s): State<TasksState<B, C>>) ->
         })
         .collect();
     Json(json!({"tasks": list})).into_response()
+}
+
+/// The most events one recording may ask for.
+const MAX_RECORD_EVENTS: u64 = 10_000_000;
+/// The longest a recording may last.
+const MAX_RECORD_FOR: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// `GET /v1/record?names=a,b*&count=N&for=30s`: the events that pass validation from now on,
+/// one JSON line each in the ingest format, until `count` were sent or `for` has passed.
+async fn record<B: SearchBackend, C: Clock>(
+    State(s): State<TasksState<B, C>>,
+    Query(params): Query<BTreeMap<String, String>>,
+) -> Response {
+    let bad = |why: String| (StatusCode::BAD_REQUEST, Json(json!({"error": why}))).into_response();
+    let count = match params.get("count").map(|c| c.parse::<u64>()) {
+        None => None,
+        Some(Ok(c)) if (1..=MAX_RECORD_EVENTS).contains(&c) => Some(c),
+        Some(_) => {
+            return bad(format!(
+                "parameter 'count': a number of events from 1 to {MAX_RECORD_EVENTS}"
+            ))
+        }
+    };
+    let lasting = match params.get("for").map(|d| humantime::parse_duration(d)) {
+        None => None,
+        Some(Ok(d)) if d <= MAX_RECORD_FOR && !d.is_zero() => Some(d),
+        Some(_) => {
+            return bad("parameter 'for': a duration such as 30s or 10m, at most 24h".into())
+        }
+    };
+    if count.is_none() && lasting.is_none() {
+        return bad("give count= (events) or for= (a duration), or both".into());
+    }
+    let names = params
+        .get("names")
+        .map(|n| {
+            n.split(',')
+                .filter(|g| !g.is_empty())
+                .map(crate::script::Glob::new)
+                .collect()
+        })
+        .unwrap_or_default();
+    let recording = s.feed.record(names);
+    let deadline = lasting.map(|d| s.clock.now() + d.as_millis() as i64);
+    let (writer, reader) = tokio::io::duplex(64 * 1024);
+    tokio::spawn(write_recording(
+        recording,
+        writer,
+        s.clock.clone(),
+        deadline,
+        count,
+    ));
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
+        axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(reader)),
+    )
+        .into_response()
+}
+
+async fn write_recording<C: Clock>(
+    mut recording: super::feed::Recording,
+    mut writer: tokio::io::DuplexStream,
+    clock: Arc<C>,
+    deadline: Option<crate::clock::EpochMillis>,
+    count: Option<u64>,
+) {
+    use tokio::io::AsyncWriteExt;
+    let mut written = 0u64;
+    let limit = count.unwrap_or(u64::MAX);
+    while written < limit {
+        tokio::select! {
+            batch = recording.events.recv() => {
+                let Some(events) = batch else { break };
+                let mut text = String::new();
+                for event in events.iter().take((limit - written) as usize) {
+                    text.push_str(&crate::ingest::json::event_line(event));
+                    text.push('\n');
+                    written += 1;
+                }
+                if writer.write_all(text.as_bytes()).await.is_err() {
+                    return; // the client went away
+                }
+            }
+            _ = super::runner::sleep_until(&*clock, deadline) => break,
+        }
+    }
+    let dropped = recording.dropped.load(std::sync::atomic::Ordering::Relaxed);
+    if dropped > 0 {
+        tracing::warn!(
+            events = dropped,
+            "the recording fell behind: events left out of it"
+        );
+    }
+    let _ = writer.shutdown().await;
 }

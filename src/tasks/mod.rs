@@ -18,5 +18,6 @@ pub mod engine;
 pub mod feed;
 pub mod handlers;
 pub(crate) mod http;
+pub mod offline;
 pub(crate) mod runner;
 pub mod store;

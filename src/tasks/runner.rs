@@ -198,7 +198,8 @@ impl<C: Clock> StreamRunner<C> {
     }
 }
 
-async fn sleep_until<C: Clock>(clock: &C, due: Option<EpochMillis>) {
+/// Waits until `due` on `clock`; for ever when `None`.
+pub(crate) async fn sleep_until<C: Clock>(clock: &C, due: Option<EpochMillis>) {
     match due {
         Some(at) => clock.sleep_until(at).await,
         None => std::future::pending().await,
