@@ -85,7 +85,7 @@ index_period = "year"
         .build()
         .unwrap();
     runtime.block_on(async move {
-        let options = ServeOptions { node_url: Some(node.clone()), listen: Some("127.0.0.1:0".parse().unwrap()) };
+        let options = ServeOptions { node_url: Some(node.clone()), listen: Some("127.0.0.1:0".parse().unwrap()), ..Default::default() };
         let running = serve(config, options, Arc::new(SystemClock)).await.unwrap();
         let url = format!("http://{}/v1/metrics", running.addr);
         // Bodies are built once; every request sends the same series with the server's clock.

@@ -60,7 +60,7 @@ fn main() {
             .unwrap();
         assert_eq!(summary.documents, buckets);
 
-        let options = ServeOptions { node_url: Some(node.clone()), listen: Some("127.0.0.1:0".parse().unwrap()) };
+        let options = ServeOptions { node_url: Some(node.clone()), listen: Some("127.0.0.1:0".parse().unwrap()), ..Default::default() };
         let running = serve(config, options, Arc::new(SystemClock)).await.unwrap();
         let url = format!("http://{}/v1/metrics", running.addr);
         // Every request spreads over all buckets, as a backfill of many series would.

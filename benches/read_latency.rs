@@ -47,7 +47,7 @@ fn main() {
         let summary = replay::to_node(&config, Some(node.clone()), Arc::new(input), limits, Default::default()).await.unwrap();
         let http = reqwest::Client::new();
         http.post(format!("{node}/{prefix}*/_refresh")).send().await.unwrap();
-        let running = serve(config, ServeOptions { node_url: Some(node.clone()), listen: Some("127.0.0.1:0".parse().unwrap()) }, Arc::new(SystemClock)).await.unwrap();
+        let running = serve(config, ServeOptions { node_url: Some(node.clone()), listen: Some("127.0.0.1:0".parse().unwrap()), ..Default::default() }, Arc::new(SystemClock)).await.unwrap();
         let year_ago = end - 365 * 24 * hour;
         // The same questions asked of the node directly, through the umbrella alias, as a
         // dashboard would: the floor strata's answers are measured against.

@@ -142,7 +142,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let mut signal = Box::pin(shutdown_signal()?);
                 let starting = serve(
                     cfg,
-                    ServeOptions { node_url, listen },
+                    ServeOptions {
+                        node_url,
+                        listen,
+                        config_path: Some(config.clone()),
+                    },
                     Arc::new(SystemClock),
                 );
                 let running = tokio::select! {
@@ -158,6 +162,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     tracing::info!("signal received: shutting down");
                     shutdown.cancel();
                 });
+                reload_tasks_on_sighup(running.tasks.clone())?;
                 running.wait().await?;
                 Ok(())
             })
@@ -389,6 +394,25 @@ fn print_summary(path: &std::path::Path, cfg: &Config) {
     println!("  http: {}", cfg.http.listen);
 }
 
+#[cfg(unix)]
+/// SIGHUP reads the configuration file again and takes its tasks and handlers; a file with a
+/// problem is logged and the running tasks stay as they were.
+fn reload_tasks_on_sighup(tasks: strata::pipeline::TaskControl) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match tasks.reload().await {
+                Ok(count) => tracing::info!(tasks = count, "SIGHUP: tasks read again"),
+                Err(why) => {
+                    tracing::error!(error = %why, "SIGHUP: tasks not read again; the running tasks stay as they were")
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
 /// Registers SIGTERM and SIGINT handlers now (so a signal that comes early is not fatal) and
 /// returns a future that completes on the first of them.
 #[cfg(unix)]
@@ -402,6 +426,11 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
             _ = int.recv() => {}
         }
     })
+}
+
+#[cfg(not(unix))]
+fn reload_tasks_on_sighup(_: strata::pipeline::TaskControl) -> anyhow::Result<()> {
+    Ok(())
 }
 
 #[cfg(not(unix))]

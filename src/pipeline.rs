@@ -35,10 +35,12 @@ use crate::persist::document::DocumentEncoder;
 use crate::persist::template::index_template;
 use crate::persist::writer::BulkWriter;
 use crate::stats::{Protocol, Stats};
-use crate::tasks::feed::{task_feed, FeedQueue, NameIndex, TaskFeed};
+pub use crate::tasks::control::TaskControl;
+use crate::tasks::feed::{task_feed, NameIndex, TaskFeed};
 
 mod backlog;
 mod journal;
+mod tasks;
 use backlog::Backlog;
 pub use journal::DurableError;
 use journal::{apply_events, apply_shutdown, apply_tick, Input, Journal};
@@ -719,6 +721,8 @@ pub struct Running {
     pub riemann_addr: Option<SocketAddr>,
     pub shutdown: CancellationToken,
     pub stats: Arc<Stats>,
+    /// Enables, disables and reloads tasks.
+    pub tasks: TaskControl,
     done: JoinHandle<Result<(), ServeError>>,
 }
 
@@ -742,6 +746,8 @@ impl Running {
 pub struct ServeOptions {
     pub node_url: Option<String>,
     pub listen: Option<SocketAddr>,
+    /// The file the configuration came from: tasks are read again from it on reload.
+    pub config_path: Option<std::path::PathBuf>,
 }
 
 /// Counts the tag keys already mapped in the indices kept, so that a restart without a log
@@ -767,113 +773,6 @@ async fn seed_tag_keys<B: SearchBackend>(
         }
         Err(_) => tracing::warn!("the node did not list its tag keys in time: counting from zero"),
     }
-}
-
-/// The tasks' side of a running service.
-struct TasksRunning {
-    board: crate::tasks::store::AlertBoard,
-    /// Runner and emitter, in the order they end.
-    stream: Vec<JoinHandle<()>>,
-    /// The store's writer and the handlers, given [`TASKS_DRAIN`] to finish.
-    outlets: Vec<JoinHandle<()>>,
-}
-
-/// How long shutdown waits for alert transitions and deliveries still queued.
-const TASKS_DRAIN: Duration = Duration::from_secs(5);
-
-impl TasksRunning {
-    async fn finish(self) {
-        for task in self.stream {
-            let _ = task.await;
-        }
-        let drain = futures_join(self.outlets);
-        if tokio::time::timeout(TASKS_DRAIN, drain).await.is_err() {
-            tracing::warn!("alert deliveries still under way at shutdown were left");
-        }
-    }
-}
-
-async fn futures_join(tasks: Vec<JoinHandle<()>>) {
-    for task in tasks {
-        let _ = task.await;
-    }
-}
-
-/// Starts the stream tasks (when any is enabled), the alert store and the handlers. The levels
-/// raised before this start are read back from the node (when it answers), so that a restart
-/// sends none of them again.
-#[allow(clippy::too_many_arguments)]
-async fn start_tasks<B: SearchBackend, C: Clock>(
-    config: &Config,
-    backend: Arc<B>,
-    clock: Arc<C>,
-    ingest: &IngestHandle,
-    feed: Option<FeedQueue>,
-    stats: Arc<Stats>,
-    shutdown: CancellationToken,
-    node_answered: bool,
-) -> TasksRunning {
-    use crate::tasks::store;
-    let board = store::AlertBoard::default();
-    let mut running = TasksRunning {
-        board: board.clone(),
-        stream: Vec::new(),
-        outlets: Vec::new(),
-    };
-    if config.tasks.list.is_empty() {
-        return running;
-    }
-    let indices = store::AlertIndices {
-        prefix: config.tasks.alerts_index.clone(),
-    };
-    let mut raised = std::collections::HashMap::new();
-    if node_answered {
-        match tokio::time::timeout(TEMPLATE_AT_START, store::load_raised(&*backend, &indices)).await
-        {
-            Ok(Ok((levels, docs))) => {
-                for doc in &docs {
-                    board.update(doc["id"].as_str().unwrap_or_default(), doc);
-                }
-                tracing::info!(
-                    raised = levels.len(),
-                    "alert levels read back from the node"
-                );
-                raised = levels;
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "alert levels not read back: raised alerts may be sent again")
-            }
-            Err(_) => tracing::warn!(
-                "alert levels not read back in time: raised alerts may be sent again"
-            ),
-        }
-    }
-    let (store_queue, store_task) = store::start_store(backend, indices);
-    let (dispatch, handler_tasks) =
-        crate::tasks::handlers::Dispatch::start(&config.tasks.handlers, stats.clone());
-    running.outlets.push(store_task);
-    running.outlets.extend(handler_tasks);
-    let Some(feed) = feed else {
-        return running;
-    };
-    let (emit, emitter) = crate::tasks::runner::start_emitter(ingest.clone(), stats.clone());
-    let runner = crate::tasks::runner::StreamRunner::new(
-        &config.tasks,
-        &raised,
-        clock,
-        feed,
-        crate::tasks::runner::Outlets {
-            dispatch,
-            store: Some(store_queue),
-            board,
-            stats,
-        },
-        emit,
-        shutdown,
-    );
-    running.stream.push(tokio::spawn(runner.run()));
-    running.stream.push(emitter);
-    running
 }
 
 /// Starts the whole service and returns once it is listening.
@@ -946,11 +845,12 @@ pub async fn serve<C: Clock>(
             (c, None, None, None, None)
         }
     };
-    // Always built: `GET /v1/record` taps it even without a task.
-    let names = NameIndex::of(&config.tasks.list);
-    let any_stream_task = !names.is_empty();
-    let (feed, feed_queue) = task_feed(names, config.tasks.queue_events, stats.clone());
-    let feed_queue = any_stream_task.then_some(feed_queue);
+    // Always built: `GET /v1/record` taps it, and a reload may add tasks.
+    let (feed, feed_queue) = task_feed(
+        NameIndex::of(&config.tasks.list),
+        config.tasks.queue_events,
+        stats.clone(),
+    );
     let (ingest, consolidator) = start_consolidator(
         &config,
         consolidator,
@@ -990,15 +890,19 @@ pub async fn serve<C: Clock>(
     };
     let addrs = start_listeners(&config, &listeners).await?;
     drop(listeners);
-    let tasks = start_tasks(
+    let tasks = tasks::start_tasks(
         &config,
-        backend.clone(),
-        clock.clone(),
-        &ingest,
-        feed_queue,
-        stats.clone(),
-        shutdown.clone(),
-        write.node_answered,
+        tasks::TaskWiring {
+            backend: backend.clone(),
+            clock: clock.clone(),
+            ingest: ingest.clone(),
+            feed: feed.clone(),
+            queue: feed_queue,
+            stats: stats.clone(),
+            shutdown: shutdown.clone(),
+            node_answered: write.node_answered,
+            config_path: options.config_path.clone(),
+        },
     )
     .await;
     let tasks_api = crate::tasks::http::router(
@@ -1008,9 +912,13 @@ pub async fn serve<C: Clock>(
             config: Arc::new(config.clone()),
             board: tasks.board.clone(),
             feed,
+            list: tasks.list.clone(),
+            control: tasks.control.clone(),
         },
         read_token.clone(),
+        write_token.clone(),
     );
+    let task_control = tasks.control.clone();
     let (backend_for_reads, clock_for_reads) = (backend.clone(), clock.clone());
     let state = AppState::new(ingest, backend, clock, config.clone(), stats.clone());
     let reads = crate::query::http::router(
@@ -1058,6 +966,7 @@ pub async fn serve<C: Clock>(
         riemann_addr: addrs.riemann,
         shutdown,
         stats,
+        tasks: task_control,
         done,
     })
 }

@@ -321,6 +321,7 @@ index_period = "year"
         ServeOptions {
             node_url: None,
             listen: Some("127.0.0.1:0".parse().unwrap()),
+            ..Default::default()
         },
         Arc::new(ManualClock::new(now)),
     )

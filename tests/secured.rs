@@ -59,6 +59,7 @@ async fn start(cfg: Config, clock: &ManualClock) -> Result<strata::pipeline::Run
     let options = ServeOptions {
         node_url: None,
         listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..Default::default()
     };
     tokio::time::timeout(
         Duration::from_secs(30),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
@@ -17,7 +17,9 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::persist::backend::SearchBackend;
 
+use super::control::TaskControl;
 use super::feed::TaskFeed;
+use super::runner::TaskList;
 use super::store::{history, AlertBoard, AlertIndices};
 
 /// The most transitions one history answer holds.
@@ -29,6 +31,8 @@ pub(crate) struct TasksState<B, C> {
     pub config: Arc<Config>,
     pub board: AlertBoard,
     pub feed: TaskFeed,
+    pub list: TaskList,
+    pub control: TaskControl,
 }
 
 impl<B, C> Clone for TasksState<B, C> {
@@ -39,18 +43,61 @@ impl<B, C> Clone for TasksState<B, C> {
             config: self.config.clone(),
             board: self.board.clone(),
             feed: self.feed.clone(),
+            list: self.list.clone(),
+            control: self.control.clone(),
         }
     }
 }
 
-pub(crate) fn router<B: SearchBackend, C: Clock>(state: TasksState<B, C>, token: Token) -> Router {
+pub(crate) fn router<B: SearchBackend, C: Clock>(
+    state: TasksState<B, C>,
+    read: Token,
+    write: Token,
+) -> Router {
+    let changes = Router::new()
+        .route("/v1/tasks/reload", post(reload::<B, C>))
+        .route("/v1/tasks/{name}/{action}", post(switch::<B, C>))
+        .route_layer(axum::middleware::from_fn_with_state(write, require_token));
     Router::new()
         .route("/v1/alerts", get(alerts::<B, C>))
         .route("/v1/alerts/history", get(alert_history::<B, C>))
         .route("/v1/tasks", get(tasks::<B, C>))
         .route("/v1/record", get(record::<B, C>))
-        .route_layer(axum::middleware::from_fn_with_state(token, require_token))
+        .route_layer(axum::middleware::from_fn_with_state(read, require_token))
+        .merge(changes)
         .with_state(state)
+}
+
+/// `POST /v1/tasks/{name}/enable|disable` (write token).
+async fn switch<B: SearchBackend, C: Clock>(
+    State(s): State<TasksState<B, C>>,
+    axum::extract::Path((name, action)): axum::extract::Path<(String, String)>,
+) -> Response {
+    let enabled = match action.as_str() {
+        "enable" => true,
+        "disable" => false,
+        _ => {
+            return (
+                StatusCode::NOT_FOUND,
+                Json(json!({"error": "POST /v1/tasks/{name}/enable or /disable"})),
+            )
+                .into_response()
+        }
+    };
+    match s.control.switch(&name, enabled).await {
+        Ok(on) => Json(json!({"task": name, "state": if on { "enabled" } else { "disabled" }}))
+            .into_response(),
+        Err(why) => (StatusCode::NOT_FOUND, Json(json!({"error": why}))).into_response(),
+    }
+}
+
+/// `POST /v1/tasks/reload` (write token): the configuration file read again; a file with a
+/// problem is refused (400, the problems) and the running tasks stay as they were.
+async fn reload<B: SearchBackend, C: Clock>(State(s): State<TasksState<B, C>>) -> Response {
+    match s.control.reload().await {
+        Ok(count) => Json(json!({"tasks": count})).into_response(),
+        Err(why) => (StatusCode::BAD_REQUEST, Json(json!({"error": why}))).into_response(),
+    }
 }
 
 async fn alerts<B: SearchBackend, C: Clock>(State(s): State<TasksState<B, C>>) -> Response {
@@ -98,9 +145,8 @@ async fn alert_history<B: SearchBackend, C: Clock>(
 
 async fn tasks<B: SearchBackend, C: Clock>(State(s): State<TasksState<B, C>>) -> Response {
     let list: Vec<_> = s
-        .config
-        .tasks
         .list
+        .get()
         .iter()
         .map(|t| {
             json!({

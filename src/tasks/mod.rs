@@ -14,6 +14,7 @@
 //! - [`feed`], [`runner`], [`handlers`], [`store`] and [`http`] are the async shell.
 
 pub mod alert;
+pub mod control;
 pub mod engine;
 pub mod feed;
 pub mod handlers;

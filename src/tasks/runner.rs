@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -20,12 +20,43 @@ use crate::stats::{Protocol, Stats};
 
 use super::alert::GroupLevel;
 use super::engine::{Emitted, EngineLimits, TaskEngine, TaskOutput};
-use super::feed::FeedQueue;
+use super::feed::{FeedQueue, NameIndex, TaskFeed};
 use super::handlers::{alert_body, Dispatch};
 use super::store::{AlertBoard, StoreQueue};
 
 /// Batches of derived events waiting for ingest; past it they are counted as refused.
 const EMIT_QUEUE: usize = 1_024;
+
+/// What the API and SIGHUP ask of the runner.
+pub(crate) enum Control {
+    /// Enables or disables a task; answers its new state, or why not.
+    Switch {
+        name: String,
+        enabled: bool,
+        reply: oneshot::Sender<Result<bool, String>>,
+    },
+    /// Takes the tasks and handlers of a configuration read again.
+    Reload {
+        tasks: Box<TasksConfig>,
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// The tasks as they are now (enabled or not), for `GET /v1/tasks`.
+#[derive(Clone, Default)]
+pub(crate) struct TaskList(Arc<std::sync::RwLock<Vec<TaskConfig>>>);
+
+impl TaskList {
+    pub(crate) fn get(&self) -> Vec<TaskConfig> {
+        self.0.read().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    fn set(&self, list: Vec<TaskConfig>) {
+        if let Ok(mut l) = self.0.write() {
+            *l = list;
+        }
+    }
+}
 
 /// A stream task running.
 struct Running {
@@ -101,6 +132,24 @@ pub(crate) struct StreamRunner<C> {
     outlets: Outlets,
     emit: mpsc::Sender<Vec<Event>>,
     shutdown: CancellationToken,
+    /// Every task of the configuration, with its current state.
+    config: TasksConfig,
+    list: TaskList,
+    names: TaskFeed,
+    control: mpsc::Receiver<Control>,
+}
+
+/// The parts a runner needs besides its configuration.
+pub(crate) struct RunnerParts<C> {
+    pub clock: Arc<C>,
+    pub feed: FeedQueue,
+    /// The consolidator's side of the feed, told which names the enabled tasks take.
+    pub names: TaskFeed,
+    pub outlets: Outlets,
+    pub emit: mpsc::Sender<Vec<Event>>,
+    pub shutdown: CancellationToken,
+    pub list: TaskList,
+    pub control: mpsc::Receiver<Control>,
 }
 
 /// The limits every engine of `config` shares.
@@ -117,34 +166,94 @@ impl<C: Clock> StreamRunner<C> {
     pub(crate) fn new(
         config: &TasksConfig,
         raised: &HashMap<String, GroupLevel>,
-        clock: Arc<C>,
-        feed: FeedQueue,
-        outlets: Outlets,
-        emit: mpsc::Sender<Vec<Event>>,
-        shutdown: CancellationToken,
+        parts: RunnerParts<C>,
     ) -> Self {
-        let now = clock.now();
-        let limits = limits_of(config);
-        let tasks = config
+        let mut runner = Self {
+            clock: parts.clock,
+            feed: parts.feed,
+            tasks: Vec::new(),
+            outlets: parts.outlets,
+            emit: parts.emit,
+            shutdown: parts.shutdown,
+            config: config.clone(),
+            list: parts.list,
+            names: parts.names,
+            control: parts.control,
+        };
+        runner.start_engines(Vec::new(), raised);
+        runner
+    }
+
+    /// Engines for the enabled stream tasks of `self.config`: those of `kept` whose script and
+    /// selector did not change go on as they were; the others start afresh, with the levels of
+    /// `raised` put back.
+    fn start_engines(&mut self, kept: Vec<Running>, raised: &HashMap<String, GroupLevel>) {
+        let now = self.clock.now();
+        let limits = limits_of(&self.config);
+        let mut kept: HashMap<String, Running> = kept
+            .into_iter()
+            .map(|r| (r.config.name.clone(), r))
+            .collect();
+        self.tasks = self
+            .config
             .list
             .iter()
             .filter(|t| t.enabled && t.kind() == SourceKind::Stream)
-            .map(|t| {
-                let mut engine = TaskEngine::new(&t.name, t.program.clone(), limits, now);
-                engine.restore(raised, now);
-                Running {
+            .map(|t| match kept.remove(&t.name) {
+                Some(r) if r.config.script == t.script && same_selector(&r.config, t) => Running {
                     config: t.clone(),
-                    engine,
+                    engine: r.engine,
+                },
+                _ => {
+                    let mut engine = TaskEngine::new(&t.name, t.program.clone(), limits, now);
+                    engine.restore(raised, now);
+                    Running {
+                        config: t.clone(),
+                        engine,
+                    }
                 }
             })
             .collect();
-        Self {
-            clock,
-            feed,
-            tasks,
-            outlets,
-            emit,
-            shutdown,
+        self.names.set_names(NameIndex::of(&self.config.list));
+        self.list.set(self.config.list.clone());
+    }
+
+    fn control(&mut self, control: Control) {
+        let raised = self.outlets.board.raised();
+        match control {
+            Control::Switch {
+                name,
+                enabled,
+                reply,
+            } => {
+                let Some(task) = self.config.list.iter_mut().find(|t| t.name == name) else {
+                    let _ = reply.send(Err(format!("no task named {name:?}")));
+                    return;
+                };
+                task.enabled = enabled;
+                tracing::info!(task = %name, enabled, "task switched");
+                let kept = std::mem::take(&mut self.tasks);
+                self.start_engines(kept, &raised);
+                let _ = reply.send(Ok(enabled));
+            }
+            Control::Reload { tasks, reply } => {
+                let handlers_changed =
+                    format!("{:?}", tasks.handlers) != format!("{:?}", self.config.handlers);
+                self.config = *tasks;
+                if handlers_changed {
+                    let (dispatch, _) =
+                        Dispatch::start(&self.config.handlers, self.outlets.stats.clone());
+                    self.outlets.dispatch = dispatch;
+                }
+                let kept = std::mem::take(&mut self.tasks);
+                self.start_engines(kept, &raised);
+                tracing::info!(
+                    tasks = self.config.list.len(),
+                    running = self.tasks.len(),
+                    "tasks read again"
+                );
+                let _ = reply.send(());
+            }
         }
     }
 
@@ -159,6 +268,7 @@ impl<C: Clock> StreamRunner<C> {
                     Some(events) => self.record(events),
                     None => break,
                 },
+                Some(control) = self.control.recv() => self.control(control),
                 _ = sleep_until(&*clock, due) => self.advance(clock.now()),
             }
         }
@@ -196,6 +306,11 @@ impl<C: Clock> StreamRunner<C> {
             Stats::add(&counters.events_over_groups, dropped.over_groups);
         }
     }
+}
+
+/// Whether two versions of a task take the same series.
+fn same_selector(a: &TaskConfig, b: &TaskConfig) -> bool {
+    format!("{:?}", a.select) == format!("{:?}", b.select)
 }
 
 /// Waits until `due` on `clock`; for ever when `None`.
@@ -281,19 +396,26 @@ mod tests {
         let (dispatch, _) = Dispatch::start(&[], stats.clone());
         let (emit, _emitted) = mpsc::channel(4);
         let shutdown = CancellationToken::new();
+        let (control, control_rx) = mpsc::channel(4);
+        let list = TaskList::default();
         let runner = StreamRunner::new(
             &config.tasks,
             &HashMap::new(),
-            Arc::new(clock.clone()),
-            queue,
-            Outlets {
-                dispatch,
-                store: None,
-                board: board.clone(),
-                stats: stats.clone(),
+            RunnerParts {
+                clock: Arc::new(clock.clone()),
+                feed: queue,
+                names: feed.clone(),
+                outlets: Outlets {
+                    dispatch,
+                    store: None,
+                    board: board.clone(),
+                    stats: stats.clone(),
+                },
+                emit,
+                shutdown: shutdown.clone(),
+                list: list.clone(),
+                control: control_rx,
             },
-            emit,
-            shutdown.clone(),
         );
         let task = tokio::spawn(runner.run());
         let event = Event::value(
@@ -315,6 +437,33 @@ mod tests {
         assert_eq!(current.len(), 1);
         assert_eq!(current[0]["id"], "low,host=a");
         assert_eq!(current[0]["level"], "critical");
+
+        // Disabled: the feed no longer takes its names, and the list says so.
+        let control = crate::tasks::control::TaskControl::new(control, None);
+        assert_eq!(control.switch("low", false).await, Ok(false));
+        assert!(!list.get()[0].enabled);
+        feed.offer(&[Event::value(
+            SeriesKey::new("cpu", Some("a"), &mut []),
+            MetricKind::Gauge,
+            10.0,
+            11_000,
+        )]);
+        assert_eq!(
+            stats
+                .tasks
+                .events
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+        assert_eq!(
+            control.switch("nope", true).await,
+            Err("no task named \"nope\"".into())
+        );
+        assert!(control
+            .reload()
+            .await
+            .unwrap_err()
+            .contains("not started from a configuration file"));
         shutdown.cancel();
         task.await.unwrap();
     }

@@ -94,6 +94,19 @@ impl AlertBoard {
         }
     }
 
+    /// The level of every alert not ok, by id, as the engines restore them.
+    pub fn raised(&self) -> HashMap<String, GroupLevel> {
+        self.current()
+            .iter()
+            .filter_map(|doc| {
+                let id = doc["id"].as_str()?;
+                let level = doc["level"].as_str().and_then(Level::parse)?;
+                let since = doc["time_ms"].as_i64().unwrap_or_default();
+                Some((id.to_string(), GroupLevel { level, since }))
+            })
+            .collect()
+    }
+
     pub fn current(&self) -> Vec<Value> {
         self.0
             .lock()

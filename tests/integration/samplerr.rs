@@ -55,6 +55,7 @@ async fn samplerr_layout_answers_a_samplerr_dashboard_and_strata_reads_alike() {
         strata::pipeline::ServeOptions {
             node_url: None,
             listen: Some("127.0.0.1:0".parse().unwrap()),
+            ..Default::default()
         },
         std::sync::Arc::new(clock.clone()),
     )

@@ -296,6 +296,7 @@ async fn starting_with_the_node_away_listens_at_once_and_writes_once_it_comes() 
     let options = ServeOptions {
         node_url: Some(format!("http://{addr}")),
         listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..Default::default()
     };
     let started = std::time::Instant::now();
     let running = tokio::time::timeout(
@@ -366,6 +367,7 @@ async fn api_tokens_guard_writes_and_reads_but_not_health() {
     let options = || ServeOptions {
         node_url: None,
         listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..Default::default()
     };
     let unset = serve(cfg.clone(), options(), Arc::new(clock.clone())).await;
     let Err(error) = unset else {
@@ -433,6 +435,7 @@ async fn a_shutdown_that_drops_documents_says_how_many_and_fails() {
         ServeOptions {
             node_url: Some(format!("http://{addr}")),
             listen: Some("127.0.0.1:0".parse().unwrap()),
+            ..Default::default()
         },
         Arc::new(clock.clone()),
     )

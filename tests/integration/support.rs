@@ -277,6 +277,7 @@ pub async fn start(scope: &Scope, archives: &str, extra: &str, clock: &ManualClo
         ServeOptions {
             node_url: None,
             listen,
+            ..Default::default()
         },
         Arc::new(clock.clone()),
     )
