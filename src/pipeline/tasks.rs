@@ -16,10 +16,13 @@ use crate::config::Config;
 use crate::ingest::handle::IngestHandle;
 use crate::persist::backend::SearchBackend;
 use crate::stats::Stats;
+use crate::tasks::batch::BatchLoop;
 use crate::tasks::control::TaskControl;
 use crate::tasks::feed::{FeedQueue, TaskFeed};
 use crate::tasks::handlers::Dispatch;
-use crate::tasks::runner::{start_emitter, Outlets, RunnerParts, StreamRunner, TaskList};
+use crate::tasks::runner::{
+    limits_of, start_emitter, BatchStarter, Outlets, RunnerParts, StreamRunner, TaskList,
+};
 use crate::tasks::store::{self, AlertBoard, AlertIndices};
 
 /// How long start-up waits for the alert levels of the last run.
@@ -102,11 +105,37 @@ pub(super) async fn start_tasks<B: SearchBackend, C: Clock>(
             ),
         }
     }
-    let (store_queue, store_task) = store::start_store(w.backend, indices);
+    let (store_queue, store_task) = store::start_store(w.backend.clone(), indices);
     let (dispatch, handler_tasks) = Dispatch::start(&config.tasks.handlers, w.stats.clone());
     let (emit, emitter) = start_emitter(w.ingest, w.stats.clone());
     let (control, control_rx) = mpsc::channel(16);
     let list = TaskList::default();
+    let (batch_tx, batch_rx) = mpsc::channel(64);
+    let start_batch: BatchStarter = {
+        let (backend, clock, stats, shutdown) = (
+            w.backend.clone(),
+            w.clock.clone(),
+            w.stats.clone(),
+            w.shutdown.clone(),
+        );
+        let (config, limits) = (Arc::new(config.clone()), limits_of(&config.tasks));
+        Box::new(move |task, raised| {
+            let stop = shutdown.child_token();
+            BatchLoop {
+                backend: backend.clone(),
+                config: config.clone(),
+                clock: clock.clone(),
+                task,
+                limits,
+                raised,
+                out: batch_tx.clone(),
+                stats: stats.clone(),
+                stop: stop.clone(),
+            }
+            .spawn();
+            stop
+        })
+    };
     let runner = StreamRunner::new(
         &config.tasks,
         &raised,
@@ -124,6 +153,8 @@ pub(super) async fn start_tasks<B: SearchBackend, C: Clock>(
             shutdown: w.shutdown,
             list: list.clone(),
             control: control_rx,
+            batch_out: batch_rx,
+            start_batch: Some(start_batch),
         },
     );
     let mut outlets = vec![store_task];

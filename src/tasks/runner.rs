@@ -19,6 +19,7 @@ use crate::script::{Field, SourceKind};
 use crate::stats::{Protocol, Stats};
 
 use super::alert::GroupLevel;
+use super::batch::BatchOutput;
 use super::engine::{Emitted, EngineLimits, TaskEngine, TaskOutput};
 use super::feed::{FeedQueue, NameIndex, TaskFeed};
 use super::handlers::{alert_body, Dispatch};
@@ -125,7 +126,15 @@ pub(crate) fn derived_event(e: &Emitted) -> Event {
 }
 
 /// The stream tasks' runner.
+/// Starts one batch task's loop with the levels raised before; the token stops it.
+pub(crate) type BatchStarter =
+    Box<dyn Fn(TaskConfig, HashMap<String, GroupLevel>) -> CancellationToken + Send + Sync>;
+
 pub(crate) struct StreamRunner<C> {
+    /// The batch tasks running, and how to stop each.
+    batches: HashMap<String, (TaskConfig, CancellationToken)>,
+    batch_out: mpsc::Receiver<BatchOutput>,
+    start_batch: Option<BatchStarter>,
     clock: Arc<C>,
     feed: FeedQueue,
     tasks: Vec<Running>,
@@ -150,6 +159,10 @@ pub(crate) struct RunnerParts<C> {
     pub shutdown: CancellationToken,
     pub list: TaskList,
     pub control: mpsc::Receiver<Control>,
+    /// Where batch runs send their output, and how to start a batch loop (`None`: no batch
+    /// task runs, as in unit tests).
+    pub batch_out: mpsc::Receiver<BatchOutput>,
+    pub start_batch: Option<BatchStarter>,
 }
 
 /// The limits every engine of `config` shares.
@@ -169,6 +182,9 @@ impl<C: Clock> StreamRunner<C> {
         parts: RunnerParts<C>,
     ) -> Self {
         let mut runner = Self {
+            batches: HashMap::new(),
+            batch_out: parts.batch_out,
+            start_batch: parts.start_batch,
             clock: parts.clock,
             feed: parts.feed,
             tasks: Vec::new(),
@@ -200,7 +216,7 @@ impl<C: Clock> StreamRunner<C> {
             .iter()
             .filter(|t| t.enabled && t.kind() == SourceKind::Stream)
             .map(|t| match kept.remove(&t.name) {
-                Some(r) if r.config.script == t.script && same_selector(&r.config, t) => Running {
+                Some(r) if same_task(&r.config, t) => Running {
                     config: t.clone(),
                     engine: r.engine,
                 },
@@ -214,8 +230,40 @@ impl<C: Clock> StreamRunner<C> {
                 }
             })
             .collect();
+        self.switch_batches(raised);
         self.names.set_names(NameIndex::of(&self.config.list));
         self.list.set(self.config.list.clone());
+    }
+
+    /// Stops the batch loops of tasks disabled, removed or changed, and starts those of tasks
+    /// enabled, added or changed.
+    fn switch_batches(&mut self, raised: &HashMap<String, GroupLevel>) {
+        let Some(start) = &self.start_batch else {
+            return;
+        };
+        let wanted: HashMap<&str, &TaskConfig> = self
+            .config
+            .list
+            .iter()
+            .filter(|t| t.enabled && t.kind() == SourceKind::Batch)
+            .map(|t| (t.name.as_str(), t))
+            .collect();
+        self.batches.retain(|name, (running, stop)| {
+            let keep = wanted
+                .get(name.as_str())
+                .is_some_and(|t| same_task(running, t));
+            if !keep {
+                stop.cancel();
+            }
+            keep
+        });
+        for (name, task) in wanted {
+            if !self.batches.contains_key(name) {
+                let stop = start((*task).clone(), raised.clone());
+                self.batches
+                    .insert(name.to_string(), ((*task).clone(), stop));
+            }
+        }
     }
 
     fn control(&mut self, control: Control) {
@@ -269,10 +317,17 @@ impl<C: Clock> StreamRunner<C> {
                     None => break,
                 },
                 Some(control) = self.control.recv() => self.control(control),
+                Some(done) = self.batch_out.recv() => {
+                    let now = done.at;
+                    self.outlets.deliver(&done.task, done.output, now, &self.emit);
+                }
                 _ = sleep_until(&*clock, due) => self.advance(clock.now()),
             }
         }
-        tracing::info!("stream tasks stopped");
+        for (_, stop) in self.batches.values() {
+            stop.cancel();
+        }
+        tracing::info!("tasks stopped");
     }
 
     fn record(&mut self, events: Vec<Event>) {
@@ -308,9 +363,12 @@ impl<C: Clock> StreamRunner<C> {
     }
 }
 
-/// Whether two versions of a task take the same series.
-fn same_selector(a: &TaskConfig, b: &TaskConfig) -> bool {
-    format!("{:?}", a.select) == format!("{:?}", b.select)
+/// Whether two versions of a task would run alike (same script, series and schedule; the
+/// handlers may differ).
+fn same_task(a: &TaskConfig, b: &TaskConfig) -> bool {
+    a.script == b.script
+        && format!("{:?}", a.select) == format!("{:?}", b.select)
+        && format!("{:?}", a.batch) == format!("{:?}", b.batch)
 }
 
 /// Waits until `due` on `clock`; for ever when `None`.
@@ -415,6 +473,8 @@ mod tests {
                 shutdown: shutdown.clone(),
                 list: list.clone(),
                 control: control_rx,
+                batch_out: mpsc::channel(1).1,
+                start_batch: None,
             },
         );
         let task = tokio::spawn(runner.run());

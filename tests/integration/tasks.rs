@@ -359,3 +359,226 @@ script = 'stream | window(period: 20s) | groupby(dc) | mean() | emit("cpu_idle.d
         .unwrap();
     scope.cleanup().await;
 }
+
+/// The transitions a log handler wrote: (level, value).
+fn logged(path: &std::path::Path) -> Vec<(String, f64)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .map(|v| {
+            (
+                v["level"].as_str().unwrap().to_string(),
+                v["value"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_batch_task_with_hysteresis_raises_once_where_its_hourly_mean_oscillates() {
+    let scope = Scope::new("tasks_batch");
+    let alerts_index = format!("alerts-{}", scope.prefix.trim_end_matches('-'));
+    let dir = std::env::temp_dir();
+    let (flappy_log, steady_log) = (
+        dir.join(format!("{}flappy.ndjson", scope.prefix)),
+        dir.join(format!("{}steady.ndjson", scope.prefix)),
+    );
+    let task = |name: &str, log: &std::path::Path, alert: &str| {
+        format!(
+            r#"
+[[handler]]
+name = "{name}_log"
+kind = "log"
+path = "{log}"
+[[task]]
+name = "{name}"
+kind = "batch"
+names = ["load"]
+every = "1m"
+range = "1h"
+archive = "10m"
+handlers = ["{name}_log"]
+script = "batch | groupby(host) | mean() | alert({alert})"
+"#,
+            log = log.display()
+        )
+    };
+    let extra = format!(
+        "{FAST}\n[tasks]\nalerts_index = \"{alerts_index}\"\n{}{}",
+        task("flappy", &flappy_log, "crit: > 52"),
+        task("steady", &steady_log, "crit: > 52, crit_reset: < 40")
+    );
+    let archives = format!(
+        "{}{}",
+        archive_20s(),
+        archive("10m", "10m", "2 months", "month", "1m")
+    );
+    // Four hours of 10-minute buckets: six at 44, six at 56, twice over; the mean of the last
+    // hour climbs from 44 to 56 and back, crossing 52 both ways.
+    let now = chrono::Utc::now().timestamp_millis();
+    let t0 = now - now.rem_euclid(3_600_000) - 86_400_000;
+    let ndjson: String = (0..24)
+        .map(|i| {
+            let v = if i % 12 < 6 { 44 } else { 56 };
+            format!(
+                "{{\"name\":\"load\",\"host\":\"a\",\"value\":{v},\"timestamp\":{}}}\n",
+                t0 + i * 600_000 + 5_000
+            )
+        })
+        .collect();
+    replay_into_node(&scope.config(&archives, ""), &ndjson).await;
+    scope.refresh().await;
+
+    let clock = ManualClock::new(t0 + 3_600_000 - 1);
+    let running = start(&scope, &archives, &extra, &clock).await;
+    for run in 0..19u64 {
+        clock.set(t0 + 3_600_000 + run as i64 * 600_000);
+        let stats = stats_when(&running, Duration::from_secs(10), |s| {
+            s.tasks.batch_runs >= 2 * (run + 1)
+        })
+        .await;
+        assert_eq!(
+            stats.tasks.batch_runs,
+            2 * (run + 1),
+            "one run of each task per step"
+        );
+    }
+    let flappy = until(|| logged(&flappy_log), |l| l.len() >= 3).await;
+    assert_eq!(
+        flappy,
+        [
+            ("critical".to_string(), 54.0),
+            ("ok".to_string(), 52.0),
+            ("critical".to_string(), 54.0)
+        ],
+        "without hysteresis the level follows the mean across 52"
+    );
+    let steady = logged(&steady_log);
+    assert_eq!(
+        steady,
+        [("critical".to_string(), 54.0)],
+        "with crit_reset < 40: raised once"
+    );
+    assert_eq!(running.stats.snapshot().tasks.batch_failures, 0);
+    running.stop().await.unwrap();
+    for log in [&flappy_log, &steady_log] {
+        let _ = std::fs::remove_file(log);
+    }
+    scope
+        .http
+        .delete(format!("{}/{alerts_index}-*", scope.node))
+        .send()
+        .await
+        .unwrap();
+    scope.cleanup().await;
+}
+
+#[tokio::test]
+async fn task_test_on_a_recording_gives_the_alerts_of_the_live_run() {
+    let scope = Scope::new("tasks_record");
+    let (hooks, received) = webhook_server().await;
+    let alerts_index = format!("alerts-{}", scope.prefix.trim_end_matches('-'));
+    let extra = format!(
+        r#"{FAST}
+[tasks]
+grace = "0s"
+alerts_index = "{alerts_index}"
+[[handler]]
+name = "hook"
+kind = "http"
+url = "{hooks}/hook"
+[[task]]
+name = "cpu_low"
+kind = "stream"
+names = ["cpu_idle"]
+handlers = ["hook"]
+script = "stream | window(period: 10s) | groupby(host) | mean() | alert(crit: < 30, crit_reset: > 35)"
+"#
+    );
+    let now = chrono::Utc::now().timestamp_millis();
+    let t0 = now - now.rem_euclid(60_000) - 120_000;
+    let clock = ManualClock::new(t0);
+    let running = start(&scope, &archive_20s(), &extra, &clock).await;
+    // The recording is registered once the answer's headers are in.
+    let recording = scope
+        .http
+        .get(format!(
+            "http://{}/v1/record?names=cpu_idle&count=80",
+            running.addr
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(recording.status(), 200);
+    let recorded = tokio::spawn(recording.text());
+    for (w, a) in [(0, 80.0), (1, 10.0), (2, 33.0), (3, 80.0)] {
+        post_window(&scope, &running, t0 + w * 10_000, a, 70.0).await;
+        let fed = 20 * (w as u64 + 1);
+        stats_when(&running, Duration::from_secs(10), |s| s.tasks.events >= fed).await;
+        clock.set(t0 + (w + 1) * 10_000);
+    }
+    let live = until(|| received.lock().unwrap().clone(), |v| v.len() >= 2).await;
+    let recorded = tokio::time::timeout(Duration::from_secs(10), recorded)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(recorded.lines().count(), 80);
+    running.stop().await.unwrap();
+
+    let dir = std::env::temp_dir().join(format!("{}record", scope.prefix));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("events.ndjson"), &recorded).unwrap();
+    std::fs::write(
+        dir.join("archives.toml"),
+        scope.config_text(&archive_20s(), &extra),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["task", "test", "cpu_low", "--events"])
+        .arg(dir.join("events.ndjson"))
+        .arg("--config")
+        .arg(dir.join("archives.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let offline: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let key = |a: &Value| {
+        (
+            a["id"].clone(),
+            a["level"].clone(),
+            a["value"].clone(),
+            a["time_ms"].clone(),
+        )
+    };
+    let live: Vec<_> = live.iter().map(key).collect();
+    let offline: Vec<_> = offline
+        .iter()
+        .filter(|l| l["kind"] == "alert")
+        .map(key)
+        .collect();
+    // a: critical at 10 (window 1), kept at 33 by the reset (> 35), ok at 80 (window 3).
+    assert_eq!(live.len(), 2, "{live:?}");
+    assert_eq!(offline, live);
+    println!(
+        "task test stderr: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    scope
+        .http
+        .delete(format!("{}/{alerts_index}-*", scope.node))
+        .send()
+        .await
+        .unwrap();
+    scope.cleanup().await;
+}
