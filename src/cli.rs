@@ -196,15 +196,25 @@ pub enum TaskCommand {
         config: PathBuf,
         name: String,
     },
-    /// Run a stream task offline over NDJSON events (from `strata record` or written by hand),
-    /// the clock driven by the events' times; print what it would alert and emit as NDJSON.
+    /// Run a task offline and print what it would alert and emit as NDJSON: a stream task over
+    /// NDJSON events (from `strata record` or written by hand), the clock driven by the events'
+    /// times; a batch task over its scheduled runs in --from..--to, reading the node.
     Test {
         #[arg(long, short, default_value = "archives.toml")]
         config: PathBuf,
         name: String,
-        /// The events, one JSON object per line (- for stdin).
-        #[arg(long)]
-        events: PathBuf,
+        /// The events, one JSON object per line (- for stdin); stream tasks.
+        #[arg(long, required_unless_present = "from")]
+        events: Option<PathBuf>,
+        /// The first instant (RFC 3339) whose scheduled runs are replayed; batch tasks.
+        #[arg(long, value_parser = parse_instant, requires = "to")]
+        from: Option<i64>,
+        /// The last instant (RFC 3339) whose scheduled runs are replayed; batch tasks.
+        #[arg(long, value_parser = parse_instant, requires = "from")]
+        to: Option<i64>,
+        /// The node to read, overriding [node] url; batch tasks.
+        #[arg(long, env = "STRATA_NODE_URL")]
+        node_url: Option<String>,
     },
     /// Enable a task on a running service (until its files are read again).
     Enable {

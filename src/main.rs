@@ -537,56 +537,92 @@ fn task(command: TaskCommand) -> anyhow::Result<()> {
             config,
             name,
             events,
+            from,
+            to,
+            node_url,
         } => {
             let cfg = Config::load(&config)?;
             let t = cfg
                 .tasks
                 .task(&name)
                 .with_context(|| format!("no task named {name:?} in {}", config.display()))?;
-            if t.kind() != strata::script::SourceKind::Stream {
-                anyhow::bail!(
-                    "{name} is a batch task: strata task test runs stream tasks only so far"
-                );
-            }
-            let limits = replay::limits_now(&cfg, &SystemClock);
-            let input: Box<dyn std::io::BufRead> = if events.as_os_str() == "-" {
-                Box::new(std::io::stdin().lock())
-            } else {
-                Box::new(std::io::BufReader::new(
-                    std::fs::File::open(&events)
-                        .with_context(|| format!("cannot open {}", events.display()))?,
-                ))
-            };
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
             let mut print = |line: serde_json::Value| {
                 let _ = writeln!(out, "{line}");
             };
-            let mut run = strata::tasks::offline::TaskTest::new(t, &cfg.tasks);
-            let mut meter =
-                replay::progress::Meter::new("testing", None, replay::ProgressMode::Off);
-            replay::for_each_event(
-                input,
-                &limits,
-                &mut meter,
-                |why| Err(why.into()),
-                |event| {
-                    run.feed(&event, &mut print);
-                    Ok(())
-                },
-            )
-            .with_context(|| format!("{}", events.display()))?;
-            let summary = run.finish(&mut print);
+            let summary = match (t.kind(), events, from.zip(to)) {
+                (strata::script::SourceKind::Stream, Some(events), _) => {
+                    test_stream_task(&cfg, t, &events, &mut print)?
+                }
+                (strata::script::SourceKind::Batch, _, Some(range)) => {
+                    let backend = connect(&cfg, node_url)?;
+                    let mut summary = strata::tasks::offline::TestSummary::default();
+                    let runs = runtime()?.block_on(strata::tasks::batch::replay_runs(
+                        &backend,
+                        &cfg,
+                        t,
+                        range,
+                        |output| strata::tasks::offline::print(output, &mut summary, &mut print),
+                    ))?;
+                    summary.read = runs;
+                    summary
+                }
+                (strata::script::SourceKind::Stream, None, _) => {
+                    anyhow::bail!("{name} is a stream task: give --events FILE")
+                }
+                (strata::script::SourceKind::Batch, _, None) => {
+                    anyhow::bail!("{name} is a batch task: give --from and --to")
+                }
+            };
             out.flush()?;
-            eprintln!(
-                "{name}: {} events read, {} taken, {} late; {} alerts, {} emitted",
-                summary.read, summary.taken, summary.late, summary.alerts, summary.emitted
-            );
+            match t.kind() {
+                strata::script::SourceKind::Stream => eprintln!(
+                    "{name}: {} events read, {} taken, {} late; {} alerts, {} emitted",
+                    summary.read, summary.taken, summary.late, summary.alerts, summary.emitted
+                ),
+                strata::script::SourceKind::Batch => eprintln!(
+                    "{name}: {} runs; {} alerts, {} emitted",
+                    summary.read, summary.alerts, summary.emitted
+                ),
+            }
             Ok(())
         }
         TaskCommand::Enable { service, name } => switch_task(&service, &name, "enable"),
         TaskCommand::Disable { service, name } => switch_task(&service, &name, "disable"),
     }
+}
+
+/// A stream task over the events of `events` (- for stdin), its output to `print`.
+fn test_stream_task(
+    cfg: &Config,
+    task: &strata::config::TaskConfig,
+    events: &std::path::Path,
+    print: &mut impl FnMut(serde_json::Value),
+) -> anyhow::Result<strata::tasks::offline::TestSummary> {
+    let limits = replay::limits_now(cfg, &SystemClock);
+    let input: Box<dyn std::io::BufRead> = if events.as_os_str() == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::io::BufReader::new(
+            std::fs::File::open(events)
+                .with_context(|| format!("cannot open {}", events.display()))?,
+        ))
+    };
+    let mut run = strata::tasks::offline::TaskTest::new(task, &cfg.tasks);
+    let mut meter = replay::progress::Meter::new("testing", None, replay::ProgressMode::Off);
+    replay::for_each_event(
+        input,
+        &limits,
+        &mut meter,
+        |why| Err(why.into()),
+        |event| {
+            run.feed(&event, print);
+            Ok(())
+        },
+    )
+    .with_context(|| format!("{}", events.display()))?;
+    Ok(run.finish(print))
 }
 
 fn switch_task(service: &ServiceArgs, name: &str, action: &str) -> anyhow::Result<()> {

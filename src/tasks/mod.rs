@@ -14,7 +14,7 @@
 //! - [`feed`], [`runner`], [`handlers`], [`store`] and [`http`] are the async shell.
 
 pub mod alert;
-pub(crate) mod batch;
+pub mod batch;
 pub mod control;
 pub mod engine;
 pub mod feed;

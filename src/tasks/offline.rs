@@ -109,7 +109,8 @@ fn longest_period(task: &TaskConfig) -> i64 {
     windows.chain(deadmen).max().unwrap_or(0)
 }
 
-fn print(output: TaskOutput, summary: &mut TestSummary, out: &mut impl FnMut(Value)) {
+/// Passes each alert and emitted point of `output` to `out` as an NDJSON line's value.
+pub fn print(output: TaskOutput, summary: &mut TestSummary, out: &mut impl FnMut(Value)) {
     for alert in &output.alerts {
         summary.alerts += 1;
         let mut line = alert_body(alert);

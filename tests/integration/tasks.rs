@@ -462,6 +462,50 @@ script = "batch | groupby(host) | mean() | alert({alert})"
     );
     assert_eq!(running.stats.snapshot().tasks.batch_failures, 0);
     running.stop().await.unwrap();
+
+    // The same runs replayed offline by `strata task test --from --to` give the same alerts.
+    let config_file = dir.join(format!("{}batch.toml", scope.prefix));
+    std::fs::write(&config_file, scope.config_text(&archives, &extra)).unwrap();
+    let rfc = |t: i64| {
+        chrono::DateTime::from_timestamp_millis(t)
+            .unwrap()
+            .to_rfc3339()
+    };
+    for (name, live) in [("flappy", &flappy), ("steady", &steady)] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args([
+                "task",
+                "test",
+                name,
+                "--from",
+                &rfc(t0 + 3_600_000 - 1_000),
+                "--to",
+                &rfc(t0 + 4 * 3_600_000),
+            ])
+            .arg("--config")
+            .arg(&config_file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let offline: Vec<(String, f64)> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .map(|v| {
+                (
+                    v["level"].as_str().unwrap().to_string(),
+                    v["value"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(&offline, live, "{name}");
+        println!("{}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    let _ = std::fs::remove_file(&config_file);
     for log in [&flappy_log, &steady_log] {
         let _ = std::fs::remove_file(log);
     }
@@ -580,5 +624,114 @@ script = "stream | window(period: 10s) | groupby(host) | mean() | alert(crit: < 
         .send()
         .await
         .unwrap();
+    scope.cleanup().await;
+}
+
+#[tokio::test]
+async fn tasks_change_without_a_restart_by_cli_api_and_sighup_and_a_bad_file_changes_nothing() {
+    let scope = Scope::new("tasks_reload");
+    let dir = std::env::temp_dir().join(format!("{}reload", scope.prefix));
+    std::fs::create_dir_all(dir.join("tasks")).unwrap();
+    let alerts_index = format!("alerts-{}", scope.prefix.trim_end_matches('-'));
+    let extra = format!("[tasks]\ndir = \"tasks\"\nalerts_index = \"{alerts_index}\"\n");
+    std::fs::write(
+        dir.join("archives.toml"),
+        scope.config_text(&archive_20s(), &extra),
+    )
+    .unwrap();
+    let task_file = |name: &str, script: &str| {
+        format!("[[task]]\nname = \"{name}\"\nkind = \"stream\"\nnames = [\"cpu_idle\"]\nscript = \"{script}\"\n")
+    };
+    std::fs::write(
+        dir.join("tasks/low.toml"),
+        task_file("low", "stream | window(10s) | mean | alert(crit: < 30)"),
+    )
+    .unwrap();
+    let strata = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let config = dir.join("archives.toml");
+    let config = config.to_str().unwrap();
+    let (ok, listed) = strata(&["task", "list", "--config", config]);
+    assert!(
+        ok && listed.starts_with("low\tstream\tenabled\tnames cpu_idle"),
+        "{listed}"
+    );
+
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["serve", "--config", config, "--listen", "127.0.0.1:0"])
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let addr = read_listen_addr(child.stderr.take().unwrap()).await;
+    let url = format!("http://{addr}");
+    let tasks = || async {
+        let (_, v) = get_json(&scope, format!("{url}/v1/tasks")).await;
+        v["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["name"].as_str().unwrap().to_string(),
+                    t["enabled"].as_bool().unwrap(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(tasks().await, [("low".to_string(), true)]);
+    let (ok, said) = strata(&["task", "disable", "low", "--url", &url]);
+    assert!(ok, "{said}");
+    assert_eq!(said.trim(), "low: disabled");
+    assert_eq!(tasks().await, [("low".to_string(), false)]);
+    let (ok, said) = strata(&["task", "enable", "nope", "--url", &url]);
+    assert!(
+        !ok && said.contains("404") && said.contains("no task named"),
+        "{said}"
+    );
+    let (ok, _) = strata(&["task", "enable", "low", "--url", &url]);
+    assert!(ok);
+    assert_eq!(tasks().await, [("low".to_string(), true)]);
+
+    // A file with a mistake: refused with its line and column, the running tasks as they were.
+    std::fs::write(
+        dir.join("tasks/low.toml"),
+        task_file("low", "stream | window(10s) | mean | alert(crit: 30)"),
+    )
+    .unwrap();
+    let r = scope
+        .http
+        .post(format!("{url}/v1/tasks/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let why = r.text().await.unwrap();
+    assert!(why.contains("task.low.script = line 1, column 37"), "{why}");
+    assert_eq!(tasks().await, [("low".to_string(), true)]);
+
+    // SIGHUP reads the files again.
+    std::fs::write(
+        dir.join("tasks/low.toml"),
+        task_file("high", "stream | window(10s) | mean | alert(crit: > 90)"),
+    )
+    .unwrap();
+    signal(&child, "-HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tasks().await != [("high".to_string(), true)] && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(tasks().await, [("high".to_string(), true)]);
+    terminate(child).await;
+    std::fs::remove_dir_all(&dir).unwrap();
     scope.cleanup().await;
 }
