@@ -59,6 +59,7 @@ pub struct RawTasks {
     pub queue_events: Option<usize>,
     pub max_groups: Option<usize>,
     pub alerts_index: Option<String>,
+    pub alerts_retention: Option<String>,
 }
 
 /// A file of the tasks directory: `[[task]]` tables only.

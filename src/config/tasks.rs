@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::calendar::{CalendarSpan, CalendarUnit};
 use crate::config::problems::Problems;
 use crate::config::raw::{RawHandler, RawTask, RawTaskFile, RawTasks};
 use crate::config::types::*;
@@ -99,8 +100,29 @@ pub(super) fn validate_tasks(
             );
         }
     }
+    let a_year = CalendarSpan {
+        count: 1,
+        unit: CalendarUnit::Year,
+    };
+    let alerts_retention = match raw
+        .alerts_retention
+        .as_deref()
+        .map(str::parse::<CalendarSpan>)
+    {
+        None => a_year,
+        Some(Ok(span)) => span,
+        Some(Err(why)) => {
+            problems.add(
+                "tasks.alerts_retention",
+                format!("{:?}", raw.alerts_retention.unwrap_or_default()),
+                why.to_string(),
+            );
+            a_year
+        }
+    };
     TasksConfig {
         dir: raw.dir,
+        alerts_retention,
         grace: raw.grace.unwrap_or(DEFAULT_GRACE),
         queue_events,
         max_groups,

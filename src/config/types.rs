@@ -292,9 +292,12 @@ pub struct TasksConfig {
     pub queue_events: usize,
     /// Groups one reduction (or deadman) holds per window.
     pub max_groups: usize,
-    /// Prefix of the indices holding alert transitions (`<prefix>-<yyyy.mm>`) and current
-    /// levels (`<prefix>-state`).
+    /// Prefix of the indices holding alert transitions (`<prefix>-history-<yyyy.mm>`) and
+    /// current levels (`<prefix>-state`).
     pub alerts_index: String,
+    /// How long monthly alert history indices are kept (deleted by maintenance once their
+    /// month's start plus this has passed).
+    pub alerts_retention: CalendarSpan,
     pub list: Vec<TaskConfig>,
     pub handlers: Vec<HandlerConfig>,
 }
@@ -302,6 +305,46 @@ pub struct TasksConfig {
 impl TasksConfig {
     pub fn task(&self, name: &str) -> Option<&TaskConfig> {
         self.list.iter().find(|t| t.name == name)
+    }
+
+    /// The names of the alert indices.
+    pub fn alert_indices(&self) -> AlertIndices {
+        AlertIndices {
+            prefix: self.alerts_index.clone(),
+        }
+    }
+}
+
+/// The names of the alert indices: `<prefix>-state` (every alert's current level) and
+/// `<prefix>-history-<yyyy.mm>` (transitions, one index a month).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertIndices {
+    pub prefix: String,
+}
+
+impl AlertIndices {
+    pub fn state(&self) -> String {
+        format!("{}-state", self.prefix)
+    }
+
+    /// The history index of the month holding `t`.
+    pub fn history_of(&self, t: crate::clock::EpochMillis) -> String {
+        let month = IndexPeriod::Month;
+        format!(
+            "{}-history-{}",
+            self.prefix,
+            month.render(month.start_of(t))
+        )
+    }
+
+    pub fn history_pattern(&self) -> String {
+        format!("{}-history-*", self.prefix)
+    }
+
+    /// The start of the month a history index holds, if `name` is one.
+    pub fn history_start(&self, name: &str) -> Option<crate::clock::EpochMillis> {
+        let month = name.strip_prefix(&format!("{}-history-", self.prefix))?;
+        IndexPeriod::Month.parse(month)
     }
 }
 

@@ -61,6 +61,23 @@ fn serialize_instant<S: serde::Serializer>(t: &EpochMillis, s: S) -> Result<S::O
     s.serialize_str(&rfc3339(*t))
 }
 
+/// The alert history indices among `names` whose month started at least `tasks.alerts_retention`
+/// before `now` (the same rule as the archives' indices), sorted.
+pub fn expired_alert_history(config: &Config, now: EpochMillis, names: &[String]) -> Vec<String> {
+    let indices = config.tasks.alert_indices();
+    let mut expired: Vec<String> = names
+        .iter()
+        .filter(|name| {
+            indices
+                .history_start(name)
+                .is_some_and(|start| config.tasks.alerts_retention.add_to(start) <= now)
+        })
+        .cloned()
+        .collect();
+    expired.sort();
+    expired
+}
+
 /// Recognises the indices that belong to a configured archive.
 pub fn managed_indices(config: &Config, names: &[String]) -> Vec<ManagedIndex> {
     let mut found = Vec::new();
@@ -435,6 +452,43 @@ pub fn parse_alias_lines(lines: &[String]) -> Result<Vec<ExistingAlias>, AliasLi
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod alert_history_tests {
+    use super::*;
+
+    #[test]
+    fn alert_history_months_expire_like_archive_indices() {
+        let config = Config::from_toml(
+            "[[archive]]\nname=\"20s\"\nstep=\"20s\"\nretention=\"2 days\"\nindex_period=\"day\"\n[tasks]\nalerts_retention = \"2 months\"\n",
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap();
+        let names: Vec<String> = [
+            "strata_alerts-history-2026.09",
+            "strata_alerts-history-2026.10",
+            "strata_alerts-state",
+            "strata_alerts-history-junk",
+            "other-history-2020.01",
+        ]
+        .map(String::from)
+        .to_vec();
+        let now = crate::calendar::IndexPeriod::Month
+            .parse("2026.12")
+            .unwrap();
+        assert_eq!(
+            expired_alert_history(&config, now, &names),
+            [
+                "strata_alerts-history-2026.09",
+                "strata_alerts-history-2026.10"
+            ]
+        );
+        assert_eq!(
+            expired_alert_history(&config, now - 1, &names),
+            ["strata_alerts-history-2026.09"]
+        );
+    }
 }
 
 #[cfg(test)]

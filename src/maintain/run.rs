@@ -56,7 +56,17 @@ pub async fn read_plan<B: SearchBackend>(
     let pattern = config.index.naming.wildcard();
     let indices = backend.list_indices(&pattern).await?;
     let aliases = backend.get_aliases(&pattern).await?;
-    Ok(plan(config, now, &indices, &aliases))
+    let mut plan = plan(config, now, &indices, &aliases);
+    if !config.tasks.list.is_empty() {
+        let history = backend
+            .list_indices(&config.tasks.alert_indices().history_pattern())
+            .await?;
+        plan.delete
+            .extend(crate::maintain::plan::expired_alert_history(
+                config, now, &history,
+            ));
+    }
+    Ok(plan)
 }
 
 /// Refuses a purge that deletes more than `max_deletes` indices, or an index whose retention has

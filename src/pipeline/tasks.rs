@@ -23,7 +23,7 @@ use crate::tasks::handlers::Dispatch;
 use crate::tasks::runner::{
     limits_of, start_emitter, BatchStarter, Outlets, RunnerParts, StreamRunner, TaskList,
 };
-use crate::tasks::store::{self, AlertBoard, AlertIndices};
+use crate::tasks::store::{self, AlertBoard};
 
 /// How long start-up waits for the alert levels of the last run.
 const LEVELS_AT_START: Duration = Duration::from_secs(2);
@@ -80,9 +80,7 @@ pub(super) async fn start_tasks<B: SearchBackend, C: Clock>(
     w: TaskWiring<B, C>,
 ) -> TasksRunning {
     let board = AlertBoard::default();
-    let indices = AlertIndices {
-        prefix: config.tasks.alerts_index.clone(),
-    };
+    let indices = config.tasks.alert_indices();
     let mut raised = HashMap::new();
     if w.node_answered && !config.tasks.list.is_empty() {
         match tokio::time::timeout(LEVELS_AT_START, store::load_raised(&*w.backend, &indices)).await

@@ -20,7 +20,7 @@ use crate::persist::backend::SearchBackend;
 use super::control::TaskControl;
 use super::feed::TaskFeed;
 use super::runner::TaskList;
-use super::store::{history, AlertBoard, AlertIndices};
+use super::store::{history, AlertBoard};
 
 /// The most transitions one history answer holds.
 const MAX_HISTORY: usize = 10_000;
@@ -130,9 +130,7 @@ async fn alert_history<B: SearchBackend, C: Clock>(
                 .into_response()
         }
     };
-    let indices = AlertIndices {
-        prefix: s.config.tasks.alerts_index.clone(),
-    };
+    let indices = s.config.tasks.alert_indices();
     match history(&*s.backend, &indices, (from, to), MAX_HISTORY).await {
         Ok(transitions) => Json(json!({"transitions": transitions})).into_response(),
         Err(e) => (

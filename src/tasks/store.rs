@@ -15,7 +15,6 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use crate::calendar::IndexPeriod;
 use crate::clock::EpochMillis;
 use crate::persist::backend::{BackendError, SearchBackend};
 use crate::script::Level;
@@ -29,54 +28,33 @@ const RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// The most documents one write sends.
 const WRITE_BATCH: usize = 500;
 
-/// The index names of the alerts.
-#[derive(Debug, Clone)]
-pub struct AlertIndices {
-    pub prefix: String,
-}
+pub use crate::config::AlertIndices;
 
-impl AlertIndices {
-    pub fn state(&self) -> String {
-        format!("{}-state", self.prefix)
-    }
-
-    pub fn history_of(&self, t: EpochMillis) -> String {
-        format!(
-            "{}-history-{}",
-            self.prefix,
-            IndexPeriod::Month.render(IndexPeriod::Month.start_of(t))
-        )
-    }
-
-    pub fn history_pattern(&self) -> String {
-        format!("{}-history-*", self.prefix)
-    }
-
-    /// The template that maps both kinds of documents for aggregations.
-    pub fn template(&self) -> Value {
-        json!({
-            "index_patterns": [format!("{}-*", self.prefix)],
-            "priority": 200,
-            "template": {
-                "settings": {"number_of_shards": 1, "number_of_replicas": 0},
-                "mappings": {
-                    "dynamic_templates": [{"group": {"path_match": "group.*", "mapping": {"type": "keyword"}}}],
-                    "properties": {
-                        "@timestamp": {"type": "date"},
-                        "task": {"type": "keyword"},
-                        "id": {"type": "keyword"},
-                        "level": {"type": "keyword"},
-                        "previous": {"type": "keyword"},
-                        "value": {"type": "double"},
-                        "time": {"type": "date"},
-                        "time_ms": {"type": "long"},
-                        "message": {"type": "text"},
-                        "since": {"type": "date", "format": "epoch_millis"}
-                    }
+/// The template that maps both kinds of alert documents for aggregations.
+pub fn alert_template(indices: &AlertIndices) -> Value {
+    let prefix = &indices.prefix;
+    json!({
+        "index_patterns": [format!("{prefix}-*")],
+        "priority": 200,
+        "template": {
+            "settings": {"number_of_shards": 1, "number_of_replicas": 0},
+            "mappings": {
+                "dynamic_templates": [{"group": {"path_match": "group.*", "mapping": {"type": "keyword"}}}],
+                "properties": {
+                    "@timestamp": {"type": "date"},
+                    "task": {"type": "keyword"},
+                    "id": {"type": "keyword"},
+                    "level": {"type": "keyword"},
+                    "previous": {"type": "keyword"},
+                    "value": {"type": "double"},
+                    "time": {"type": "date"},
+                    "time_ms": {"type": "long"},
+                    "message": {"type": "text"},
+                    "since": {"type": "date", "format": "epoch_millis"}
                 }
             }
-        })
-    }
+        }
+    })
 }
 
 /// The current level of every alert not ok, with its last transition.
@@ -196,7 +174,7 @@ async fn write_loop<B: SearchBackend>(
     mut rx: mpsc::Receiver<(Value, EpochMillis)>,
 ) {
     if let Err(e) = backend
-        .put_index_template(&indices.prefix, &indices.template())
+        .put_index_template(&indices.prefix, &alert_template(&indices))
         .await
     {
         tracing::warn!(error = %e, "alert index template not installed; alert documents get dynamic mappings");

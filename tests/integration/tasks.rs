@@ -735,3 +735,57 @@ async fn tasks_change_without_a_restart_by_cli_api_and_sighup_and_a_bad_file_cha
     std::fs::remove_dir_all(&dir).unwrap();
     scope.cleanup().await;
 }
+
+#[tokio::test]
+async fn maintenance_deletes_alert_history_past_its_retention() {
+    let scope = Scope::new("tasks_history");
+    let alerts_index = format!("alerts-{}", scope.prefix.trim_end_matches('-'));
+    let (old, kept) = (
+        format!("{alerts_index}-history-2020.01"),
+        format!("{alerts_index}-history-2026.11"),
+    );
+    for index in [&old, &kept] {
+        let r = scope
+            .http
+            .put(format!("{}/{index}", scope.node))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    }
+    let extra = format!(
+        "[tasks]\nalerts_index = \"{alerts_index}\"\nalerts_retention = \"1 year\"\n[[task]]\nname = \"t\"\nkind = \"stream\"\nnames = [\"x\"]\nscript = \"stream | window(10s) | mean | alert(crit: < 1)\"\n"
+    );
+    let clock = ManualClock::new(ms("2026-12-01T10:00:00Z"));
+    let running = start(&scope, &archive_20s(), &extra, &clock).await;
+    let stats = stats_when(&running, Duration::from_secs(10), |s| {
+        s.maintenance.is_some()
+    })
+    .await;
+    assert!(
+        stats
+            .maintenance
+            .as_ref()
+            .is_some_and(|m| m.error.is_none()),
+        "{:?}",
+        stats.maintenance
+    );
+    let (_, listed) = scope
+        .get(&format!("/_cat/indices/{alerts_index}-*?format=json"))
+        .await;
+    let names: Vec<_> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["index"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, [kept.clone()]);
+    running.stop().await.unwrap();
+    scope
+        .http
+        .delete(format!("{}/{alerts_index}-*", scope.node))
+        .send()
+        .await
+        .unwrap();
+    scope.cleanup().await;
+}
