@@ -21,7 +21,7 @@ use crate::tasks::control::TaskControl;
 use crate::tasks::feed::{FeedQueue, TaskFeed};
 use crate::tasks::handlers::Dispatch;
 use crate::tasks::runner::{
-    limits_of, start_emitter, BatchStarter, Outlets, RunnerParts, StreamRunner, TaskList,
+    start_emitter, BatchStarter, Outlets, RunnerParts, StreamRunner, TaskList,
 };
 use crate::tasks::store::{self, AlertBoard};
 
@@ -116,7 +116,10 @@ pub(super) async fn start_tasks<B: SearchBackend, C: Clock>(
             w.stats.clone(),
             w.shutdown.clone(),
         );
-        let (config, limits) = (Arc::new(config.clone()), limits_of(&config.tasks));
+        let (config, limits) = (
+            Arc::new(config.clone()),
+            crate::tasks::engine::EngineLimits::of(&config.tasks),
+        );
         Box::new(move |task, raised| {
             let stop = shutdown.child_token();
             BatchLoop {

@@ -187,6 +187,16 @@ pub struct EngineLimits {
     pub max_groups: usize,
 }
 
+impl EngineLimits {
+    /// The limits every engine of `config` shares.
+    pub fn of(config: &crate::config::TasksConfig) -> Self {
+        Self {
+            grace_ms: config.grace.as_millis() as i64,
+            max_groups: config.max_groups,
+        }
+    }
+}
+
 /// One task's state.
 pub struct TaskEngine {
     name: Arc<str>,

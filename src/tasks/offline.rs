@@ -14,7 +14,6 @@ use crate::script::Sink;
 
 use super::engine::{Emitted, TaskEngine, TaskOutput};
 use super::handlers::alert_body;
-use super::runner::limits_of;
 
 /// What a test run went through and gave.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -55,7 +54,7 @@ impl<'a> TaskTest<'a> {
     pub fn new(task: &'a TaskConfig, tasks: &TasksConfig) -> Self {
         Self {
             task,
-            limits: limits_of(tasks),
+            limits: super::engine::EngineLimits::of(tasks),
             engine: None,
             now: EpochMillis::MIN,
             summary: TestSummary::default(),

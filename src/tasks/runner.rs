@@ -165,14 +165,6 @@ pub(crate) struct RunnerParts<C> {
     pub start_batch: Option<BatchStarter>,
 }
 
-/// The limits every engine of `config` shares.
-pub(crate) fn limits_of(config: &TasksConfig) -> EngineLimits {
-    EngineLimits {
-        grace_ms: config.grace.as_millis() as i64,
-        max_groups: config.max_groups,
-    }
-}
-
 impl<C: Clock> StreamRunner<C> {
     /// Engines for the enabled stream tasks of `config`, with the levels raised before a
     /// restart put back.
@@ -205,7 +197,7 @@ impl<C: Clock> StreamRunner<C> {
     /// `raised` put back.
     fn start_engines(&mut self, kept: Vec<Running>, raised: &HashMap<String, GroupLevel>) {
         let now = self.clock.now();
-        let limits = limits_of(&self.config);
+        let limits = EngineLimits::of(&self.config);
         let mut kept: HashMap<String, Running> = kept
             .into_iter()
             .map(|r| (r.config.name.clone(), r))

@@ -779,7 +779,7 @@ async fn maintenance_deletes_alert_history_past_its_retention() {
         .iter()
         .map(|i| i["index"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(names, [kept.clone()]);
+    assert_eq!(names, [kept]);
     running.stop().await.unwrap();
     scope
         .http
