@@ -380,11 +380,14 @@ pub struct TaskSelect {
 
 impl TaskSelect {
     pub fn matches(&self, series: &crate::event::SeriesKey) -> bool {
-        self.names.iter().any(|g| g.matches(series.name()))
-            && self
-                .host
-                .as_ref()
-                .is_none_or(|h| h.matches(series.host().unwrap_or("")))
+        self.names.iter().any(|g| g.matches(series.name())) && self.matches_beyond_name(series)
+    }
+
+    /// The host and tag matchers only (the name known to match).
+    pub fn matches_beyond_name(&self, series: &crate::event::SeriesKey) -> bool {
+        self.host
+            .as_ref()
+            .is_none_or(|h| h.matches(series.host().unwrap_or("")))
             && self.tags.iter().all(|(k, g)| {
                 g.matches(series.tags().find(|(tk, _)| tk == k).map_or("", |(_, v)| v))
             })

@@ -43,14 +43,18 @@ impl ScriptError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Glob {
     pattern: Box<str>,
+    /// The text before the first wildcard, which every match starts with.
+    prefix_len: usize,
     literal: bool,
 }
 
 impl Glob {
     pub fn new(pattern: &str) -> Self {
+        let prefix_len = pattern.find(['*', '?']).unwrap_or(pattern.len());
         Self {
             pattern: pattern.into(),
-            literal: !pattern.contains(['*', '?']),
+            prefix_len,
+            literal: prefix_len == pattern.len(),
         }
     }
 
@@ -63,25 +67,29 @@ impl Glob {
         self.literal.then_some(&*self.pattern)
     }
 
+    /// Whether `text` matches, without allocating: the literal prefix first, then the rest byte
+    /// by byte (`?` takes one whole UTF-8 character) with one backtrack point (the last `*`),
+    /// linear in practice and never exponential.
     pub fn matches(&self, text: &str) -> bool {
+        let prefix = &self.pattern[..self.prefix_len];
         if self.literal {
-            return *self.pattern == *text;
+            return prefix == text;
         }
-        // Iterative matching with one backtrack point (the last `*`): linear in practice,
-        // never exponential.
-        let (p, t): (Vec<char>, Vec<char>) =
-            (self.pattern.chars().collect(), text.chars().collect());
+        let Some(rest) = text.strip_prefix(prefix) else {
+            return false;
+        };
+        let (p, t) = (self.pattern[self.prefix_len..].as_bytes(), rest.as_bytes());
         let (mut pi, mut ti) = (0, 0);
         let mut star: Option<(usize, usize)> = None;
         while ti < t.len() {
             match p.get(pi) {
-                Some('*') => {
+                Some(b'*') => {
                     star = Some((pi, ti));
                     pi += 1;
                 }
-                Some('?') => {
+                Some(b'?') => {
                     pi += 1;
-                    ti += 1;
+                    ti += utf8_len(t[ti]);
                 }
                 Some(&c) if c == t[ti] => {
                     pi += 1;
@@ -89,21 +97,52 @@ impl Glob {
                 }
                 _ => match star {
                     Some((sp, st)) => {
+                        // The star takes one more character.
+                        let next = st + utf8_len(t[st]);
                         pi = sp + 1;
-                        ti = st + 1;
-                        star = Some((sp, st + 1));
+                        ti = next;
+                        star = Some((sp, next));
                     }
                     None => return false,
                 },
             }
         }
-        p[pi..].iter().all(|&c| c == '*')
+        p[pi..].iter().all(|&c| c == b'*')
+    }
+}
+
+/// The length of the UTF-8 character starting with `first`.
+fn utf8_len(first: u8) -> usize {
+    match first {
+        0xF0.. => 4,
+        0xE0.. => 3,
+        0xC0.. => 2,
+        _ => 1,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::Glob;
+    use proptest::prelude::*;
+
+    /// The definition, by recursion over characters (exponential, fine for short strings).
+    fn reference(p: &[char], t: &[char]) -> bool {
+        match p.split_first() {
+            None => t.is_empty(),
+            Some(('*', rest)) => (0..=t.len()).any(|i| reference(rest, &t[i..])),
+            Some(('?', rest)) => !t.is_empty() && reference(rest, &t[1..]),
+            Some((c, rest)) => t.first() == Some(c) && reference(rest, &t[1..]),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn globs_match_as_defined(p in "[ab*?é]{0,7}", t in "[abé]{0,8}") {
+            let (pc, tc): (Vec<char>, Vec<char>) = (p.chars().collect(), t.chars().collect());
+            prop_assert_eq!(Glob::new(&p).matches(&t), reference(&pc, &tc), "{} ~ {}", p, t);
+        }
+    }
 
     #[test]
     fn globs_match_like_a_shell() {
@@ -118,6 +157,11 @@ mod tests {
             ("web-1", "web-10", false),
             ("*", "", true),
             ("é*", "été", true),
+            ("?t?", "été", true),
+            ("*é", "été", true),
+            ("a?c", "aéc", true),
+            ("a?c", "aéèc", false),
+            ("other.1.*", "svc.requests.1", false),
         ];
         for (pattern, text, want) in cases {
             assert_eq!(Glob::new(pattern).matches(text), want, "{pattern} ~ {text}");

@@ -12,6 +12,9 @@
 //!   series lands in the buckets of the data it summarises.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+// hashbrown's default hasher: the group maps are hashed once or twice per event.
+use hashbrown::HashMap as FastMap;
 use std::sync::Arc;
 
 use crate::clock::EpochMillis;
@@ -160,12 +163,12 @@ impl Part {
 
 /// Each reduction's value per packed group in one window (`None`: the reduction has no window
 /// ending there).
-type WindowValues = Option<HashMap<Box<str>, f64>>;
+type WindowValues = Option<FastMap<Box<str>, f64>>;
 
 /// Window end → packed group → values.
 #[derive(Debug, Default)]
 struct ReductionState {
-    windows: BTreeMap<EpochMillis, HashMap<Box<str>, Acc>>,
+    windows: BTreeMap<EpochMillis, FastMap<Box<str>, Acc>>,
     /// Windows ending at or before this are closed.
     closed_through: EpochMillis,
 }
@@ -173,7 +176,7 @@ struct ReductionState {
 /// One deadman's groups: when each last sent an event (by the clock).
 #[derive(Debug, Default)]
 struct DeadmanState {
-    last_seen: HashMap<Box<str>, EpochMillis>,
+    last_seen: FastMap<Box<str>, EpochMillis>,
     /// Groups that sent again while raised: cleared at the next advance.
     back: BTreeSet<Box<str>>,
     machine: AlertMachine,
@@ -720,7 +723,7 @@ fn group_of_id(id: &str, prefix: &str, fields: &[Field]) -> Option<String> {
 }
 
 fn add_to(
-    groups: &mut HashMap<Box<str>, Acc>,
+    groups: &mut FastMap<Box<str>, Acc>,
     key: &str,
     reduction: &Reduction,
     part: &Part,
@@ -745,10 +748,10 @@ fn add_to(
 }
 
 fn values_of(
-    groups: HashMap<Box<str>, Acc>,
+    groups: FastMap<Box<str>, Acc>,
     aggregate: Aggregate,
     period_ms: i64,
-) -> HashMap<Box<str>, f64> {
+) -> FastMap<Box<str>, f64> {
     groups
         .into_iter()
         .filter_map(|(g, acc)| acc.value(aggregate, period_ms).map(|v| (g, v)))
@@ -780,7 +783,7 @@ fn evaluate_flow(flow: &Flow, values: &[WindowValues]) -> Vec<(Box<str>, f64)> {
             })
             .collect(),
         Flow::Join { op, left, right } => {
-            let right: HashMap<Box<str>, f64> = evaluate_flow(right, values).into_iter().collect();
+            let right: FastMap<Box<str>, f64> = evaluate_flow(right, values).into_iter().collect();
             evaluate_flow(left, values)
                 .into_iter()
                 .filter_map(|(g, a)| {

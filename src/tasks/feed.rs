@@ -4,7 +4,7 @@
 //! lookup; with no stream task the feed is not built at all. A full queue never waits: the
 //! events are left out of the tasks (they are archived all the same) and counted.
 
-use std::collections::HashSet;
+use hashbrown::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -20,7 +20,13 @@ use crate::stats::Stats;
 pub struct NameIndex {
     exact: HashSet<Box<str>>,
     globs: Vec<Glob>,
+    /// Names seen lately and whether a task takes them, so that a name is matched against the
+    /// globs once, not once per event (a receiver sees the same names over and over).
+    seen: std::sync::Mutex<HashMap<Box<str>, bool>>,
 }
+
+/// Names [`NameIndex`] remembers before it starts over.
+const SEEN_NAMES_CAP: usize = 65_536;
 
 impl NameIndex {
     pub fn of<'a>(tasks: impl IntoIterator<Item = &'a TaskConfig>) -> Self {
@@ -43,6 +49,34 @@ impl NameIndex {
 
     pub fn takes(&self, name: &str) -> bool {
         self.exact.contains(name) || self.globs.iter().any(|g| g.matches(name))
+    }
+
+    /// Which of `events` some task takes (by their names, remembered).
+    fn taken(&self, events: &[Event], out: &mut Vec<bool>) {
+        out.clear();
+        if self.globs.is_empty() {
+            out.extend(events.iter().map(|e| self.exact.contains(e.series.name())));
+            return;
+        }
+        let Ok(mut seen) = self.seen.lock() else {
+            out.extend(events.iter().map(|e| self.takes(e.series.name())));
+            return;
+        };
+        for e in events {
+            let name = e.series.name();
+            let taken = match seen.get(name) {
+                Some(&taken) => taken,
+                None => {
+                    if seen.len() >= SEEN_NAMES_CAP {
+                        seen.clear();
+                    }
+                    let taken = self.takes(name);
+                    seen.insert(name.into(), taken);
+                    taken
+                }
+            };
+            out.push(taken);
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -126,20 +160,24 @@ impl TaskFeed {
         if names.is_empty() {
             return;
         }
-        let taken: Vec<Event> = events
-            .iter()
-            .filter(|e| names.takes(e.series.name()))
-            .cloned()
-            .collect();
-        if taken.is_empty() {
+        let mut which = Vec::with_capacity(events.len());
+        names.taken(events, &mut which);
+        let n = which.iter().filter(|&&t| t).count();
+        if n == 0 {
             return;
         }
-        let n = taken.len();
         let stats = &self.stats.tasks;
+        // Counted before anything is copied: a full queue costs no copy.
         if self.queued.load(Ordering::Relaxed) + n > self.max_queued {
             Stats::add(&stats.events_dropped, n as u64);
             return;
         }
+        let taken: Vec<Event> = events
+            .iter()
+            .zip(&which)
+            .filter(|(_, &t)| t)
+            .map(|(e, _)| e.clone())
+            .collect();
         self.queued.fetch_add(n, Ordering::Relaxed);
         match self.queue.try_send(taken) {
             Ok(()) => Stats::add(&stats.events, n as u64),
@@ -223,6 +261,7 @@ mod tests {
         let index = NameIndex {
             exact: ["cpu".into()].into_iter().collect(),
             globs: vec![Glob::new("disk.*")],
+            ..Default::default()
         };
         let (feed, mut queue) = task_feed(index, 3, stats.clone());
         feed.offer(&[event("cpu"), event("mem"), event("disk.free")]);

@@ -22,4 +22,5 @@ pub mod handlers;
 pub(crate) mod http;
 pub mod offline;
 pub(crate) mod runner;
+pub mod set;
 pub mod store;

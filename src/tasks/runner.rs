@@ -23,6 +23,7 @@ use super::batch::BatchOutput;
 use super::engine::{Emitted, EngineLimits, TaskEngine, TaskOutput};
 use super::feed::{FeedQueue, NameIndex, TaskFeed};
 use super::handlers::{alert_body, Dispatch};
+use super::set::{StreamTask, StreamTasks};
 use super::store::{AlertBoard, StoreQueue};
 
 /// Batches of derived events waiting for ingest; past it they are counted as refused.
@@ -57,12 +58,6 @@ impl TaskList {
             *l = list;
         }
     }
-}
-
-/// A stream task running.
-struct Running {
-    config: TaskConfig,
-    engine: TaskEngine,
 }
 
 /// Where the runner's output goes.
@@ -137,7 +132,7 @@ pub(crate) struct StreamRunner<C> {
     start_batch: Option<BatchStarter>,
     clock: Arc<C>,
     feed: FeedQueue,
-    tasks: Vec<Running>,
+    tasks: StreamTasks,
     outlets: Outlets,
     emit: mpsc::Sender<Vec<Event>>,
     shutdown: CancellationToken,
@@ -179,7 +174,7 @@ impl<C: Clock> StreamRunner<C> {
             start_batch: parts.start_batch,
             clock: parts.clock,
             feed: parts.feed,
-            tasks: Vec::new(),
+            tasks: StreamTasks::default(),
             outlets: parts.outlets,
             emit: parts.emit,
             shutdown: parts.shutdown,
@@ -188,40 +183,42 @@ impl<C: Clock> StreamRunner<C> {
             names: parts.names,
             control: parts.control,
         };
-        runner.start_engines(Vec::new(), raised);
+        runner.start_engines(StreamTasks::default(), raised);
         runner
     }
 
     /// Engines for the enabled stream tasks of `self.config`: those of `kept` whose script and
     /// selector did not change go on as they were; the others start afresh, with the levels of
     /// `raised` put back.
-    fn start_engines(&mut self, kept: Vec<Running>, raised: &HashMap<String, GroupLevel>) {
+    fn start_engines(&mut self, kept: StreamTasks, raised: &HashMap<String, GroupLevel>) {
         let now = self.clock.now();
         let limits = EngineLimits::of(&self.config);
-        let mut kept: HashMap<String, Running> = kept
+        let mut kept: HashMap<String, StreamTask> = kept
+            .into_tasks()
             .into_iter()
             .map(|r| (r.config.name.clone(), r))
             .collect();
-        self.tasks = self
+        let tasks = self
             .config
             .list
             .iter()
             .filter(|t| t.enabled && t.kind() == SourceKind::Stream)
             .map(|t| match kept.remove(&t.name) {
-                Some(r) if same_task(&r.config, t) => Running {
+                Some(r) if same_task(&r.config, t) => StreamTask {
                     config: t.clone(),
                     engine: r.engine,
                 },
                 _ => {
                     let mut engine = TaskEngine::new(&t.name, t.program.clone(), limits, now);
                     engine.restore(raised, now);
-                    Running {
+                    StreamTask {
                         config: t.clone(),
                         engine,
                     }
                 }
             })
             .collect();
+        self.tasks = StreamTasks::new(tasks);
         self.switch_batches(raised);
         self.names.set_names(NameIndex::of(&self.config.list));
         self.list.set(self.config.list.clone());
@@ -299,7 +296,7 @@ impl<C: Clock> StreamRunner<C> {
 
     pub(crate) async fn run(mut self) {
         loop {
-            let due = self.tasks.iter().filter_map(|t| t.engine.next_due()).min();
+            let due = self.tasks.next_due();
             let clock = self.clock.clone();
             tokio::select! {
                 biased;
@@ -326,32 +323,21 @@ impl<C: Clock> StreamRunner<C> {
         self.feed.taken(events.len());
         let now = self.clock.now();
         for event in &events {
-            for task in &mut self.tasks {
-                if task.config.select.matches(&event.series) {
-                    task.engine.record(event, now);
-                }
-            }
+            self.tasks.record(event, now);
         }
-        if self
-            .tasks
-            .iter()
-            .any(|t| t.engine.next_due().is_some_and(|d| d <= now))
-        {
+        if self.tasks.next_due().is_some_and(|d| d <= now) {
             self.advance(now);
         }
     }
 
     fn advance(&mut self, now: EpochMillis) {
-        for task in &mut self.tasks {
-            if task.engine.next_due().is_some_and(|d| d <= now) {
-                let out = task.engine.advance(now);
-                self.outlets.deliver(&task.config, out, now, &self.emit);
-            }
-            let dropped = task.engine.take_dropped();
-            let counters = &self.outlets.stats.tasks;
-            Stats::add(&counters.events_late, dropped.late);
-            Stats::add(&counters.events_over_groups, dropped.over_groups);
-        }
+        let (outlets, emit) = (&self.outlets, &self.emit);
+        let dropped = self
+            .tasks
+            .advance(now, |task, out| outlets.deliver(task, out, now, emit));
+        let counters = &self.outlets.stats.tasks;
+        Stats::add(&counters.events_late, dropped.late);
+        Stats::add(&counters.events_over_groups, dropped.over_groups);
     }
 }
 
