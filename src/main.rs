@@ -392,6 +392,24 @@ fn print_summary(path: &std::path::Path, cfg: &Config) {
         );
     }
     println!("  http: {}", cfg.http.listen);
+    for t in &cfg.tasks.list {
+        let schedule = match &t.batch {
+            Some(b) => format!(
+                ", every run reads {} from archive {}",
+                humantime::format_duration(b.range),
+                cfg.archives[b.archive].name
+            ),
+            None => String::new(),
+        };
+        println!(
+            "  task {}: {}{}{}, {} handler(s)",
+            t.name,
+            t.kind().as_str(),
+            if t.enabled { "" } else { " (disabled)" },
+            schedule,
+            t.handlers.len()
+        );
+    }
 }
 
 #[cfg(unix)]

@@ -539,6 +539,16 @@ async fn the_page_browses_charts_across_resolutions_shows_live_counts_and_status
         "status panel: {rate} events/s; accepted {} by /health, live {}",
         health["pipeline"]["events_accepted"], live["series"][0]["open"]
     );
+    let alerts = browser
+        .until(
+            "the alerts card",
+            "const p = document.querySelector('#alerts-info'); return p && p.textContent ? p.textContent : null;",
+        )
+        .await;
+    assert!(
+        alerts.as_str().is_some_and(|t| t.starts_with("all ok")),
+        "{alerts}"
+    );
     browser.screenshot("status").await;
     sender.abort();
 

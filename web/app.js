@@ -331,8 +331,27 @@ async function pollHealth() {
   }
   state.lastHealth = { at: now, by };
   const total = Object.values(rates).reduce((a, b) => a + b, 0);
-  state.status = { rates, total: before ? total : null, health: body };
+  let alerts = null;
+  try {
+    alerts = (await api("/v1/alerts")).alerts;
+  } catch (e) {
+    alerts = { error: String(e.message || e) };
+  }
+  state.status = { rates, total: before ? total : null, health: body, alerts };
   if (!$("view-status").hidden) renderStatus();
+}
+
+function renderAlerts(alerts) {
+  const tasks = (state.status.health.pipeline || {}).tasks || {};
+  if (!Array.isArray(alerts)) {
+    $("alerts").tBodies[0].replaceChildren();
+    $("alerts-info").textContent = alerts ? alerts.error : "";
+    return;
+  }
+  $("alerts").tBodies[0].replaceChildren(...alerts.map((a) => el("tr", { dataset: { alert: a.id, level: a.level } },
+    el("td", {}, a.id), el("td", { class: "level-" + a.level }, a.level),
+    el("td", { class: "num" }, a.value === null ? "–" : fmt(a.value)), el("td", {}, a.time))));
+  $("alerts-info").textContent = `${alerts.length ? alerts.length + " not ok" : "all ok"} · ${tasks.alerts ?? 0} transitions since start · handler failures ${tasks.handler_failures ?? 0}`;
 }
 
 function renderStatus() {
@@ -361,6 +380,7 @@ function renderStatus() {
     ["last write error", p.last_bulk_error || "none"],
     ["last maintenance pass", m ? m.at + (m.error ? " (failed: " + m.error + ")" : " (ok)") : "not yet"],
   ]);
+  renderAlerts(s.alerts);
   const open = p.buckets_open_by_archive || {};
   $("archives").tBodies[0].replaceChildren(...state.archives.map((a) => el("tr", {},
     el("td", {}, a.name), el("td", {}, seconds(a.step_seconds)), el("td", {}, a.retention), el("td", {}, a.index_period), el("td", { class: "num" }, open[a.name] ?? 0))));
