@@ -235,14 +235,18 @@ fn with_tasks(label: &str, matching: Matching, round: u32) {
         stats.clone(),
     );
     let base = 1_767_225_600_000i64;
-    let limits = EngineLimits::of(&config.tasks);
     let tasks: Vec<StreamTask> = config
         .tasks
         .list
         .iter()
         .map(|t| StreamTask {
             config: t.clone(),
-            engine: TaskEngine::new(&t.name, t.program.clone(), limits, base),
+            engine: TaskEngine::new(
+                &t.name,
+                t.program.clone(),
+                EngineLimits::of(&config.tasks, t),
+                base,
+            ),
         })
         .collect();
     // The runner's work on its own thread: record each batch, advance when a window is due.

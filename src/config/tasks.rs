@@ -73,7 +73,10 @@ pub(super) fn validate_tasks(
             tasks.push(t);
         }
     }
-    refuse_cycles(&tasks, problems);
+    if refuse_cycles(&tasks, problems) {
+        let grace = raw.grace.unwrap_or(DEFAULT_GRACE);
+        set_fed_late(&mut tasks, grace);
+    }
     let queue_events = raw.queue_events.unwrap_or(DEFAULT_QUEUE_EVENTS);
     if queue_events == 0 {
         problems.add("tasks.queue_events", 0, "must be at least 1");
@@ -225,6 +228,7 @@ fn validate_task(
         batch,
         source,
         name: task.name,
+        fed_late: Duration::ZERO,
     })
 }
 
@@ -444,23 +448,14 @@ fn validate_handlers(raw: Vec<RawHandler>, problems: &mut Problems) -> Vec<Handl
 
 /// A task whose series include what it emits, itself or through other tasks, would feed
 /// itself for ever.
-fn refuse_cycles(tasks: &[TaskConfig], problems: &mut Problems) {
+/// Whether there was none.
+fn refuse_cycles(tasks: &[TaskConfig], problems: &mut Problems) -> bool {
     let feeds: BTreeMap<&str, Vec<&str>> = tasks
         .iter()
-        .map(|from| {
-            let to = tasks
-                .iter()
-                .filter(|to| {
-                    from.program
-                        .emitted_names()
-                        .any(|name| to.select.names.iter().any(|g| g.matches(name)))
-                })
-                .map(|t| t.name.as_str())
-                .collect();
-            (from.name.as_str(), to)
-        })
+        .map(|from| (from.name.as_str(), fed_by(from, tasks)))
         .collect();
     let mut reported = HashSet::new();
+    let before = problems.0.len();
     for start in feeds.keys() {
         if let Some(cycle) = cycle_from(start, &feeds) {
             let mut key = cycle.clone();
@@ -473,6 +468,58 @@ fn refuse_cycles(tasks: &[TaskConfig], problems: &mut Problems) {
                     "tasks feed each other in a cycle: what emit writes must not reach the task again",
                 );
             }
+        }
+    }
+    problems.0.len() == before
+}
+
+/// The tasks `task` feeds: those whose names take a name it emits.
+fn fed_by<'a>(task: &TaskConfig, tasks: &'a [TaskConfig]) -> Vec<&'a str> {
+    tasks
+        .iter()
+        .filter(|to| {
+            task.program
+                .emitted_names()
+                .any(|name| to.select.names.iter().any(|g| g.matches(name)))
+        })
+        .map(|t| t.name.as_str())
+        .collect()
+}
+
+/// Sets each task's `fed_late`: the most, over the tasks feeding it, of their own `fed_late`
+/// plus their longest window and the grace (when their point is emitted, relative to its time).
+/// The tasks form no cycle (checked before), so repeating over the list settles.
+fn set_fed_late(tasks: &mut [TaskConfig], grace: Duration) {
+    let longest = |t: &TaskConfig| {
+        let ms = t
+            .program
+            .reductions
+            .iter()
+            .filter_map(|r| r.window)
+            .map(|w| w.period_ms)
+            .max()
+            .unwrap_or(0);
+        Duration::from_millis(ms as u64)
+    };
+    for _ in 0..tasks.len() {
+        let mut changed = false;
+        for i in 0..tasks.len() {
+            let late = tasks[i].fed_late + longest(&tasks[i]) + grace;
+            for name in fed_by(&tasks[i], tasks)
+                .into_iter()
+                .map(String::from)
+                .collect::<Vec<_>>()
+            {
+                if let Some(to) = tasks.iter_mut().find(|t| t.name == name) {
+                    if to.fed_late < late {
+                        to.fed_late = late;
+                        changed = true;
+                    }
+                }
+            }
+        }
+        if !changed {
+            break;
         }
     }
 }
@@ -641,6 +688,42 @@ mod tests {
             got[0].starts_with("task.a.script = a → b → a: tasks feed each other in a cycle"),
             "{got:#?}"
         );
+    }
+
+    #[test]
+    fn a_task_fed_by_others_waits_for_their_late_points() {
+        let config = Config::from_toml(
+            &format!(
+                "{BASE}{}",
+                r#"
+                [tasks]
+                grace = "1s"
+                [[task]]
+                name = "mean"
+                kind = "stream"
+                names = ["cpu"]
+                script = "stream | window(period: 20s) | mean | emit(cpu.mean)"
+                [[task]]
+                name = "max_of_means"
+                kind = "stream"
+                names = ["cpu.mean"]
+                script = "stream | window(period: 1m) | max | emit(cpu.mean.max)"
+                [[task]]
+                name = "watch"
+                kind = "stream"
+                names = ["cpu.mean*"]
+                script = "stream | window(10s) | count | alert(crit: > 100)"
+                "#
+            ),
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let late = |name: &str| config.tasks.task(name).unwrap().fed_late;
+        use std::time::Duration;
+        assert_eq!(late("mean"), Duration::ZERO);
+        assert_eq!(late("max_of_means"), Duration::from_secs(21));
+        // Fed by both: the later is max_of_means, itself 21 s late, then its minute and the grace.
+        assert_eq!(late("watch"), Duration::from_secs(21 + 60 + 1));
     }
 
     #[test]

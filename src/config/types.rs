@@ -362,6 +362,11 @@ pub struct TaskConfig {
     pub batch: Option<BatchConfig>,
     /// The file that declares it.
     pub source: std::path::PathBuf,
+    /// How much later than their own time the events of tasks feeding this one arrive (their
+    /// points are stamped with their window's start and emitted after its end): added to the
+    /// grace, so that no derived point comes after its window here has closed. Zero for a task
+    /// no other task feeds.
+    pub fed_late: Duration,
 }
 
 impl TaskConfig {

@@ -116,12 +116,10 @@ pub(super) async fn start_tasks<B: SearchBackend, C: Clock>(
             w.stats.clone(),
             w.shutdown.clone(),
         );
-        let (config, limits) = (
-            Arc::new(config.clone()),
-            crate::tasks::engine::EngineLimits::of(&config.tasks),
-        );
+        let config = Arc::new(config.clone());
         Box::new(move |task, raised| {
             let stop = shutdown.child_token();
+            let limits = crate::tasks::engine::EngineLimits::of(&config.tasks, &task);
             BatchLoop {
                 backend: backend.clone(),
                 config: config.clone(),

@@ -263,7 +263,7 @@ pub async fn replay_runs<B: SearchBackend>(
     let Some(batch) = &task.batch else {
         return Ok(0);
     };
-    let limits = EngineLimits::of(&config.tasks);
+    let limits = EngineLimits::of(&config.tasks, task);
     let mut engine = TaskEngine::new(&task.name, task.program.clone(), limits, from);
     let range = batch.range.as_millis() as i64;
     let mut runs = 0;

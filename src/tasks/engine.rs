@@ -191,10 +191,11 @@ pub struct EngineLimits {
 }
 
 impl EngineLimits {
-    /// The limits every engine of `config` shares.
-    pub fn of(config: &crate::config::TasksConfig) -> Self {
+    /// The limits of `task`'s engine: the grace of `config`, plus how late the tasks feeding
+    /// it emit (see [`crate::config::TaskConfig::fed_late`]).
+    pub fn of(config: &crate::config::TasksConfig, task: &crate::config::TaskConfig) -> Self {
         Self {
-            grace_ms: config.grace.as_millis() as i64,
+            grace_ms: (config.grace + task.fed_late).as_millis() as i64,
             max_groups: config.max_groups,
         }
     }

@@ -54,7 +54,7 @@ impl<'a> TaskTest<'a> {
     pub fn new(task: &'a TaskConfig, tasks: &TasksConfig) -> Self {
         Self {
             task,
-            limits: super::engine::EngineLimits::of(tasks),
+            limits: super::engine::EngineLimits::of(tasks, task),
             engine: None,
             now: EpochMillis::MIN,
             summary: TestSummary::default(),

@@ -192,7 +192,6 @@ impl<C: Clock> StreamRunner<C> {
     /// `raised` put back.
     fn start_engines(&mut self, kept: StreamTasks, raised: &HashMap<String, GroupLevel>) {
         let now = self.clock.now();
-        let limits = EngineLimits::of(&self.config);
         let mut kept: HashMap<String, StreamTask> = kept
             .into_tasks()
             .into_iter()
@@ -209,6 +208,7 @@ impl<C: Clock> StreamRunner<C> {
                     engine: r.engine,
                 },
                 _ => {
+                    let limits = EngineLimits::of(&self.config, t);
                     let mut engine = TaskEngine::new(&t.name, t.program.clone(), limits, now);
                     engine.restore(raised, now);
                     StreamTask {

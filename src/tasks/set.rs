@@ -164,7 +164,6 @@ mod tests {
             std::path::Path::new("t.toml"),
         )
         .unwrap();
-        let limits = EngineLimits::of(&config.tasks);
         let mut set = StreamTasks::new(
             config
                 .tasks
@@ -172,7 +171,12 @@ mod tests {
                 .iter()
                 .map(|t| StreamTask {
                     config: t.clone(),
-                    engine: TaskEngine::new(&t.name, t.program.clone(), limits, 0),
+                    engine: TaskEngine::new(
+                        &t.name,
+                        t.program.clone(),
+                        EngineLimits::of(&config.tasks, t),
+                        0,
+                    ),
                 })
                 .collect(),
         );

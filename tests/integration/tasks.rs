@@ -284,8 +284,9 @@ async fn kapacitors_example_alerts_once_for_the_host_that_drops_even_across_a_re
 }
 
 #[tokio::test]
-async fn a_mean_per_dc_is_emitted_and_archived_in_every_archive() {
+async fn a_mean_per_dc_is_emitted_and_archived_in_every_archive_and_feeds_another_task() {
     let scope = Scope::new("tasks_emit");
+    let log = std::env::temp_dir().join(format!("{}dc_high.ndjson", scope.prefix));
     let alerts_index = format!("alerts-{}", scope.prefix.trim_end_matches('-'));
     let extra = format!(
         r#"{FAST}
@@ -297,7 +298,19 @@ name = "dc_mean"
 kind = "stream"
 names = ["cpu_idle"]
 script = 'stream | window(period: 20s) | groupby(dc) | mean() | emit("cpu_idle.dc_mean")'
-"#
+# Fed by dc_mean: its window waits for points emitted after their own window's end.
+[[handler]]
+name = "file"
+kind = "log"
+path = "{log}"
+[[task]]
+name = "dc_high"
+kind = "stream"
+names = ["cpu_idle.dc_mean"]
+handlers = ["file"]
+script = 'stream | window(period: 20s) | groupby(dc) | max() | alert(crit: > 40)'
+"#,
+        log = log.display()
     );
     let archives = format!(
         "{}{}",
@@ -323,6 +336,17 @@ script = 'stream | window(period: 20s) | groupby(dc) | mean() | emit("cpu_idle.d
     clock.set(t0 + 20_000);
     let stats = stats_when(&running, Duration::from_secs(10), |s| s.tasks.emitted >= 2).await;
     assert_eq!(stats.tasks.emitted, 2);
+    // dc_high took both derived points into its window [t0, t0 + 20 s), which closes 20 s
+    // later than its own grace alone would (dc_mean's window).
+    stats_when(&running, Duration::from_secs(10), |s| s.tasks.events >= 11).await;
+    clock.set(t0 + 39_999);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(logged(&log), [], "not closed yet");
+    clock.set(t0 + 40_000);
+    let alerts = until(|| logged(&log), |l| !l.is_empty()).await;
+    assert_eq!(alerts, [("critical".to_string(), 50.0)]);
+    assert_eq!(running.stats.snapshot().tasks.events_late, 0);
+    let _ = std::fs::remove_file(&log);
     running.stop().await.unwrap();
     scope.refresh().await;
     let derived: Vec<(String, String, u64, f64, i64)> = scope
