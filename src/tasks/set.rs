@@ -159,7 +159,7 @@ mod tests {
             name = "other"
             kind = "stream"
             names = ["mem"]
-            script = "stream | window(10s) | count | emit(c)"
+            script = "stream | window(10s) | count | emit(z)"
             "#,
             std::path::Path::new("t.toml"),
         )
