@@ -217,7 +217,6 @@ fn task_tables(matching: Matching) -> String {
 }
 
 fn with_tasks(label: &str, matching: Matching, round: u32) {
-    use strata::tasks::engine::{EngineLimits, TaskEngine};
     use strata::tasks::feed::{task_feed, NameIndex};
     use strata::tasks::set::{StreamTask, StreamTasks};
     const SERIES: usize = 100_000;
@@ -239,15 +238,7 @@ fn with_tasks(label: &str, matching: Matching, round: u32) {
         .tasks
         .list
         .iter()
-        .map(|t| StreamTask {
-            config: t.clone(),
-            engine: TaskEngine::new(
-                &t.name,
-                t.program.clone(),
-                EngineLimits::of(&config.tasks, t),
-                base,
-            ),
-        })
+        .map(|t| StreamTask::new(&config.tasks, t, base))
         .collect();
     // The runner's work on its own thread: record each batch, advance when a window is due.
     let runner = std::thread::spawn(move || {

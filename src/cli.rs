@@ -51,7 +51,7 @@ impl Command {
             | Command::Status { common }
             | Command::Purge { common, .. } => Some(&common.config),
             Command::Task { command } => match command {
-                TaskCommand::List { config }
+                TaskCommand::List { config, .. }
                 | TaskCommand::Show { config, .. }
                 | TaskCommand::Test { config, .. } => Some(config),
                 TaskCommand::Enable { .. } | TaskCommand::Disable { .. } => None,
@@ -185,15 +185,20 @@ pub enum Command {
 
 #[derive(Subcommand)]
 pub enum TaskCommand {
-    /// The tasks of the configuration: name, kind, state, names taken, handlers, file.
+    /// The tasks: name, kind, state, names taken, handlers, file; of a running service with
+    /// --url (GET /v1/tasks: its current state), else of the configuration.
     List {
         #[arg(long, short, default_value = "archives.toml")]
         config: PathBuf,
+        #[command(flatten)]
+        service: OptionalService,
     },
-    /// One task: its settings and its script.
+    /// One task: its settings and its script (of a running service with --url).
     Show {
         #[arg(long, short, default_value = "archives.toml")]
         config: PathBuf,
+        #[command(flatten)]
+        service: OptionalService,
         name: String,
     },
     /// Run a task offline and print what it would alert and emit as NDJSON: a stream task over
@@ -228,6 +233,17 @@ pub enum TaskCommand {
         service: ServiceArgs,
         name: String,
     },
+}
+
+/// A running service to ask instead of the configuration file.
+#[derive(clap::Args)]
+pub struct OptionalService {
+    /// The service's HTTP address.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// The read token.
+    #[arg(long, env = "STRATA_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// How to reach a running service's HTTP API.

@@ -485,70 +485,69 @@ async fn call(
 
 fn task(command: TaskCommand) -> anyhow::Result<()> {
     match command {
-        TaskCommand::List { config } => {
-            let cfg = Config::load(&config)?;
-            if cfg.tasks.list.is_empty() {
-                println!("no tasks in {}", config.display());
+        TaskCommand::List { config, service } => {
+            let (tasks, from) = described_tasks(&config, service)?;
+            if tasks.is_empty() {
+                println!("no tasks in {from}");
             }
-            for t in &cfg.tasks.list {
-                println!(
-                    "{}\t{}\t{}\tnames {}\thandlers {}\t{}",
-                    t.name,
-                    t.kind().as_str(),
-                    if t.enabled { "enabled" } else { "disabled" },
-                    t.select
-                        .names
-                        .iter()
-                        .map(|g| g.as_str())
-                        .collect::<Vec<_>>()
-                        .join(","),
-                    if t.handlers.is_empty() {
+            for t in &tasks {
+                let list = |v: &serde_json::Value| {
+                    let items: Vec<&str> = v
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|x| x.as_str())
+                        .collect();
+                    if items.is_empty() {
                         "-".to_string()
                     } else {
-                        t.handlers.join(",")
+                        items.join(",")
+                    }
+                };
+                println!(
+                    "{}\t{}\t{}\tnames {}\thandlers {}\t{}",
+                    t["name"].as_str().unwrap_or(""),
+                    t["kind"].as_str().unwrap_or(""),
+                    if t["enabled"] == true {
+                        "enabled"
+                    } else {
+                        "disabled"
                     },
-                    t.source.display()
+                    list(&t["names"]),
+                    list(&t["handlers"]),
+                    t["source"].as_str().unwrap_or("")
                 );
             }
             Ok(())
         }
-        TaskCommand::Show { config, name } => {
-            let cfg = Config::load(&config)?;
-            let t = cfg
-                .tasks
-                .task(&name)
-                .with_context(|| format!("no task named {name:?} in {}", config.display()))?;
-            println!(
-                "name: {}\nkind: {}\nenabled: {}\nfile: {}",
-                t.name,
-                t.kind().as_str(),
-                t.enabled,
-                t.source.display()
-            );
-            println!(
-                "names: {}",
-                t.select
-                    .names
-                    .iter()
-                    .map(|g| g.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            if let Some(h) = &t.select.host {
-                println!("host: {}", h.as_str());
+        TaskCommand::Show {
+            config,
+            service,
+            name,
+        } => {
+            let (tasks, from) = described_tasks(&config, service)?;
+            let t = tasks
+                .iter()
+                .find(|t| t["name"] == name.as_str())
+                .with_context(|| format!("no task named {name:?} in {from}"))?;
+            let mut shown = t.clone();
+            let script = shown["script"]
+                .as_str()
+                .unwrap_or("")
+                .trim_end()
+                .to_string();
+            if let Some(fields) = shown.as_object_mut() {
+                fields.remove("script");
+                for (key, value) in fields.iter().filter(|(_, v)| !v.is_null()) {
+                    println!(
+                        "{key}: {}",
+                        value
+                            .as_str()
+                            .map_or_else(|| value.to_string(), String::from)
+                    );
+                }
             }
-            for (k, g) in &t.select.tags {
-                println!("tag {k}: {}", g.as_str());
-            }
-            println!("handlers: {}", t.handlers.join(", "));
-            if let Some(b) = &t.batch {
-                println!(
-                    "range: {}\narchive: {}",
-                    humantime::format_duration(b.range),
-                    cfg.archives[b.archive].name
-                );
-            }
-            println!("script:\n{}", t.script.trim_end());
+            println!("script:\n{script}");
             Ok(())
         }
         TaskCommand::Test {
@@ -608,6 +607,42 @@ fn task(command: TaskCommand) -> anyhow::Result<()> {
         }
         TaskCommand::Enable { service, name } => switch_task(&service, &name, "enable"),
         TaskCommand::Disable { service, name } => switch_task(&service, &name, "disable"),
+    }
+}
+
+/// The tasks as described by a running service (with `--url`) or by the configuration file,
+/// and where they came from.
+fn described_tasks(
+    config: &std::path::Path,
+    service: cli::OptionalService,
+) -> anyhow::Result<(Vec<serde_json::Value>, String)> {
+    match service.url {
+        Some(url) => {
+            let service = ServiceArgs {
+                url: url.clone(),
+                token: service.token,
+            };
+            let answer: serde_json::Value = runtime()?.block_on(async {
+                anyhow::Ok(
+                    call(&service, reqwest::Method::GET, "/v1/tasks", &[])
+                        .await?
+                        .json()
+                        .await?,
+                )
+            })?;
+            let tasks = answer["tasks"].as_array().cloned().unwrap_or_default();
+            Ok((tasks, url))
+        }
+        None => {
+            let cfg = Config::load(config)?;
+            let tasks = cfg
+                .tasks
+                .list
+                .iter()
+                .map(|t| strata::tasks::control::describe(t, &cfg))
+                .collect();
+            Ok((tasks, config.display().to_string()))
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::Config;
+use crate::config::{Config, TaskConfig, TaskSchedule};
 
 use super::runner::Control;
 
@@ -64,4 +64,30 @@ impl TaskControl {
             .map_err(|_| "the tasks have stopped".to_string())?;
         Ok(count)
     }
+}
+
+/// A task as `GET /v1/tasks` and `strata task list|show` describe it.
+pub fn describe(task: &TaskConfig, config: &Config) -> serde_json::Value {
+    let batch = task.batch.as_ref().map(|b| {
+        serde_json::json!({
+            "schedule": match &b.schedule {
+                TaskSchedule::Every(every) => format!("every {}", humantime::format_duration(*every)),
+                TaskSchedule::Cron(cron) => format!("cron {cron}"),
+            },
+            "range": humantime::format_duration(b.range).to_string(),
+            "archive": config.archives.get(b.archive).map(|a| a.name.clone()),
+        })
+    });
+    serde_json::json!({
+        "name": task.name,
+        "kind": task.kind().as_str(),
+        "enabled": task.enabled,
+        "names": task.select.names.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+        "host": task.select.host.as_ref().map(|g| g.as_str()),
+        "tags": task.select.tags.iter().map(|(k, g)| (k.clone(), g.as_str().into())).collect::<serde_json::Map<String, serde_json::Value>>(),
+        "handlers": task.handlers,
+        "batch": batch,
+        "source": task.source.display().to_string(),
+        "script": task.script,
+    })
 }

@@ -146,17 +146,7 @@ async fn tasks<B: SearchBackend, C: Clock>(State(s): State<TasksState<B, C>>) ->
         .list
         .get()
         .iter()
-        .map(|t| {
-            json!({
-                "name": t.name,
-                "kind": t.kind().as_str(),
-                "enabled": t.enabled,
-                "names": t.select.names.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
-                "handlers": t.handlers,
-                "source": t.source.display().to_string(),
-                "script": t.script,
-            })
-        })
+        .map(|t| super::control::describe(t, &s.config))
         .collect();
     Json(json!({"tasks": list})).into_response()
 }

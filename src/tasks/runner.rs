@@ -20,7 +20,7 @@ use crate::stats::{Protocol, Stats};
 
 use super::alert::GroupLevel;
 use super::batch::BatchOutput;
-use super::engine::{Emitted, EngineLimits, TaskEngine, TaskOutput};
+use super::engine::{Emitted, TaskOutput};
 use super::feed::{FeedQueue, NameIndex, TaskFeed};
 use super::handlers::{alert_body, Dispatch};
 use super::set::{StreamTask, StreamTasks};
@@ -208,13 +208,9 @@ impl<C: Clock> StreamRunner<C> {
                     engine: r.engine,
                 },
                 _ => {
-                    let limits = EngineLimits::of(&self.config, t);
-                    let mut engine = TaskEngine::new(&t.name, t.program.clone(), limits, now);
-                    engine.restore(raised, now);
-                    StreamTask {
-                        config: t.clone(),
-                        engine,
-                    }
+                    let mut task = StreamTask::new(&self.config, t, now);
+                    task.engine.restore(raised, now);
+                    task
                 }
             })
             .collect();

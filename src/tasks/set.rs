@@ -5,15 +5,26 @@
 use hashbrown::HashMap;
 
 use crate::clock::EpochMillis;
-use crate::config::TaskConfig;
+use crate::config::{TaskConfig, TasksConfig};
 use crate::event::Event;
 
-use super::engine::{Dropped, TaskEngine, TaskOutput};
+use super::engine::{Dropped, EngineLimits, TaskEngine, TaskOutput};
 
 /// A task and its engine.
 pub struct StreamTask {
     pub config: TaskConfig,
     pub engine: TaskEngine,
+}
+
+impl StreamTask {
+    /// `task` with a fresh engine whose windows start closing after `now`.
+    pub fn new(tasks: &TasksConfig, task: &TaskConfig, now: EpochMillis) -> Self {
+        let limits = EngineLimits::of(tasks, task);
+        Self {
+            config: task.clone(),
+            engine: TaskEngine::new(&task.name, task.program.clone(), limits, now),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -133,7 +144,6 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::event::{MetricKind, SeriesKey};
-    use crate::tasks::engine::EngineLimits;
 
     #[test]
     fn an_event_reaches_the_tasks_of_its_name_and_the_globs_that_match() {
@@ -169,15 +179,7 @@ mod tests {
                 .tasks
                 .list
                 .iter()
-                .map(|t| StreamTask {
-                    config: t.clone(),
-                    engine: TaskEngine::new(
-                        &t.name,
-                        t.program.clone(),
-                        EngineLimits::of(&config.tasks, t),
-                        0,
-                    ),
-                })
+                .map(|t| StreamTask::new(&config.tasks, t, 0))
                 .collect(),
         );
         for (name, host) in [

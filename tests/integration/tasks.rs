@@ -44,6 +44,28 @@ async fn webhook_server() -> (String, Arc<Mutex<Vec<Value>>>) {
     (format!("http://{addr}"), received)
 }
 
+/// This test's alert index prefix: outside the archives' pattern (which starts with the
+/// scope's prefix), and its own.
+fn alerts_index_of(scope: &Scope) -> String {
+    format!("alerts-{}", scope.prefix.trim_end_matches('-'))
+}
+
+/// Deletes the test's archive indices, its alert indices and their template.
+async fn cleanup_with_alerts(scope: &Scope, alerts_index: &str) {
+    for path in [
+        format!("{alerts_index}-*"),
+        format!("_index_template/{alerts_index}"),
+    ] {
+        scope
+            .http
+            .delete(format!("{}/{path}", scope.node))
+            .send()
+            .await
+            .unwrap();
+    }
+    scope.cleanup().await;
+}
+
 /// Waits until `done` holds (or 10 s passed) and returns what `read` gives then.
 async fn until<T>(read: impl Fn() -> T, done: impl Fn(&T) -> bool) -> T {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -135,7 +157,7 @@ async fn kapacitors_example_alerts_once_for_the_host_that_drops_even_across_a_re
     let scope = Scope::new("tasks_kapacitor");
     let (hooks, received) = webhook_server().await;
     let log = std::env::temp_dir().join(format!("{}alerts.ndjson", scope.prefix));
-    let alerts_index = format!("alerts-{}", scope.prefix.trim_end_matches('-'));
+    let alerts_index = alerts_index_of(&scope);
     let extra = tasks_config(&hooks, &log, &alerts_index);
     let now = chrono::Utc::now().timestamp_millis();
     let t0 = now - now.rem_euclid(60_000) - 120_000;
@@ -274,20 +296,14 @@ async fn kapacitors_example_alerts_once_for_the_host_that_drops_even_across_a_re
 
     running.stop().await.unwrap();
     let _ = std::fs::remove_file(&log);
-    scope
-        .http
-        .delete(format!("{}/{alerts_index}-*", scope.node))
-        .send()
-        .await
-        .unwrap();
-    scope.cleanup().await;
+    cleanup_with_alerts(&scope, &alerts_index).await;
 }
 
 #[tokio::test]
 async fn a_mean_per_dc_is_emitted_and_archived_in_every_archive_and_feeds_another_task() {
     let scope = Scope::new("tasks_emit");
     let log = std::env::temp_dir().join(format!("{}dc_high.ndjson", scope.prefix));
-    let alerts_index = format!("alerts-{}", scope.prefix.trim_end_matches('-'));
+    let alerts_index = alerts_index_of(&scope);
     let extra = format!(
         r#"{FAST}
 [tasks]
@@ -375,13 +391,7 @@ script = 'stream | window(period: 20s) | groupby(dc) | max() | alert(crit: > 40)
             ("20s".into(), "us".into(), 1, 50.0, t0),
         ]
     );
-    scope
-        .http
-        .delete(format!("{}/{alerts_index}-*", scope.node))
-        .send()
-        .await
-        .unwrap();
-    scope.cleanup().await;
+    cleanup_with_alerts(&scope, &alerts_index).await;
 }
 
 /// The transitions a log handler wrote: (level, value).
@@ -402,7 +412,7 @@ fn logged(path: &std::path::Path) -> Vec<(String, f64)> {
 #[tokio::test]
 async fn a_batch_task_with_hysteresis_raises_once_where_its_hourly_mean_oscillates() {
     let scope = Scope::new("tasks_batch");
-    let alerts_index = format!("alerts-{}", scope.prefix.trim_end_matches('-'));
+    let alerts_index = alerts_index_of(&scope);
     let dir = std::env::temp_dir();
     let (flappy_log, steady_log) = (
         dir.join(format!("{}flappy.ndjson", scope.prefix)),
@@ -533,20 +543,14 @@ script = "batch | groupby(host) | mean() | alert({alert})"
     for log in [&flappy_log, &steady_log] {
         let _ = std::fs::remove_file(log);
     }
-    scope
-        .http
-        .delete(format!("{}/{alerts_index}-*", scope.node))
-        .send()
-        .await
-        .unwrap();
-    scope.cleanup().await;
+    cleanup_with_alerts(&scope, &alerts_index).await;
 }
 
 #[tokio::test]
 async fn task_test_on_a_recording_gives_the_alerts_of_the_live_run() {
     let scope = Scope::new("tasks_record");
     let (hooks, received) = webhook_server().await;
-    let alerts_index = format!("alerts-{}", scope.prefix.trim_end_matches('-'));
+    let alerts_index = alerts_index_of(&scope);
     let extra = format!(
         r#"{FAST}
 [tasks]
@@ -642,13 +646,7 @@ script = "stream | window(period: 10s) | groupby(host) | mean() | alert(crit: < 
         String::from_utf8_lossy(&out.stderr).trim()
     );
     std::fs::remove_dir_all(&dir).unwrap();
-    scope
-        .http
-        .delete(format!("{}/{alerts_index}-*", scope.node))
-        .send()
-        .await
-        .unwrap();
-    scope.cleanup().await;
+    cleanup_with_alerts(&scope, &alerts_index).await;
 }
 
 #[tokio::test]
@@ -656,7 +654,7 @@ async fn tasks_change_without_a_restart_by_cli_api_and_sighup_and_a_bad_file_cha
     let scope = Scope::new("tasks_reload");
     let dir = std::env::temp_dir().join(format!("{}reload", scope.prefix));
     std::fs::create_dir_all(dir.join("tasks")).unwrap();
-    let alerts_index = format!("alerts-{}", scope.prefix.trim_end_matches('-'));
+    let alerts_index = alerts_index_of(&scope);
     let extra = format!("[tasks]\ndir = \"tasks\"\nalerts_index = \"{alerts_index}\"\n");
     std::fs::write(
         dir.join("archives.toml"),
@@ -717,6 +715,16 @@ async fn tasks_change_without_a_restart_by_cli_api_and_sighup_and_a_bad_file_cha
     assert!(ok, "{said}");
     assert_eq!(said.trim(), "low: disabled");
     assert_eq!(tasks().await, [("low".to_string(), false)]);
+    let (ok, listed) = strata(&["task", "list", "--url", &url]);
+    assert!(
+        ok && listed.starts_with("low\tstream\tdisabled"),
+        "{listed}"
+    );
+    let (ok, shown) = strata(&["task", "show", "low", "--url", &url]);
+    assert!(
+        ok && shown.contains("enabled: false") && shown.contains("script:\nstream | window(10s)"),
+        "{shown}"
+    );
     let (ok, said) = strata(&["task", "enable", "nope", "--url", &url]);
     assert!(
         !ok && said.contains("404") && said.contains("no task named"),
@@ -757,13 +765,13 @@ async fn tasks_change_without_a_restart_by_cli_api_and_sighup_and_a_bad_file_cha
     assert_eq!(tasks().await, [("high".to_string(), true)]);
     terminate(child).await;
     std::fs::remove_dir_all(&dir).unwrap();
-    scope.cleanup().await;
+    cleanup_with_alerts(&scope, &alerts_index).await;
 }
 
 #[tokio::test]
 async fn maintenance_deletes_alert_history_past_its_retention() {
     let scope = Scope::new("tasks_history");
-    let alerts_index = format!("alerts-{}", scope.prefix.trim_end_matches('-'));
+    let alerts_index = alerts_index_of(&scope);
     let (old, kept) = (
         format!("{alerts_index}-history-2020.01"),
         format!("{alerts_index}-history-2026.11"),
@@ -805,11 +813,5 @@ async fn maintenance_deletes_alert_history_past_its_retention() {
         .collect();
     assert_eq!(names, [kept]);
     running.stop().await.unwrap();
-    scope
-        .http
-        .delete(format!("{}/{alerts_index}-*", scope.node))
-        .send()
-        .await
-        .unwrap();
-    scope.cleanup().await;
+    cleanup_with_alerts(&scope, &alerts_index).await;
 }
