@@ -85,15 +85,15 @@ pub(super) async fn start_tasks<B: SearchBackend, C: Clock>(
     if w.node_answered && !config.tasks.list.is_empty() {
         match tokio::time::timeout(LEVELS_AT_START, store::load_raised(&*w.backend, &indices)).await
         {
-            Ok(Ok((levels, docs))) => {
+            Ok(Ok(docs)) => {
                 for doc in &docs {
                     board.update(doc["id"].as_str().unwrap_or_default(), doc);
                 }
+                raised = board.raised();
                 tracing::info!(
-                    raised = levels.len(),
+                    raised = raised.len(),
                     "alert levels read back from the node"
                 );
-                raised = levels;
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "alert levels not read back: raised alerts may be sent again")

@@ -93,32 +93,23 @@ impl AlertBoard {
     }
 }
 
-/// The levels raised before this start, by alert id, from the state index; an empty map when
-/// the index does not exist yet.
+/// The state documents of the alerts raised before this start (not ok), from the state index;
+/// none when the index does not exist yet. [`AlertBoard::raised`] reads their levels.
 pub async fn load_raised<B: SearchBackend>(
     backend: &B,
     indices: &AlertIndices,
-) -> Result<(HashMap<String, GroupLevel>, Vec<Value>), BackendError> {
+) -> Result<Vec<Value>, BackendError> {
     let body =
         json!({"size": 10_000, "query": {"bool": {"must_not": [{"term": {"level": "ok"}}]}}});
     // The last run's final transitions may not be searchable yet.
     backend.refresh(&indices.state()).await?;
     let answer = backend.search(&indices.state(), &body).await?;
-    let mut raised = HashMap::new();
-    let mut docs = Vec::new();
-    for hit in answer["hits"]["hits"].as_array().into_iter().flatten() {
-        let doc = &hit["_source"];
-        let (Some(id), Some(level)) = (
-            doc["id"].as_str(),
-            doc["level"].as_str().and_then(Level::parse),
-        ) else {
-            continue;
-        };
-        let since = doc["since"].as_i64().unwrap_or_default();
-        raised.insert(id.to_string(), GroupLevel { level, since });
-        docs.push(doc.clone());
-    }
-    Ok((raised, docs))
+    Ok(answer["hits"]["hits"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|hit| hit["_source"].clone())
+        .collect())
 }
 
 /// The transitions of `[from, to]`, oldest first (at most `limit`).
