@@ -3,7 +3,7 @@
 //! accepted from the server itself.
 //!
 //!   cargo bench --bench protocols -- udp <addr> <lines> <lines/s> <lines per datagram>
-//!   cargo bench --bench protocols -- tcp <addr> <lines> statsd|graphite
+//!   cargo bench --bench protocols -- tcp <addr> <lines> statsd|graphite [connections]
 //!   cargo bench --bench protocols -- riemann <addr> <events> <events per message>
 //!
 //! Each prints one line of JSON: what was sent and how long it took.
@@ -131,16 +131,41 @@ impl SendBatch {
 
 /// Sends `lines` lines over one TCP connection as fast as the server reads them, then waits
 /// until the server has read everything and closed.
-fn tcp(addr: &str, lines: u64, kind: &str) {
-    let stream = TcpStream::connect(addr).unwrap();
+/// Sends `lines` lines over `connections` TCP connections at once (each its share, from its own
+/// thread, with lines numbered apart so that the series are the same), and reports when the
+/// server has read them all: each connection waits for the server to close its side.
+fn tcp(addr: &str, lines: u64, kind: &str, connections: u64) {
     let now_s = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
+    let streams: Vec<TcpStream> = (0..connections)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
     let start = Instant::now();
-    let mut w = BufWriter::with_capacity(1 << 16, &stream);
+    let per = lines / connections;
+    std::thread::scope(|scope| {
+        for (c, stream) in streams.iter().enumerate() {
+            let first = c as u64 * per;
+            let count = if c as u64 == connections - 1 {
+                lines - first
+            } else {
+                per
+            };
+            scope.spawn(move || send_lines(stream, first..first + count, kind, now_s));
+        }
+    });
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{{\"mode\":\"tcp\",\"kind\":\"{kind}\",\"connections\":{connections},\"lines\":{lines},\"seconds\":{secs:.3},\"rate\":{:.0}}}",
+        lines as f64 / secs
+    );
+}
+
+fn send_lines(stream: &TcpStream, numbers: std::ops::Range<u64>, kind: &str, now_s: u64) {
+    let mut w = BufWriter::with_capacity(1 << 16, stream);
     let mut line = Vec::with_capacity(64);
-    for i in 0..lines {
+    for i in numbers {
         line.clear();
         match kind {
             "graphite" => graphite_line(i, now_s, &mut line),
@@ -153,12 +178,7 @@ fn tcp(addr: &str, lines: u64, kind: &str) {
     drop(w);
     stream.shutdown(Shutdown::Write).unwrap();
     let mut rest = Vec::new();
-    let _ = (&stream).read_to_end(&mut rest);
-    let secs = start.elapsed().as_secs_f64();
-    println!(
-        "{{\"mode\":\"tcp\",\"kind\":\"{kind}\",\"lines\":{lines},\"seconds\":{secs:.3},\"rate\":{:.0}}}",
-        lines as f64 / secs
-    );
+    let _ = (&*stream).read_to_end(&mut rest);
 }
 
 fn varint(mut v: u64, out: &mut Vec<u8>) {
@@ -240,7 +260,12 @@ fn main() {
     let num = |i: usize| -> u64 { args[i].parse().expect("a number") };
     match args.first().map(String::as_str) {
         Some("udp") => udp(&args[1], num(2), num(3), num(4)),
-        Some("tcp") => tcp(&args[1], num(2), &args[3]),
+        Some("tcp") => tcp(
+            &args[1],
+            num(2),
+            &args[3],
+            args.get(4).map_or(1, |_| num(4)),
+        ),
         Some("riemann") => riemann(&args[1], num(2), num(3)),
         _ => {
             eprintln!("usage: see the top of benches/protocols.rs (run by scripts/bench-protocols)")

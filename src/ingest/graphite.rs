@@ -14,6 +14,7 @@ use crate::ingest::context::ListenerContext;
 use crate::ingest::datagrams::{spawn_receiver, BoundUdp, ParseDatagram};
 use crate::ingest::limits::{check_text, Limits, TextError, TimeError};
 use crate::ingest::lines::{serve_tcp_lines, ParseLine};
+use crate::ingest::number::{parse_finite, parse_value};
 use crate::stats::Stats;
 
 /// Why a Graphite line was refused.
@@ -34,10 +35,22 @@ pub(crate) enum GraphiteError {
 }
 
 /// Parses one line; `limits.now` stands in for a missing or negative timestamp, and points
-/// further ahead of it than the configured skew are refused, as on the HTTP API.
+/// further ahead of it than the configured skew are refused, as on the HTTP API. Fields are
+/// separated by whitespace (Unicode's, as carbon splits them; ASCII lines take the cheaper
+/// ASCII split, which finds the same fields in them).
 pub(crate) fn parse_line(line: &str, limits: &Limits) -> Result<Option<Event>, GraphiteError> {
+    if line.is_ascii() {
+        parse_fields(line.split_ascii_whitespace(), limits)
+    } else {
+        parse_fields(line.split_whitespace(), limits)
+    }
+}
+
+fn parse_fields<'a>(
+    mut parts: impl Iterator<Item = &'a str>,
+    limits: &Limits,
+) -> Result<Option<Event>, GraphiteError> {
     let (now, max_name_length) = (limits.now, limits.max_name_length);
-    let mut parts = line.split_whitespace();
     let (Some(path), Some(value)) = (parts.next(), parts.next()) else {
         return Err(GraphiteError::Shape);
     };
@@ -46,19 +59,11 @@ pub(crate) fn parse_line(line: &str, limits: &Limits) -> Result<Option<Event>, G
         // collectd's way of saying "no value this interval" (a rate's first reading).
         return Ok(None);
     }
-    let value: f64 = value
-        .parse()
-        .ok()
-        .filter(|v: &f64| crate::event::in_range(*v))
-        .ok_or_else(|| GraphiteError::Value(value.to_string()))?;
+    let value = parse_value(value).ok_or_else(|| GraphiteError::Value(value.to_string()))?;
     let timestamp = match parts.next() {
         None => now,
         Some(t) => {
-            let secs: f64 = t
-                .parse()
-                .ok()
-                .filter(|s: &f64| s.is_finite())
-                .ok_or_else(|| GraphiteError::Timestamp(t.to_string()))?;
+            let secs = parse_finite(t).ok_or_else(|| GraphiteError::Timestamp(t.to_string()))?;
             if secs < 0.0 {
                 now
             } else {

@@ -169,19 +169,31 @@ impl IngestHandle {
     /// event by event (lines nobody answers).
     pub(crate) async fn submit_waiting(
         &self,
-        mut events: Vec<Event>,
+        events: Vec<Event>,
         whole: bool,
     ) -> Result<(), SubmitError> {
+        match self.queue_waiting(events, whole).await {
+            Ok(Some(pending)) => pending.answer().await.map(drop),
+            Ok(None) => Ok(()),
+            Err(refused) => Err(refused),
+        }
+    }
+
+    /// Queues `events`, waiting while the pipeline is full, and leaves the answer for later:
+    /// a line reader parses its next chunk while the consolidator takes this one. `None` for
+    /// no events.
+    pub(crate) async fn queue_waiting(
+        &self,
+        mut events: Vec<Event>,
+        whole: bool,
+    ) -> Result<Option<Pending>, SubmitError> {
         if events.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let mut pause = FIRST_BUSY_PAUSE;
         loop {
-            let refused = match self.offer(events, whole) {
-                Ok(answer) => match answer_of(answer).await {
-                    Ok(_) => return Ok(()),
-                    Err(refused) => refused,
-                },
+            match self.offer(events, whole) {
+                Ok(answer) => return Ok(Some(Pending(answer))),
                 Err(HandOffRefused {
                     why: SubmitError::Busy | SubmitError::DiskFull,
                     events: back,
@@ -189,12 +201,12 @@ impl IngestHandle {
                     events = back;
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(MAX_BUSY_PAUSE);
-                    continue;
                 }
-                Err(HandOffRefused { why, .. }) => why,
-            };
-            tracing::warn!(error = %refused, "events refused");
-            return Err(refused);
+                Err(HandOffRefused { why, .. }) => {
+                    tracing::warn!(error = %why, "events refused");
+                    return Err(why);
+                }
+            }
         }
     }
 
@@ -267,6 +279,18 @@ impl IngestHandle {
 
     pub(crate) fn is_closed(&self) -> bool {
         self.tx.is_closed()
+    }
+}
+
+/// A batch the consolidator took, whose answer is still to be read.
+pub(crate) struct Pending(oneshot::Receiver<Result<BatchReport, SubmitError>>);
+
+impl Pending {
+    /// The consolidator's answer (logged when it refused the batch).
+    pub(crate) async fn answer(self) -> Result<BatchReport, SubmitError> {
+        answer_of(self.0).await.inspect_err(|refused| {
+            tracing::warn!(error = %refused, "events refused");
+        })
     }
 }
 

@@ -3,7 +3,8 @@
 //!
 //! - the outlet: `handle` (the bounded queue to the consolidator), `context` (what every listener
 //!   is given), `listeners` (binds and starts the configured listeners);
-//! - shared validation: `limits` (names, tags, timestamps), `badlog` (rate-limited bad-input logs);
+//! - shared validation: `limits` (names, tags, timestamps), `number` (numbers in text), `badlog`
+//!   (rate-limited bad-input logs);
 //! - transports: `tcp` (the accept loop), `lines` (line-oriented TCP), `datagrams` (UDP),
 //!   `http_server` (hyper connections with a header timeout);
 //! - protocols: `json` and `http` (the HTTP API), `dattss`, `statsd`, `graphite`, `riemann`.
@@ -20,6 +21,7 @@ pub(crate) mod json;
 pub(crate) mod limits;
 pub(crate) mod lines;
 pub(crate) mod listeners;
+pub(crate) mod number;
 pub(crate) mod riemann;
 pub(crate) mod statsd;
 pub(crate) mod tcp;
