@@ -10,7 +10,8 @@
 //! events one per line), BENCH_LOG (`off`, the default; `on`: the write-ahead log with fsync, in
 //! a temporary directory; `nosync`: the log without fsync), BENCH_READERS (0: tasks reading
 //! `/v1/metrics` for one series over the last hour, one request after another, meanwhile),
-//! BENCH_READ_TURNS (2: `http.max_concurrent_reads`).
+//! BENCH_READ_TURNS (2: `http.max_concurrent_reads`), BENCH_READ_SHARE (`http.read_share`, its default
+//! when unset).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,9 +56,14 @@ fn main() {
         other => panic!("BENCH_LOG is off, on or nosync, not {other:?}"),
     };
     let turns = knob("BENCH_READ_TURNS", 2);
+    // The default share unless asked (`http.read_share`).
+    let share = std::env::var("BENCH_READ_SHARE")
+        .map(|s| format!("read_share = {s}"))
+        .unwrap_or_default();
     let text = format!(
         r#"{durability}[http]
 max_concurrent_reads = {turns}
+{share}
 [index]
 prefix = "{prefix}"
 template = "{prefix}tpl"

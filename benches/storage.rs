@@ -9,6 +9,8 @@
 //! each, plus a day of 20-second buckets (three events each) for a fifth of them. The documents
 //! are strata's own (`replay --dry-run`'s bulk body); a lever that changes the documents
 //! rewrites them here, so a row measures what that change would save before it is made.
+//! BENCH_SETTLE_SECONDS (0) waits that long before the force merge (see there). BENCH_ONLY
+//! runs only the variants whose name contains it.
 //! BENCH_DISK_USAGE=1 also prints where the bytes go, field by field (Elasticsearch's
 //! `_disk_usage`; OpenSearch has no such API).
 
@@ -104,13 +106,25 @@ fn drop_series_compact_id(action: &mut Value, doc: &mut Value) {
     compact_id(action, doc);
 }
 
+/// Statistics kept once, as doc values: left out of `_source` (reads, merges and restarts
+/// would take them from doc values instead).
+fn statistics_out_of_source(t: &mut Value) {
+    t["template"]["mappings"]["_source"] = json!({"excludes": STATISTICS});
+}
+
+/// Statistics out of `_source`, no `series`, a 22-character id: the three together.
+fn lean(t: &mut Value) {
+    statistics_out_of_source(t);
+    without_series(t);
+}
+
 fn synthetic_source(t: &mut Value) {
     t["template"]["settings"]["index"]["mapping.source.mode"] = json!("synthetic");
 }
 
 /// Each lever is measured alone on top of today's template and documents, but the last, which
 /// adds up the ones that saved bytes without a cost elsewhere.
-const VARIANTS: [Variant; 10] = [
+const VARIANTS: [Variant; 12] = [
     Variant {
         name: "before: statistics indexed for search too",
         layout: "strata",
@@ -157,6 +171,18 @@ const VARIANTS: [Variant; 10] = [
         name: "+ no `series` and a 22-character id",
         layout: "strata",
         template: without_series,
+        document: drop_series_compact_id,
+    },
+    Variant {
+        name: "+ statistics out of _source (doc values only)",
+        layout: "strata",
+        template: statistics_out_of_source,
+        document: unchanged_document,
+    },
+    Variant {
+        name: "+ all three: statistics out of _source, no `series`, 22-char id",
+        layout: "strata",
+        template: lean,
         document: drop_series_compact_id,
     },
     Variant {
@@ -276,7 +302,8 @@ fn main() {
             .unwrap_or("elasticsearch"),
         info["version"]["number"]
     );
-    for variant in VARIANTS {
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    for variant in VARIANTS.iter().filter(|v| v.name.contains(only.as_str())) {
         let prefix = format!("bstore-{}-", std::process::id());
         let cfg = config(&prefix, variant.layout);
         let mut body = Vec::new();
@@ -329,6 +356,11 @@ fn main() {
                 assert_eq!(r["errors"], false, "{r}");
             }
             http.post(format!("{node}/{prefix}*/_refresh")).send().await.unwrap();
+            // With BENCH_SETTLE_SECONDS, the force merge waits for the shard's retention lease to
+            // move past the documents (synced every 30 s), so that the merge can drop the
+            // original source a node keeps for recovery when `_source` is filtered: the figure
+            // then is what a written index costs for the rest of its retention.
+            tokio::time::sleep(std::time::Duration::from_secs(knob("BENCH_SETTLE_SECONDS", 0))).await;
             let merged = http
                 .post(format!("{node}/{prefix}*/_forcemerge?max_num_segments=1"))
                 .timeout(std::time::Duration::from_secs(600))

@@ -182,6 +182,7 @@ pub struct RawHttp {
     pub max_body_bytes: Option<usize>,
     pub max_inflight_bytes: Option<usize>,
     pub max_concurrent_reads: Option<usize>,
+    pub read_share: Option<f64>,
     pub write_token_env: Option<String>,
     pub write_token_file: Option<PathBuf>,
     pub read_token_env: Option<String>,

@@ -223,6 +223,9 @@ pub struct HttpConfig {
     pub max_inflight_bytes: usize,
     /// Read requests served at once (the stored-data reads); others wait their turn.
     pub max_concurrent_reads: usize,
+    /// Seconds of read time allowed per second, summed over concurrent reads, past a saved-up
+    /// burst (see `query::budget`).
+    pub read_share: f64,
     /// The bearer token the ingest routes require, when set.
     pub write_token: Option<SecretSource>,
     /// The bearer token the read routes require, when set.

@@ -17,6 +17,7 @@ use crate::errors::Chain;
 use crate::maintain::indices::IndexList;
 use crate::maintain::plan::archive_spans;
 use crate::persist::backend::{BackendError, SearchBackend};
+use crate::query::budget::ReadBudget;
 use crate::query::filter::{instant, BadParam, GroupBy, SeriesSelector};
 use crate::query::metrics::{
     direct_query, document_sketch, fill_percentiles, histograms_of, parse_percentile, parse_stats,
@@ -279,26 +280,64 @@ pub(crate) fn router<B: SearchBackend, C: Clock>(state: QueryState<B, C>, token:
         .route("/v1/series", get(series::<B, C>))
         .route("/v1/archives", get(archives::<B, C>))
         .route_layer(axum::middleware::from_fn_with_state(
-            Arc::new(tokio::sync::Semaphore::new(
+            Arc::new(ReadGate::new(
                 state.config.http.max_concurrent_reads,
+                state.config.http.read_share,
+                state.clock.clone(),
             )),
-            one_of_few,
+            one_of_few::<C>,
         ))
         .route_layer(axum::middleware::from_fn_with_state(token, require_token))
         .merge(crate::query::page::router())
         .with_state(state)
 }
 
-/// Lets a read run once one of `http.max_concurrent_reads` turns is free: readers queue rather
-/// than take the cores ingest needs.
-async fn one_of_few(
-    State(turns): State<Arc<tokio::sync::Semaphore>>,
+/// What a read waits for: one of `http.max_concurrent_reads` turns, and the read-time budget
+/// of `http.read_share` (see [`crate::query::budget`]).
+struct ReadGate<C> {
+    turns: tokio::sync::Semaphore,
+    budget: std::sync::Mutex<ReadBudget>,
+    clock: Arc<C>,
+}
+
+impl<C: Clock> ReadGate<C> {
+    fn new(turns: usize, share: f64, clock: Arc<C>) -> Self {
+        let budget = ReadBudget::new(share, clock.now());
+        Self {
+            turns: tokio::sync::Semaphore::new(turns),
+            budget: std::sync::Mutex::new(budget),
+            clock,
+        }
+    }
+
+    fn budget(&self) -> std::sync::MutexGuard<'_, ReadBudget> {
+        // Bookkeeping only: a panic cannot leave it half-updated in a way that matters.
+        self.budget.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Lets a read run once a turn is free and the read budget is not in debt, and charges the
+/// budget for its time: readers queue rather than take the cores ingest needs.
+async fn one_of_few<C: Clock>(
+    State(gate): State<Arc<ReadGate<C>>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
     // The semaphore is never closed.
-    let _turn = turns.acquire().await;
-    next.run(request).await
+    let _turn = gate.turns.acquire().await;
+    loop {
+        let now = gate.clock.now();
+        let start = gate.budget().start_at(now);
+        if start <= now {
+            break;
+        }
+        gate.clock.sleep_until(start).await;
+    }
+    let began = gate.clock.now();
+    let response = next.run(request).await;
+    let ended = gate.clock.now();
+    gate.budget().spend(ended - began, ended);
+    response
 }
 
 /// `GET /v1/archives`: the configured archives, finest first as configured.
