@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 use strata::clock::ManualClock;
 use strata::config::Config;
 use strata::persist::template::index_template;
+use strata::persist::token::{token_text, WriteTokens};
 use strata::replay::{self, ReplayOptions};
 
 fn knob(name: &str, default: u64) -> u64 {
@@ -72,10 +73,6 @@ fn sorted(t: &mut Value) {
     index["sort.order"] = json!(["asc", "asc"]);
 }
 
-fn derived_out_of_source(t: &mut Value) {
-    t["template"]["mappings"]["_source"] = json!({"excludes": ["avg", "rate"]});
-}
-
 fn without_series(t: &mut Value) {
     if let Some(p) = t["template"]["mappings"]["properties"].as_object_mut() {
         p.remove("series");
@@ -106,33 +103,63 @@ fn drop_series_compact_id(action: &mut Value, doc: &mut Value) {
     compact_id(action, doc);
 }
 
-/// Statistics kept once, as doc values: left out of `_source` (reads, merges and restarts
-/// would take them from doc values instead).
-fn statistics_out_of_source(t: &mut Value) {
-    t["template"]["mappings"]["_source"] = json!({"excludes": STATISTICS});
+/// A random token per write, as the writer stamped them before (2026-12-01).
+fn random_token(_: &mut Value, doc: &mut Value) {
+    use std::hash::BuildHasher;
+    if doc.get("merge").is_none() {
+        return;
+    }
+    let n = doc["merge"]["w"].as_str().unwrap().to_string();
+    let random = std::collections::hash_map::RandomState::new().hash_one(n);
+    doc["merge"]["w"] = json!(token_text(random));
 }
 
-/// Statistics out of `_source`, no `series`, a 22-character id: the three together.
-fn lean(t: &mut Value) {
-    statistics_out_of_source(t);
-    without_series(t);
+/// The template before statistics left `_source` (2026-12-01).
+fn statistics_in_source(t: &mut Value) {
+    if let Some(m) = t["template"]["mappings"].as_object_mut() {
+        m.remove("_source");
+    }
 }
 
 fn synthetic_source(t: &mut Value) {
     t["template"]["settings"]["index"]["mapping.source.mode"] = json!("synthetic");
 }
 
-/// Each lever is measured alone on top of today's template and documents, but the last, which
-/// adds up the ones that saved bytes without a cost elsewhere.
-const VARIANTS: [Variant; 12] = [
+/// The template of 2026-11-30: statistics indexed for search and in `_source`.
+fn indexed_and_in_source(t: &mut Value) {
+    statistics_indexed(t);
+    statistics_in_source(t);
+}
+
+/// Synthetic source rebuilds `_source` from doc values; it takes no excludes.
+fn synthetic_source_alone(t: &mut Value) {
+    statistics_in_source(t);
+    synthetic_source(t);
+}
+
+/// Each lever is measured alone on top of today's template and documents; the first rows are
+/// the steps that led to today's.
+const VARIANTS: [Variant; 11] = [
     Variant {
-        name: "before: statistics indexed for search too",
+        name: "2026-11-30: statistics indexed, in _source, random tokens",
         layout: "strata",
-        template: statistics_indexed,
+        template: indexed_and_in_source,
+        document: random_token,
+    },
+    Variant {
+        name: "statistics as doc values only (not indexed)",
+        layout: "strata",
+        template: statistics_in_source,
+        document: random_token,
+    },
+    Variant {
+        name: "+ write tokens from a count",
+        layout: "strata",
+        template: statistics_in_source,
         document: unchanged_document,
     },
     Variant {
-        name: "strata now: statistics as doc values only",
+        name: "strata now: + statistics out of _source (doc values only)",
         layout: "strata",
         template: unchanged_template,
         document: unchanged_document,
@@ -147,12 +174,6 @@ const VARIANTS: [Variant; 12] = [
         name: "+ index sorted by series, time",
         layout: "strata",
         template: sorted,
-        document: unchanged_document,
-    },
-    Variant {
-        name: "+ avg and rate left out of _source (derivable)",
-        layout: "strata",
-        template: derived_out_of_source,
         document: unchanged_document,
     },
     Variant {
@@ -174,21 +195,9 @@ const VARIANTS: [Variant; 12] = [
         document: drop_series_compact_id,
     },
     Variant {
-        name: "+ statistics out of _source (doc values only)",
+        name: "synthetic _source instead (Elasticsearch 8; a paid feature)",
         layout: "strata",
-        template: statistics_out_of_source,
-        document: unchanged_document,
-    },
-    Variant {
-        name: "+ all three: statistics out of _source, no `series`, 22-char id",
-        layout: "strata",
-        template: lean,
-        document: drop_series_compact_id,
-    },
-    Variant {
-        name: "+ synthetic _source (Elasticsearch 8; a paid feature)",
-        layout: "strata",
-        template: synthetic_source,
+        template: synthetic_source_alone,
         document: unchanged_document,
     },
     Variant {
@@ -331,11 +340,16 @@ fn main() {
                 return;
             }
             let mut docs = 0u64;
+            let mut tokens = WriteTokens::new();
             for chunk in lines.chunks(2 * 5_000) {
                 let mut out = String::new();
                 for pair in chunk.chunks(2) {
                     let mut action: Value = serde_json::from_slice(pair[0]).unwrap();
                     let mut doc: Value = serde_json::from_slice(pair[1]).unwrap();
+                    // As the writer stamps each write (the dry run stamps none).
+                    if doc.get("merge").is_some() {
+                        doc["merge"]["w"] = json!(token_text(tokens.next_token()));
+                    }
                     (variant.document)(&mut action, &mut doc);
                     out.push_str(&action.to_string());
                     out.push('\n');
@@ -360,7 +374,12 @@ fn main() {
             // move past the documents (synced every 30 s), so that the merge can drop the
             // original source a node keeps for recovery when `_source` is filtered: the figure
             // then is what a written index costs for the rest of its retention.
-            tokio::time::sleep(std::time::Duration::from_secs(knob("BENCH_SETTLE_SECONDS", 0))).await;
+            let settle = knob("BENCH_SETTLE_SECONDS", 0);
+            if settle > 0 {
+                tokio::time::sleep(std::time::Duration::from_secs(settle)).await;
+                // A flush commits the retained sequence number the merge policy reads.
+                http.post(format!("{node}/{prefix}*/_flush?force=true")).send().await.unwrap();
+            }
             let merged = http
                 .post(format!("{node}/{prefix}*/_forcemerge?max_num_segments=1"))
                 .timeout(std::time::Duration::from_secs(600))

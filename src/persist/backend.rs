@@ -18,6 +18,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::config::{NodeAuth, NodeConfig};
+use crate::persist::document::STATISTICS_AS_DOC_VALUES;
 
 /// Why a call to the node failed.
 #[derive(Debug, thiserror::Error)]
@@ -143,7 +144,8 @@ pub trait SearchBackend: Send + Sync + 'static {
         body: Bytes,
     ) -> impl Future<Output = Result<Vec<ItemStatus>, BackendError>> + Send;
     /// Reads documents by (index, id) in one `_mget` (real time: the latest write, refreshed
-    /// or not); one answer per document, in order.
+    /// or not), with their statistics (`_source` and, where the index keeps them as doc values
+    /// only, the doc values); one answer per document, in order.
     fn mget(
         &self,
         docs: &[(String, String)],
@@ -333,6 +335,101 @@ struct BulkResponse {
     items: Vec<std::collections::HashMap<String, BulkItem>>,
 }
 
+/// The (index, id) pairs of an `_mget` body's documents.
+fn docs_asked(docs: &[Value]) -> Vec<(String, String)> {
+    docs.iter()
+        .map(|d| {
+            let text = |k: &str| d[k].as_str().unwrap_or_default().to_string();
+            (text("_index"), text("_id"))
+        })
+        .collect()
+}
+
+impl HttpBackend {
+    /// Completes the documents whose statistics are kept as doc values only (not in `_source`,
+    /// see `persist::template`): their indices are refreshed, then the documents are read again
+    /// by search, source, doc values and version together, so that what is merged and the
+    /// version a conditional write names belong to one state (the search sees at least the
+    /// state `_mget` saw). Documents with their statistics in `_source` (indices made before)
+    /// are returned as `_mget` read them.
+    async fn with_statistics(
+        &self,
+        asked: Vec<(String, String)>,
+        mut fetched: Vec<Fetched>,
+    ) -> Result<Vec<Fetched>, BackendError> {
+        let lacking: Vec<usize> = fetched
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| matches!(f, Fetched::Found { source, .. } if source.get("count").is_none()))
+            .map(|(i, _)| i)
+            .collect();
+        if lacking.is_empty() {
+            return Ok(fetched);
+        }
+        let indices: BTreeSet<&str> = lacking.iter().map(|&i| asked[i].0.as_str()).collect();
+        let pattern = indices.into_iter().collect::<Vec<_>>().join(",");
+        self.refresh(&pattern).await?;
+        let ids: Vec<&str> = lacking.iter().map(|&i| asked[i].1.as_str()).collect();
+        let body = serde_json::json!({
+            "size": ids.len(),
+            "query": {"ids": {"values": ids}},
+            "seq_no_primary_term": true,
+            "docvalue_fields": statistics_doc_values(),
+        });
+        let answer: Value = self.search(&pattern, &body).await?;
+        let mut found: BTreeMap<(&str, &str), &Value> = BTreeMap::new();
+        for hit in answer["hits"]["hits"].as_array().into_iter().flatten() {
+            if let (Some(index), Some(id)) = (hit["_index"].as_str(), hit["_id"].as_str()) {
+                found.insert((index, id), hit);
+            }
+        }
+        for i in lacking {
+            let (index, id) = (asked[i].0.as_str(), asked[i].1.as_str());
+            fetched[i] = match found.get(&(index, id)) {
+                Some(hit) => hit_with_doc_values(hit)?,
+                None => Fetched::Missing,
+            };
+        }
+        Ok(fetched)
+    }
+}
+
+/// The `docvalue_fields` that bring back the statistics left out of `_source`.
+fn statistics_doc_values() -> Vec<Value> {
+    STATISTICS_AS_DOC_VALUES
+        .iter()
+        .chain(["p*"].iter())
+        .map(|f| serde_json::json!(f))
+        .collect()
+}
+
+/// A search hit as a fetched document: its `_source` with the statistics its doc values hold.
+fn hit_with_doc_values(hit: &Value) -> Result<Fetched, BackendError> {
+    let incomplete = || BackendError::Status {
+        call: "_search".into(),
+        status: 500,
+        body: "a found document without its version or source".into(),
+    };
+    let (Some(seq_no), Some(primary_term)) =
+        (hit["_seq_no"].as_u64(), hit["_primary_term"].as_u64())
+    else {
+        return Err(incomplete());
+    };
+    let mut source = hit.get("_source").cloned().ok_or_else(incomplete)?;
+    if let (Some(doc), Some(fields)) = (source.as_object_mut(), hit["fields"].as_object()) {
+        for (field, values) in fields {
+            if let Some(v) = values.as_array().and_then(|v| v.first()) {
+                doc.insert(field.clone(), v.clone());
+            }
+        }
+    }
+    Ok(Fetched::Found {
+        seq_no,
+        primary_term,
+        source,
+    })
+}
+
 #[derive(Deserialize)]
 struct MgetResponse {
     docs: Vec<MgetDoc>,
@@ -496,11 +593,12 @@ impl SearchBackend for HttpBackend {
                 ),
             });
         }
-        response
+        let fetched: Vec<Fetched> = response
             .docs
             .into_iter()
             .map(MgetDoc::into_fetched)
-            .collect()
+            .collect::<Result<_, _>>()?;
+        self.with_statistics(docs_asked(&docs), fetched).await
     }
 
     async fn list_indices(&self, pattern: &str) -> Result<Vec<String>, BackendError> {

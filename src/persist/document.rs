@@ -24,7 +24,23 @@ use crate::config::{Config, DocumentLayout};
 use crate::consolidate::Closed;
 use crate::event::{self, MetricKind};
 use crate::naming::IndexNaming;
+use crate::persist::token::token_text;
 use crate::sketch::Sketch;
+
+/// The statistics kept once, as doc values: the template leaves them (and the percentile
+/// fields) out of `_source`, and reads that need them ask for their doc values. Storing each
+/// value twice was a third of a bucket's bytes (BENCHMARKS.md, storage).
+pub(crate) const STATISTICS_AS_DOC_VALUES: [&str; 9] = [
+    "count", "sum", "min", "max", "avg", "first", "last", "rate", "unique",
+];
+
+/// A statistic of a search hit: from its doc values when the search asked for them
+/// (`docvalue_fields`), else from its `_source` (indices made before the statistics left it).
+pub(crate) fn hit_statistic(hit: &serde_json::Value, field: &str) -> Option<f64> {
+    hit["fields"][field][0]
+        .as_f64()
+        .or_else(|| hit["_source"][field].as_f64())
+}
 
 /// What the encoder needs to know about an archive.
 #[derive(Debug, Clone)]
@@ -451,11 +467,6 @@ fn write_json<T: Serialize>(out: &mut Vec<u8>, value: &T) {
     // Serializing these plain structs into a Vec cannot fail.
     serde_json::to_writer(&mut *out, value).expect("serialize bulk line");
     out.push(b'\n');
-}
-
-/// A write token as stored in `merge.w`.
-pub(crate) fn token_text(token: u64) -> String {
-    format!("{token:016x}")
 }
 
 /// The readable form of a packed series key: `name{host="h",k="v",#label}` (just `name` when

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use serde_json::{json, Value};
 
 use crate::config::{percentile_field, Config, DocumentLayout};
+use crate::persist::document::STATISTICS_AS_DOC_VALUES;
 
 /// The template body for the configured naming and replicas.
 pub fn index_template(config: &Config) -> Value {
@@ -28,6 +29,9 @@ pub fn index_template(config: &Config) -> Value {
                 }
             },
             "mappings": {
+                // Each statistic is kept once, as doc values (what aggregations read), not also
+                // in `_source`; reads that need a document's statistics ask for its doc values.
+                "_source": {"excludes": source_excludes(config)},
                 "dynamic_templates": [
                     {"tags_as_keywords": {"path_match": "tags.*", "mapping": {"type": "keyword"}}},
                     {"percentiles_as_doubles": {"match_pattern": "regex", "match": "^p[0-9]+(_[0-9]+)?$", "mapping": {"type": "double", "index": false}}},
@@ -63,6 +67,24 @@ pub fn index_template(config: &Config) -> Value {
     template
 }
 
+/// The fields left out of `_source`: the statistics and the configured percentile fields.
+fn source_excludes(config: &Config) -> Vec<String> {
+    STATISTICS_AS_DOC_VALUES
+        .iter()
+        .map(|f| f.to_string())
+        .chain(percentile_fields(config))
+        .collect()
+}
+
+/// The `p<N>` fields of every archive's percentiles.
+fn percentile_fields(config: &Config) -> BTreeSet<String> {
+    config
+        .archives
+        .iter()
+        .flat_map(|a| a.percentiles.iter().map(|&p| percentile_field(p)))
+        .collect()
+}
+
 /// The node's field limit per index: strata's own fields, the percentile fields, and twice
 /// `consolidate.max_tag_keys` — the bound ingest keeps the distinct tag keys under, doubled for
 /// the keys an index may already hold when strata restarts with neither a log nor the node
@@ -70,12 +92,7 @@ pub fn index_template(config: &Config) -> Value {
 /// strata has acknowledged.
 fn field_limit(config: &Config, properties: &Value) -> usize {
     let own = properties.as_object().map_or(0, |p| p.len());
-    let percentiles: BTreeSet<String> = config
-        .archives
-        .iter()
-        .flat_map(|a| a.percentiles.iter().map(|&p| percentile_field(p)))
-        .collect();
-    own + percentiles.len() + 2 * config.consolidate.max_tag_keys
+    own + percentile_fields(config).len() + 2 * config.consolidate.max_tag_keys
 }
 
 #[cfg(test)]

@@ -11,7 +11,6 @@
 //! a 409 there means someone wrote in between: read and merge again.
 
 use std::collections::{BTreeMap, HashSet};
-use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +26,7 @@ use crate::errors::Chain;
 use crate::persist::backend::{BackendError, ItemStatus, SearchBackend};
 use crate::persist::document::{DocumentEncoder, Op, COMPANIONS_PER_BUCKET};
 use crate::persist::merge::{self, parse_document, Pending, Step};
+use crate::persist::token::WriteTokens;
 use crate::stats::Stats;
 
 /// Encoded items waiting to be sent: an NDJSON body and where each item ends in it, and the
@@ -183,26 +183,6 @@ fn judge_items(items: &[ItemStatus], stats: &Stats) -> Verdict {
     }
 }
 
-/// Tokens for the documents' `merge.w`: distinct per write, unpredictable across runs.
-struct Tokens {
-    hasher: std::collections::hash_map::RandomState,
-    next: u64,
-}
-
-impl Tokens {
-    fn new() -> Self {
-        Self {
-            hasher: std::collections::hash_map::RandomState::new(),
-            next: 0,
-        }
-    }
-
-    fn next(&mut self) -> u64 {
-        self.next += 1;
-        self.hasher.hash_one(self.next)
-    }
-}
-
 /// Batches documents and writes them with retries.
 pub(crate) struct BulkWriter<B> {
     backend: Arc<B>,
@@ -212,7 +192,7 @@ pub(crate) struct BulkWriter<B> {
     shutdown: CancellationToken,
     /// Set once shutdown starts: retries stop at this instant.
     give_up_at: Option<Instant>,
-    tokens: Tokens,
+    tokens: WriteTokens,
     /// Indices written to by this run; the first write to another one is announced here, so
     /// maintenance puts it under the aliases at once.
     indices: HashSet<String>,
@@ -243,7 +223,7 @@ impl<B: SearchBackend> BulkWriter<B> {
             stats,
             shutdown,
             give_up_at: None,
-            tokens: Tokens::new(),
+            tokens: WriteTokens::new(),
             indices: HashSet::new(),
             new_index: None,
             template: None,
@@ -325,7 +305,7 @@ impl<B: SearchBackend> BulkWriter<B> {
             batch.late.push(closed);
             return;
         }
-        let token = self.tokens.next();
+        let token = self.tokens.next_token();
         self.encoder
             .encode(&closed, Op::Create, token, &mut batch.body);
         batch.ends.push(batch.body.len());
@@ -511,7 +491,7 @@ impl<B: SearchBackend> BulkWriter<B> {
                         tracing::error!(reason = %why, series = %crate::persist::document::series_label(&p.ours.series), "cannot merge a bucket into its stored document; not written");
                     }
                     Step::Write(closed, op) => {
-                        let token = self.tokens.next();
+                        let token = self.tokens.next_token();
                         self.encoder.encode(&closed, op, token, &mut body);
                         ends.push(body.len());
                         if self.encoder.writes_companions() {

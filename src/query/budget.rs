@@ -91,7 +91,10 @@ mod tests {
             (allowed - 8..=allowed + 8).contains(&read_ms),
             "read {read_ms} ms of {allowed}"
         );
-        assert!(waited > 40_000, "the rest of the time was waiting: {waited}");
+        assert!(
+            waited > 40_000,
+            "the rest of the time was waiting: {waited}"
+        );
     }
 
     #[test]
@@ -100,7 +103,11 @@ mod tests {
         b.spend(1_000, 0);
         assert_eq!(b.start_at(0), 0, "a debt of zero is no debt");
         b.spend(500, 0);
-        assert_eq!(b.start_at(0), 1_000, "500 ms owed at half a second per second");
+        assert_eq!(
+            b.start_at(0),
+            1_000,
+            "500 ms owed at half a second per second"
+        );
         assert_eq!(b.start_at(3_600_000), 3_600_000);
         b.spend(1_500, 3_600_000);
         assert_eq!(

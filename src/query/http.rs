@@ -17,6 +17,7 @@ use crate::errors::Chain;
 use crate::maintain::indices::IndexList;
 use crate::maintain::plan::archive_spans;
 use crate::persist::backend::{BackendError, SearchBackend};
+use crate::persist::document::hit_statistic;
 use crate::query::budget::ReadBudget;
 use crate::query::filter::{instant, BadParam, GroupBy, SeriesSelector};
 use crate::query::metrics::{
@@ -687,8 +688,7 @@ async fn points_at<B: SearchBackend, C: Clock>(
         })
         .collect();
     filters.push(json!({"bool": {"should": buckets, "minimum_should_match": 1}}));
-    let body =
-        json!({"size": 100, "query": {"bool": {"filter": filters}}, "sort": [{"step": "asc"}]});
+    let body = json!({"size": 100, "query": {"bool": {"filter": filters}}, "sort": [{"step": "asc"}], "docvalue_fields": ["avg"]});
     let response = match s
         .backend
         .search(&s.config.index.naming.wildcard(), &body)
@@ -703,7 +703,7 @@ async fn points_at<B: SearchBackend, C: Clock>(
             hits.iter()
                 .map(|h| {
                     let d = &h["_source"];
-                    json!({"name": d["name"], "type": d["type"], "value": d["avg"], "timestamp": d["@timestamp"], "archive": d["archive"], "step": d["step"]})
+                    json!({"name": d["name"], "type": d["type"], "value": hit_statistic(h, "avg"), "timestamp": d["@timestamp"], "archive": d["archive"], "step": d["step"]})
                 })
                 .collect()
         })

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use crate::clock::EpochMillis;
 use crate::config::Config;
+use crate::persist::document::hit_statistic;
 use crate::query::filter::SeriesSelector;
 use crate::sketch::Sketch;
 
@@ -241,12 +242,10 @@ pub(crate) fn segment_query(
         "max": {"max": {"field": "max"}}
     });
     if stats.contains(&Stat::First) {
-        aggs["first_doc"] =
-            json!({"top_hits": {"size": 1, "sort": [{"@timestamp": "asc"}], "_source": ["first"]}})
+        aggs["first_doc"] = json!({"top_hits": {"size": 1, "sort": [{"@timestamp": "asc"}], "_source": false, "docvalue_fields": ["first"]}})
     }
     if stats.contains(&Stat::Last) {
-        aggs["last_doc"] =
-            json!({"top_hits": {"size": 1, "sort": [{"@timestamp": "desc"}], "_source": ["last"]}})
+        aggs["last_doc"] = json!({"top_hits": {"size": 1, "sort": [{"@timestamp": "desc"}], "_source": false, "docvalue_fields": ["last"]}})
     }
     let (first_bucket, last_bucket) = (seg.first_point(), seg.last_point());
     let histogram = json!({
@@ -435,8 +434,8 @@ pub(crate) fn points_from_histogram(
                 sum: b["sum"]["value"].as_f64().unwrap_or(0.0),
                 min: b["min"]["value"].as_f64(),
                 max: b["max"]["value"].as_f64(),
-                first: b["first_doc"]["hits"]["hits"][0]["_source"]["first"].as_f64(),
-                last: b["last_doc"]["hits"]["hits"][0]["_source"]["last"].as_f64(),
+                first: hit_statistic(&b["first_doc"]["hits"]["hits"][0], "first"),
+                last: hit_statistic(&b["last_doc"]["hits"]["hits"][0], "last"),
             };
             let coverage = (under.docs / expected).min(1.0);
             let values = under.values(stats, coverage, min_coverage);

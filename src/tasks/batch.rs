@@ -21,6 +21,7 @@ use crate::config::{Config, TaskConfig, TaskSchedule, TaskSelect};
 use crate::event::SeriesKey;
 use crate::maintain::plan::archive_spans;
 use crate::persist::backend::{BackendError, SearchBackend};
+use crate::persist::document::hit_statistic;
 use crate::stats::Stats;
 
 use super::alert::GroupLevel;
@@ -118,7 +119,7 @@ pub(crate) async fn read_series<B: SearchBackend>(
                         "size": 1,
                         "sort": [{"@timestamp": "desc"}],
                         "_source": ["name", "host", "tags", "last"],
-                        "docvalue_fields": [{"field": "@timestamp", "format": "epoch_millis"}]
+                        "docvalue_fields": [{"field": "@timestamp", "format": "epoch_millis"}, "last"]
                     }}
                 }
             }}
@@ -171,7 +172,7 @@ fn series_of(bucket: &Value) -> Option<(SeriesKey, Part, EpochMillis)> {
         sum: bucket["sum"]["value"].as_f64()?,
         min: bucket["min"]["value"].as_f64()?,
         max: bucket["max"]["value"].as_f64()?,
-        last: doc["last"].as_f64().unwrap_or(f64::NAN),
+        last: hit_statistic(hit, "last").unwrap_or(f64::NAN),
     };
     Some((SeriesKey::new(name, host, &mut tag_refs), part, time))
 }

@@ -341,3 +341,114 @@ async fn events_older_than_every_retention_expire_without_writing() {
     assert!(indices.contains(&format!("{p}1h-2025.04")), "{indices:?}");
     scope.cleanup().await;
 }
+
+/// Statistics are stored once, as doc values, in indices made from today's template; an index
+/// made before (statistics in `_source` too) keeps working beside it: both take late events
+/// exactly, and reads over both answer the same.
+#[tokio::test]
+async fn late_events_merge_into_indices_with_statistics_in_source_or_only_as_doc_values() {
+    let scope = Scope::new("mixed-source");
+    let archives = archive_20s();
+    let (old_day, new_day) = (ms("2026-03-01T10:00:00Z"), ms("2026-03-02T10:00:00Z"));
+    // The old day's index as an earlier strata made it, before this template: every statistic
+    // in `_source` as well.
+    let old_index = format!("{}20s-2026.03.01", scope.prefix);
+    let mut earlier = strata::persist::template::index_template(&scope.config(&archives, FAST));
+    let body = earlier["template"].as_object_mut().unwrap();
+    body["mappings"].as_object_mut().unwrap().remove("_source");
+    let (status, answer) = scope
+        .send(reqwest::Method::PUT, &format!("/{old_index}"), json!(body))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let clock = ManualClock::new(new_day + 5_000);
+    let running = start(&scope, &archives, FAST, &clock).await;
+    let timer = |t: i64, v: i64| gauge_at(t, v);
+    let first: Vec<String> = [old_day, new_day]
+        .iter()
+        .flat_map(|&t| [timer(t + 1_000, 4), timer(t + 2_000, 6)])
+        .collect();
+    let (status, body, _) = post(&scope, &running, &format!("[{}]", first.join(","))).await;
+    assert_eq!(status, 200, "{body}");
+    clock.set(new_day + 31_000);
+    assert_eq!(scope.wait_for_documents(2).await.len(), 2);
+
+    let raw_source = |index: String| {
+        let scope = &scope;
+        async move {
+            let (_, v) = scope
+                .send(
+                    reqwest::Method::POST,
+                    &format!("/{index}/_search"),
+                    json!({"query": {"match_all": {}}}),
+                )
+                .await;
+            v["hits"]["hits"][0]["_source"].clone()
+        }
+    };
+    let new_index = format!("{}20s-2026.03.02", scope.prefix);
+    assert_eq!(
+        raw_source(old_index.clone()).await["count"],
+        2,
+        "the old index keeps statistics in _source"
+    );
+    let new_source = raw_source(new_index.clone()).await;
+    for field in ["count", "sum", "min", "max", "avg", "first", "last"] {
+        assert!(
+            new_source.get(field).is_none(),
+            "{field} stored once: {new_source}"
+        );
+    }
+    assert_eq!(
+        new_source["name"], "lat",
+        "names, tags and merge fields stay in _source"
+    );
+
+    // Late for both buckets: each document is read back (from _source or doc values) and merged.
+    let late: Vec<String> = [old_day, new_day]
+        .iter()
+        .flat_map(|&t| [timer(t + 500, 1), timer(t + 19_000, 9)])
+        .collect();
+    let (status, body, _) = post(&scope, &running, &format!("[{}]", late.join(","))).await;
+    assert_eq!((status, &body["merged"]), (200, &json!(4)), "{body}");
+    let stats = stats_when(&running, Duration::from_secs(20), |s| s.docs_merged >= 2).await;
+    assert_eq!(stats.docs_merged, 2, "{stats:?}");
+    let docs = scope.documents().await;
+    assert_eq!(docs.len(), 2, "one document a bucket");
+    for doc in &docs {
+        assert_eq!(
+            stats_of(doc),
+            (4, 20.0, 1.0, 9.0, 5.0, 1.0, 9.0),
+            "count, sum, min, max, avg, first, last: {doc}"
+        );
+    }
+    assert!(raw_source(new_index).await.get("count").is_none());
+
+    // Reads over both kinds of index: first and last come from doc values where they must.
+    let (status, v) = get_json(
+        &scope,
+        format!(
+            "http://{}/v1/metrics?name=lat&from={old_day}&to={}&step=1d&stat=count,first,last,avg",
+            running.addr,
+            ms("2026-03-03T00:00:00Z")
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let values: Vec<&Value> = v["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| &p["values"])
+        .filter(|values| !values["count"].is_null())
+        .collect();
+    assert_eq!(
+        values,
+        [
+            &json!({"count": 4.0, "first": 1.0, "last": 9.0, "avg": 5.0}),
+            &json!({"count": 4.0, "first": 1.0, "last": 9.0, "avg": 5.0})
+        ],
+        "{v}"
+    );
+    running.stop().await.unwrap();
+    scope.cleanup().await;
+}

@@ -140,7 +140,7 @@ impl Scope {
     /// The documents, or the node's answer when the search failed (e.g. a shard still starting).
     pub async fn try_documents(&self) -> Result<Vec<Value>, Value> {
         self.refresh().await;
-        let body = json!({"size": 10000, "sort": [{"archive": "asc"}, {"name": "asc"}, {"@timestamp": "asc"}], "query": {"match_all": {}}});
+        let body = json!({"size": 10000, "sort": [{"archive": "asc"}, {"name": "asc"}, {"@timestamp": "asc"}], "query": {"match_all": {}}, "docvalue_fields": STATISTICS});
         let path = format!(
             "/{}*/_search?ignore_unavailable=true&allow_no_indices=true",
             self.prefix
@@ -153,7 +153,7 @@ impl Scope {
             .as_array()
             .unwrap()
             .iter()
-            .map(|h| h["_source"].clone())
+            .map(document_of)
             .collect())
     }
 
@@ -161,7 +161,8 @@ impl Scope {
     pub async fn documents_by_id(&self) -> Vec<(String, Value)> {
         self.refresh().await;
         // Sorted here: Elasticsearch 8 refuses to sort on `_id`.
-        let body = json!({"size": 10000, "query": {"match_all": {}}});
+        let body =
+            json!({"size": 10000, "query": {"match_all": {}}, "docvalue_fields": STATISTICS});
         let path = format!(
             "/{}*/_search?ignore_unavailable=true&allow_no_indices=true",
             self.prefix
@@ -172,7 +173,7 @@ impl Scope {
             .as_array()
             .unwrap()
             .iter()
-            .map(|h| (h["_id"].as_str().unwrap().to_string(), h["_source"].clone()))
+            .map(|h| (h["_id"].as_str().unwrap().to_string(), document_of(h)))
             .collect::<std::collections::BTreeMap<_, _>>()
             .into_iter()
             .collect()
@@ -441,4 +442,23 @@ pub async fn terminate(mut child: tokio::process::Child) {
         .expect("exits after SIGTERM")
         .unwrap();
     assert!(status.success(), "{status}");
+}
+
+/// The statistics strata keeps as doc values only (not in `_source`), and the percentile
+/// fields: what the document helpers ask the node for besides `_source`.
+const STATISTICS: [&str; 10] = [
+    "count", "sum", "min", "max", "avg", "first", "last", "rate", "unique", "p*",
+];
+
+/// A hit as the document strata wrote: its `_source` with the statistics from its doc values.
+pub fn document_of(hit: &Value) -> Value {
+    let mut doc = hit["_source"].clone();
+    if let (Some(d), Some(fields)) = (doc.as_object_mut(), hit["fields"].as_object()) {
+        for (field, values) in fields {
+            if let Some(v) = values.as_array().and_then(|v| v.first()) {
+                d.insert(field.clone(), v.clone());
+            }
+        }
+    }
+    doc
 }
