@@ -7,8 +7,10 @@
 //!
 //! The data set: BENCH_SERIES (50) series with one tag, a year of hourly buckets of three events
 //! each, plus a day of 20-second buckets (three events each) for a fifth of them. The documents
-//! are strata's own (`replay --dry-run`'s bulk body); a lever that changes the documents
-//! rewrites them here, so a row measures what that change would save before it is made.
+//! are strata's own (`replay --dry-run`'s bulk body, each stamped with a write token as the
+//! writer makes them); a lever that changes the documents rewrites them here, so a row measures
+//! what that change would save before it is made, and the first rows rebuild what strata
+//! stored before.
 //! BENCH_SETTLE_SECONDS (0) waits that long before the force merge (see there). BENCH_ONLY
 //! runs only the variants whose name contains it.
 //! BENCH_DISK_USAGE=1 also prints where the bytes go, field by field (Elasticsearch's
@@ -16,7 +18,6 @@
 
 use std::path::Path;
 
-use base64::Engine;
 use serde_json::{json, Value};
 use strata::clock::ManualClock;
 use strata::config::Config;
@@ -85,22 +86,25 @@ fn drop_series(_: &mut Value, doc: &mut Value) {
     }
 }
 
-fn compact_id(action: &mut Value, _: &mut Value) {
+/// The id as indices made before 2026-12-01 hold it: 32 hex digits of a 128-bit hash of
+/// series, archive and start (of the readable series here, which hashes alike).
+fn hashed_id(action: &mut Value, doc: &mut Value) {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(doc["series"].as_str().unwrap().as_bytes());
+    h.update(&[0]);
+    h.update(doc["archive"].as_str().unwrap().as_bytes());
+    h.update(&[0]);
+    h.update(doc["@timestamp"].as_str().unwrap().as_bytes());
     let meta = action
         .as_object_mut()
         .and_then(|a| a.values_mut().next())
         .unwrap();
-    let hex = meta["_id"].as_str().unwrap();
-    let bytes: Vec<u8> = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-        .collect();
-    meta["_id"] = json!(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes));
+    meta["_id"] = json!(format!("{:032x}", h.digest128()));
 }
 
-fn drop_series_compact_id(action: &mut Value, doc: &mut Value) {
-    drop_series(action, doc);
-    compact_id(action, doc);
+fn random_token_hashed_id(action: &mut Value, doc: &mut Value) {
+    random_token(action, doc);
+    hashed_id(action, doc);
 }
 
 /// A random token per write, as the writer stamped them before (2026-12-01).
@@ -139,27 +143,33 @@ fn synthetic_source_alone(t: &mut Value) {
 
 /// Each lever is measured alone on top of today's template and documents; the first rows are
 /// the steps that led to today's.
-const VARIANTS: [Variant; 11] = [
+const VARIANTS: [Variant; 10] = [
     Variant {
-        name: "2026-11-30: statistics indexed, in _source, random tokens",
+        name: "2026-11-30: statistics indexed and in _source, random tokens, hashed ids",
         layout: "strata",
         template: indexed_and_in_source,
-        document: random_token,
+        document: random_token_hashed_id,
     },
     Variant {
         name: "statistics as doc values only (not indexed)",
         layout: "strata",
         template: statistics_in_source,
-        document: random_token,
+        document: random_token_hashed_id,
     },
     Variant {
         name: "+ write tokens from a count",
         layout: "strata",
         template: statistics_in_source,
-        document: unchanged_document,
+        document: hashed_id,
     },
     Variant {
-        name: "strata now: + statistics out of _source (doc values only)",
+        name: "+ statistics out of _source (doc values only)",
+        layout: "strata",
+        template: unchanged_template,
+        document: hashed_id,
+    },
+    Variant {
+        name: "strata now: + ids led by the series (16 + 7 characters)",
         layout: "strata",
         template: unchanged_template,
         document: unchanged_document,
@@ -181,18 +191,6 @@ const VARIANTS: [Variant; 11] = [
         layout: "strata",
         template: without_series,
         document: drop_series,
-    },
-    Variant {
-        name: "+ 22-character id (base64url of the same 128 bits)",
-        layout: "strata",
-        template: unchanged_template,
-        document: compact_id,
-    },
-    Variant {
-        name: "+ no `series` and a 22-character id",
-        layout: "strata",
-        template: without_series,
-        document: drop_series_compact_id,
     },
     Variant {
         name: "synthetic _source instead (Elasticsearch 8; a paid feature)",

@@ -155,6 +155,12 @@ pub trait SearchBackend: Send + Sync + 'static {
         &self,
         pattern: &str,
     ) -> impl Future<Output = Result<Vec<String>, BackendError>> + Send;
+    /// The indices matching `pattern` whose mapping's `_meta` lacks `key`, sorted.
+    fn indices_without_meta(
+        &self,
+        pattern: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Vec<String>, BackendError>> + Send;
     /// Documents and bytes on disk of each index matching `pattern`, sorted by name.
     fn index_sizes(
         &self,
@@ -611,6 +617,25 @@ impl SearchBackend for HttpBackend {
         let mut names: Vec<String> = rows.into_iter().map(|r| r.index).collect();
         names.sort();
         Ok(names)
+    }
+
+    async fn indices_without_meta(
+        &self,
+        pattern: &str,
+        key: &str,
+    ) -> Result<Vec<String>, BackendError> {
+        // Listed first: an index made between the two calls is then not in the list, and so
+        // not taken for one without the key.
+        let listed = self.list_indices(pattern).await?;
+        let path = format!(
+            "/{pattern}/_mapping?ignore_unavailable=true&allow_no_indices=true&filter_path=*.mappings._meta.{key}"
+        );
+        let marked: BTreeMap<String, Value> =
+            decode("_mapping", &self.call_ok(Method::Get, &path, None).await?)?;
+        Ok(listed
+            .into_iter()
+            .filter(|index| !marked.contains_key(index))
+            .collect())
     }
 
     async fn index_sizes(&self, pattern: &str) -> Result<Vec<IndexSize>, BackendError> {

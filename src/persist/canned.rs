@@ -188,6 +188,15 @@ impl SearchBackend for CannedBackend {
         Ok(self.indices.lock().unwrap().clone())
     }
 
+    async fn indices_without_meta(
+        &self,
+        _pattern: &str,
+        _key: &str,
+    ) -> Result<Vec<String>, BackendError> {
+        // Canned nodes hold only indices made by today's template.
+        Ok(Vec::new())
+    }
+
     async fn index_sizes(&self, _pattern: &str) -> Result<Vec<IndexSize>, BackendError> {
         Ok(self
             .indices

@@ -62,7 +62,26 @@ pub(crate) struct DocumentEncoder {
     /// The write-ahead log whose positions go in `merge.logs` (0: none).
     log_id: u64,
     layout: DocumentLayout,
+    /// Indices made before ids led by the series: their documents keep [`IdForm::Hashed`] ids.
+    hashed_ids: std::collections::HashSet<String>,
 }
+
+/// How a bucket's document id is made. Both are deterministic per (series, archive, bucket
+/// start), which is what makes a write exactly once (a second `create` is a 409); an index
+/// keeps the form it was made with, so a bucket is never stored under two ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IdForm {
+    /// 32 hex digits of a 128-bit hash of the three (indices made before 2026-12-01).
+    Hashed,
+    /// 16 characters of a 96-bit hash of series and archive, then the bucket's number (start
+    /// over step, big-endian): a series' ids share their first 16 characters, which the node's
+    /// terms dictionary and stored-field compression keep once (BENCHMARKS.md, storage).
+    SeriesFirst,
+}
+
+/// The `_meta` key of the mapping that marks an index whose ids lead with the series (see
+/// `persist::template`).
+pub(crate) const SERIES_FIRST_IDS: &str = "strata_ids";
 
 /// samplerr's consolidation functions written as companion documents (`avg` is the bucket's
 /// own document).
@@ -277,7 +296,33 @@ impl DocumentEncoder {
                 .collect(),
             log_id: 0,
             layout: config.index.layout,
+            hashed_ids: Default::default(),
         }
+    }
+
+    /// Names the indices whose documents keep [`IdForm::Hashed`] ids (made before ids led by
+    /// the series); every other index gets [`IdForm::SeriesFirst`].
+    pub(crate) fn keep_hashed_ids(&mut self, indices: impl IntoIterator<Item = String>) {
+        self.hashed_ids = indices.into_iter().collect();
+    }
+
+    /// The index and the id of `closed`'s document.
+    fn index_and_id(&mut self, closed: &Closed) -> (String, String) {
+        let s = &closed.summary;
+        let index = self.index_for(closed.archive, s.start).to_string();
+        let form = if self.hashed_ids.contains(&index) {
+            IdForm::Hashed
+        } else {
+            IdForm::SeriesFirst
+        };
+        let info = &self.archives[closed.archive];
+        let id = document_id(form, &closed.series, &info.name, info.step_s, s.start);
+        (index, id)
+    }
+
+    /// The pattern every index of the archives matches.
+    pub(crate) fn index_pattern(&self) -> String {
+        self.naming.wildcard()
     }
 
     /// Whether each bucket also has companion documents (see the module's doc).
@@ -307,9 +352,7 @@ impl DocumentEncoder {
 
     /// The index and id of the document of `closed`.
     pub(crate) fn target(&mut self, closed: &Closed) -> (String, String) {
-        let s = &closed.summary;
-        let id = document_id(&closed.series, &self.archives[closed.archive].name, s.start);
-        (self.index_for(closed.archive, s.start).to_string(), id)
+        self.index_and_id(closed)
     }
 
     /// Appends the action line (`op`) and the document line of `closed`, stamped with `token`,
@@ -317,8 +360,8 @@ impl DocumentEncoder {
     pub(crate) fn encode(&mut self, closed: &Closed, op: Op, token: u64, out: &mut Vec<u8>) {
         let s = &closed.summary;
         let archive_name = self.archives[closed.archive].name.clone();
-        let id = document_id(&closed.series, &archive_name, s.start);
-        let index = self.index_for(closed.archive, s.start);
+        let (index, id) = self.index_and_id(closed);
+        let index = index.as_str();
         let (if_seq_no, if_primary_term) = match op {
             Op::Create => (None, None),
             Op::Replace {
@@ -400,8 +443,7 @@ impl DocumentEncoder {
         ends: &mut Vec<usize>,
     ) {
         let s = &closed.summary;
-        let id = document_id(&closed.series, &self.archives[closed.archive].name, s.start);
-        let index = self.index_for(closed.archive, s.start).to_string();
+        let (index, id) = self.index_and_id(closed);
         let timestamp = rfc3339(s.start);
         let info = &self.archives[closed.archive];
         for cfunc in COMPANIONS {
@@ -488,14 +530,34 @@ pub(crate) fn series_label(packed: &str) -> String {
 
 /// A stable id for (series, archive, bucket start): a retried or replayed write overwrites the
 /// same document instead of adding another.
-pub(crate) fn document_id(series: &str, archive: &str, start: EpochMillis) -> String {
+pub(crate) fn document_id(
+    form: IdForm,
+    series: &str,
+    archive: &str,
+    step_s: u64,
+    start: EpochMillis,
+) -> String {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     h.update(series.as_bytes());
     h.update(&[0]);
     h.update(archive.as_bytes());
-    h.update(&[0]);
-    h.update(&start.to_le_bytes());
-    format!("{:032x}", h.digest128())
+    match form {
+        IdForm::Hashed => {
+            h.update(&[0]);
+            h.update(&start.to_le_bytes());
+            format!("{:032x}", h.digest128())
+        }
+        IdForm::SeriesFirst => {
+            use base64::Engine;
+            let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            let series_hash = h.digest128().to_be_bytes();
+            // Buckets before 1970 (negative starts) keep their order too: offset by 2^39 steps.
+            let number = (start.div_euclid((step_s.max(1) * 1000) as i64) + (1 << 39)) as u64;
+            let mut id = b64.encode(&series_hash[..12]);
+            b64.encode_string(&number.to_be_bytes()[3..], &mut id);
+            id
+        }
+    }
 }
 
 #[cfg(test)]
@@ -543,7 +605,7 @@ mod tests {
             .collect();
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["create"]["_index"], "strata-20s-2016.03.17");
-        assert_eq!(lines[0]["create"]["_id"].as_str().unwrap().len(), 32);
+        assert_eq!(lines[0]["create"]["_id"].as_str().unwrap().len(), 23);
         let doc = &lines[1];
         assert_eq!(doc["@timestamp"], "2016-03-17T00:00:00Z");
         assert_eq!(doc["name"], "cpu");
@@ -719,12 +781,54 @@ mod tests {
     }
 
     #[test]
-    fn ids_are_stable_and_distinct() {
-        let a = document_id("cpu", "20s", 0);
-        assert_eq!(a, document_id("cpu", "20s", 0));
-        assert_ne!(a, document_id("cpu", "20s", 20_000));
-        assert_ne!(a, document_id("cpu", "10m", 0));
-        assert_ne!(a, document_id("cpu2", "20s", 0));
+    fn ids_are_stable_and_distinct_in_both_forms() {
+        for form in [IdForm::Hashed, IdForm::SeriesFirst] {
+            let id = |series, archive, start| document_id(form, series, archive, 20, start);
+            let a = id("cpu", "20s", 0);
+            assert_eq!(a, id("cpu", "20s", 0));
+            assert_ne!(a, id("cpu", "20s", 20_000));
+            assert_ne!(a, id("cpu", "10m", 0));
+            assert_ne!(a, id("cpu2", "20s", 0));
+        }
+        let hashed = document_id(IdForm::Hashed, "cpu", "20s", 20, 0);
+        assert_eq!(
+            hashed.len(),
+            32,
+            "as indices made before store them: {hashed}"
+        );
+    }
+
+    #[test]
+    fn series_first_ids_share_the_series_and_sort_by_time() {
+        let id = |series, start| document_id(IdForm::SeriesFirst, series, "20s", 20, start);
+        let t = 1_764_547_200_000;
+        let (a, b, before_1970) = (id("cpu", t), id("cpu", t + 20_000), id("cpu", -20_000));
+        assert_eq!((a.len(), b.len(), before_1970.len()), (23, 23, 23));
+        assert_eq!(a[..16], b[..16], "one series, one prefix");
+        assert_ne!(a[..16], id("mem", t)[..16]);
+        assert!(
+            before_1970 < id("cpu", 0) && a < b,
+            "the bucket's number is big-endian"
+        );
+        assert_eq!(
+            id("cpu", t + 19_999),
+            a,
+            "any instant of the bucket names it"
+        );
+    }
+
+    #[test]
+    fn an_index_made_before_keeps_hashed_ids() {
+        let mut enc = DocumentEncoder::new(&config());
+        let c = closed(1_458_172_800_000);
+        let (index, new_id) = enc.target(&c);
+        assert_eq!(new_id.len(), 23);
+        enc.keep_hashed_ids([index.clone()]);
+        let (same_index, old_id) = enc.target(&c);
+        assert_eq!((same_index, old_id.len()), (index, 32));
+        let mut out = Vec::new();
+        enc.encode(&c, Op::Create, 1, &mut out);
+        assert!(String::from_utf8(out).unwrap().contains(&old_id));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use serde_json::{json, Value};
 
 use crate::config::{percentile_field, Config, DocumentLayout};
-use crate::persist::document::STATISTICS_AS_DOC_VALUES;
+use crate::persist::document::{SERIES_FIRST_IDS, STATISTICS_AS_DOC_VALUES};
 
 /// The template body for the configured naming and replicas.
 pub fn index_template(config: &Config) -> Value {
@@ -32,6 +32,9 @@ pub fn index_template(config: &Config) -> Value {
                 // Each statistic is kept once, as doc values (what aggregations read), not also
                 // in `_source`; reads that need a document's statistics ask for its doc values.
                 "_source": {"excludes": source_excludes(config)},
+                // Marks an index whose document ids lead with the series (see
+                // `persist::document::IdForm`); indices without it keep hashed ids.
+                "_meta": {SERIES_FIRST_IDS: "series-first"},
                 "dynamic_templates": [
                     {"tags_as_keywords": {"path_match": "tags.*", "mapping": {"type": "keyword"}}},
                     {"percentiles_as_doubles": {"match_pattern": "regex", "match": "^p[0-9]+(_[0-9]+)?$", "mapping": {"type": "double", "index": false}}},

@@ -24,6 +24,7 @@ use crate::config::PersistConfig;
 use crate::consolidate::Closed;
 use crate::errors::Chain;
 use crate::persist::backend::{BackendError, ItemStatus, SearchBackend};
+use crate::persist::document::SERIES_FIRST_IDS;
 use crate::persist::document::{DocumentEncoder, Op, COMPANIONS_PER_BUCKET};
 use crate::persist::merge::{self, parse_document, Pending, Step};
 use crate::persist::token::WriteTokens;
@@ -260,6 +261,7 @@ impl<B: SearchBackend> BulkWriter<B> {
     /// Runs until `input` is closed and everything received has been written (or, after shutdown
     /// began, `shutdown_timeout` has passed).
     pub(crate) async fn run(mut self, mut input: mpsc::Receiver<Closed>) {
+        self.learn_id_forms().await;
         let mut batch = Batch::default();
         let mut deadline: Option<Instant> = None;
         loop {
@@ -382,6 +384,45 @@ impl<B: SearchBackend> BulkWriter<B> {
     async fn write_companions(&mut self, mut companions: Companions) {
         if !companions.ends.is_empty() {
             self.write(companions.take()).await;
+        }
+    }
+
+    /// Asks the node which indices were made before ids led by the series, so that their
+    /// buckets keep the ids they were stored under (see `persist::document::IdForm`); retried
+    /// while the node is away, as every write must wait for it anyway. Indices made later come
+    /// from today's template. Gives up (leaving every index to the new form) only once
+    /// shutdown's deadline has passed, when nothing more is written.
+    async fn learn_id_forms(&mut self) {
+        let pattern = self.encoder.index_pattern();
+        let mut attempt = 0;
+        loop {
+            match self
+                .backend
+                .indices_without_meta(&pattern, SERIES_FIRST_IDS)
+                .await
+            {
+                Ok(hashed) => {
+                    if !hashed.is_empty() {
+                        tracing::info!(
+                            indices = hashed.len(),
+                            "indices made before ids led by the series keep their hashed ids"
+                        );
+                    }
+                    self.encoder.keep_hashed_ids(hashed);
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %Chain(&e), "cannot read the indices' id forms; will retry");
+                    self.stats.set_last_error(Some(format!(
+                        "cannot read the indices' id forms: {}",
+                        Chain(&e)
+                    )));
+                }
+            }
+            if !self.back_off(attempt).await {
+                return;
+            }
+            attempt += 1;
         }
     }
 

@@ -342,20 +342,23 @@ async fn events_older_than_every_retention_expire_without_writing() {
     scope.cleanup().await;
 }
 
-/// Statistics are stored once, as doc values, in indices made from today's template; an index
-/// made before (statistics in `_source` too) keeps working beside it: both take late events
-/// exactly, and reads over both answer the same.
+/// Statistics are stored once, as doc values, and ids lead with the series in indices made from
+/// today's template; an index made before (statistics in `_source` too, hashed ids) keeps
+/// working beside it: both take late events exactly, into the one document of each bucket, and
+/// reads over both answer the same.
 #[tokio::test]
-async fn late_events_merge_into_indices_with_statistics_in_source_or_only_as_doc_values() {
+async fn late_events_merge_into_indices_made_before_and_after_the_lean_documents() {
     let scope = Scope::new("mixed-source");
     let archives = archive_20s();
     let (old_day, new_day) = (ms("2026-03-01T10:00:00Z"), ms("2026-03-02T10:00:00Z"));
     // The old day's index as an earlier strata made it, before this template: every statistic
-    // in `_source` as well.
+    // in `_source` as well, and no mark of ids led by the series.
     let old_index = format!("{}20s-2026.03.01", scope.prefix);
     let mut earlier = strata::persist::template::index_template(&scope.config(&archives, FAST));
     let body = earlier["template"].as_object_mut().unwrap();
-    body["mappings"].as_object_mut().unwrap().remove("_source");
+    let mappings = body["mappings"].as_object_mut().unwrap();
+    mappings.remove("_source");
+    mappings.remove("_meta");
     let (status, answer) = scope
         .send(reqwest::Method::PUT, &format!("/{old_index}"), json!(body))
         .await;
@@ -422,6 +425,26 @@ async fn late_events_merge_into_indices_with_statistics_in_source_or_only_as_doc
         );
     }
     assert!(raw_source(new_index).await.get("count").is_none());
+    let mut id_lengths: Vec<(String, usize)> = scope
+        .documents_by_id()
+        .await
+        .into_iter()
+        .map(|(id, d)| {
+            (
+                d["@timestamp"].as_str().unwrap()[..10].to_string(),
+                id.len(),
+            )
+        })
+        .collect();
+    id_lengths.sort();
+    assert_eq!(
+        id_lengths,
+        [
+            ("2026-03-01".to_string(), 32),
+            ("2026-03-02".to_string(), 23)
+        ],
+        "the old index keeps hashed ids, the new one leads them with the series"
+    );
 
     // Reads over both kinds of index: first and last come from doc values where they must.
     let (status, v) = get_json(
