@@ -137,9 +137,19 @@ async fn writes_and_reads_go_through_tls_and_basic_auth() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(docs.len(), 1, "{docs:?}");
+    // The statistics are kept as doc values only (not in `_source`).
+    let hit = backend
+        .search(
+            &pattern,
+            &json!({"query": {"match_all": {}}, "docvalue_fields": ["count", "sum"]}),
+        )
+        .await
+        .unwrap();
+    let fields = &hit["hits"]["hits"][0]["fields"];
     assert_eq!(
-        (docs[0]["count"].as_u64(), docs[0]["sum"].as_f64()),
-        (Some(2), Some(4.0))
+        (fields["count"][0].as_u64(), fields["sum"][0].as_f64()),
+        (Some(2), Some(4.0)),
+        "{hit}"
     );
 
     // strata's own read API queries the node through the same client.
