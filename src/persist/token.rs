@@ -5,8 +5,8 @@ use std::hash::BuildHasher;
 
 /// Tokens distinct per write (a count) and unlike another run's or another writer's (a random
 /// start). Consecutive tokens share their leading digits, so the node's block compression keeps
-/// one in about a byte: random tokens (a hash per write, as before) cost about 8 bytes of each
-/// stored bucket, which nothing else in it repeats.
+/// one in about a byte: random tokens (a hash per write, as before) cost about 11 bytes of each
+/// stored bucket (BENCHMARKS.md, storage).
 pub struct WriteTokens {
     last: u64,
 }

@@ -1,7 +1,7 @@
 //! The share of time reads of stored data may take, so that dashboards cannot starve ingest.
 //!
 //! On a small machine a read's cost is mostly the node's (a one-hour read took the node about
-//! 1.6 ms of CPU here; twenty readers asking back to back cost HTTP ingest a third of its rate,
+//! 1.6 ms of CPU here; twenty readers asking back to back cost HTTP ingest 21–39 % of its rate,
 //! see BENCHMARKS.md), and bounding reads at once is not enough: one read after another keeps a
 //! core busy. So reads also draw on a budget of time: it fills at `share` seconds per second up
 //! to [`BURST_MS`], a read starts only while the budget is not in debt, and pays for the time it
